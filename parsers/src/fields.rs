@@ -1,0 +1,237 @@
+//! Field mapping: which keys of a structured record hold the time, service, level, status,
+//! trace id, span ids and message. Keys are dotted paths, so `service.name` matches both
+//! `{"service.name": ..}` and `{"service": {"name": ..}}`.
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+/// The fields logheal extracts from every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Field {
+    Ts,
+    Level,
+    Service,
+    Status,
+    TraceId,
+    SpanId,
+    ParentSpanId,
+    Message,
+    /// An extra field a rule matches on, by index into [`FieldNames::extra`].
+    Extra(u16),
+}
+
+/// Candidate key paths per field, in order of preference. The defaults cover the flat
+/// convention, Elastic Common Schema and the OpenTelemetry log data model; names given in
+/// configuration are tried before them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FieldNames {
+    pub ts: Vec<String>,
+    pub level: Vec<String>,
+    pub service: Vec<String>,
+    pub status: Vec<String>,
+    pub trace_id: Vec<String>,
+    pub span_id: Vec<String>,
+    pub parent_span_id: Vec<String>,
+    pub message: Vec<String>,
+    /// Further keys to capture for rules that match on them (`select.fields`).
+    #[serde(skip)]
+    pub extra: Vec<String>,
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        FieldNames {
+            ts: strings(&[
+                "ts",
+                "time",
+                "timestamp",
+                "@timestamp",
+                "time_unix_nano",
+                "timeUnixNano",
+            ]),
+            level: strings(&[
+                "level",
+                "log.level",
+                "severity_text",
+                "severityText",
+                "severity",
+                "lvl",
+            ]),
+            service: strings(&[
+                "service",
+                "service.name",
+                "resource.service.name",
+                "resource.attributes.service.name",
+            ]),
+            status: strings(&[
+                "status",
+                "status_code",
+                "http.response.status_code",
+                "http.status_code",
+                "attributes.http.response.status_code",
+                "attributes.http.status_code",
+            ]),
+            trace_id: strings(&["trace_id", "trace.id", "traceId", "traceID"]),
+            span_id: strings(&["span_id", "span.id", "spanId", "spanID"]),
+            parent_span_id: strings(&["parent_span_id", "parent.id", "parentSpanId", "parent_id"]),
+            message: strings(&["msg", "message", "body", "body.stringValue"]),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl FieldNames {
+    /// These names with `custom` tried first for every field that `custom` names.
+    pub fn with_overrides(custom: &FieldNames) -> FieldNames {
+        let mut out = FieldNames::default();
+        for (mine, theirs) in out.lists_mut().into_iter().zip(custom.lists()) {
+            let mut merged = theirs.clone();
+            merged.extend(mine.drain(..).filter(|n| !theirs.contains(n)));
+            *mine = merged;
+        }
+        out.extra = custom.extra.clone();
+        out
+    }
+
+    fn lists(&self) -> [&Vec<String>; 8] {
+        [
+            &self.ts,
+            &self.level,
+            &self.service,
+            &self.status,
+            &self.trace_id,
+            &self.span_id,
+            &self.parent_span_id,
+            &self.message,
+        ]
+    }
+
+    fn lists_mut(&mut self) -> [&mut Vec<String>; 8] {
+        [
+            &mut self.ts,
+            &mut self.level,
+            &mut self.service,
+            &mut self.status,
+            &mut self.trace_id,
+            &mut self.span_id,
+            &mut self.parent_span_id,
+            &mut self.message,
+        ]
+    }
+
+    /// Index of an extra field, adding it if new (rules call this while compiling).
+    pub fn extra_index(&mut self, path: &str) -> u16 {
+        let pos = self
+            .extra
+            .iter()
+            .position(|p| p == path)
+            .unwrap_or_else(|| {
+                self.extra.push(path.to_string());
+                self.extra.len() - 1
+            });
+        u16::try_from(pos).expect("fewer than 65536 extra fields")
+    }
+}
+
+/// What a dotted path means: a field (with its preference rank, lower wins) and/or the
+/// prefix of a longer candidate path (so the parser descends into it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathEntry {
+    pub field: Option<(Field, u8)>,
+    pub is_prefix: bool,
+}
+
+/// [`FieldNames`] compiled into one hash lookup per key.
+#[derive(Debug, Clone)]
+pub struct FieldIndex {
+    paths: FxHashMap<Box<str>, PathEntry>,
+}
+
+impl FieldIndex {
+    pub fn new(names: &FieldNames) -> Self {
+        let fields = [
+            Field::Ts,
+            Field::Level,
+            Field::Service,
+            Field::Status,
+            Field::TraceId,
+            Field::SpanId,
+            Field::ParentSpanId,
+            Field::Message,
+        ];
+        let mut paths: FxHashMap<Box<str>, PathEntry> = FxHashMap::default();
+        let named = fields.iter().zip(names.lists()).flat_map(|(f, list)| {
+            list.iter()
+                .enumerate()
+                .map(move |(rank, p)| (*f, rank, p.as_str()))
+        });
+        let extra = names
+            .extra
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (Field::Extra(i as u16), 0, p.as_str()));
+        for (field, rank, path) in named.chain(extra) {
+            let rank = u8::try_from(rank).unwrap_or(u8::MAX);
+            let entry = paths.entry(path.into()).or_default();
+            if entry.field.is_none_or(|(_, r)| rank < r) {
+                entry.field = Some((field, rank));
+            }
+            for (i, _) in path.match_indices('.') {
+                paths.entry(path[..i].into()).or_default().is_prefix = true;
+            }
+        }
+        FieldIndex { paths }
+    }
+
+    /// What `path` (a dotted key path) means, if anything.
+    #[inline]
+    pub fn lookup(&self, path: &str) -> Option<PathEntry> {
+        self.paths.get(path).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_ranks() {
+        let idx = FieldIndex::new(&FieldNames::default());
+        assert!(idx.lookup("resource").unwrap().is_prefix);
+        assert!(idx.lookup("resource.attributes").unwrap().is_prefix);
+        assert_eq!(idx.lookup("ts").unwrap().field, Some((Field::Ts, 0)));
+        assert_eq!(
+            idx.lookup("@timestamp").unwrap().field,
+            Some((Field::Ts, 3))
+        );
+        let service = idx.lookup("service").unwrap();
+        assert!(service.is_prefix && service.field == Some((Field::Service, 0)));
+        assert!(idx.lookup("user.id").is_none());
+    }
+
+    #[test]
+    fn overrides_come_first() {
+        let custom = FieldNames {
+            service: vec!["app".into(), "service".into()],
+            ..FieldNames {
+                ts: vec![],
+                level: vec![],
+                service: vec![],
+                status: vec![],
+                trace_id: vec![],
+                span_id: vec![],
+                parent_span_id: vec![],
+                message: vec![],
+                extra: vec![],
+            }
+        };
+        let merged = FieldNames::with_overrides(&custom);
+        assert_eq!(&merged.service[..3], &["app", "service", "service.name"]);
+        assert_eq!(merged.ts, FieldNames::default().ts);
+    }
+}

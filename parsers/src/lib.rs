@@ -1,0 +1,19 @@
+//! logheal-parsers: bytes of one log line → [`LogEvent`].
+//!
+//! Owns the line formats (JSON lines, logfmt / key=value, Loghub-style header patterns),
+//! the field mapping that finds time, service, level, status, trace and span ids and the
+//! message under the flat, Elastic Common Schema and OpenTelemetry conventions (or names
+//! given in configuration), and timestamp reading. Events borrow from the input line.
+
+mod event;
+pub mod fields;
+mod json;
+mod logfmt;
+mod parser;
+mod pattern;
+mod record;
+pub mod time;
+
+pub use event::{EventTime, Level, LogEvent};
+pub use fields::FieldNames;
+pub use parser::{LineParser, ParseError};
