@@ -1,1 +1,41 @@
-//! placeholder
+//! logheal-rules: the rule files SREs edit.
+//!
+//! Owns the YAML schema (`schema`), loading with `file:line:col` errors (`load`),
+//! validation into the compiled form the pipeline runs (`compile`, `model`) and the
+//! built-in reference rule (`examples/cross-service-503.yaml`).
+
+mod compile;
+mod load;
+mod model;
+mod schema;
+
+pub use compile::{
+    DEFAULT_ESCALATE_AFTER, DEFAULT_QUIET_PERIOD, DEFAULT_RECEIVER_TIMEOUT, DEFAULT_REOPEN_WITHIN,
+    DEFAULT_RETRIES,
+};
+pub use load::{builtin, load_paths, load_sources, BUILTIN_NAME, BUILTIN_RULES};
+pub use model::*;
+
+use std::fmt;
+
+/// One problem in a rule file, printed as `file:line:col: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub location: Location,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn new(location: Location, message: impl Into<String>) -> Self {
+        Diagnostic {
+            location,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}

@@ -1,0 +1,508 @@
+//! Validation: raw rule files → [`RuleSet`], collecting every error with its location
+//! instead of stopping at the first.
+
+use crate::model::*;
+use crate::schema::{self, in_file_order, RuleFile, S};
+use crate::Diagnostic;
+use globset::Glob;
+use logheal_parsers::{FieldNames, Level};
+use regex::Regex;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Defaults for keys a rule may leave out.
+pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(60);
+pub const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(300);
+pub const DEFAULT_ESCALATE_AFTER: Duration = Duration::from_secs(600);
+pub const DEFAULT_RECEIVER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// One parsed file, named for messages.
+pub(crate) struct SourceFile {
+    pub name: String,
+    pub content: RuleFile,
+}
+
+struct Compiler<'f> {
+    files: &'f [SourceFile],
+    errors: Vec<Diagnostic>,
+    field_names: FieldNames,
+}
+
+/// Checks and compiles the files as one set (receivers are shared between files).
+pub(crate) fn compile(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> {
+    let mut c = Compiler {
+        files,
+        errors: Vec::new(),
+        field_names: FieldNames::default(),
+    };
+    let receivers = c.receivers();
+    let mut rules = Vec::new();
+    let mut names = HashSet::new();
+    for (fi, file) in files.iter().enumerate() {
+        for spec in &file.content.rules {
+            if !names.insert(spec.name.as_str().to_owned()) {
+                c.error(
+                    fi,
+                    &spec.name,
+                    format!("rule {:?} is defined twice", &*spec.name),
+                );
+            }
+            if let Some(rule) = c.rule(fi, spec, &receivers) {
+                rules.push(rule);
+            }
+        }
+    }
+    if rules.is_empty() && c.errors.is_empty() {
+        let file = files
+            .first()
+            .map_or("<rules>".to_string(), |f| f.name.clone());
+        c.errors.push(Diagnostic::new(
+            Location {
+                file,
+                line: 1,
+                col: 1,
+            },
+            "no rules defined",
+        ));
+    }
+    if c.errors.is_empty() {
+        Ok(RuleSet {
+            rules,
+            receivers,
+            field_names: c.field_names,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+pub(crate) fn location_of<T>(file: &str, s: &S<T>) -> Location {
+    let (line, col) = s.span().start().map_or((1, 1), |m| (m.line(), m.column()));
+    Location {
+        file: file.to_string(),
+        line,
+        col,
+    }
+}
+
+impl<'f> Compiler<'f> {
+    fn error<T>(&mut self, file: usize, at: &S<T>, message: impl Into<String>) {
+        let loc = location_of(&self.files[file].name, at);
+        self.errors.push(Diagnostic::new(loc, message));
+    }
+
+    fn duration(&mut self, file: usize, s: &S<String>) -> Option<Duration> {
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    file,
+                    s,
+                    format!(
+                        "bad duration {:?}: {e} (write e.g. 500ms, 30s, 5m, 1h)",
+                        &**s
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration_or(&mut self, file: usize, s: &Option<S<String>>, default: Duration) -> Duration {
+        s.as_ref()
+            .map_or(Some(default), |s| self.duration(file, s))
+            .unwrap_or(default)
+    }
+
+    fn receivers(&mut self) -> Vec<Receiver> {
+        let mut out: Vec<Receiver> = Vec::new();
+        for (fi, file) in self.files.iter().enumerate() {
+            for (name, spec) in in_file_order(&file.content.receivers) {
+                if out.iter().any(|r| r.name == **name) {
+                    self.error(
+                        fi,
+                        name,
+                        format!("receiver {:?} is declared twice", &**name),
+                    );
+                    continue;
+                }
+                if let Some(r) = self.receiver(fi, name, spec) {
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    fn receiver(
+        &mut self,
+        fi: usize,
+        name: &S<String>,
+        spec: &schema::ReceiverSpec,
+    ) -> Option<Receiver> {
+        let kind = match spec.kind.as_str() {
+            "webhook" => Some(ReceiverKind::Webhook),
+            "slack" => Some(ReceiverKind::Slack),
+            other => {
+                self.error(
+                    fi,
+                    &spec.kind,
+                    format!("unknown receiver type {other:?} (expected webhook or slack)"),
+                );
+                None
+            }
+        };
+        if let Err(msg) = check_url(&spec.url) {
+            self.error(fi, &spec.url, msg);
+        }
+        if let Some(secret) = &spec.secret {
+            if !is_reference(secret) {
+                self.error(
+                    fi,
+                    secret,
+                    "secrets must come from the environment (${NAME}) or a file (file:/path), never the rule file",
+                );
+            }
+        }
+        for (header, value) in in_file_order(&spec.headers) {
+            if let Err(msg) = check_references(value) {
+                self.error(fi, value, format!("header {:?}: {msg}", &**header));
+            }
+        }
+        let method = spec
+            .method
+            .as_ref()
+            .map_or("POST".to_string(), |m| m.to_ascii_uppercase());
+        if !["POST", "PUT", "GET", "PATCH", "DELETE"].contains(&method.as_str()) {
+            let at = spec.method.as_ref().expect("non-default method");
+            self.error(fi, at, format!("unsupported method {method:?}"));
+        }
+        let timeout = self.duration_or(fi, &spec.timeout, DEFAULT_RECEIVER_TIMEOUT);
+        if timeout.is_zero() {
+            self.error(
+                fi,
+                spec.timeout.as_ref().expect("given"),
+                "timeout must be above zero",
+            );
+        }
+        Some(Receiver {
+            name: name.to_string(),
+            kind: kind?,
+            url: spec.url.to_string(),
+            method,
+            timeout,
+            retries: spec.retries.as_deref().copied().unwrap_or(DEFAULT_RETRIES),
+            secret: spec.secret.as_ref().map(|s| s.to_string()),
+            headers: in_file_order(&spec.headers)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    fn rule(&mut self, fi: usize, spec: &schema::RuleSpec, receivers: &[Receiver]) -> Option<Rule> {
+        let before = self.errors.len();
+        let name = spec.name.as_str();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.error(
+                fi,
+                &spec.name,
+                format!("rule name {name:?} must be letters, digits, '-', '_' or '.'"),
+            );
+        }
+        let select = self.selector(fi, &spec.select);
+        let correlate = self.correlation(fi, &spec.correlate);
+        let incident = self.incident(fi, &spec.incident, correlate.as_ref());
+        let actions = self.actions(fi, &spec.actions, receivers);
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Rule {
+            name: name.to_string(),
+            description: spec.description.clone().unwrap_or_default(),
+            select: select?,
+            correlate: correlate?,
+            incident,
+            actions,
+            location: location_of(&self.files[fi].name, &spec.name),
+        })
+    }
+
+    fn selector(&mut self, fi: usize, spec: &S<schema::SelectSpec>) -> Option<Selector> {
+        let mut status = Vec::new();
+        for s in &spec.status {
+            match parse_status(s) {
+                Some(range) => status.push(range),
+                None => self.error(
+                    fi,
+                    s,
+                    format!(
+                        "bad status {:?}: write a code from 100 to 599 or a class like 5xx",
+                        &**s
+                    ),
+                ),
+            }
+        }
+        let mut levels = Vec::new();
+        for l in &spec.level {
+            match Level::parse(l) {
+                Level::Unknown => self.error(fi, l, format!("unknown level {:?}", &**l)),
+                level => levels.push(level),
+            }
+        }
+        let mut services = Vec::new();
+        for g in &spec.service {
+            match Glob::new(g) {
+                Ok(glob) => services.push(glob.compile_matcher()),
+                Err(e) => self.error(fi, g, format!("bad service glob: {e}")),
+            }
+        }
+        let message = spec.message.as_ref().and_then(|m| match Regex::new(m) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                self.error(fi, m, format!("bad message regex: {e}"));
+                None
+            }
+        });
+        let fields: Vec<(u16, String)> = in_file_order(&spec.fields)
+            .into_iter()
+            .map(|(k, v)| (self.field_names.extra_index(k), v.to_string()))
+            .collect();
+        let empty = status.is_empty()
+            && levels.is_empty()
+            && services.is_empty()
+            && spec.message.is_none()
+            && fields.is_empty();
+        if empty {
+            self.error(
+                fi,
+                spec,
+                "select has no condition, so it would match every line",
+            );
+        }
+        Some(Selector {
+            status,
+            levels,
+            services,
+            message,
+            fields,
+        })
+    }
+
+    fn correlation(&mut self, fi: usize, spec: &S<schema::CorrelateSpec>) -> Option<Correlation> {
+        let key = match spec.by.as_ref().map(|b| b.as_str()) {
+            None | Some("trace_id") => CorrelationKey::TraceId,
+            Some("service") => CorrelationKey::Service,
+            Some(path) => CorrelationKey::Field(self.field_names.extra_index(path)),
+        };
+        let window = self.duration(fi, &spec.window);
+        if window.is_some_and(|w| w.is_zero()) {
+            self.error(fi, &spec.window, "window must be above zero");
+        }
+        let min_events = *spec.min_events;
+        if min_events == 0 {
+            self.error(fi, &spec.min_events, "min_events must be at least 1");
+        }
+        let min_services = spec.min_services.as_deref().copied().unwrap_or(1);
+        if let Some(ms) = &spec.min_services {
+            if **ms == 0 {
+                self.error(fi, ms, "min_services must be at least 1");
+            } else if **ms > min_events {
+                self.error(
+                    fi,
+                    ms,
+                    format!("impossible threshold: min_services ({}) exceeds min_events ({min_events}); each event comes from one service", **ms),
+                );
+            }
+            if key == CorrelationKey::Service && **ms > 1 {
+                self.error(
+                    fi,
+                    ms,
+                    "impossible threshold: correlating by service puts one service in each window",
+                );
+            }
+        }
+        Some(Correlation {
+            key,
+            window: window?,
+            min_events,
+            min_services,
+        })
+    }
+
+    fn incident(
+        &mut self,
+        fi: usize,
+        spec: &schema::IncidentSpec,
+        correlate: Option<&Correlation>,
+    ) -> IncidentPolicy {
+        let mut group_by = Vec::new();
+        for label in &spec.group_by {
+            match label.as_str() {
+                "root_service" => group_by.push(GroupLabel::RootService),
+                other => self.error(
+                    fi,
+                    label,
+                    format!("unknown group_by label {other:?} (known: root_service)"),
+                ),
+            }
+        }
+        let window = correlate.map_or(Duration::ZERO, |c| c.window);
+        let policy = IncidentPolicy {
+            group_by,
+            suspect_timeout: self.duration_or(fi, &spec.suspect_timeout, window),
+            quiet_period: self.duration_or(fi, &spec.quiet_period, DEFAULT_QUIET_PERIOD),
+            reopen_within: self.duration_or(fi, &spec.reopen_within, DEFAULT_REOPEN_WITHIN),
+            escalate_after: self.duration_or(fi, &spec.escalate_after, DEFAULT_ESCALATE_AFTER),
+        };
+        let positive = [
+            (
+                &spec.suspect_timeout,
+                policy.suspect_timeout,
+                "suspect_timeout",
+            ),
+            (&spec.quiet_period, policy.quiet_period, "quiet_period"),
+            (
+                &spec.escalate_after,
+                policy.escalate_after,
+                "escalate_after",
+            ),
+        ];
+        for (given, value, key) in positive {
+            if let (Some(at), true) = (given, value.is_zero()) {
+                self.error(fi, at, format!("{key} must be above zero"));
+            }
+        }
+        policy
+    }
+
+    fn actions(
+        &mut self,
+        fi: usize,
+        spec: &schema::ActionsSpec,
+        receivers: &[Receiver],
+    ) -> StateActions {
+        let mut seen = HashSet::new();
+        let mut list = |c: &mut Self, specs: &[schema::ActionSpec]| -> Vec<Action> {
+            specs
+                .iter()
+                .filter_map(|a| {
+                    if !seen.insert(a.name.as_str().to_owned()) {
+                        c.error(
+                            fi,
+                            &a.name,
+                            format!("action name {:?} is used twice in this rule", &*a.name),
+                        );
+                    }
+                    let receiver = receivers.iter().position(|r| r.name == *a.receiver);
+                    if receiver.is_none() {
+                        c.error(
+                            fi,
+                            &a.receiver,
+                            format!("undeclared receiver {:?}", &*a.receiver),
+                        );
+                    }
+                    let after = c.duration_or(fi, &a.after, Duration::ZERO);
+                    Some(Action {
+                        name: a.name.to_string(),
+                        receiver: receiver?,
+                        after,
+                    })
+                })
+                .collect()
+        };
+        StateActions {
+            suspected: list(self, &spec.suspected),
+            confirmed: list(self, &spec.confirmed),
+            recovering: list(self, &spec.recovering),
+            restored: list(self, &spec.restored),
+            escalated: list(self, &spec.escalated),
+        }
+    }
+}
+
+fn parse_status(s: &str) -> Option<(u16, u16)> {
+    let s = s.trim();
+    if let Some(class) = s.strip_suffix("xx").or_else(|| s.strip_suffix("XX")) {
+        let d: u16 = class.parse().ok().filter(|d| (1..=5).contains(d))?;
+        return Some((d * 100, d * 100 + 99));
+    }
+    let code: u16 = s.parse().ok().filter(|c| (100..=599).contains(c))?;
+    Some((code, code))
+}
+
+/// `${NAME}` or `file:PATH`: a value taken from outside the rule file.
+fn is_reference(s: &str) -> bool {
+    let s = s.trim();
+    let env = s
+        .strip_prefix("${")
+        .and_then(|r| r.strip_suffix('}'))
+        .is_some_and(is_env_name);
+    env || s.strip_prefix("file:").is_some_and(|p| !p.is_empty())
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Every `${...}` in `s` names a valid environment variable.
+fn check_references(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let Some(end) = rest[start..].find('}') else {
+            return Err("unclosed ${".into());
+        };
+        let name = &rest[start + 2..start + end];
+        if !is_env_name(name) {
+            return Err(format!("bad environment variable name {name:?}"));
+        }
+        rest = &rest[start + end + 1..];
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    check_references(url)?;
+    let url = url.trim();
+    if url.starts_with("${") || url.starts_with("file:") {
+        return Ok(());
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "url {url:?} must be http(s)://..., ${{ENV}} or file:/path"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_forms() {
+        assert_eq!(parse_status("503"), Some((503, 503)));
+        assert_eq!(parse_status("5xx"), Some((500, 599)));
+        assert_eq!(parse_status("600"), None);
+        assert_eq!(parse_status("6xx"), None);
+        assert_eq!(parse_status("abc"), None);
+    }
+
+    #[test]
+    fn references() {
+        assert!(is_reference("${LOGHEAL_WEBHOOK_SECRET}"));
+        assert!(is_reference("file:/run/secrets/key"));
+        assert!(!is_reference("hunter2"));
+        assert!(!is_reference("${1BAD}"));
+        assert!(check_url("https://hooks.example/${TOKEN}").is_ok());
+        assert!(check_url("${URL").is_err());
+        assert!(check_url("ftp://x").is_err());
+    }
+}

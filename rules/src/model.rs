@@ -1,0 +1,204 @@
+//! Compiled, validated rules: what the pipeline runs.
+
+use globset::GlobMatcher;
+use logheal_parsers::{FieldNames, Level, LogEvent};
+use regex::Regex;
+use std::fmt;
+use std::time::Duration;
+
+/// Where something was written: `file:line:col`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// A loaded, valid set of rules and the receivers they call.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub receivers: Vec<Receiver>,
+    /// Field names the parser must read, including the extra fields rules match on.
+    pub field_names: FieldNames,
+}
+
+impl RuleSet {
+    /// Index of the receiver called `name`.
+    pub fn receiver(&self, name: &str) -> Option<usize> {
+        self.receivers.iter().position(|r| r.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverKind {
+    Webhook,
+    Slack,
+}
+
+/// Somewhere actions are sent. URLs and secrets are references (`${ENV}` or `file:PATH`),
+/// resolved only when an action runs.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub name: String,
+    pub kind: ReceiverKind,
+    pub url: String,
+    pub method: String,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub secret: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub description: String,
+    pub select: Selector,
+    pub correlate: Correlation,
+    pub incident: IncidentPolicy,
+    pub actions: StateActions,
+    pub location: Location,
+}
+
+/// Which events a rule looks at. Every given condition must hold.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    /// Inclusive status ranges (`503` is 503..=503, `5xx` is 500..=599). Empty: any.
+    pub status: Vec<(u16, u16)>,
+    /// Empty: any level.
+    pub levels: Vec<Level>,
+    /// Empty: any service.
+    pub services: Vec<GlobMatcher>,
+    pub message: Option<Regex>,
+    /// (extra field index, required value).
+    pub fields: Vec<(u16, String)>,
+}
+
+impl Selector {
+    /// Whether `e` is one of this rule's events. Cheapest checks first.
+    #[inline]
+    pub fn matches(&self, e: &LogEvent<'_>) -> bool {
+        if !self.status.is_empty() {
+            let Some(code) = e.status else { return false };
+            if !self
+                .status
+                .iter()
+                .any(|&(lo, hi)| (lo..=hi).contains(&code))
+            {
+                return false;
+            }
+        }
+        if !self.levels.is_empty() && !self.levels.contains(&e.level) {
+            return false;
+        }
+        if !self.services.is_empty() {
+            let Some(service) = e.service.as_deref() else {
+                return false;
+            };
+            if !self.services.iter().any(|g| g.is_match(service)) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.message {
+            if !re.is_match(&e.message) {
+                return false;
+            }
+        }
+        self.fields
+            .iter()
+            .all(|(idx, want)| e.extra(*idx) == Some(want.as_str()))
+    }
+}
+
+/// What ties a rule's events together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorrelationKey {
+    TraceId,
+    Service,
+    /// An extra field, by index.
+    Field(u16),
+}
+
+#[derive(Debug, Clone)]
+pub struct Correlation {
+    pub key: CorrelationKey,
+    pub window: Duration,
+    pub min_events: u32,
+    pub min_services: u32,
+}
+
+/// Labels an incident can be grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupLabel {
+    /// The service whose failure came first in the chain.
+    RootService,
+}
+
+impl GroupLabel {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupLabel::RootService => "root_service",
+        }
+    }
+}
+
+/// How incidents of a rule open, resolve and escalate.
+#[derive(Debug, Clone)]
+pub struct IncidentPolicy {
+    pub group_by: Vec<GroupLabel>,
+    /// SUSPECTED with no confirming chain for this long goes back to NORMAL.
+    pub suspect_timeout: Duration,
+    /// RECOVERING or ESCALATED with no chain for this long becomes RESTORED.
+    pub quiet_period: Duration,
+    /// A chain this soon after RESTORED reopens the incident instead of a new one.
+    pub reopen_within: Duration,
+    /// Chains still arriving this long after recovery began: ESCALATED.
+    pub escalate_after: Duration,
+}
+
+/// The incident states that actions can be attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionState {
+    Suspected,
+    Confirmed,
+    Recovering,
+    Restored,
+    Escalated,
+}
+
+/// One call made when an incident enters a state.
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    /// Index into [`RuleSet::receivers`].
+    pub receiver: usize,
+    pub after: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StateActions {
+    pub suspected: Vec<Action>,
+    pub confirmed: Vec<Action>,
+    pub recovering: Vec<Action>,
+    pub restored: Vec<Action>,
+    pub escalated: Vec<Action>,
+}
+
+impl StateActions {
+    pub fn for_state(&self, state: ActionState) -> &[Action] {
+        match state {
+            ActionState::Suspected => &self.suspected,
+            ActionState::Confirmed => &self.confirmed,
+            ActionState::Recovering => &self.recovering,
+            ActionState::Restored => &self.restored,
+            ActionState::Escalated => &self.escalated,
+        }
+    }
+}
