@@ -1,1 +1,11 @@
-//! placeholder
+//! logheal-pipeline: from parsed events to incident decisions.
+//!
+//! Owns event time (`clock`), the per-trace correlator (`correlator`), the incident state
+//! machines (`incident`) and their registry (`registry`), the engine that wires them for
+//! one stream (`engine`), the records it emits (`record`), run statistics (`stats`) and
+//! the bounded line reader for files and stdin (`reader`).
+
+pub mod clock;
+pub mod correlator;
+pub mod incident;
+pub mod interner;

@@ -1,0 +1,308 @@
+//! The correlator: per-key (trace id) sliding windows on event time. The first selected
+//! event of a trace raises a suspicion; enough events from enough services inside one
+//! window raise a chain, once per trace. Traces expire when the watermark passes their
+//! window; a cap on live traces, with counted eviction of the least recently active,
+//! bounds memory under a flood of trace ids.
+
+use crate::interner::ServiceId;
+use logheal_parsers::EventTime;
+use logheal_rules::Correlation;
+use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+/// Events kept per trace; older ones are dropped first (the chain has long fired by then).
+const MAX_EVENTS_PER_TRACE: usize = 256;
+
+/// A cross-service failure chain found in one trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainSignal {
+    pub trace: Box<str>,
+    /// Distinct services in the order they first failed.
+    pub services: Vec<ServiceId>,
+    /// Selected events in the window when the chain was recognised.
+    pub events: u32,
+    pub first: EventTime,
+    pub last: EventTime,
+    /// The root-cause candidate: the service whose failure came first.
+    pub root: ServiceId,
+}
+
+/// What the correlator tells the incident layer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// The first selected event of a trace: `service` failed at `at`.
+    Suspect {
+        service: ServiceId,
+        at: EventTime,
+    },
+    Chain(ChainSignal),
+}
+
+/// Counters of the correlator's housekeeping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CorrelatorStats {
+    /// Traces whose window closed.
+    pub expired: u64,
+    /// Traces dropped early because the cap was reached.
+    pub evicted: u64,
+    pub chains: u64,
+}
+
+#[derive(Debug, Default)]
+struct Trace {
+    key: Box<str>,
+    generation: u32,
+    /// Sorted by time.
+    events: Vec<(EventTime, ServiceId)>,
+    newest: EventTime,
+    fired: bool,
+}
+
+/// Windows for one rule.
+#[derive(Debug)]
+pub struct Correlator {
+    window: Duration,
+    min_events: u32,
+    min_services: u32,
+    max_traces: usize,
+    index: FxHashMap<Box<str>, u32>,
+    slots: Vec<Trace>,
+    free: Vec<u32>,
+    /// (expiry time, slot, generation); entries for reused or extended slots are stale.
+    expiry: BinaryHeap<Reverse<(EventTime, u32, u32)>>,
+    pub stats: CorrelatorStats,
+}
+
+impl Correlator {
+    pub fn new(c: &Correlation, max_traces: usize) -> Self {
+        Correlator {
+            window: c.window,
+            min_events: c.min_events,
+            min_services: c.min_services,
+            max_traces: max_traces.max(1),
+            index: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            expiry: BinaryHeap::new(),
+            stats: CorrelatorStats::default(),
+        }
+    }
+
+    /// Traces currently held.
+    pub fn live_traces(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Adds one selected event of trace `key`; signals go to `out`.
+    pub fn observe(&mut self, key: &str, at: EventTime, service: ServiceId, out: &mut Vec<Signal>) {
+        let slot = match self.index.get(key) {
+            Some(&slot) => slot,
+            None => {
+                out.push(Signal::Suspect { service, at });
+                self.open(key)
+            }
+        };
+        let window = self.window;
+        let trace = &mut self.slots[slot as usize];
+        let pos = trace.events.partition_point(|(t, _)| *t <= at);
+        trace.events.insert(pos, (at, service));
+        trace.newest = trace.newest.max(at);
+        let horizon = trace.newest.minus(window);
+        let stale = trace.events.partition_point(|(t, _)| *t < horizon);
+        let over = trace.events.len().saturating_sub(MAX_EVENTS_PER_TRACE);
+        trace.events.drain(..stale.max(over));
+        self.expiry
+            .push(Reverse((trace.newest.plus(window), slot, trace.generation)));
+        if trace.fired || (trace.events.len() as u32) < self.min_events {
+            return;
+        }
+        let services = distinct_in_order(&trace.events);
+        if (services.len() as u32) < self.min_services {
+            return;
+        }
+        trace.fired = true;
+        self.stats.chains += 1;
+        let first = trace.events[0];
+        out.push(Signal::Chain(ChainSignal {
+            trace: trace.key.clone(),
+            root: first.1,
+            services,
+            events: trace.events.len() as u32,
+            first: first.0,
+            last: trace.newest,
+        }));
+    }
+
+    /// Closes every trace whose window ended before `watermark`.
+    pub fn expire(&mut self, watermark: EventTime) {
+        while let Some(&Reverse((at, slot, generation))) = self.expiry.peek() {
+            if at >= watermark {
+                break;
+            }
+            self.expiry.pop();
+            let trace = &self.slots[slot as usize];
+            if trace.generation == generation && trace.newest.plus(self.window) == at {
+                self.close(slot);
+                self.stats.expired += 1;
+            }
+        }
+    }
+
+    fn open(&mut self, key: &str) -> u32 {
+        if self.index.len() >= self.max_traces {
+            self.evict_least_recent();
+        }
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Trace::default());
+            (self.slots.len() - 1) as u32
+        });
+        let trace = &mut self.slots[slot as usize];
+        trace.key = key.into();
+        trace.generation = trace.generation.wrapping_add(1);
+        trace.events.clear();
+        trace.newest = EventTime::MIN;
+        trace.fired = false;
+        self.index.insert(key.into(), slot);
+        slot
+    }
+
+    fn evict_least_recent(&mut self) {
+        while let Some(Reverse((_, slot, generation))) = self.expiry.pop() {
+            let trace = &self.slots[slot as usize];
+            if trace.generation == generation && self.index.contains_key(&trace.key) {
+                self.close(slot);
+                self.stats.evicted += 1;
+                return;
+            }
+        }
+    }
+
+    fn close(&mut self, slot: u32) {
+        let trace = &mut self.slots[slot as usize];
+        self.index.remove(&trace.key);
+        trace.generation = trace.generation.wrapping_add(1);
+        trace.events.clear();
+        self.free.push(slot);
+    }
+}
+
+fn distinct_in_order(events: &[(EventTime, ServiceId)]) -> Vec<ServiceId> {
+    let mut out: Vec<ServiceId> = Vec::with_capacity(4);
+    for (_, s) in events {
+        if !out.contains(s) {
+            out.push(*s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logheal_rules::CorrelationKey;
+
+    fn correlator(max_traces: usize) -> Correlator {
+        let c = Correlation {
+            key: CorrelationKey::TraceId,
+            window: Duration::from_secs(30),
+            min_events: 3,
+            min_services: 2,
+        };
+        Correlator::new(&c, max_traces)
+    }
+
+    fn s(n: i64) -> EventTime {
+        EventTime(n * 1_000_000_000)
+    }
+
+    const A: ServiceId = ServiceId(0);
+    const B: ServiceId = ServiceId(1);
+    const C: ServiceId = ServiceId(2);
+
+    fn chains(out: &[Signal]) -> Vec<&ChainSignal> {
+        out.iter()
+            .filter_map(|s| match s {
+                Signal::Chain(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn three_events_two_services_make_one_chain_rooted_at_the_earliest() {
+        let mut c = correlator(10);
+        let mut out = Vec::new();
+        c.observe("t1", s(2), B, &mut out);
+        c.observe("t1", s(1), A, &mut out);
+        c.observe("t1", s(3), C, &mut out);
+        c.observe("t1", s(4), C, &mut out);
+        let found = chains(&out);
+        assert_eq!(found.len(), 1, "one chain per trace");
+        assert_eq!(found[0].root, A);
+        assert_eq!(found[0].services, vec![A, B, C]);
+        assert_eq!(
+            (found[0].first, found[0].last, found[0].events),
+            (s(1), s(3), 3)
+        );
+        assert_eq!(
+            out[0],
+            Signal::Suspect {
+                service: B,
+                at: s(2)
+            }
+        );
+    }
+
+    #[test]
+    fn one_service_or_too_few_or_too_spread_is_no_chain() {
+        let mut c = correlator(10);
+        let mut out = Vec::new();
+        for i in 0..5 {
+            c.observe("same-service", s(i), A, &mut out);
+        }
+        c.observe("two", s(0), A, &mut out);
+        c.observe("two", s(1), B, &mut out);
+        c.observe("spread", s(0), A, &mut out);
+        c.observe("spread", s(20), B, &mut out);
+        c.observe("spread", s(40), C, &mut out);
+        assert!(chains(&out).is_empty());
+    }
+
+    #[test]
+    fn traces_expire_after_the_window_and_the_cap_evicts() {
+        let mut c = correlator(2);
+        let mut out = Vec::new();
+        c.observe("a", s(0), A, &mut out);
+        c.observe("b", s(1), A, &mut out);
+        c.observe("c", s(2), A, &mut out);
+        assert_eq!(c.live_traces(), 2);
+        assert_eq!(c.stats.evicted, 1);
+        c.expire(s(32));
+        assert_eq!(
+            c.live_traces(),
+            1,
+            "b closed when the watermark passed 31s; c is open until 32s is passed"
+        );
+        c.expire(s(100));
+        assert_eq!((c.live_traces(), c.stats.expired), (0, 2));
+        // A key that expired starts a fresh window (and a fresh suspicion).
+        out.clear();
+        c.observe("a", s(101), A, &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_of_trace_ids_stays_within_the_cap() {
+        let mut c = correlator(1000);
+        let mut out = Vec::new();
+        for i in 0..100_000 {
+            c.observe(&format!("t{i}"), s(i / 1000), A, &mut out);
+            out.clear();
+        }
+        assert_eq!(c.live_traces(), 1000);
+        assert_eq!(c.stats.evicted, 99_000);
+        assert!(c.slots.len() <= 1000);
+    }
+}
