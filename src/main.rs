@@ -1,1 +1,45 @@
-fn main() {}
+//! logheal: watches service log streams, correlates cross-service failures by trace and
+//! drives one state machine per incident. This crate is the command line only: argument
+//! parsing and wiring; the work lives in the `logheal-*` crates.
+
+mod check;
+mod replay;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "logheal", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline over log files or stdin in event time; print incident transitions
+    /// and the actions that would be called (nothing is called).
+    Replay(replay::Args),
+    /// Validate rule files; print `file:line:col: message` per error.
+    Check {
+        /// Rule files or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(&args),
+        Command::Check { paths } => Ok(check::run(&paths)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("logheal: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -5,7 +5,17 @@
 //! one stream (`engine`), the records it emits (`record`), run statistics (`stats`) and
 //! the bounded line reader for files and stdin (`reader`).
 
+pub mod agenda;
 pub mod clock;
 pub mod correlator;
+pub mod engine;
 pub mod incident;
 pub mod interner;
+pub mod reader;
+pub mod record;
+pub mod registry;
+pub mod stats;
+
+pub use engine::{Engine, EngineConfig};
+pub use record::Record;
+pub use stats::{SkipReason, Stats};

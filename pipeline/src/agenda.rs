@@ -1,0 +1,177 @@
+//! The agenda: what is due at which event time — incident deadlines and delayed
+//! actions — in a deterministic order (time, then actions before timers, then the order
+//! they were scheduled).
+
+use crate::incident::IncidentState;
+use crate::registry::IncidentKey;
+use logheal_parsers::EventTime;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+/// An action waiting for its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAction {
+    pub due: EventTime,
+    pub key: IncidentKey,
+    pub incident: Arc<str>,
+    /// The transition that scheduled it; leaving that state cancels it.
+    pub seq: u32,
+    pub state: IncidentState,
+    /// Index into the rule's actions for `state`.
+    pub action: usize,
+    order: u64,
+}
+
+/// Something that has come due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    Action(PendingAction),
+    Timeout {
+        at: EventTime,
+        key: IncidentKey,
+        generation: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct Agenda {
+    timers: BinaryHeap<Reverse<(EventTime, u64, IncidentKey, u64)>>,
+    /// Sorted by (due, order); few at a time, so a vector.
+    actions: Vec<PendingAction>,
+    order: u64,
+}
+
+impl Agenda {
+    fn next_order(&mut self) -> u64 {
+        self.order += 1;
+        self.order
+    }
+
+    pub fn timer(&mut self, at: EventTime, key: IncidentKey, generation: u64) {
+        let order = self.next_order();
+        self.timers.push(Reverse((at, order, key, generation)));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn action(
+        &mut self,
+        due: EventTime,
+        key: IncidentKey,
+        incident: Arc<str>,
+        seq: u32,
+        state: IncidentState,
+        action: usize,
+    ) {
+        let order = self.next_order();
+        let pending = PendingAction {
+            due,
+            key,
+            incident,
+            seq,
+            state,
+            action,
+            order,
+        };
+        let pos = self
+            .actions
+            .partition_point(|a| (a.due, a.order) <= (due, order));
+        self.actions.insert(pos, pending);
+    }
+
+    /// Removes and returns the actions of `key` scheduled by a transition other than `seq`.
+    pub fn cancel_stale(&mut self, key: IncidentKey, seq: u32) -> Vec<PendingAction> {
+        let (gone, kept) = std::mem::take(&mut self.actions)
+            .into_iter()
+            .partition(|a| a.key == key && a.seq != seq);
+        self.actions = kept;
+        gone
+    }
+
+    /// Whether any action of `key` from transition `seq` is still waiting.
+    pub fn has_pending(&self, key: IncidentKey, seq: u32) -> bool {
+        self.actions.iter().any(|a| a.key == key && a.seq == seq)
+    }
+
+    /// The earliest thing due at or before `until`, removed from the agenda.
+    pub fn pop_due(&mut self, until: EventTime) -> Option<Due> {
+        let action_due = self.actions.first().map(|a| a.due);
+        let timer_due = self.timers.peek().map(|Reverse((at, ..))| *at);
+        match (action_due, timer_due) {
+            (Some(a), t) if a <= until && t.is_none_or(|t| a <= t) => {
+                Some(Due::Action(self.actions.remove(0)))
+            }
+            (_, Some(t)) if t <= until => {
+                let Reverse((at, _, key, generation)) = self.timers.pop().expect("peeked");
+                Some(Due::Timeout {
+                    at,
+                    key,
+                    generation,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The time of the next thing due, if any.
+    pub fn next_due(&self) -> Option<EventTime> {
+        let a = self.actions.first().map(|a| a.due);
+        let t = self.timers.peek().map(|Reverse((at, ..))| *at);
+        a.into_iter().chain(t).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_time_then_actions_then_schedule_order() {
+        let k = IncidentKey {
+            rule: 0,
+            root: None,
+        };
+        let id: Arc<str> = "i".into();
+        let mut a = Agenda::default();
+        a.timer(EventTime(5), k, 1);
+        a.action(EventTime(5), k, id.clone(), 1, IncidentState::Confirmed, 0);
+        a.action(EventTime(3), k, id.clone(), 1, IncidentState::Confirmed, 1);
+        a.action(EventTime(5), k, id, 2, IncidentState::Recovering, 2);
+        assert_eq!(a.next_due(), Some(EventTime(3)));
+        assert_eq!(a.pop_due(EventTime(2)), None);
+        let order: Vec<_> = std::iter::from_fn(|| a.pop_due(EventTime(9)))
+            .map(|d| match d {
+                Due::Action(p) => format!("a{}", p.action),
+                Due::Timeout { .. } => "t".to_string(),
+            })
+            .collect();
+        assert_eq!(order, ["a1", "a0", "a2", "t"]);
+    }
+
+    #[test]
+    fn cancel_stale_keeps_the_current_transition() {
+        let k = IncidentKey {
+            rule: 0,
+            root: None,
+        };
+        let other = IncidentKey {
+            rule: 1,
+            root: None,
+        };
+        let id: Arc<str> = "i".into();
+        let mut a = Agenda::default();
+        a.action(EventTime(5), k, id.clone(), 1, IncidentState::Recovering, 0);
+        a.action(
+            EventTime(5),
+            other,
+            id.clone(),
+            1,
+            IncidentState::Recovering,
+            0,
+        );
+        a.action(EventTime(6), k, id, 2, IncidentState::Restored, 0);
+        let gone = a.cancel_stale(k, 2);
+        assert_eq!(gone.len(), 1);
+        assert!(a.has_pending(k, 2) && a.has_pending(other, 1) && !a.has_pending(k, 1));
+    }
+}

@@ -1,0 +1,436 @@
+//! The engine: one stream's path from a raw line to incident records, on event time.
+//!
+//! Per line: read UTF-8 (repairing bad bytes), parse, admit the timestamp, fire what is
+//! due up to it, offer the event to each rule's selector and correlator, feed the
+//! resulting signals to the incidents, and carry out the machines' effects (records,
+//! deadlines, actions). Actions are not executed here: the engine records what would
+//! be called, and treats the call as successful when it comes due (dry run).
+
+use crate::agenda::{Agenda, Due, PendingAction};
+use crate::clock::{EventClock, TimeRejection};
+use crate::correlator::{ChainSignal, Correlator, Signal};
+use crate::incident::{Ctx, Effect, IncidentState, Input, Timing};
+use crate::interner::Interner;
+use crate::record::{ActionRecord, Labels, Record};
+use crate::registry::{Incident, IncidentKey, Registry};
+use crate::stats::{SkipReason, Stats};
+use logheal_parsers::{EventTime, FieldNames, LineParser};
+use logheal_rules::{CorrelationKey, GroupLabel, RuleSet};
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Settings of one engine. `Default` gives what `logheal replay` uses.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How far behind the newest record a record may arrive and still count.
+    pub lateness: Duration,
+    /// Records stamped further than this ahead of the wall clock are skipped.
+    pub future_skew: Duration,
+    /// Lines longer than this are skipped.
+    pub max_line_bytes: usize,
+    /// Open traces held per rule before the least recently active is evicted.
+    pub max_traces_per_rule: usize,
+    /// Field names tried before the built-in conventions.
+    pub fields: Option<FieldNames>,
+    /// A Loghub-style header format for text logs.
+    pub header_format: Option<String>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lateness: Duration::from_secs(10),
+            future_skew: Duration::from_secs(300),
+            max_line_bytes: 1 << 20,
+            max_traces_per_rule: 100_000,
+            fields: None,
+            header_format: None,
+        }
+    }
+}
+
+pub struct Engine {
+    rules: RuleSet,
+    rule_names: Vec<Arc<str>>,
+    timings: Vec<Timing>,
+    parser: LineParser,
+    clock: EventClock,
+    interner: Interner,
+    correlators: Vec<Correlator>,
+    registry: Registry,
+    agenda: Agenda,
+    /// Signals of the current line, and (same index) the rule that raised each.
+    signals: Vec<Signal>,
+    signal_rules: Vec<u32>,
+    inbox: VecDeque<(IncidentKey, EventTime, Input)>,
+    records: Vec<Record>,
+    stats: Stats,
+    max_line_bytes: usize,
+}
+
+fn wall_clock_now() -> EventTime {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    EventTime(i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet, config: &EngineConfig) -> Result<Self, String> {
+        let mut names = match &config.fields {
+            Some(custom) => FieldNames::with_overrides(custom),
+            None => FieldNames::default(),
+        };
+        names.extra = rules.field_names.extra.clone();
+        let year = chrono::Datelike::year(&chrono::DateTime::from_timestamp_nanos(
+            wall_clock_now().nanos(),
+        ));
+        let parser = LineParser::new(&names, config.header_format.as_deref(), year)?;
+        let correlators = rules
+            .rules
+            .iter()
+            .map(|r| Correlator::new(&r.correlate, config.max_traces_per_rule))
+            .collect();
+        Ok(Engine {
+            rule_names: rules.rules.iter().map(|r| r.name.as_str().into()).collect(),
+            timings: rules
+                .rules
+                .iter()
+                .map(|r| Timing::from(&r.incident))
+                .collect(),
+            rules,
+            parser,
+            clock: EventClock::new(config.lateness, wall_clock_now().plus(config.future_skew)),
+            interner: Interner::default(),
+            correlators,
+            registry: Registry::default(),
+            agenda: Agenda::default(),
+            signals: Vec::new(),
+            signal_rules: Vec::new(),
+            inbox: VecDeque::new(),
+            records: Vec::new(),
+            stats: Stats::default(),
+            max_line_bytes: config.max_line_bytes,
+        })
+    }
+
+    /// The maximum line length this engine accepts.
+    pub fn max_line_bytes(&self) -> usize {
+        self.max_line_bytes
+    }
+
+    /// Counts a line the reader could not deliver whole.
+    pub fn skip_too_long(&mut self, len: usize) {
+        self.stats.lines += 1;
+        self.stats.bytes += len as u64 + 1;
+        self.stats.skip(SkipReason::LineTooLong);
+    }
+
+    /// Processes one line (without its terminator).
+    pub fn push_line(&mut self, line: &[u8]) {
+        self.stats.lines += 1;
+        self.stats.bytes += line.len() as u64 + 1;
+        if line.len() > self.max_line_bytes {
+            return self.stats.skip(SkipReason::LineTooLong);
+        }
+        let text = match std::str::from_utf8(line) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => {
+                self.stats.repaired_utf8 += 1;
+                String::from_utf8_lossy(line)
+            }
+        };
+        let event = match self.parser.parse(&text) {
+            Ok(e) => e,
+            Err(e) => return self.stats.skip(SkipReason::Parse(e)),
+        };
+        self.stats.parsed += 1;
+        let Some(ts) = event.ts else {
+            return self.stats.skip(SkipReason::MissingTimestamp);
+        };
+        match self.clock.admit(ts) {
+            Ok(()) => {}
+            Err(TimeRejection::Late) => return self.stats.skip(SkipReason::Late),
+            Err(TimeRejection::Future) => return self.stats.skip(SkipReason::FutureTimestamp),
+        }
+        self.run_until(ts);
+        for (ri, rule) in self.rules.rules.iter().enumerate() {
+            if !rule.select.matches(&event) {
+                continue;
+            }
+            self.stats.selected += 1;
+            let key = match rule.correlate.key {
+                CorrelationKey::TraceId => event.trace_id.as_deref(),
+                CorrelationKey::Service => event.service.as_deref(),
+                CorrelationKey::Field(i) => event.extra(i),
+            };
+            let (Some(service), Some(key)) = (event.service.as_deref(), key) else {
+                self.stats.unkeyed += 1;
+                continue;
+            };
+            let service = self.interner.intern(service);
+            self.correlators[ri].observe(key, ts, service, &mut self.signals);
+            self.signal_rules.resize(self.signals.len(), ri as u32);
+        }
+        let watermark = self.clock.watermark();
+        for c in &mut self.correlators {
+            c.expire(watermark);
+        }
+        if !self.signals.is_empty() {
+            let signals = std::mem::take(&mut self.signals);
+            for (signal, rule) in signals.iter().zip(std::mem::take(&mut self.signal_rules)) {
+                self.on_signal(rule, signal);
+            }
+            self.signals = signals;
+            self.signals.clear();
+        }
+        self.run_until(self.clock.newest());
+    }
+
+    /// End of input: lets event time run on until every timer has fired, so each open
+    /// incident shows how it would end if the stream stayed quiet.
+    pub fn finish(&mut self) {
+        self.run_until(EventTime::MAX);
+        for c in &mut self.correlators {
+            c.expire(EventTime::MAX);
+        }
+    }
+
+    /// Records produced since the last call.
+    pub fn take_records(&mut self) -> std::vec::Drain<'_, Record> {
+        self.records.drain(..)
+    }
+
+    /// Statistics so far; live incidents are counted by their current state.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        for c in &self.correlators {
+            s.traces_expired += c.stats.expired;
+            s.traces_evicted += c.stats.evicted;
+        }
+        for (_, _, state) in self.registry.states() {
+            s.count_incident(state);
+        }
+        s
+    }
+
+    /// Live incidents: id, labels and state.
+    pub fn incidents(&self) -> Vec<(Arc<str>, Labels, IncidentState)> {
+        self.registry
+            .states()
+            .into_iter()
+            .map(|(key, id, state)| (id, self.labels(key), state))
+            .collect()
+    }
+
+    fn key(&self, rule: u32, service: crate::interner::ServiceId) -> IncidentKey {
+        let groups = &self.rules.rules[rule as usize].incident.group_by;
+        IncidentKey {
+            rule,
+            root: groups.contains(&GroupLabel::RootService).then_some(service),
+        }
+    }
+
+    fn labels(&self, key: IncidentKey) -> Labels {
+        let mut labels = Labels::new();
+        if let Some(root) = key.root {
+            labels.insert(
+                GroupLabel::RootService.name().into(),
+                self.interner.name(root).into(),
+            );
+        }
+        labels
+    }
+
+    /// `<rule>-<labels>-<opening time>`, stable for a replay and readable in a URL or header.
+    fn incident_id(&self, key: IncidentKey, at: EventTime) -> Arc<str> {
+        let mut id = self.rule_names[key.rule as usize].to_string();
+        if let Some(root) = key.root {
+            id.push('-');
+            id.extend(self.interner.name(root).chars().map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            }));
+        }
+        let t = chrono::DateTime::from_timestamp_nanos(at.nanos());
+        id.push_str(&t.format("-%Y%m%dT%H%M%S%.3fZ").to_string());
+        id.into()
+    }
+
+    fn on_signal(&mut self, rule: u32, signal: &Signal) {
+        match signal {
+            Signal::Suspect { service, at } => {
+                self.stats.suspicions += 1;
+                self.deliver(self.key(rule, *service), *at, Input::Suspect, None);
+            }
+            Signal::Chain(chain) => {
+                self.stats.chains += 1;
+                self.deliver(
+                    self.key(rule, chain.root),
+                    chain.last,
+                    Input::Chain,
+                    Some(chain),
+                );
+            }
+        }
+        self.settle();
+    }
+
+    /// Hands `input` to the incident of `key` (opening one for a suspicion or chain).
+    fn deliver(
+        &mut self,
+        key: IncidentKey,
+        at: EventTime,
+        input: Input,
+        chain: Option<&ChainSignal>,
+    ) {
+        let opens = matches!(input, Input::Suspect | Input::Chain);
+        let mut ctx = Ctx::at(at);
+        let timing = self.timings[key.rule as usize];
+        let id = self.registry.with(
+            key,
+            || opens.then(|| Incident::new(self.incident_id(key, at), timing, at)),
+            |incident| {
+                match (input, chain) {
+                    (Input::Suspect, _) => incident.suspicions += 1,
+                    (_, Some(chain)) => incident.absorb_chain(chain),
+                    _ => {}
+                }
+                incident.handle(input, &mut ctx);
+                incident.id.clone()
+            },
+        );
+        if let Some(id) = id {
+            self.apply(key, &id, at, ctx.effects);
+        }
+    }
+
+    /// Carries out a machine's effects.
+    fn apply(&mut self, key: IncidentKey, id: &Arc<str>, at: EventTime, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Transition {
+                    from,
+                    to,
+                    seq,
+                    reason,
+                } => {
+                    self.stats.transitions += 1;
+                    if to == IncidentState::Confirmed {
+                        self.registry.with(key, || None, |i| i.confirmed = true);
+                    }
+                    self.records.push(Record::Transition {
+                        at: at.to_rfc3339(),
+                        incident: id.clone(),
+                        rule: self.rule_names[key.rule as usize].clone(),
+                        key: self.labels(key),
+                        from,
+                        to,
+                        reason,
+                    });
+                    for cancelled in self.agenda.cancel_stale(key, seq) {
+                        self.stats.actions_cancelled += 1;
+                        let reason = format!(
+                            "incident left {} before the action was due",
+                            cancelled.state.as_str()
+                        );
+                        let action = self.action_record(&cancelled, at);
+                        self.records
+                            .push(Record::ActionCancelled { action, reason });
+                    }
+                    self.schedule(key, id, at, seq, to);
+                }
+                Effect::Deadline { at, generation } => self.agenda.timer(at, key, generation),
+                Effect::Close => {
+                    if let Some(incident) = self.registry.remove(&key) {
+                        self.stats
+                            .count_incident(crate::incident::state_of(&incident.machine));
+                        self.stats.confirmed_incidents += u64::from(incident.confirmed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues the actions of the state just entered; with none, the state's work is done.
+    fn schedule(
+        &mut self,
+        key: IncidentKey,
+        id: &Arc<str>,
+        at: EventTime,
+        seq: u32,
+        to: IncidentState,
+    ) {
+        let rule = &self.rules.rules[key.rule as usize];
+        let actions = to
+            .action_state()
+            .map_or(&[][..], |s| rule.actions.for_state(s));
+        for (i, action) in actions.iter().enumerate() {
+            self.agenda
+                .action(at.plus(action.after), key, id.clone(), seq, to, i);
+        }
+        if actions.is_empty() {
+            self.inbox.push_back((key, at, Input::ActionsDone));
+        }
+    }
+
+    fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {
+        let rule = &self.rules.rules[p.key.rule as usize];
+        let state = p
+            .state
+            .action_state()
+            .expect("actions belong to action states");
+        let action = &rule.actions.for_state(state)[p.action];
+        ActionRecord {
+            at: at.to_rfc3339(),
+            incident: p.incident.clone(),
+            rule: self.rule_names[p.key.rule as usize].clone(),
+            state: p.state,
+            action: action.name.clone(),
+            receiver: self.rules.receivers[action.receiver].name.clone(),
+            idempotency_key: format!(
+                "{}/{}-{}/{}",
+                p.incident,
+                p.seq,
+                p.state.as_str().to_ascii_lowercase(),
+                action.name
+            ),
+            dry_run: true,
+        }
+    }
+
+    /// Fires everything due at or before `until`, in order.
+    fn run_until(&mut self, until: EventTime) {
+        while let Some(due) = self.agenda.pop_due(until) {
+            match due {
+                Due::Action(p) => {
+                    self.stats.actions += 1;
+                    let record = self.action_record(&p, p.due);
+                    self.records.push(Record::Action(record));
+                    if !self.agenda.has_pending(p.key, p.seq) {
+                        self.inbox.push_back((p.key, p.due, Input::ActionsDone));
+                    }
+                }
+                Due::Timeout {
+                    at,
+                    key,
+                    generation,
+                } => {
+                    self.deliver(key, at, Input::Timeout { generation }, None);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn settle(&mut self) {
+        while let Some((key, at, input)) = self.inbox.pop_front() {
+            self.deliver(key, at, input, None);
+        }
+    }
+}

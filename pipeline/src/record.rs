@@ -1,0 +1,93 @@
+//! What the engine reports: transitions, actions it calls (or would call), and actions
+//! cancelled because the incident moved on. One JSON object per line, or text for people.
+
+use crate::incident::IncidentState;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// An incident's group-by labels, e.g. `{"root_service": "payment"}`.
+pub type Labels = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Transition {
+        /// Event time, RFC 3339.
+        at: String,
+        incident: Arc<str>,
+        rule: Arc<str>,
+        key: Labels,
+        from: IncidentState,
+        to: IncidentState,
+        reason: String,
+    },
+    Action(ActionRecord),
+    ActionCancelled {
+        #[serde(flatten)]
+        action: ActionRecord,
+        reason: String,
+    },
+}
+
+/// One action call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionRecord {
+    pub at: String,
+    pub incident: Arc<str>,
+    pub rule: Arc<str>,
+    pub state: IncidentState,
+    pub action: String,
+    pub receiver: String,
+    /// `<incident>/<transition seq>-<state>/<action>`: the same on every retry.
+    pub idempotency_key: String,
+    /// True when nothing was sent (replay without execution).
+    pub dry_run: bool,
+}
+
+impl Record {
+    /// One JSON object, no trailing newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("records serialise")
+    }
+
+    /// One line for people.
+    pub fn to_text(&self) -> String {
+        match self {
+            Record::Transition {
+                at,
+                incident,
+                key,
+                from,
+                to,
+                reason,
+                ..
+            } => {
+                let labels: Vec<String> = key
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect();
+                format!(
+                    "{at}  {:<10} → {:<10}  {incident} {{{}}}  {reason}",
+                    from.as_str(),
+                    to.as_str(),
+                    labels.join(", ")
+                )
+            }
+            Record::Action(a) => {
+                let verb = if a.dry_run { "would call" } else { "called" };
+                format!(
+                    "{}    {verb} {} (receiver {}) for {} [{}]",
+                    a.at,
+                    a.action,
+                    a.receiver,
+                    a.state.as_str(),
+                    a.idempotency_key
+                )
+            }
+            Record::ActionCancelled { action: a, reason } => format!(
+                "{}    cancelled {} (receiver {}): {reason} [{}]",
+                a.at, a.action, a.receiver, a.idempotency_key
+            ),
+        }
+    }
+}

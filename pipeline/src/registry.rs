@@ -1,0 +1,122 @@
+//! The incident registry: live incidents by key, in a `DashMap` so that several
+//! partition workers can share it. Guards are never held across a call that could touch
+//! the map again.
+
+use crate::incident::{self, Ctx, Input, Machine, Timing};
+use crate::interner::ServiceId;
+use dashmap::DashMap;
+use logheal_parsers::EventTime;
+use std::sync::Arc;
+
+/// One incident per rule and group-by labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IncidentKey {
+    pub rule: u32,
+    /// The root-cause service, when the rule groups by `root_service`.
+    pub root: Option<ServiceId>,
+}
+
+/// Sample trace ids kept per incident.
+const SAMPLE_TRACES: usize = 5;
+
+/// A live incident: its machine and what it has seen.
+pub struct Incident {
+    pub id: Arc<str>,
+    pub machine: Machine,
+    pub first_seen: EventTime,
+    pub last_seen: EventTime,
+    pub suspicions: u32,
+    pub chains: u32,
+    /// Failed events in the chains seen.
+    pub chain_events: u64,
+    /// Services seen failing in chains, in order of first appearance.
+    pub services: Vec<ServiceId>,
+    pub sample_traces: Vec<Box<str>>,
+    /// Whether it ever reached CONFIRMED.
+    pub confirmed: bool,
+}
+
+impl Incident {
+    pub fn new(id: Arc<str>, timing: Timing, at: EventTime) -> Self {
+        Incident {
+            id,
+            machine: incident::machine(timing),
+            first_seen: at,
+            last_seen: at,
+            suspicions: 0,
+            chains: 0,
+            chain_events: 0,
+            services: Vec::new(),
+            sample_traces: Vec::new(),
+            confirmed: false,
+        }
+    }
+
+    /// Feeds one input; effects land in `ctx`.
+    pub fn handle(&mut self, input: Input, ctx: &mut Ctx) {
+        self.last_seen = self.last_seen.max(ctx.at);
+        self.machine.handle_with_context(&input, ctx);
+    }
+
+    /// Notes a chain's services and trace.
+    pub fn absorb_chain(&mut self, chain: &crate::correlator::ChainSignal) {
+        self.chains += 1;
+        self.chain_events += u64::from(chain.events);
+        self.first_seen = self.first_seen.min(chain.first);
+        for s in &chain.services {
+            if !self.services.contains(s) {
+                self.services.push(*s);
+            }
+        }
+        if self.sample_traces.len() < SAMPLE_TRACES {
+            self.sample_traces.push(chain.trace.clone());
+        }
+    }
+}
+
+/// Live incidents.
+#[derive(Default)]
+pub struct Registry {
+    live: DashMap<IncidentKey, Incident>,
+}
+
+impl Registry {
+    /// Runs `f` on the incident for `key`, creating it with `create` if absent and
+    /// `create` gives one. The map guard is released before this returns.
+    pub fn with<R>(
+        &self,
+        key: IncidentKey,
+        create: impl FnOnce() -> Option<Incident>,
+        f: impl FnOnce(&mut Incident) -> R,
+    ) -> Option<R> {
+        if let Some(mut entry) = self.live.get_mut(&key) {
+            return Some(f(&mut entry));
+        }
+        let incident = create()?;
+        let mut entry = self.live.entry(key).or_insert(incident);
+        Some(f(&mut entry))
+    }
+
+    pub fn remove(&self, key: &IncidentKey) -> Option<Incident> {
+        self.live.remove(key).map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// Current state of every live incident.
+    pub fn states(&self) -> Vec<(IncidentKey, Arc<str>, incident::IncidentState)> {
+        let mut out: Vec<_> = self
+            .live
+            .iter()
+            .map(|e| (*e.key(), e.id.clone(), incident::state_of(&e.machine)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}

@@ -1,0 +1,100 @@
+//! `logheal replay`: the pipeline over files or stdin, in event time, as a dry run.
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use logheal_pipeline::reader::{Line, LineReader};
+use logheal_pipeline::{Engine, EngineConfig};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Log files to read in order; `-` (or nothing) reads stdin.
+    files: Vec<PathBuf>,
+    /// Rule files or directories; the built-in cross-service 503 rule when none.
+    #[arg(long = "rules", value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    /// Loghub-style header format for text logs, e.g. '<Date> <Time> <Level> <Component>: <Content>'.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// How late (behind the newest record) a record may arrive and still count.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lateness: Duration,
+    /// Lines longer than this many bytes are skipped.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_line_bytes: usize,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let rules = if args.rules.is_empty() {
+        logheal_rules::builtin()
+    } else {
+        match logheal_rules::load_paths(&args.rules) {
+            Ok(set) => set,
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    eprintln!("{d}");
+                }
+                bail!("the rule files have {} error(s)", diagnostics.len());
+            }
+        }
+    };
+    let config = EngineConfig {
+        lateness: args.lateness,
+        max_line_bytes: args.max_line_bytes,
+        header_format: args.format.clone(),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(rules, &config).map_err(anyhow::Error::msg)?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let stdin_only = [PathBuf::from("-")];
+    let files = if args.files.is_empty() {
+        &stdin_only[..]
+    } else {
+        &args.files[..]
+    };
+    for path in files {
+        let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
+            Box::new(BufReader::with_capacity(1 << 18, io::stdin().lock()))
+        } else {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            Box::new(BufReader::with_capacity(1 << 18, file))
+        };
+        let mut reader = LineReader::new(input, engine.max_line_bytes());
+        while let Some(line) = reader.next_line() {
+            match line.with_context(|| format!("reading {}", path.display()))? {
+                Line::Full(bytes) => engine.push_line(bytes),
+                Line::TooLong(len) => engine.skip_too_long(len),
+            }
+            emit(&mut engine, &mut out, args.output)?;
+        }
+    }
+    engine.finish();
+    emit(&mut engine, &mut out, args.output)?;
+    out.flush()?;
+    eprintln!("{}", engine.stats());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result<()> {
+    for record in engine.take_records() {
+        let line = match format {
+            Output::Text => record.to_text(),
+            Output::Json => record.to_json(),
+        };
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! End-to-end: `logheal replay` and `logheal check` through the built binary.
+
+mod support;
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::loggen::{self, Outage, Scenario, Storm};
+
+fn logheal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_logheal"))
+}
+
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = logheal()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("logheal runs");
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn transitions_to<'a>(records: &'a [Value], state: &str) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "transition" && r["to"] == state)
+        .collect()
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn two_cascades_a_storm_and_isolated_503s_give_exactly_two_confirmed_incidents() {
+    let scenario = Scenario {
+        start_ms: loggen::EXAMPLE_START_MS,
+        seconds: 1200,
+        requests_per_sec: 5,
+        outages: vec![
+            Outage {
+                root: "payment",
+                from_s: 120,
+                to_s: 240,
+            },
+            Outage {
+                root: "inventory",
+                from_s: 600,
+                to_s: 720,
+            },
+        ],
+        storms: vec![Storm {
+            service: "search",
+            from_s: 900,
+            to_s: 1020,
+        }],
+        isolated_503s: 12,
+        seed: 42,
+    };
+    let out = run_with_stdin(
+        &["replay", "--output", "json", "-"],
+        scenario.to_string().as_bytes(),
+    );
+    let records = json_lines(&out);
+    let confirmed = transitions_to(&records, "CONFIRMED");
+    let roots: Vec<&str> = confirmed
+        .iter()
+        .map(|r| r["key"]["root_service"].as_str().unwrap())
+        .collect();
+    assert_eq!(roots, ["payment", "inventory"], "{confirmed:#?}");
+    // Each outage is one incident from start to end, not one per chain.
+    let incidents: std::collections::BTreeSet<&str> = confirmed
+        .iter()
+        .map(|r| r["incident"].as_str().unwrap())
+        .collect();
+    assert_eq!(incidents.len(), 2);
+    let restored = transitions_to(&records, "RESTORED");
+    assert_eq!(restored.len(), 2);
+    assert!(transitions_to(&records, "ESCALATED").is_empty());
+    // The storm and the isolated 503s raised suspicions that cleared on their own.
+    let cleared: Vec<&str> = transitions_to(&records, "NORMAL")
+        .iter()
+        .map(|r| r["key"]["root_service"].as_str().unwrap())
+        .collect();
+    assert!(cleared.contains(&"search"), "{cleared:?}");
+    for id in &incidents {
+        let ended: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["incident"] == *id && r["to"] == "NORMAL")
+            .collect();
+        assert!(
+            ended.is_empty(),
+            "a confirmed incident is never silently dropped: {ended:?}"
+        );
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped         0"), "{stderr}");
+}
+
+#[test]
+fn the_reference_story_and_its_actions() {
+    let out = logheal()
+        .args(["replay", "--output", "json"])
+        .arg(repo("examples/checkout-outage.jsonl"))
+        .output()
+        .unwrap();
+    let records = json_lines(&out);
+    let confirmed = transitions_to(&records, "CONFIRMED");
+    assert_eq!(confirmed.len(), 1, "one cascading outage, one incident");
+    let id = confirmed[0]["incident"].as_str().unwrap();
+    assert!(id.starts_with("cross-service-503-payment-2026"), "{id}");
+    let payment: Vec<&Value> = records.iter().filter(|r| r["incident"] == id).collect();
+    let kinds: Vec<String> = payment
+        .iter()
+        .map(|r| match r["type"].as_str().unwrap() {
+            "transition" => format!(
+                "{}->{}",
+                r["from"].as_str().unwrap(),
+                r["to"].as_str().unwrap()
+            ),
+            _ => format!("call {}", r["action"].as_str().unwrap()),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "NORMAL->SUSPECTED",
+            "SUSPECTED->CONFIRMED",
+            "call restart-downstream",
+            "CONFIRMED->RECOVERING",
+            "call failover",
+            "call notify-recovering",
+            "RECOVERING->RESTORED",
+            "call failback",
+            "call notify-restored",
+        ],
+    );
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(payment[i]["at"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(
+        (at(4) - at(3)).num_seconds(),
+        5,
+        "fail-over 5 s after RECOVERING"
+    );
+    assert_eq!(
+        (at(7) - at(6)).num_seconds(),
+        60,
+        "fail-back 60 s after RESTORED"
+    );
+    assert_eq!(at(2), at(1), "restart called on CONFIRMED with no delay");
+    // The outage runs 10:03:00–10:05:00; RESTORED one quiet minute after the last chain.
+    assert!(payment[1]["at"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-03-14T10:03:0"));
+    assert!(payment[6]["at"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-03-14T10:05:5"));
+    assert_eq!(
+        payment[2]["idempotency_key"],
+        format!("{id}/2-confirmed/restart-downstream")
+    );
+    assert_eq!(
+        payment[1]["key"],
+        serde_json::json!({"root_service": "payment"})
+    );
+    assert_eq!(payment[1]["rule"], "cross-service-503");
+}
+
+#[test]
+fn bundled_example_matches_its_generator() {
+    let path = repo("examples/checkout-outage.jsonl");
+    let generated = loggen::example().to_string();
+    if std::env::var_os("LOGHEAL_REGENERATE").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).expect("examples/checkout-outage.jsonl exists");
+    assert!(
+        committed == generated,
+        "regenerate with LOGHEAL_REGENERATE=1 cargo test --test replay"
+    );
+}
+
+#[test]
+fn text_output_tells_the_story_for_people() {
+    let out = logheal()
+        .arg("replay")
+        .arg(repo("examples/checkout-outage.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("SUSPECTED  → CONFIRMED"), "{text}");
+    assert!(
+        text.contains("would call restart-downstream (receiver restart) for CONFIRMED"),
+        "{text}"
+    );
+    assert!(text.contains("{root_service=payment}"), "{text}");
+    let summary = String::from_utf8(out.stderr).unwrap();
+    assert!(summary.contains("incidents"), "{summary}");
+    assert!(summary.contains("1 confirmed"), "{summary}");
+}
+
+#[test]
+fn bad_input_is_counted_and_skipped_never_fatal() {
+    let good = loggen::example().to_string();
+    let mut input = Vec::new();
+    let lines: Vec<&str> = good.lines().collect();
+    input.extend_from_slice(lines[..100].join("\n").as_bytes());
+    // The bad lines carry the time of the good line before them, so none is late but one.
+    let now: Value = serde_json::from_str(lines[99]).unwrap();
+    let now = now["ts"].as_str().unwrap();
+    input.extend_from_slice(format!("\n{{\"ts\":\"{now}\",\"msg\":\"unterminated\n").as_bytes());
+    input.extend_from_slice(
+        format!("{{\"ts\":\"{now}\",\"service\":\"a\",\"msg\":\"bad ").as_bytes(),
+    );
+    input.extend_from_slice(b"\xff\xfe bytes\"}\n");
+    input.extend_from_slice(
+        format!(
+            "{{\"ts\":\"{now}\",\"msg\":\"{}\"}}\n",
+            "x".repeat(10 << 20)
+        )
+        .as_bytes(),
+    );
+    input.extend_from_slice(
+        b"{\"ts\":\"2099-01-01T00:00:00Z\",\"service\":\"a\",\"status\":503,\"trace_id\":\"t\"}\n",
+    );
+    input.extend_from_slice(
+        b"{\"ts\":\"2026-03-14T09:00:00Z\",\"service\":\"a\",\"status\":503,\"trace_id\":\"t\"}\n",
+    );
+    input.extend_from_slice(b"{\"service\":\"a\",\"status\":503}\n");
+    input.extend_from_slice(format!("{{\"ts\":\"{now}\",\"status\":\"teapot\"}}\n").as_bytes());
+    input.extend_from_slice(b"just words\n\n");
+    input.extend_from_slice(lines[100..].join("\n").as_bytes());
+    let out = run_with_stdin(&["replay", "--output", "json"], &input);
+    let records = json_lines(&out);
+    assert_eq!(
+        transitions_to(&records, "CONFIRMED").len(),
+        1,
+        "the outage is still found"
+    );
+    let summary = String::from_utf8(out.stderr).unwrap();
+    for reason in [
+        "malformed_json 1",
+        "line_too_long 1",
+        "future_timestamp 1",
+        "late 1",
+        "missing_timestamp 1",
+        "invalid_status 1",
+        "unrecognised_format 1",
+        "empty_line 1",
+    ] {
+        assert!(summary.contains(reason), "{reason} missing in {summary}");
+    }
+    assert!(
+        summary.contains("repaired        1 lines with invalid UTF-8"),
+        "{summary}"
+    );
+    assert!(summary.contains("skipped         8 "), "{summary}");
+}
+
+#[test]
+fn check_accepts_the_shipped_rules_and_reports_errors_with_positions() {
+    let ok = logheal()
+        .arg("check")
+        .arg(repo("rules/examples"))
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let dir = std::env::temp_dir().join(format!("logheal-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "receivers:\n  hook: {type: webhook, url: \"${HOOK}\"}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: soon, min_events: 3, min_services: 4}\n    actions:\n      confirmed: [{name: a, receiver: nobody}]\n",
+    )
+    .unwrap();
+    let out = logheal().arg("check").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let file = bad.display().to_string();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[0].starts_with(&format!("{file}:6:25: bad duration \"soon\"")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{file}:6:60: impossible threshold")),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[2],
+        format!("{file}:8:39: undeclared receiver \"nobody\"")
+    );
+    // A broken rule file stops replay before any line is read.
+    let replay = logheal()
+        .args(["replay", "--rules"])
+        .arg(&bad)
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    assert!(!replay.status.success());
+    assert!(String::from_utf8_lossy(&replay.stderr).contains("undeclared receiver"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
