@@ -80,7 +80,7 @@ fn two_cascades_a_storm_and_isolated_503s_give_exactly_two_confirmed_incidents()
     };
     let out = run_with_stdin(
         &["replay", "--output", "json", "-"],
-        scenario.to_string().as_bytes(),
+        scenario.render().as_bytes(),
     );
     let records = json_lines(&out);
     let confirmed = transitions_to(&records, "CONFIRMED");
@@ -193,7 +193,7 @@ fn the_reference_story_and_its_actions() {
 #[test]
 fn bundled_example_matches_its_generator() {
     let path = repo("examples/checkout-outage.jsonl");
-    let generated = loggen::example().to_string();
+    let generated = loggen::example().render();
     if std::env::var_os("LOGHEAL_REGENERATE").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }
@@ -226,7 +226,7 @@ fn text_output_tells_the_story_for_people() {
 
 #[test]
 fn bad_input_is_counted_and_skipped_never_fatal() {
-    let good = loggen::example().to_string();
+    let good = loggen::example().render();
     let mut input = Vec::new();
     let lines: Vec<&str> = good.lines().collect();
     input.extend_from_slice(lines[..100].join("\n").as_bytes());

@@ -205,7 +205,7 @@ fn printed(s: &State) -> IncidentState {
 /// `90s` → `1m30s`, `0.5s` → `500ms`.
 pub fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 || ms == 0 {
+    if !ms.is_multiple_of(1000) || ms == 0 {
         return format!("{ms}ms");
     }
     let s = ms / 1000;

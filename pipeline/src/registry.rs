@@ -116,7 +116,7 @@ impl Registry {
             .iter()
             .map(|e| (*e.key(), e.id.clone(), incident::state_of(&e.machine)))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by_key(|(key, ..)| *key);
         out
     }
 }

@@ -211,7 +211,7 @@ impl Scenario {
     }
 
     /// The scenario as one string.
-    pub fn to_string(&self) -> String {
+    pub fn render(&self) -> String {
         let mut buf = Vec::new();
         self.write(&mut buf).expect("writing to memory");
         String::from_utf8(buf).expect("generated text is UTF-8")
