@@ -331,3 +331,80 @@ fn check_accepts_the_shipped_rules_and_reports_errors_with_positions() {
     assert!(String::from_utf8_lossy(&replay.stderr).contains("undeclared receiver"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_relapse_after_restore_reopens_the_incident_and_cancels_the_failback() {
+    // Restored one quiet minute after the outage (~180 s); fail-back due 60 s later; the
+    // relapse at 200 s comes first.
+    let scenario = Scenario {
+        start_ms: loggen::EXAMPLE_START_MS,
+        seconds: 400,
+        requests_per_sec: 5,
+        outages: vec![
+            Outage {
+                root: "payment",
+                from_s: 60,
+                to_s: 120,
+            },
+            Outage {
+                root: "payment",
+                from_s: 200,
+                to_s: 230,
+            },
+        ],
+        storms: vec![],
+        isolated_503s: 0,
+        seed: 3,
+    };
+    let out = run_with_stdin(
+        &["replay", "--output", "json"],
+        scenario.render().as_bytes(),
+    );
+    let records = json_lines(&out);
+    let steps: Vec<String> = records
+        .iter()
+        .map(|r| match r["type"].as_str().unwrap() {
+            "transition" => format!(
+                "{}->{}",
+                r["from"].as_str().unwrap(),
+                r["to"].as_str().unwrap()
+            ),
+            "action" => format!("call {}", r["action"].as_str().unwrap()),
+            "action_cancelled" => format!("cancel {}", r["action"].as_str().unwrap()),
+            other => panic!("{other}"),
+        })
+        .collect();
+    let relapse = steps
+        .iter()
+        .position(|s| s == "RESTORED->CONFIRMED")
+        .expect("reopened");
+    assert_eq!(
+        &steps[relapse..relapse + 4],
+        [
+            "RESTORED->CONFIRMED",
+            "cancel failback",
+            "cancel notify-restored",
+            "call restart-downstream"
+        ],
+        "{steps:#?}"
+    );
+    let incidents: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["incident"].as_str().unwrap())
+        .collect();
+    assert_eq!(incidents.len(), 1, "one incident across the relapse");
+    let cancelled = records
+        .iter()
+        .find(|r| r["type"] == "action_cancelled")
+        .unwrap();
+    assert_eq!(cancelled["state"], "RESTORED");
+    assert!(cancelled["reason"]
+        .as_str()
+        .unwrap()
+        .contains("left RESTORED"));
+    assert_eq!(
+        steps.iter().filter(|s| *s == "call failback").count(),
+        1,
+        "only the final fail-back runs"
+    );
+}
