@@ -48,6 +48,17 @@ fn transitions_to<'a>(records: &'a [Value], state: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// A record in short: `FROM->TO`, `call ACTION` or `cancel ACTION`.
+fn step(r: &Value) -> String {
+    let field = |k: &str| r[k].as_str().unwrap().to_string();
+    match r["type"].as_str().unwrap() {
+        "transition" => format!("{}->{}", field("from"), field("to")),
+        "action" => format!("call {}", field("action")),
+        "action_cancelled" => format!("cancel {}", field("action")),
+        other => panic!("unexpected record type {other}"),
+    }
+}
+
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
@@ -131,17 +142,7 @@ fn the_reference_story_and_its_actions() {
     let id = confirmed[0]["incident"].as_str().unwrap();
     assert!(id.starts_with("cross-service-503-payment-2026"), "{id}");
     let payment: Vec<&Value> = records.iter().filter(|r| r["incident"] == id).collect();
-    let kinds: Vec<String> = payment
-        .iter()
-        .map(|r| match r["type"].as_str().unwrap() {
-            "transition" => format!(
-                "{}->{}",
-                r["from"].as_str().unwrap(),
-                r["to"].as_str().unwrap()
-            ),
-            _ => format!("call {}", r["action"].as_str().unwrap()),
-        })
-        .collect();
+    let kinds: Vec<String> = payment.iter().map(|r| step(r)).collect();
     assert_eq!(
         kinds,
         [
@@ -361,19 +362,7 @@ fn a_relapse_after_restore_reopens_the_incident_and_cancels_the_failback() {
         scenario.render().as_bytes(),
     );
     let records = json_lines(&out);
-    let steps: Vec<String> = records
-        .iter()
-        .map(|r| match r["type"].as_str().unwrap() {
-            "transition" => format!(
-                "{}->{}",
-                r["from"].as_str().unwrap(),
-                r["to"].as_str().unwrap()
-            ),
-            "action" => format!("call {}", r["action"].as_str().unwrap()),
-            "action_cancelled" => format!("cancel {}", r["action"].as_str().unwrap()),
-            other => panic!("{other}"),
-        })
-        .collect();
+    let steps: Vec<String> = records.iter().map(step).collect();
     let relapse = steps
         .iter()
         .position(|s| s == "RESTORED->CONFIRMED")

@@ -13,11 +13,6 @@ impl EventTime {
     /// The latest representable time.
     pub const MAX: EventTime = EventTime(i64::MAX);
 
-    /// Builds a time from whole milliseconds since the epoch.
-    pub fn from_millis(ms: i64) -> Self {
-        EventTime(ms.saturating_mul(1_000_000))
-    }
-
     /// Nanoseconds since the epoch.
     pub fn nanos(self) -> i64 {
         self.0

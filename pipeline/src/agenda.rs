@@ -112,13 +112,6 @@ impl Agenda {
             _ => None,
         }
     }
-
-    /// The time of the next thing due, if any.
-    pub fn next_due(&self) -> Option<EventTime> {
-        let a = self.actions.first().map(|a| a.due);
-        let t = self.timers.peek().map(|Reverse((at, ..))| *at);
-        a.into_iter().chain(t).min()
-    }
 }
 
 #[cfg(test)]
@@ -137,7 +130,6 @@ mod tests {
         a.action(EventTime(5), k, id.clone(), 1, IncidentState::Confirmed, 0);
         a.action(EventTime(3), k, id.clone(), 1, IncidentState::Confirmed, 1);
         a.action(EventTime(5), k, id, 2, IncidentState::Recovering, 2);
-        assert_eq!(a.next_due(), Some(EventTime(3)));
         assert_eq!(a.pop_due(EventTime(2)), None);
         let order: Vec<_> = std::iter::from_fn(|| a.pop_due(EventTime(9)))
             .map(|d| match d {

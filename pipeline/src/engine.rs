@@ -216,15 +216,6 @@ impl Engine {
         s
     }
 
-    /// Live incidents: id, labels and state.
-    pub fn incidents(&self) -> Vec<(Arc<str>, Labels, IncidentState)> {
-        self.registry
-            .states()
-            .into_iter()
-            .map(|(key, id, state)| (id, self.labels(key), state))
-            .collect()
-    }
-
     fn key(&self, rule: u32, service: crate::interner::ServiceId) -> IncidentKey {
         let groups = &self.rules.rules[rule as usize].incident.group_by;
         IncidentKey {

@@ -35,15 +35,6 @@ pub enum IncidentState {
 }
 
 impl IncidentState {
-    pub const ALL: [IncidentState; 6] = [
-        IncidentState::Normal,
-        IncidentState::Suspected,
-        IncidentState::Confirmed,
-        IncidentState::Recovering,
-        IncidentState::Escalated,
-        IncidentState::Restored,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentState::Normal => "NORMAL",
@@ -153,11 +144,6 @@ impl Lifecycle {
             seq: 0,
             recovering_since: EventTime::MIN,
         }
-    }
-
-    /// Transitions so far (the `seq` of the latest).
-    pub fn seq(&self) -> u32 {
-        self.seq
     }
 
     fn arm(&mut self, ctx: &mut Ctx, after: Duration) {

@@ -101,14 +101,6 @@ impl Registry {
         self.live.remove(key).map(|(_, v)| v)
     }
 
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
-
     /// Current state of every live incident.
     pub fn states(&self) -> Vec<(IncidentKey, Arc<str>, incident::IncidentState)> {
         let mut out: Vec<_> = self

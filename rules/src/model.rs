@@ -29,13 +29,6 @@ pub struct RuleSet {
     pub field_names: FieldNames,
 }
 
-impl RuleSet {
-    /// Index of the receiver called `name`.
-    pub fn receiver(&self, name: &str) -> Option<usize> {
-        self.receivers.iter().position(|r| r.name == name)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReceiverKind {
     Webhook,
