@@ -4,6 +4,7 @@
 
 mod check;
 mod replay;
+mod templates;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ enum Command {
     /// Run the pipeline over log files or stdin in event time; print incident transitions
     /// and the actions that would be called (nothing is called).
     Replay(replay::Args),
+    /// Mine a log file's messages into templates; print them with counts.
+    Templates(templates::Args),
     /// Validate rule files; print `file:line:col: message` per error.
     Check {
         /// Rule files or directories of them.
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
+        Command::Templates(args) => templates::run(&args),
         Command::Check { paths } => Ok(check::run(&paths)),
     };
     match result {

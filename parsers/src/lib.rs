@@ -8,6 +8,7 @@
 mod event;
 pub mod fields;
 mod json;
+pub mod lexer;
 mod logfmt;
 mod parser;
 mod pattern;

@@ -1,0 +1,8 @@
+//! logheal-models: what logheal learns from the stream.
+//!
+//! Owns template mining (`miner`: a Drain-style prefix tree over the typed tokens of the
+//! `logos` message lexer in logheal-parsers), with stable template ids and bounded memory.
+
+pub mod miner;
+
+pub use miner::{Miner, MinerConfig, MinerStats, TemplateId};

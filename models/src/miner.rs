@@ -1,0 +1,443 @@
+//! The template miner: online, streaming, in the Drain family.
+//!
+//! A message is split at whitespace into chunks. Each chunk is lexed (see
+//! `logheal_parsers::lexer`); variable tokens become `<*>`, so `uid=0` has the shape
+//! `uid=<*>`, and a chunk with no letters or digits left (`10.0.0.1:80`, `(<*>)` is kept
+//! because of its brackets only if it has letters) is a wildcard. Shapes are interned to
+//! `u32`s, so a line is a short array of integers and matching allocates nothing.
+//!
+//! Consecutive wildcard chunks collapse into one, so a list of values of any length is a
+//! single variable, and a unit word after a variable (`5 ms`, `1.2 KB`) joins it.
+//!
+//! Clusters live in leaves keyed by the chunk count and the first two chunks (Drain's
+//! fixed-depth prefix tree; a wildcard chunk routes to the wildcard branch, and a node with
+//! too many children sends new ones there too). A line joins the most similar cluster of
+//! its leaf when the share of equal constant positions reaches the similarity threshold;
+//! positions that differ become wildcards. A refined template keeps its id.
+//!
+//! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
+//! evicted when full, counted), at most `max_chunks` distinct shapes (unknown shapes past
+//! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
+
+use logheal_parsers::lexer::{is_unit, tokens, Kind};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::fmt::Write;
+
+/// A mined template. Ids are never reused within a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateId(pub u32);
+
+/// Tuning. `Default` is the one configuration used for every dataset.
+#[derive(Debug, Clone)]
+pub struct MinerConfig {
+    /// Share of constant positions that must agree for a line to join a cluster.
+    pub similarity: f64,
+    /// Leading chunks used to route a line to its leaf.
+    pub prefix_depth: usize,
+    /// Children per tree node before new ones go to the wildcard branch.
+    pub max_children: usize,
+    pub max_templates: usize,
+    pub max_chunks: usize,
+    pub max_tokens: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        MinerConfig {
+            similarity: 0.5,
+            prefix_depth: 2,
+            max_children: 100,
+            max_templates: 50_000,
+            max_chunks: 1_000_000,
+            max_tokens: 256,
+        }
+    }
+}
+
+/// Counters of the miner's housekeeping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MinerStats {
+    pub lines: u64,
+    pub templates_created: u64,
+    pub templates_evicted: u64,
+    /// Chunks treated as wildcards because the shape table was full.
+    pub chunks_over_cap: u64,
+    /// Messages cut to `max_tokens` chunks.
+    pub truncated: u64,
+}
+
+/// The wildcard chunk id.
+const VAR: u32 = 0;
+/// The mark appended to a message cut at `max_tokens`.
+const CUT: u32 = 1;
+
+type LeafKey = (u32, [u32; 2]);
+
+#[derive(Debug)]
+struct Cluster {
+    id: TemplateId,
+    tokens: Vec<u32>,
+    leaf: LeafKey,
+    count: u64,
+    last_used: u64,
+}
+
+pub struct Miner {
+    config: MinerConfig,
+    shape_ids: FxHashMap<Box<str>, u32>,
+    shapes: Vec<Box<str>>,
+    leaves: FxHashMap<LeafKey, Vec<u32>>,
+    /// Children seen per tree node: (length) and (length, first chunk).
+    children: FxHashMap<(u32, u32, u32), FxHashSet<u32>>,
+    clusters: Vec<Option<Cluster>>,
+    free: Vec<u32>,
+    slot_of: FxHashMap<TemplateId, u32>,
+    next_id: u32,
+    live: usize,
+    tick: u64,
+    line: Vec<u32>,
+    shape: String,
+    pub stats: MinerStats,
+}
+
+impl Miner {
+    pub fn new(config: MinerConfig) -> Self {
+        Miner {
+            config,
+            shape_ids: FxHashMap::default(),
+            shapes: vec!["<*>".into(), "<…>".into()],
+            leaves: FxHashMap::default(),
+            children: FxHashMap::default(),
+            clusters: Vec::new(),
+            free: Vec::new(),
+            slot_of: FxHashMap::default(),
+            next_id: 0,
+            live: 0,
+            tick: 0,
+            line: Vec::new(),
+            shape: String::new(),
+            stats: MinerStats::default(),
+        }
+    }
+
+    /// Number of live templates.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Mines one message and returns its template.
+    pub fn add(&mut self, message: &str) -> TemplateId {
+        self.tick += 1;
+        self.stats.lines += 1;
+        self.encode(message);
+        let leaf = self.route();
+        let slot = match self.best_match(leaf) {
+            Some(slot) => {
+                self.merge(slot);
+                slot
+            }
+            None => self.create(leaf),
+        };
+        let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
+        cluster.count += 1;
+        cluster.last_used = self.tick;
+        cluster.id
+    }
+
+    /// The template text of `id` (`<*>` for variables), if it is still live.
+    pub fn template(&self, id: TemplateId) -> Option<String> {
+        let slot = *self.slot_of.get(&id)?;
+        let cluster = self.clusters[slot as usize].as_ref()?;
+        let mut out = String::new();
+        for (i, t) in cluster.tokens.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(&self.shapes[*t as usize]);
+        }
+        Some(out)
+    }
+
+    /// Live templates with their line counts.
+    pub fn templates(&self) -> impl Iterator<Item = (TemplateId, u64)> + '_ {
+        self.clusters.iter().flatten().map(|c| (c.id, c.count))
+    }
+
+    /// Turns `message` into chunk ids in `self.line`.
+    fn encode(&mut self, message: &str) {
+        self.line.clear();
+        let max = self.config.max_tokens;
+        for chunk in message.split_ascii_whitespace() {
+            if self.line.len() == max {
+                self.line.push(CUT);
+                self.stats.truncated += 1;
+                break;
+            }
+            let after_variable = self.line.last() == Some(&VAR);
+            let unit = chunk.trim_matches(|c: char| c.is_ascii_punctuation() && c != '%');
+            // A unit after a number is part of its value: `5 ms`, `1.2 KB)`, `<1 sec`.
+            let id = if after_variable && is_unit(unit) {
+                VAR
+            } else {
+                self.chunk_id(chunk)
+            };
+            // A run of variables (a list of ids, a free-text tail) is one variable, so
+            // lists of different lengths share a template.
+            if id == VAR && self.line.last() == Some(&VAR) {
+                continue;
+            }
+            self.line.push(id);
+        }
+    }
+
+    fn chunk_id(&mut self, chunk: &str) -> u32 {
+        self.shape.clear();
+        let mut variable = false;
+        let mut last_var = false;
+        let mut constant_chars = false;
+        for (kind, text) in tokens(chunk) {
+            if kind.is_variable() {
+                variable = true;
+                if !last_var {
+                    self.shape.push_str("<*>");
+                }
+                last_var = true;
+            } else {
+                constant_chars |= kind == Kind::Word;
+                last_var = false;
+                self.shape.push_str(text);
+            }
+        }
+        // `10.0.0.1:80` or `(<*>)` is all variable; `()` or `""` is an empty value.
+        const EMPTY: &[&str] = &["()", "[]", "{}", "<>", "\"\"", "''"];
+        if (variable && !constant_chars) || EMPTY.contains(&chunk) {
+            return VAR;
+        }
+        let key: &str = if variable { &self.shape } else { chunk };
+        if let Some(&id) = self.shape_ids.get(key) {
+            return id;
+        }
+        if self.shapes.len() >= self.config.max_chunks {
+            self.stats.chunks_over_cap += 1;
+            return VAR;
+        }
+        let id = self.shapes.len() as u32;
+        self.shapes.push(key.into());
+        self.shape_ids.insert(key.into(), id);
+        id
+    }
+
+    /// The leaf for `self.line`: its length and first chunks, with wildcards and
+    /// overflowing nodes sent to the wildcard branch.
+    fn route(&mut self) -> LeafKey {
+        let len = self.line.len() as u32;
+        let mut prefix = [VAR; 2];
+        let mut parent = 0u32;
+        for (level, p) in prefix
+            .iter_mut()
+            .enumerate()
+            .take(self.config.prefix_depth.min(2))
+        {
+            let Some(&token) = self.line.get(level) else {
+                break;
+            };
+            let node = (len, level as u32, parent);
+            let kids = self.children.entry(node).or_default();
+            let chosen = if token == VAR
+                || (!kids.contains(&token) && kids.len() >= self.config.max_children)
+            {
+                VAR
+            } else {
+                kids.insert(token);
+                token
+            };
+            *p = chosen;
+            parent = chosen;
+        }
+        (len, prefix)
+    }
+
+    /// The most similar cluster in `leaf` if similar enough. Ties go to the more general
+    /// template (more wildcards), as in Drain.
+    fn best_match(&self, leaf: LeafKey) -> Option<u32> {
+        let slots = self.leaves.get(&leaf)?;
+        let line = &self.line;
+        let mut best: Option<(f64, usize, u32)> = None;
+        for &slot in slots {
+            let c = self.clusters[slot as usize]
+                .as_ref()
+                .expect("leaf slots are live");
+            let (mut same, mut wild) = (0usize, 0usize);
+            for (t, l) in c.tokens.iter().zip(line) {
+                if *t == VAR {
+                    wild += 1;
+                } else if t == l {
+                    same += 1;
+                }
+            }
+            let sim = if line.is_empty() {
+                1.0
+            } else {
+                same as f64 / line.len() as f64
+            };
+            if best.is_none_or(|(s, w, _)| sim > s || (sim == s && wild > w)) {
+                best = Some((sim, wild, slot));
+            }
+        }
+        best.filter(|(sim, ..)| *sim >= self.config.similarity)
+            .map(|(.., slot)| slot)
+    }
+
+    fn merge(&mut self, slot: u32) {
+        let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
+        for (t, l) in cluster.tokens.iter_mut().zip(&self.line) {
+            if t != l {
+                *t = VAR;
+            }
+        }
+    }
+
+    fn create(&mut self, leaf: LeafKey) -> u32 {
+        if self.live >= self.config.max_templates {
+            self.evict_least_recent();
+        }
+        let id = TemplateId(self.next_id);
+        self.next_id += 1;
+        self.stats.templates_created += 1;
+        let cluster = Cluster {
+            id,
+            tokens: self.line.clone(),
+            leaf,
+            count: 0,
+            last_used: self.tick,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.clusters[slot as usize] = Some(cluster);
+                slot
+            }
+            None => {
+                self.clusters.push(Some(cluster));
+                (self.clusters.len() - 1) as u32
+            }
+        };
+        self.leaves.entry(leaf).or_default().push(slot);
+        self.slot_of.insert(id, slot);
+        self.live += 1;
+        slot
+    }
+
+    /// Drops the least recently used tenth of the templates.
+    fn evict_least_recent(&mut self) {
+        let mut by_age: Vec<(u64, u32)> = self
+            .clusters
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| c.as_ref().map(|c| (c.last_used, slot as u32)))
+            .collect();
+        let n = (by_age.len() / 10).max(1);
+        by_age.select_nth_unstable(n - 1);
+        for &(_, slot) in &by_age[..n] {
+            let c = self.clusters[slot as usize].take().expect("live");
+            if let Some(v) = self.leaves.get_mut(&c.leaf) {
+                v.retain(|s| *s != slot);
+            }
+            self.slot_of.remove(&c.id);
+            self.free.push(slot);
+            self.live -= 1;
+            self.stats.templates_evicted += 1;
+        }
+    }
+}
+
+impl std::fmt::Debug for Miner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::new();
+        let _ = write!(s, "{} templates, {} shapes", self.live, self.shapes.len());
+        f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miner() -> Miner {
+        Miner::new(MinerConfig::default())
+    }
+
+    #[test]
+    fn variables_become_wildcards_and_ids_stay() {
+        let mut m = miner();
+        let a = m.add("Received block blk_-562 of size 67108864 from /10.250.10.6:40524");
+        let b = m.add("Received block blk_7128 of size 3 from /10.251.73.220:50010");
+        assert_eq!(a, b);
+        assert_eq!(
+            m.template(a).unwrap(),
+            "Received block <*> of size <*> from <*>"
+        );
+        let c = m.add("PacketResponder 1 for block blk_38 terminating");
+        assert_ne!(a, c);
+        let d = m.add("connection from alice closed");
+        let e = m.add("connection from bob closed");
+        assert_eq!(d, e, "refined in place");
+        assert_eq!(m.template(d).unwrap(), "connection from <*> closed");
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn shapes_keep_their_constant_parts() {
+        let mut m = miner();
+        let id = m.add("session opened for user root by (uid=0)");
+        assert_eq!(
+            m.template(id).unwrap(),
+            "session opened for user root by (uid=<*>)"
+        );
+    }
+
+    #[test]
+    fn odd_messages_do_not_break_it() {
+        let mut m = miner();
+        let empty = m.add("");
+        assert_eq!(m.add("   "), empty);
+        assert_eq!(m.template(empty).unwrap(), "");
+        m.add("x");
+        let words = ["alpha", "bravo", "charlie"];
+        let long: String = (0..100_000).map(|i| format!("{} ", words[i % 3])).collect();
+        let id = m.add(&long);
+        assert_eq!(m.template(id).unwrap().split(' ').count(), 257);
+        assert_eq!(m.stats.truncated, 1);
+        m.add("\u{0}\u{1}\u{fffd}\u{fffd} binary ÿÿ junk");
+    }
+
+    #[test]
+    fn a_flood_of_unique_messages_stays_bounded() {
+        let mut m = Miner::new(MinerConfig {
+            max_templates: 1000,
+            max_chunks: 5000,
+            ..MinerConfig::default()
+        });
+        let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+        for i in 0..50_000u32 {
+            let msg: String = (0..6)
+                .map(|j| {
+                    format!(
+                        "{}{} ",
+                        words[((i >> (j * 2)) % 6) as usize],
+                        char::from(b'a' + ((i * 7 + j) % 26) as u8)
+                    )
+                })
+                .collect();
+            m.add(&msg);
+        }
+        assert!(m.len() <= 1000);
+        assert!(m.shapes.len() <= 5000);
+        assert!(m.stats.templates_evicted > 0 || m.stats.chunks_over_cap > 0);
+        let live = m.clusters.iter().flatten().count();
+        assert_eq!(live, m.len());
+    }
+}

@@ -1,0 +1,90 @@
+//! `logheal templates`: mine a log file's messages into templates.
+
+use anyhow::{Context, Result};
+use logheal_models::{Miner, MinerConfig};
+use logheal_parsers::{FieldNames, LineParser};
+use logheal_pipeline::reader::{Line, LineReader};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The log file.
+    file: PathBuf,
+    /// Loghub-style header format, e.g. '<Date> <Time> <Level> <Component>: <Content>';
+    /// without it lines are read as JSON / logfmt and their message field is mined.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Also write `line,template_id,template` for every input line to this CSV file.
+    #[arg(long, value_name = "OUT")]
+    csv: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let messages = read_messages(args)?;
+    let mut miner = Miner::new(MinerConfig::default());
+    let started = Instant::now();
+    let ids: Vec<_> = messages.iter().map(|m| miner.add(m)).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!(
+        "mined {} lines in {:.3} s ({:.0} lines/s): {} templates",
+        ids.len(),
+        elapsed,
+        ids.len() as f64 / elapsed.max(1e-9),
+        miner.len()
+    );
+    if let Some(path) = &args.csv {
+        let mut out = csv::Writer::from_path(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        out.write_record(["line", "template_id", "template"])?;
+        for (i, id) in ids.iter().enumerate() {
+            let template = miner.template(*id).unwrap_or_default();
+            out.write_record([(i + 1).to_string(), id.0.to_string(), template])?;
+        }
+        out.flush()?;
+    }
+    let mut counts: Vec<_> = miner.templates().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    for (id, count) in counts {
+        let template = miner.template(id).unwrap_or_default();
+        writeln!(stdout, "{count:>8}  T{:<6} {template}", id.0)?;
+    }
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The message of every line: the parsed message field, or the whole line when it does
+/// not parse (as the Loghub reference tooling does), so the output has one row per line.
+fn read_messages(args: &Args) -> Result<Vec<String>> {
+    let year = chrono_year();
+    let mut parser = LineParser::new(&FieldNames::default(), args.format.as_deref(), year)
+        .map_err(anyhow::Error::msg)?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let mut reader = LineReader::new(BufReader::with_capacity(1 << 18, file), 1 << 20);
+    let mut messages = Vec::new();
+    while let Some(line) = reader.next_line() {
+        let message = match line.with_context(|| format!("reading {}", args.file.display()))? {
+            Line::Full(bytes) => {
+                let text = String::from_utf8_lossy(bytes);
+                match parser.parse(&text) {
+                    Ok(event) => event.message.into_owned(),
+                    Err(_) => text.trim().to_string(),
+                }
+            }
+            Line::TooLong(_) => String::new(),
+        };
+        messages.push(message);
+    }
+    Ok(messages)
+}
+
+fn chrono_year() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    1970 + (secs / 31_556_952) as i32
+}
