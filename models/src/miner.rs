@@ -177,10 +177,11 @@ impl Miner {
                 self.stats.truncated += 1;
                 break;
             }
-            let after_variable = self.line.last() == Some(&VAR);
-            let unit = chunk.trim_matches(|c: char| c.is_ascii_punctuation() && c != '%');
             // A unit after a number is part of its value: `5 ms`, `1.2 KB)`, `<1 sec`.
-            let id = if after_variable && is_unit(unit) {
+            let unit_after_variable = self.line.last() == Some(&VAR)
+                && chunk.len() <= 10
+                && is_unit(chunk.trim_matches(|c: char| c.is_ascii_punctuation() && c != '%'));
+            let id = if unit_after_variable {
                 VAR
             } else {
                 self.chunk_id(chunk)
@@ -195,6 +196,11 @@ impl Miner {
     }
 
     fn chunk_id(&mut self, chunk: &str) -> u32 {
+        // Constant chunks are interned under their own text: most chunks are found here
+        // without lexing.
+        if let Some(&id) = self.shape_ids.get(chunk) {
+            return id;
+        }
         self.shape.clear();
         let mut variable = false;
         let mut last_var = false;
