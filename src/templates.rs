@@ -59,7 +59,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 /// The message of every line: the parsed message field, or the whole line when it does
 /// not parse (as the Loghub reference tooling does), so the output has one row per line.
 fn read_messages(args: &Args) -> Result<Vec<String>> {
-    let year = chrono_year();
+    let year = logheal_parsers::time::current_year();
     let mut parser = LineParser::new(&FieldNames::default(), args.format.as_deref(), year)
         .map_err(anyhow::Error::msg)?;
     let file = std::fs::File::open(&args.file)
@@ -80,11 +80,4 @@ fn read_messages(args: &Args) -> Result<Vec<String>> {
         messages.push(message);
     }
     Ok(messages)
-}
-
-fn chrono_year() -> i32 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    1970 + (secs / 31_556_952) as i32
 }

@@ -69,6 +69,14 @@ pub fn parse_timestamp(s: &str) -> Option<EventTime> {
     naive.and_utc().timestamp_nanos_opt().map(EventTime)
 }
 
+/// The current UTC year, which completes header dates that carry none.
+pub fn current_year() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    chrono::DateTime::from_timestamp(secs as i64, 0).map_or(1970, |t| chrono::Datelike::year(&t))
+}
+
 /// Header date formats tried, in order, for text logs. Formats without a year get the
 /// reader's assumed year prepended as `%Y `.
 const HEADER_FORMATS: &[(&str, bool)] = &[

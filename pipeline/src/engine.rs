@@ -84,9 +84,7 @@ impl Engine {
             None => FieldNames::default(),
         };
         names.extra = rules.field_names.extra.clone();
-        let year = chrono::Datelike::year(&chrono::DateTime::from_timestamp_nanos(
-            wall_clock_now().nanos(),
-        ));
+        let year = logheal_parsers::time::current_year();
         let parser = LineParser::new(&names, config.header_format.as_deref(), year)?;
         let correlators = rules
             .rules
