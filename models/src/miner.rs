@@ -21,7 +21,6 @@
 
 use logheal_parsers::lexer::{is_unit, tokens, Kind};
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::fmt::Write;
 
 /// A mined template. Ids are never reused within a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -362,9 +361,7 @@ impl Miner {
 
 impl std::fmt::Debug for Miner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut s = String::new();
-        let _ = write!(s, "{} templates, {} shapes", self.live, self.shapes.len());
-        f.write_str(&s)
+        write!(f, "{} templates, {} shapes", self.live, self.shapes.len())
     }
 }
 

@@ -5,6 +5,7 @@
 //! bounds memory under a flood of trace ids.
 
 use crate::interner::ServiceId;
+use logheal_models::TemplateKey;
 use logheal_parsers::EventTime;
 use logheal_rules::Correlation;
 use rustc_hash::FxHashMap;
@@ -27,6 +28,8 @@ pub struct ChainSignal {
     pub last: EventTime,
     /// The root-cause candidate: the service whose failure came first.
     pub root: ServiceId,
+    /// Templates of the chain's events, most frequent first.
+    pub templates: Vec<(TemplateKey, u32)>,
 }
 
 /// What the correlator tells the incident layer.
@@ -50,12 +53,20 @@ pub struct CorrelatorStats {
     pub chains: u64,
 }
 
+/// One selected event held in a trace window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TraceEvent {
+    pub at: EventTime,
+    pub service: ServiceId,
+    pub template: TemplateKey,
+}
+
 #[derive(Debug, Default)]
 struct Trace {
     key: Box<str>,
     generation: u32,
     /// Sorted by time.
-    events: Vec<(EventTime, ServiceId)>,
+    events: Vec<TraceEvent>,
     newest: EventTime,
     fired: bool,
 }
@@ -96,7 +107,8 @@ impl Correlator {
     }
 
     /// Adds one selected event of trace `key`; signals go to `out`.
-    pub fn observe(&mut self, key: &str, at: EventTime, service: ServiceId, out: &mut Vec<Signal>) {
+    pub fn observe(&mut self, key: &str, event: TraceEvent, out: &mut Vec<Signal>) {
+        let TraceEvent { at, service, .. } = event;
         let slot = match self.index.get(key) {
             Some(&slot) => slot,
             None => {
@@ -106,11 +118,11 @@ impl Correlator {
         };
         let window = self.window;
         let trace = &mut self.slots[slot as usize];
-        let pos = trace.events.partition_point(|(t, _)| *t <= at);
-        trace.events.insert(pos, (at, service));
+        let pos = trace.events.partition_point(|e| e.at <= at);
+        trace.events.insert(pos, event);
         trace.newest = trace.newest.max(at);
         let horizon = trace.newest.minus(window);
-        let stale = trace.events.partition_point(|(t, _)| *t < horizon);
+        let stale = trace.events.partition_point(|e| e.at < horizon);
         let over = trace.events.len().saturating_sub(MAX_EVENTS_PER_TRACE);
         trace.events.drain(..stale.max(over));
         self.expiry
@@ -127,11 +139,12 @@ impl Correlator {
         let first = trace.events[0];
         out.push(Signal::Chain(ChainSignal {
             trace: trace.key.clone(),
-            root: first.1,
+            root: first.service,
             services,
             events: trace.events.len() as u32,
-            first: first.0,
+            first: first.at,
             last: trace.newest,
+            templates: template_counts(&trace.events),
         }));
     }
 
@@ -188,13 +201,25 @@ impl Correlator {
     }
 }
 
-fn distinct_in_order(events: &[(EventTime, ServiceId)]) -> Vec<ServiceId> {
+fn distinct_in_order(events: &[TraceEvent]) -> Vec<ServiceId> {
     let mut out: Vec<ServiceId> = Vec::with_capacity(4);
-    for (_, s) in events {
-        if !out.contains(s) {
-            out.push(*s);
+    for e in events {
+        if !out.contains(&e.service) {
+            out.push(e.service);
         }
     }
+    out
+}
+
+fn template_counts(events: &[TraceEvent]) -> Vec<(TemplateKey, u32)> {
+    let mut out: Vec<(TemplateKey, u32)> = Vec::with_capacity(4);
+    for e in events {
+        match out.iter_mut().find(|(t, _)| *t == e.template) {
+            Some((_, n)) => *n += 1,
+            None => out.push((e.template, 1)),
+        }
+    }
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     out
 }
 
@@ -217,6 +242,17 @@ mod tests {
         EventTime(n * 1_000_000_000)
     }
 
+    fn ev(at: EventTime, service: ServiceId) -> TraceEvent {
+        TraceEvent {
+            at,
+            service,
+            template: TemplateKey {
+                service: service.0,
+                id: logheal_models::TemplateId(0),
+            },
+        }
+    }
+
     const A: ServiceId = ServiceId(0);
     const B: ServiceId = ServiceId(1);
     const C: ServiceId = ServiceId(2);
@@ -234,10 +270,10 @@ mod tests {
     fn three_events_two_services_make_one_chain_rooted_at_the_earliest() {
         let mut c = correlator(10);
         let mut out = Vec::new();
-        c.observe("t1", s(2), B, &mut out);
-        c.observe("t1", s(1), A, &mut out);
-        c.observe("t1", s(3), C, &mut out);
-        c.observe("t1", s(4), C, &mut out);
+        c.observe("t1", ev(s(2), B), &mut out);
+        c.observe("t1", ev(s(1), A), &mut out);
+        c.observe("t1", ev(s(3), C), &mut out);
+        c.observe("t1", ev(s(4), C), &mut out);
         let found = chains(&out);
         assert_eq!(found.len(), 1, "one chain per trace");
         assert_eq!(found[0].root, A);
@@ -260,13 +296,13 @@ mod tests {
         let mut c = correlator(10);
         let mut out = Vec::new();
         for i in 0..5 {
-            c.observe("same-service", s(i), A, &mut out);
+            c.observe("same-service", ev(s(i), A), &mut out);
         }
-        c.observe("two", s(0), A, &mut out);
-        c.observe("two", s(1), B, &mut out);
-        c.observe("spread", s(0), A, &mut out);
-        c.observe("spread", s(20), B, &mut out);
-        c.observe("spread", s(40), C, &mut out);
+        c.observe("two", ev(s(0), A), &mut out);
+        c.observe("two", ev(s(1), B), &mut out);
+        c.observe("spread", ev(s(0), A), &mut out);
+        c.observe("spread", ev(s(20), B), &mut out);
+        c.observe("spread", ev(s(40), C), &mut out);
         assert!(chains(&out).is_empty());
     }
 
@@ -274,9 +310,9 @@ mod tests {
     fn traces_expire_after_the_window_and_the_cap_evicts() {
         let mut c = correlator(2);
         let mut out = Vec::new();
-        c.observe("a", s(0), A, &mut out);
-        c.observe("b", s(1), A, &mut out);
-        c.observe("c", s(2), A, &mut out);
+        c.observe("a", ev(s(0), A), &mut out);
+        c.observe("b", ev(s(1), A), &mut out);
+        c.observe("c", ev(s(2), A), &mut out);
         assert_eq!(c.live_traces(), 2);
         assert_eq!(c.stats.evicted, 1);
         c.expire(s(32));
@@ -289,7 +325,7 @@ mod tests {
         assert_eq!((c.live_traces(), c.stats.expired), (0, 2));
         // A key that expired starts a fresh window (and a fresh suspicion).
         out.clear();
-        c.observe("a", s(101), A, &mut out);
+        c.observe("a", ev(s(101), A), &mut out);
         assert_eq!(out.len(), 1);
     }
 
@@ -298,7 +334,7 @@ mod tests {
         let mut c = correlator(1000);
         let mut out = Vec::new();
         for i in 0..100_000 {
-            c.observe(&format!("t{i}"), s(i / 1000), A, &mut out);
+            c.observe(&format!("t{i}"), ev(s(i / 1000), A), &mut out);
             out.clear();
         }
         assert_eq!(c.live_traces(), 1000);

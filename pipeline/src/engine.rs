@@ -8,12 +8,13 @@
 
 use crate::agenda::{Agenda, Due, PendingAction};
 use crate::clock::{EventClock, TimeRejection};
-use crate::correlator::{ChainSignal, Correlator, Signal};
+use crate::correlator::{ChainSignal, Correlator, Signal, TraceEvent};
 use crate::incident::{Ctx, Effect, IncidentState, Input, Timing};
 use crate::interner::Interner;
 use crate::record::{ActionRecord, Labels, Record};
 use crate::registry::{Incident, IncidentKey, Registry};
 use crate::stats::{SkipReason, Stats};
+use logheal_models::{MinerConfig, ServiceTemplates};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
 use logheal_rules::{CorrelationKey, GroupLabel, RuleSet};
 use std::borrow::Cow;
@@ -58,6 +59,7 @@ pub struct Engine {
     parser: LineParser,
     clock: EventClock,
     interner: Interner,
+    templates: ServiceTemplates,
     correlators: Vec<Correlator>,
     registry: Registry,
     agenda: Agenda,
@@ -102,6 +104,7 @@ impl Engine {
             parser,
             clock: EventClock::new(config.lateness, wall_clock_now().plus(config.future_skew)),
             interner: Interner::default(),
+            templates: ServiceTemplates::new(MinerConfig::default()),
             correlators,
             registry: Registry::default(),
             agenda: Agenda::default(),
@@ -154,6 +157,10 @@ impl Engine {
             Err(TimeRejection::Future) => return self.stats.skip(SkipReason::FutureTimestamp),
         }
         self.run_until(ts);
+        let service = self
+            .interner
+            .intern(event.service.as_deref().unwrap_or_default());
+        let template = self.templates.add(service.0, &event.message);
         for (ri, rule) in self.rules.rules.iter().enumerate() {
             if !rule.select.matches(&event) {
                 continue;
@@ -164,12 +171,16 @@ impl Engine {
                 CorrelationKey::Service => event.service.as_deref(),
                 CorrelationKey::Field(i) => event.extra(i),
             };
-            let (Some(service), Some(key)) = (event.service.as_deref(), key) else {
+            let (Some(_), Some(key)) = (event.service.as_deref(), key) else {
                 self.stats.unkeyed += 1;
                 continue;
             };
-            let service = self.interner.intern(service);
-            self.correlators[ri].observe(key, ts, service, &mut self.signals);
+            let selected = TraceEvent {
+                at: ts,
+                service,
+                template,
+            };
+            self.correlators[ri].observe(key, selected, &mut self.signals);
             self.signal_rules.resize(self.signals.len(), ri as u32);
         }
         let watermark = self.clock.watermark();
@@ -211,6 +222,8 @@ impl Engine {
         for (_, _, state) in self.registry.states() {
             s.count_incident(state);
         }
+        s.templates_live = self.templates.live() as u64;
+        s.templates_evicted = self.templates.stats().templates_evicted;
         s
     }
 
@@ -310,9 +323,17 @@ impl Engine {
                     reason,
                 } => {
                     self.stats.transitions += 1;
-                    if to == IncidentState::Confirmed {
-                        self.registry.with(key, || None, |i| i.confirmed = true);
-                    }
+                    let top = self
+                        .registry
+                        .with(
+                            key,
+                            || None,
+                            |i| {
+                                i.confirmed |= to == IncidentState::Confirmed;
+                                i.top_templates(3)
+                            },
+                        )
+                        .unwrap_or_default();
                     self.records.push(Record::Transition {
                         at: at.to_rfc3339(),
                         incident: id.clone(),
@@ -321,6 +342,10 @@ impl Engine {
                         from,
                         to,
                         reason,
+                        templates: top
+                            .into_iter()
+                            .filter_map(|t| self.templates.text(t))
+                            .collect(),
                     });
                     for cancelled in self.agenda.cancel_stale(key, seq) {
                         self.stats.actions_cancelled += 1;

@@ -20,6 +20,9 @@ pub enum Record {
         from: IncidentState,
         to: IncidentState,
         reason: String,
+        /// The most frequent templates of the incident's chains (none before a chain).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        templates: Vec<String>,
     },
     Action(ActionRecord),
     ActionCancelled {
@@ -60,18 +63,23 @@ impl Record {
                 from,
                 to,
                 reason,
+                templates,
                 ..
             } => {
                 let labels: Vec<String> = key
                     .iter()
                     .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
                     .collect();
-                format!(
+                let mut line = format!(
                     "{at}  {:<10} → {:<10}  {incident} {{{}}}  {reason}",
                     from.as_str(),
                     to.as_str(),
                     labels.join(", ")
-                )
+                );
+                for t in templates {
+                    line.push_str(&format!("\n      template: {t}"));
+                }
+                line
             }
             Record::Action(a) => {
                 let verb = if a.dry_run { "would call" } else { "called" };

@@ -5,6 +5,7 @@
 use crate::incident::{self, Ctx, Input, Machine, Timing};
 use crate::interner::ServiceId;
 use dashmap::DashMap;
+use logheal_models::TemplateKey;
 use logheal_parsers::EventTime;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub struct Incident {
     pub sample_traces: Vec<Box<str>>,
     /// Whether it ever reached CONFIRMED.
     pub confirmed: bool,
+    /// Templates of the failed events in its chains, with counts.
+    pub templates: Vec<(TemplateKey, u64)>,
 }
 
 impl Incident {
@@ -49,6 +52,7 @@ impl Incident {
             services: Vec::new(),
             sample_traces: Vec::new(),
             confirmed: false,
+            templates: Vec::new(),
         }
     }
 
@@ -71,6 +75,19 @@ impl Incident {
         if self.sample_traces.len() < SAMPLE_TRACES {
             self.sample_traces.push(chain.trace.clone());
         }
+        for (template, n) in &chain.templates {
+            match self.templates.iter_mut().find(|(t, _)| t == template) {
+                Some((_, total)) => *total += u64::from(*n),
+                None => self.templates.push((*template, u64::from(*n))),
+            }
+        }
+    }
+
+    /// The `n` most frequent templates of its chains.
+    pub fn top_templates(&self, n: usize) -> Vec<TemplateKey> {
+        let mut all = self.templates.clone();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        all.into_iter().take(n).map(|(t, _)| t).collect()
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Stats {
     pub chains: u64,
     pub traces_expired: u64,
     pub traces_evicted: u64,
+    /// Templates mined and held, and those evicted at the per-service cap.
+    pub templates_live: u64,
+    pub templates_evicted: u64,
     pub transitions: u64,
     pub actions: u64,
     pub actions_cancelled: u64,
@@ -140,6 +143,11 @@ impl fmt::Display for Stats {
             f,
             "  traces          {} expired, {} evicted at the cap",
             self.traces_expired, self.traces_evicted
+        )?;
+        writeln!(
+            f,
+            "  templates       {} ({} evicted at the cap)",
+            self.templates_live, self.templates_evicted
         )?;
         let states: Vec<String> = self
             .incidents

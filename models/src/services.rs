@@ -1,0 +1,82 @@
+//! Templates per service: one miner per service, so a template explosion in one service
+//! evicts only that service's templates.
+
+use crate::miner::{Miner, MinerConfig, MinerStats, TemplateId};
+
+/// A template of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateKey {
+    /// The caller's service number (dense, from 0).
+    pub service: u32,
+    pub id: TemplateId,
+}
+
+#[derive(Debug)]
+pub struct ServiceTemplates {
+    config: MinerConfig,
+    miners: Vec<Miner>,
+}
+
+impl ServiceTemplates {
+    pub fn new(config: MinerConfig) -> Self {
+        ServiceTemplates {
+            config,
+            miners: Vec::new(),
+        }
+    }
+
+    /// Mines `message` of `service`.
+    pub fn add(&mut self, service: u32, message: &str) -> TemplateKey {
+        let i = service as usize;
+        if i >= self.miners.len() {
+            let config = &self.config;
+            self.miners
+                .resize_with(i + 1, || Miner::new(config.clone()));
+        }
+        TemplateKey {
+            service,
+            id: self.miners[i].add(message),
+        }
+    }
+
+    /// The current text of a template, if it is still live.
+    pub fn text(&self, key: TemplateKey) -> Option<String> {
+        self.miners.get(key.service as usize)?.template(key.id)
+    }
+
+    /// Live templates over all services.
+    pub fn live(&self) -> usize {
+        self.miners.iter().map(Miner::len).sum()
+    }
+
+    /// Housekeeping counters summed over all services.
+    pub fn stats(&self) -> MinerStats {
+        self.miners
+            .iter()
+            .fold(MinerStats::default(), |mut acc, m| {
+                acc.lines += m.stats.lines;
+                acc.templates_created += m.stats.templates_created;
+                acc.templates_evicted += m.stats.templates_evicted;
+                acc.chunks_over_cap += m.stats.chunks_over_cap;
+                acc.truncated += m.stats.truncated;
+                acc
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_mine_separately() {
+        let mut t = ServiceTemplates::new(MinerConfig::default());
+        let a = t.add(0, "connection refused to db-1");
+        let b = t.add(3, "connection refused to db-2");
+        assert_ne!(a, b, "different services, different templates");
+        assert_eq!(t.add(0, "connection refused to db-7"), a);
+        assert_eq!(t.text(a).unwrap(), "connection refused to <*>");
+        assert_eq!(t.live(), 2);
+        assert_eq!(t.stats().lines, 3);
+    }
+}
