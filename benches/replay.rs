@@ -71,7 +71,7 @@ fn replay(c: &mut Criterion) {
         })
     });
     group.bench_function(
-        BenchmarkId::new("logheal", "parse+correlate+incidents"),
+        BenchmarkId::new("logheal", "parse+mine+correlate+incidents"),
         |b| b.iter(|| run_pipeline(&buf, n)),
     );
     group.finish();
@@ -81,7 +81,7 @@ fn replay(c: &mut Criterion) {
     bytes.measurement_time(Duration::from_secs(20));
     bytes.throughput(Throughput::Bytes(buf.len() as u64));
     bytes.bench_function(
-        BenchmarkId::new("logheal", "parse+correlate+incidents"),
+        BenchmarkId::new("logheal", "parse+mine+correlate+incidents"),
         |b| b.iter(|| run_pipeline(&buf, n)),
     );
     bytes.finish();
