@@ -1,5 +1,5 @@
 //! Replay throughput on a generated 1,000,000+ line multi-service JSON log with the
-//! built-in rules: parse + correlate + incidents on one core. Baselines measured in the
+//! built-in rules: parse + template mining + correlate + incidents on one core. Baselines measured in the
 //! same run: splitting lines only (the floor), and parsing each line to a
 //! `serde_json::Value` (what a naive pipeline would do before any logic).
 //!
