@@ -1,7 +1,7 @@
 //! Replay throughput on a generated 1,000,000+ line multi-service JSON log with the
-//! built-in rules: parse + template mining + correlate + incidents on one core. Baselines measured in the
-//! same run: splitting lines only (the floor), and parsing each line to a
-//! `serde_json::Value` (what a naive pipeline would do before any logic).
+//! built-in rules: parse + template mining + correlate + incidents, on one core.
+//! Baselines measured in the same run: splitting lines only (the floor), and parsing each
+//! line to a `serde_json::Value` (what a naive pipeline would do before any logic).
 //!
 //! `cargo bench --bench replay` prints criterion medians; the lines/s and MB/s of each
 //! are printed alongside, computed from the median.
