@@ -1,7 +1,7 @@
 //! `logheal templates`: mine a log file's messages into templates.
 
 use anyhow::{Context, Result};
-use logheal_models::{Miner, MinerConfig};
+use logheal_models::{Families, Miner, MinerConfig, TemplateKey, DEFAULT_FAMILY_SIMILARITY};
 use logheal_parsers::{FieldNames, LineParser};
 use logheal_pipeline::reader::{Line, LineReader};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -45,12 +45,22 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
         out.flush()?;
     }
+    let key = |id| TemplateKey { service: 0, id };
+    let texts: Vec<_> = miner
+        .texts()
+        .into_iter()
+        .map(|(id, t)| (key(id), t))
+        .collect();
+    let mut families = Families::new(DEFAULT_FAMILY_SIMILARITY);
+    families.refresh(&texts);
+    eprintln!("{} families", families.len());
     let mut counts: Vec<_> = miner.templates().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut stdout = BufWriter::new(io::stdout().lock());
     for (id, count) in counts {
         let template = miner.template(id).unwrap_or_default();
-        writeln!(stdout, "{count:>8}  T{:<6} {template}", id.0)?;
+        let family = families.family(key(id)).map_or(0, |f| f.0);
+        writeln!(stdout, "{count:>8}  T{:<6} F{family:<5} {template}", id.0)?;
     }
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)

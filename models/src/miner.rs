@@ -166,6 +166,13 @@ impl Miner {
         self.clusters.iter().flatten().map(|c| (c.id, c.count))
     }
 
+    /// Live templates with their text.
+    pub fn texts(&self) -> Vec<(TemplateId, String)> {
+        self.templates()
+            .filter_map(|(id, _)| Some((id, self.template(id)?)))
+            .collect()
+    }
+
     /// Turns `message` into chunk ids in `self.line`.
     fn encode(&mut self, message: &str) {
         self.line.clear();

@@ -44,6 +44,21 @@ impl ServiceTemplates {
         self.miners.get(key.service as usize)?.template(key.id)
     }
 
+    /// Every live template with its text.
+    pub fn texts(&self) -> Vec<(TemplateKey, String)> {
+        let mut out = Vec::new();
+        for (service, miner) in self.miners.iter().enumerate() {
+            out.extend(miner.texts().into_iter().map(|(id, text)| {
+                let key = TemplateKey {
+                    service: service as u32,
+                    id,
+                };
+                (key, text)
+            }));
+        }
+        out
+    }
+
     /// Live templates over all services.
     pub fn live(&self) -> usize {
         self.miners.iter().map(Miner::len).sum()
