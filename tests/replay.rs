@@ -397,3 +397,92 @@ fn a_relapse_after_restore_reopens_the_incident_and_cancels_the_failback() {
         "only the final fail-back runs"
     );
 }
+
+fn write_rules(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("logheal-rules-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rules.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const SLACK_ONLY: &str =
+    "receivers:\n  slack: {type: slack, url: \"${LOGHEAL_SLACK_WEBHOOK_URL}\"}\n";
+
+#[test]
+fn rules_select_by_mined_template() {
+    // Only the failing hop's own message ("connection refused"), not the callers' 503s.
+    let rules = write_rules(
+        "template",
+        &format!(
+            "{SLACK_ONLY}rules:\n  - name: refused\n    select: {{template: \"*connection refused*\"}}\n    correlate: {{by: service, window: 30s, min_events: 5}}\n    incident: {{group_by: [root_service]}}\n    actions: {{confirmed: [{{name: page, receiver: slack}}]}}\n"
+        ),
+    );
+    let out = logheal()
+        .args(["replay", "--output", "json", "--rules"])
+        .arg(&rules)
+        .arg(repo("examples/checkout-outage.jsonl"))
+        .output()
+        .unwrap();
+    let records = json_lines(&out);
+    let confirmed = transitions_to(&records, "CONFIRMED");
+    assert_eq!(confirmed.len(), 1, "{records:#?}");
+    assert_eq!(confirmed[0]["key"]["root_service"], "payment");
+    let templates = confirmed[0]["templates"].as_array().unwrap();
+    assert!(
+        templates[0]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{templates:?}"
+    );
+}
+
+#[test]
+fn rules_select_new_templates_after_the_warmup() {
+    // Twenty minutes of traffic; the inventory outage at 12 min brings error messages
+    // never seen before; the 10-minute warm-up hides the templates learned at the start.
+    let scenario = Scenario {
+        start_ms: loggen::EXAMPLE_START_MS,
+        seconds: 1200,
+        requests_per_sec: 3,
+        outages: vec![Outage {
+            root: "inventory",
+            from_s: 720,
+            to_s: 780,
+        }],
+        storms: vec![],
+        isolated_503s: 0,
+        seed: 9,
+    };
+    let rules = write_rules(
+        "anomaly",
+        &format!(
+            "{SLACK_ONLY}rules:\n  - name: new-errors\n    select: {{anomaly: [new_template], level: [error]}}\n    correlate: {{by: service, window: 1m, min_events: 1}}\n    incident: {{group_by: [root_service]}}\n    actions: {{confirmed: [{{name: tell, receiver: slack}}]}}\n"
+        ),
+    );
+    let out = run_with_stdin(
+        &[
+            "replay",
+            "--output",
+            "json",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+        scenario.render().as_bytes(),
+    );
+    let records = json_lines(&out);
+    let confirmed = transitions_to(&records, "CONFIRMED");
+    let roots: std::collections::BTreeSet<&str> = confirmed
+        .iter()
+        .map(|r| r["key"]["root_service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roots,
+        ["catalog", "gateway", "inventory"].into_iter().collect(),
+        "each service on the failing path logged a new error template: {confirmed:#?}"
+    );
+    for r in &confirmed {
+        assert!(r["at"].as_str().unwrap() >= "2026-03-14T10:12:00", "{r}");
+    }
+}

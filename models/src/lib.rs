@@ -2,12 +2,15 @@
 //!
 //! Owns template mining (`miner`: a Drain-style prefix tree over the typed tokens of the
 //! `logos` message lexer in logheal-parsers), with stable template ids and bounded memory,
-//! one miner per service (`services`), and TF-IDF template families (`families`).
+//! one miner per service (`services`), TF-IDF template families (`families`), and
+//! per-template rate baselines with new-template and rate-spike signals (`anomaly`).
 
+pub mod anomaly;
 pub mod families;
 pub mod miner;
 pub mod services;
 
+pub use anomaly::{AnomalyConfig, Detector, Flags};
 pub use families::{Families, FamilyId, DEFAULT_FAMILY_SIMILARITY};
 pub use miner::{Miner, MinerConfig, MinerStats, TemplateId};
 pub use services::{ServiceTemplates, TemplateKey};

@@ -63,6 +63,8 @@ pub struct MinerStats {
     pub chunks_over_cap: u64,
     /// Messages cut to `max_tokens` chunks.
     pub truncated: u64,
+    /// Template creations, generalisations and evictions: any change of a template text.
+    pub changes: u64,
 }
 
 /// The wildcard chunk id.
@@ -145,6 +147,11 @@ impl Miner {
         cluster.count += 1;
         cluster.last_used = self.tick;
         cluster.id
+    }
+
+    /// Whether `id` is still live (not evicted).
+    pub fn is_live(&self, id: TemplateId) -> bool {
+        self.slot_of.contains_key(&id)
     }
 
     /// The template text of `id` (`<*>` for variables), if it is still live.
@@ -307,8 +314,9 @@ impl Miner {
     fn merge(&mut self, slot: u32) {
         let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
         for (t, l) in cluster.tokens.iter_mut().zip(&self.line) {
-            if t != l {
+            if t != l && *t != VAR {
                 *t = VAR;
+                self.stats.changes += 1;
             }
         }
     }
@@ -320,6 +328,7 @@ impl Miner {
         let id = TemplateId(self.next_id);
         self.next_id += 1;
         self.stats.templates_created += 1;
+        self.stats.changes += 1;
         let cluster = Cluster {
             id,
             tokens: self.line.clone(),
@@ -362,6 +371,7 @@ impl Miner {
             self.free.push(slot);
             self.live -= 1;
             self.stats.templates_evicted += 1;
+            self.stats.changes += 1;
         }
     }
 }

@@ -15,6 +15,7 @@ pub struct TemplateKey {
 pub struct ServiceTemplates {
     config: MinerConfig,
     miners: Vec<Miner>,
+    changes: u64,
 }
 
 impl ServiceTemplates {
@@ -22,21 +23,38 @@ impl ServiceTemplates {
         ServiceTemplates {
             config,
             miners: Vec::new(),
+            changes: 0,
         }
     }
 
-    /// Mines `message` of `service`.
-    pub fn add(&mut self, service: u32, message: &str) -> TemplateKey {
+    /// Mines `message` of `service`; also says whether the message created the template.
+    pub fn add(&mut self, service: u32, message: &str) -> (TemplateKey, bool) {
         let i = service as usize;
         if i >= self.miners.len() {
             let config = &self.config;
             self.miners
                 .resize_with(i + 1, || Miner::new(config.clone()));
         }
-        TemplateKey {
-            service,
-            id: self.miners[i].add(message),
-        }
+        let miner = &mut self.miners[i];
+        let (created, changes) = (miner.stats.templates_created, miner.stats.changes);
+        let id = miner.add(message);
+        self.changes += miner.stats.changes - changes;
+        (
+            TemplateKey { service, id },
+            miner.stats.templates_created > created,
+        )
+    }
+
+    /// Counts every change of any template's text; equal counts mean equal texts.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Whether a template is still live.
+    pub fn is_live(&self, key: TemplateKey) -> bool {
+        self.miners
+            .get(key.service as usize)
+            .is_some_and(|m| m.is_live(key.id))
     }
 
     /// The current text of a template, if it is still live.
@@ -74,6 +92,7 @@ impl ServiceTemplates {
                 acc.templates_evicted += m.stats.templates_evicted;
                 acc.chunks_over_cap += m.stats.chunks_over_cap;
                 acc.truncated += m.stats.truncated;
+                acc.changes += m.stats.changes;
                 acc
             })
     }
@@ -86,10 +105,12 @@ mod tests {
     #[test]
     fn services_mine_separately() {
         let mut t = ServiceTemplates::new(MinerConfig::default());
-        let a = t.add(0, "connection refused to db-1");
-        let b = t.add(3, "connection refused to db-2");
+        let (a, new) = t.add(0, "connection refused to db-1");
+        assert!(new);
+        let (b, _) = t.add(3, "connection refused to db-2");
         assert_ne!(a, b, "different services, different templates");
-        assert_eq!(t.add(0, "connection refused to db-7"), a);
+        assert_eq!(t.add(0, "connection refused to db-7"), (a, false));
+        assert!(t.is_live(a));
         assert_eq!(t.text(a).unwrap(), "connection refused to <*>");
         assert_eq!(t.live(), 2);
         assert_eq!(t.stats().lines, 3);

@@ -14,9 +14,13 @@ use crate::interner::Interner;
 use crate::record::{ActionRecord, Labels, Record};
 use crate::registry::{Incident, IncidentKey, Registry};
 use crate::stats::{SkipReason, Stats};
-use logheal_models::{MinerConfig, ServiceTemplates};
+use logheal_models::{
+    AnomalyConfig, Detector, Families, Flags, MinerConfig, ServiceTemplates, TemplateKey,
+    DEFAULT_FAMILY_SIMILARITY,
+};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
-use logheal_rules::{CorrelationKey, GroupLabel, RuleSet};
+use logheal_rules::{AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, RuleSet};
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -60,6 +64,14 @@ pub struct Engine {
     clock: EventClock,
     interner: Interner,
     templates: ServiceTemplates,
+    families: Families,
+    anomalies: Detector,
+    /// Per rule: whether a template meets the rule's model conditions, valid while the
+    /// template texts are unchanged (`models_seen` changes).
+    model_matches: Vec<FxHashMap<TemplateKey, bool>>,
+    models_seen: u64,
+    /// Template changes and lines at the last family refresh.
+    families_at: (u64, u64),
     correlators: Vec<Correlator>,
     registry: Registry,
     agenda: Agenda,
@@ -81,6 +93,7 @@ fn wall_clock_now() -> EventTime {
 
 impl Engine {
     pub fn new(rules: RuleSet, config: &EngineConfig) -> Result<Self, String> {
+        let rule_count = rules.rules.len();
         let mut names = match &config.fields {
             Some(custom) => FieldNames::with_overrides(custom),
             None => FieldNames::default(),
@@ -105,6 +118,11 @@ impl Engine {
             clock: EventClock::new(config.lateness, wall_clock_now().plus(config.future_skew)),
             interner: Interner::default(),
             templates: ServiceTemplates::new(MinerConfig::default()),
+            families: Families::new(DEFAULT_FAMILY_SIMILARITY),
+            anomalies: Detector::new(AnomalyConfig::default()),
+            model_matches: vec![FxHashMap::default(); rule_count],
+            models_seen: 0,
+            families_at: (0, 0),
             correlators,
             registry: Registry::default(),
             agenda: Agenda::default(),
@@ -160,10 +178,26 @@ impl Engine {
         let service = self
             .interner
             .intern(event.service.as_deref().unwrap_or_default());
-        let template = self.templates.add(service.0, &event.message);
+        let (template, new) = self.templates.add(service.0, &event.message);
+        let flags = self.anomalies.observe(template, ts.nanos(), new);
+        self.refresh_models();
         for (ri, rule) in self.rules.rules.iter().enumerate() {
             if !rule.select.matches(&event) {
                 continue;
+            }
+            let models = &rule.select.models;
+            if !models.is_empty() {
+                let cache = &mut self.model_matches[ri];
+                if !model_match(
+                    models,
+                    cache,
+                    &self.templates,
+                    &self.families,
+                    template,
+                    flags,
+                ) {
+                    continue;
+                }
             }
             self.stats.selected += 1;
             let key = match rule.correlate.key {
@@ -198,9 +232,36 @@ impl Engine {
         self.run_until(self.clock.newest());
     }
 
+    /// Keeps the model-derived state in step with the templates: match caches are dropped
+    /// when any template text changed, and families are refitted on a schedule that grows
+    /// with the number of templates (never per line).
+    fn refresh_models(&mut self) {
+        let changes = self.templates.changes();
+        if changes == self.models_seen {
+            return;
+        }
+        self.models_seen = changes;
+        self.model_matches.iter_mut().for_each(FxHashMap::clear);
+        let lines = self.stats.parsed;
+        let (changes_then, lines_then) = self.families_at;
+        let due = 1_000u64.max(20 * self.templates.live() as u64);
+        if changes != changes_then && lines - lines_then >= due {
+            self.refit_families();
+        }
+    }
+
+    fn refit_families(&mut self) {
+        self.families_at = (self.templates.changes(), self.stats.parsed);
+        self.families.refresh(&self.templates.texts());
+        let templates = &self.templates;
+        self.anomalies.retain(|k| templates.is_live(*k));
+        self.model_matches.iter_mut().for_each(FxHashMap::clear);
+    }
+
     /// End of input: lets event time run on until every timer has fired, so each open
     /// incident shows how it would end if the stream stayed quiet.
     pub fn finish(&mut self) {
+        self.refit_families();
         self.run_until(EventTime::MAX);
         for c in &mut self.correlators {
             c.expire(EventTime::MAX);
@@ -223,6 +284,7 @@ impl Engine {
             s.count_incident(state);
         }
         s.templates_live = self.templates.live() as u64;
+        s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;
         s
     }
@@ -447,4 +509,45 @@ impl Engine {
             self.deliver(key, at, input, None);
         }
     }
+}
+
+/// Whether an event with `template` and anomaly `flags` meets a rule's model conditions.
+/// Template and family globs are evaluated once per template and cached.
+fn model_match(
+    conditions: &ModelConditions,
+    cache: &mut FxHashMap<TemplateKey, bool>,
+    templates: &ServiceTemplates,
+    families: &Families,
+    template: TemplateKey,
+    flags: Flags,
+) -> bool {
+    let signalled = conditions.anomaly.iter().any(|a| match a {
+        AnomalyKind::NewTemplate => flags.new_template,
+        AnomalyKind::RateSpike => flags.rate_spike,
+    });
+    if !conditions.anomaly.is_empty() && !signalled {
+        return false;
+    }
+    if conditions.template.is_none() && conditions.family.is_none() {
+        return true;
+    }
+    *cache.entry(template).or_insert_with(|| {
+        let matches = |glob: &globset::GlobMatcher, t: TemplateKey| {
+            templates.text(t).is_some_and(|text| glob.is_match(&text))
+        };
+        let by_template = conditions
+            .template
+            .as_ref()
+            .is_none_or(|g| matches(g, template));
+        // Before the first refit a template is its own family.
+        let by_family =
+            conditions
+                .family
+                .as_ref()
+                .is_none_or(|g| match families.family(template) {
+                    Some(f) => families.members(f).iter().any(|m| matches(g, *m)),
+                    None => matches(g, template),
+                });
+        by_template && by_family
+    })
 }

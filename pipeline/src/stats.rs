@@ -74,6 +74,7 @@ pub struct Stats {
     /// Templates mined and held, and those evicted at the per-service cap.
     pub templates_live: u64,
     pub templates_evicted: u64,
+    pub families: u64,
     pub transitions: u64,
     pub actions: u64,
     pub actions_cancelled: u64,
@@ -146,8 +147,8 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  templates       {} ({} evicted at the cap)",
-            self.templates_live, self.templates_evicted
+            "  templates       {} in {} families ({} evicted at the cap)",
+            self.templates_live, self.families, self.templates_evicted
         )?;
         let states: Vec<String> = self
             .incidents

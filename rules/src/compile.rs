@@ -4,7 +4,7 @@
 use crate::model::*;
 use crate::schema::{self, in_file_order, RuleFile, S};
 use crate::Diagnostic;
-use globset::Glob;
+use globset::{Glob, GlobMatcher};
 use logheal_parsers::{FieldNames, Level};
 use regex::Regex;
 use std::collections::HashSet;
@@ -255,13 +255,11 @@ impl<'f> Compiler<'f> {
                 level => levels.push(level),
             }
         }
-        let mut services = Vec::new();
-        for g in &spec.service {
-            match Glob::new(g) {
-                Ok(glob) => services.push(glob.compile_matcher()),
-                Err(e) => self.error(fi, g, format!("bad service glob: {e}")),
-            }
-        }
+        let services: Vec<GlobMatcher> = spec
+            .service
+            .iter()
+            .filter_map(|g| self.glob(fi, g, "service"))
+            .collect();
         let message = spec.message.as_ref().and_then(|m| match Regex::new(m) {
             Ok(re) => Some(re),
             Err(e) => {
@@ -273,11 +271,37 @@ impl<'f> Compiler<'f> {
             .into_iter()
             .map(|(k, v)| (self.field_names.extra_index(k), v.to_string()))
             .collect();
+        let models = ModelConditions {
+            template: spec
+                .template
+                .as_ref()
+                .and_then(|g| self.glob(fi, g, "template")),
+            family: spec
+                .family
+                .as_ref()
+                .and_then(|g| self.glob(fi, g, "family")),
+            anomaly: spec
+                .anomaly
+                .iter()
+                .filter_map(|a| match a.as_str() {
+                    "new_template" => Some(AnomalyKind::NewTemplate),
+                    "rate_spike" => Some(AnomalyKind::RateSpike),
+                    other => {
+                        let msg =
+                            format!("unknown anomaly {other:?} (known: new_template, rate_spike)");
+                        self.error(fi, a, msg);
+                        None
+                    }
+                })
+                .collect(),
+        };
         let empty = status.is_empty()
             && levels.is_empty()
             && services.is_empty()
             && spec.message.is_none()
-            && fields.is_empty();
+            && fields.is_empty()
+            && models.is_empty()
+            && spec.anomaly.is_empty();
         if empty {
             self.error(
                 fi,
@@ -291,7 +315,18 @@ impl<'f> Compiler<'f> {
             services,
             message,
             fields,
+            models,
         })
+    }
+
+    fn glob(&mut self, fi: usize, g: &S<String>, what: &str) -> Option<GlobMatcher> {
+        match Glob::new(g) {
+            Ok(glob) => Some(glob.compile_matcher()),
+            Err(e) => {
+                self.error(fi, g, format!("bad {what} glob: {e}"));
+                None
+            }
+        }
     }
 
     fn correlation(&mut self, fi: usize, spec: &S<schema::CorrelateSpec>) -> Option<Correlation> {

@@ -72,6 +72,35 @@ pub struct Selector {
     pub message: Option<Regex>,
     /// (extra field index, required value).
     pub fields: Vec<(u16, String)>,
+    /// Conditions on the mined template, checked by the pipeline (see [`ModelConditions`]).
+    pub models: ModelConditions,
+}
+
+/// Conditions on what the models learned about an event: its template, the template's
+/// family, and anomaly signals. Empty: no condition.
+#[derive(Debug, Clone, Default)]
+pub struct ModelConditions {
+    /// Glob over the template text, e.g. `*connection refused*`.
+    pub template: Option<GlobMatcher>,
+    /// Glob that some template of the family must match.
+    pub family: Option<GlobMatcher>,
+    /// Any of these signals (empty: no condition).
+    pub anomaly: Vec<AnomalyKind>,
+}
+
+impl ModelConditions {
+    pub fn is_empty(&self) -> bool {
+        self.template.is_none() && self.family.is_none() && self.anomaly.is_empty()
+    }
+}
+
+/// Anomaly signals a rule can select on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyKind {
+    /// The first event of a template never seen before (after the warm-up).
+    NewTemplate,
+    /// A template's rate far above its own baseline.
+    RateSpike,
 }
 
 impl Selector {

@@ -66,6 +66,13 @@ pub(crate) struct SelectSpec {
     /// Field path → required value.
     #[serde(default)]
     pub fields: HashMap<S<String>, S<String>>,
+    /// A glob over the event's mined template text.
+    pub template: Option<S<String>>,
+    /// A glob that some template of the event's template family must match.
+    pub family: Option<S<String>>,
+    /// `new_template` and/or `rate_spike`.
+    #[serde(default)]
+    pub anomaly: Vec<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -196,3 +196,21 @@ fn an_empty_set_is_an_error() {
         vec!["r.yaml:1:1: no rules defined"]
     );
 }
+
+#[test]
+fn model_selectors() {
+    let ok = rule("    select: {template: \"*refused*\", family: \"*redis*\", anomaly: [new_template, rate_spike]}\n    correlate: {window: 1m, min_events: 1}\n");
+    let set = load_sources(&[("r.yaml".into(), ok)]).unwrap();
+    let m = &set.rules[0].select.models;
+    assert!(m
+        .template
+        .as_ref()
+        .unwrap()
+        .is_match("connection refused <*>"));
+    assert_eq!(m.anomaly.len(), 2);
+    let bad = rule("    select: {template: \"[unclosed\", anomaly: [weird]}\n    correlate: {window: 1m, min_events: 1}\n");
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains("bad template glob"), "{errs:?}");
+    assert!(errs[1].contains("unknown anomaly \"weird\""), "{errs:?}");
+}
