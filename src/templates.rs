@@ -40,7 +40,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .with_context(|| format!("cannot write {}", path.display()))?;
         out.write_record(["line", "template_id", "template"])?;
         for (i, id) in ids.iter().enumerate() {
-            let template = miner.template(*id).unwrap_or_default();
+            let id = miner.resolve(*id);
+            let template = miner.template(id).unwrap_or_default();
             out.write_record([(i + 1).to_string(), id.0.to_string(), template])?;
         }
         out.flush()?;

@@ -15,6 +15,15 @@
 //! its leaf when the share of equal constant positions reaches the similarity threshold;
 //! positions that differ become wildcards. A refined template keeps its id.
 //!
+//! Plain words (letters, no variables) are settled once a template has seen them: a line
+//! with another word in that place does not generalise the template. If that word is the
+//! only difference, the line starts a *sibling* template; when enough siblings differ in
+//! the same place (`siblings_to_merge` distinct words), the place is a variable after all
+//! and they merge into the oldest, which keeps its id (the others become aliases). So
+//! `VM Started` / `VM Paused` stay apart, while many user names become `user <*>`.
+//! Routing through the tree uses plain words only; anything else takes the wildcard
+//! branch, so a varying first word (`com.apple.<*>:`) does not scatter a template.
+//!
 //! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
 //! evicted when full, counted), at most `max_chunks` distinct shapes (unknown shapes past
 //! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
@@ -38,6 +47,12 @@ pub struct MinerConfig {
     pub max_templates: usize,
     pub max_chunks: usize,
     pub max_tokens: usize,
+    /// After this many lines, a template's plain words are settled: a line with another
+    /// word in their place starts a new template instead of generalising this one.
+    pub settle_after: u64,
+    /// Sibling templates (equal but for one settled word) that prove the word a variable:
+    /// when this many exist, they merge into one template with `<*>` there.
+    pub siblings_to_merge: usize,
 }
 
 impl Default for MinerConfig {
@@ -49,6 +64,8 @@ impl Default for MinerConfig {
             max_templates: 50_000,
             max_chunks: 1_000_000,
             max_tokens: 256,
+            settle_after: 1,
+            siblings_to_merge: 4,
         }
     }
 }
@@ -74,6 +91,17 @@ const CUT: u32 = 1;
 
 type LeafKey = (u32, [u32; 2]);
 
+/// Where a line goes.
+enum Match {
+    Join(u32),
+    /// A new template, sibling of `of`: equal but for a settled word at `position`.
+    Sibling {
+        of: u32,
+        position: usize,
+    },
+    None,
+}
+
 #[derive(Debug)]
 struct Cluster {
     id: TemplateId,
@@ -87,12 +115,19 @@ pub struct Miner {
     config: MinerConfig,
     shape_ids: FxHashMap<Box<str>, u32>,
     shapes: Vec<Box<str>>,
+    /// Per shape: a plain word (letters, maybe trailing punctuation), which may route a
+    /// line through the tree.
+    plain: Vec<bool>,
     leaves: FxHashMap<LeafKey, Vec<u32>>,
     /// Children seen per tree node: (length) and (length, first chunk).
     children: FxHashMap<(u32, u32, u32), FxHashSet<u32>>,
     clusters: Vec<Option<Cluster>>,
     free: Vec<u32>,
     slot_of: FxHashMap<TemplateId, u32>,
+    /// Templates merged into another: old id → the id that absorbed it.
+    aliases: FxHashMap<TemplateId, TemplateId>,
+    /// Sibling groups: a template with the settled position wildcarded → members.
+    siblings: FxHashMap<Vec<u32>, Vec<(u32, TemplateId)>>,
     next_id: u32,
     live: usize,
     tick: u64,
@@ -107,11 +142,14 @@ impl Miner {
             config,
             shape_ids: FxHashMap::default(),
             shapes: vec!["<*>".into(), "<…>".into()],
+            plain: vec![false, false],
             leaves: FxHashMap::default(),
             children: FxHashMap::default(),
             clusters: Vec::new(),
             free: Vec::new(),
             slot_of: FxHashMap::default(),
+            aliases: FxHashMap::default(),
+            siblings: FxHashMap::default(),
             next_id: 0,
             live: 0,
             tick: 0,
@@ -137,11 +175,15 @@ impl Miner {
         self.encode(message);
         let leaf = self.route();
         let slot = match self.best_match(leaf) {
-            Some(slot) => {
+            Match::Join(slot) => {
                 self.merge(slot);
                 slot
             }
-            None => self.create(leaf),
+            Match::Sibling { of, position } => {
+                let slot = self.create(leaf);
+                self.sibling(of, slot, position)
+            }
+            Match::None => self.create(leaf),
         };
         let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
         cluster.count += 1;
@@ -151,12 +193,20 @@ impl Miner {
 
     /// Whether `id` is still live (not evicted).
     pub fn is_live(&self, id: TemplateId) -> bool {
-        self.slot_of.contains_key(&id)
+        self.slot_of.contains_key(&self.resolve(id))
+    }
+
+    /// The live id a template id stands for: itself, or the template that absorbed it.
+    pub fn resolve(&self, mut id: TemplateId) -> TemplateId {
+        while let Some(&next) = self.aliases.get(&id) {
+            id = next;
+        }
+        id
     }
 
     /// The template text of `id` (`<*>` for variables), if it is still live.
     pub fn template(&self, id: TemplateId) -> Option<String> {
-        let slot = *self.slot_of.get(&id)?;
+        let slot = *self.slot_of.get(&self.resolve(id))?;
         let cluster = self.clusters[slot as usize].as_ref()?;
         let mut out = String::new();
         for (i, t) in cluster.tokens.iter().enumerate() {
@@ -245,6 +295,7 @@ impl Miner {
             return VAR;
         }
         let id = self.shapes.len() as u32;
+        self.plain.push(!variable && is_plain_word(key));
         self.shapes.push(key.into());
         self.shape_ids.insert(key.into(), id);
         id
@@ -266,7 +317,7 @@ impl Miner {
             };
             let node = (len, level as u32, parent);
             let kids = self.children.entry(node).or_default();
-            let chosen = if token == VAR
+            let chosen = if !self.plain[token as usize]
                 || (!kids.contains(&token) && kids.len() >= self.config.max_children)
             {
                 VAR
@@ -280,23 +331,40 @@ impl Miner {
         (len, prefix)
     }
 
-    /// The most similar cluster in `leaf` if similar enough. Ties go to the more general
-    /// template (more wildcards), as in Drain.
-    fn best_match(&self, leaf: LeafKey) -> Option<u32> {
-        let slots = self.leaves.get(&leaf)?;
+    /// The most similar cluster in `leaf` if similar enough (ties go to the more general
+    /// template, as in Drain). A cluster whose settled words clash with the line is not
+    /// joined; if the clash is at one position and all else agrees, the line is its sibling.
+    fn best_match(&self, leaf: LeafKey) -> Match {
+        let Some(slots) = self.leaves.get(&leaf) else {
+            return Match::None;
+        };
         let line = &self.line;
         let mut best: Option<(f64, usize, u32)> = None;
+        let mut sibling = None;
         for &slot in slots {
             let c = self.clusters[slot as usize]
                 .as_ref()
                 .expect("leaf slots are live");
-            let (mut same, mut wild) = (0usize, 0usize);
-            for (t, l) in c.tokens.iter().zip(line) {
+            let settled = c.count >= self.config.settle_after;
+            let (mut same, mut wild, mut clashes, mut clash_at) = (0usize, 0usize, 0usize, 0usize);
+            for (i, (t, l)) in c.tokens.iter().zip(line).enumerate() {
                 if *t == VAR {
                     wild += 1;
                 } else if t == l {
                     same += 1;
+                } else if settled && self.plain[*t as usize] && self.plain[*l as usize] {
+                    clashes += 1;
+                    clash_at = i;
                 }
+            }
+            if clashes > 0 {
+                if clashes == 1 && same + wild + 1 == line.len() && sibling.is_none() {
+                    sibling = Some(Match::Sibling {
+                        of: slot,
+                        position: clash_at,
+                    });
+                }
+                continue;
             }
             let sim = if line.is_empty() {
                 1.0
@@ -307,8 +375,53 @@ impl Miner {
                 best = Some((sim, wild, slot));
             }
         }
-        best.filter(|(sim, ..)| *sim >= self.config.similarity)
-            .map(|(.., slot)| slot)
+        match best {
+            Some((sim, _, slot)) if sim >= self.config.similarity => Match::Join(slot),
+            _ => sibling.unwrap_or(Match::None),
+        }
+    }
+
+    /// Records `new` as a sibling of `of` (equal but at `position`); when the group is
+    /// large enough the word there is a variable: the siblings merge into the oldest,
+    /// which keeps its id, and the others become its aliases. Returns the slot the
+    /// current line belongs to.
+    fn sibling(&mut self, of: u32, new: u32, position: usize) -> u32 {
+        let c = |slot: u32| self.clusters[slot as usize].as_ref().expect("live");
+        let mut key = c(of).tokens.clone();
+        key[position] = VAR;
+        let (of_id, new_id) = (c(of).id, c(new).id);
+        let group = self
+            .siblings
+            .entry(key.clone())
+            .or_insert_with(|| vec![(of, of_id)]);
+        group.push((new, new_id));
+        let clusters = &self.clusters;
+        group.retain(|&(slot, id)| clusters[slot as usize].as_ref().is_some_and(|c| c.id == id));
+        if group.len() < self.config.siblings_to_merge {
+            return new;
+        }
+        let mut members = self.siblings.remove(&key).expect("just grown");
+        members.sort_by_key(|&(_, id)| id);
+        let (survivor, survivor_id) = members[0];
+        for &(slot, id) in &members[1..] {
+            let gone = self.clusters[slot as usize].take().expect("live member");
+            if let Some(v) = self.leaves.get_mut(&gone.leaf) {
+                v.retain(|s| *s != slot);
+            }
+            self.slot_of.remove(&id);
+            self.aliases.insert(id, survivor_id);
+            self.free.push(slot);
+            self.live -= 1;
+            let s = self.clusters[survivor as usize].as_mut().expect("live");
+            s.count += gone.count;
+            s.last_used = s.last_used.max(gone.last_used);
+        }
+        self.clusters[survivor as usize]
+            .as_mut()
+            .expect("live")
+            .tokens[position] = VAR;
+        self.stats.changes += 1;
+        survivor
     }
 
     fn merge(&mut self, slot: u32) {
@@ -376,6 +489,15 @@ impl Miner {
     }
 }
 
+/// Letters (and `_`, `-`), then at most a little punctuation: `ARPT:`, `failed,`.
+fn is_plain_word(chunk: &str) -> bool {
+    let word = chunk.trim_end_matches([':', ',', ';', '.', '!', '?']);
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
+}
+
 impl std::fmt::Debug for Miner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} templates, {} shapes", self.live, self.shapes.len())
@@ -402,11 +524,35 @@ mod tests {
         );
         let c = m.add("PacketResponder 1 for block blk_38 terminating");
         assert_ne!(a, c);
-        let d = m.add("connection from alice closed");
-        let e = m.add("connection from bob closed");
+        let d = m.add("login by user=alice ok");
+        let e = m.add("login by user=bob ok");
         assert_eq!(d, e, "refined in place");
-        assert_eq!(m.template(d).unwrap(), "connection from <*> closed");
+        assert_eq!(m.template(d).unwrap(), "login by <*> ok");
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn settled_words_stay_apart_until_many_siblings_prove_a_variable() {
+        let mut m = miner();
+        let started = m.add("VM Started (Lifecycle Event)");
+        let paused = m.add("VM Paused (Lifecycle Event)");
+        assert_ne!(
+            started, paused,
+            "a differing word does not generalise a template"
+        );
+        assert_eq!(m.add("VM Started (Lifecycle Event)"), started);
+        let ids: Vec<_> = ["alice", "bob", "carol", "dave", "erin"]
+            .iter()
+            .map(|u| m.add(&format!("session opened for user {u}")))
+            .collect();
+        let first = m.resolve(ids[0]);
+        assert!(
+            ids.iter().all(|id| m.resolve(*id) == first),
+            "four siblings merge"
+        );
+        assert_eq!(m.template(ids[1]).unwrap(), "session opened for user <*>");
+        assert_eq!(m.add("session opened for user zoe"), first);
+        assert_eq!(m.template(started).unwrap(), "VM Started (Lifecycle Event)");
     }
 
     #[test]
