@@ -106,6 +106,9 @@ enum Match {
 struct Cluster {
     id: TemplateId,
     tokens: Vec<u32>,
+    /// How each position is shown: its shape, or for a variable `<*>` with the brackets
+    /// and punctuation around it (`(<*>)`, `<*>,`) while every line agreed on them.
+    display: Vec<u32>,
     leaf: LeafKey,
     count: u64,
     last_used: u64,
@@ -132,6 +135,11 @@ pub struct Miner {
     live: usize,
     tick: u64,
     line: Vec<u32>,
+    display: Vec<u32>,
+    /// The brackets before the current run of variables, and those opened inside it
+    /// (whose closing ones are not shown).
+    run_lead: String,
+    run_opened: u32,
     shape: String,
     pub stats: MinerStats,
 }
@@ -154,6 +162,9 @@ impl Miner {
             live: 0,
             tick: 0,
             line: Vec::new(),
+            display: Vec::new(),
+            run_lead: String::new(),
+            run_opened: 0,
             shape: String::new(),
             stats: MinerStats::default(),
         }
@@ -209,7 +220,7 @@ impl Miner {
         let slot = *self.slot_of.get(&self.resolve(id))?;
         let cluster = self.clusters[slot as usize].as_ref()?;
         let mut out = String::new();
-        for (i, t) in cluster.tokens.iter().enumerate() {
+        for (i, t) in cluster.display.iter().enumerate() {
             if i > 0 {
                 out.push(' ');
             }
@@ -233,10 +244,12 @@ impl Miner {
     /// Turns `message` into chunk ids in `self.line`.
     fn encode(&mut self, message: &str) {
         self.line.clear();
+        self.display.clear();
         let max = self.config.max_tokens;
         for chunk in message.split_ascii_whitespace() {
             if self.line.len() == max {
                 self.line.push(CUT);
+                self.display.push(CUT);
                 self.stats.truncated += 1;
                 break;
             }
@@ -249,13 +262,58 @@ impl Miner {
             } else {
                 self.chunk_id(chunk)
             };
-            // A run of variables (a list of ids, a free-text tail) is one variable, so
-            // lists of different lengths share a template.
-            if id == VAR && self.line.last() == Some(&VAR) {
+            if id != VAR {
+                self.line.push(id);
+                self.display.push(id);
                 continue;
             }
-            self.line.push(id);
+            // A run of variables (a list of ids, a free-text tail) is one variable, so
+            // lists of different lengths share a template.
+            let (lead, trail) = brackets(chunk);
+            let continues = self.line.last() == Some(&VAR);
+            if continues {
+                self.run_opened += lead.len() as u32;
+            } else {
+                self.run_opened = 0;
+                self.run_lead.clear();
+                self.run_lead.push_str(lead);
+            }
+            // Closing brackets opened inside the run belong to it: `1 bytes (2 KB) sent`.
+            let closed = (self.run_opened as usize).min(trail.len());
+            self.run_opened -= closed as u32;
+            let trail = &trail[closed..];
+            let run_lead = std::mem::take(&mut self.run_lead);
+            let shown = self.display_id(&run_lead, trail);
+            self.run_lead = run_lead;
+            if continues {
+                *self.display.last_mut().expect("run") = shown;
+            } else {
+                self.line.push(VAR);
+                self.display.push(shown);
+            }
         }
+    }
+
+    /// The shape id of `<lead><*><trail>`; plain `<*>` when both are empty.
+    fn display_id(&mut self, lead: &str, trail: &str) -> u32 {
+        if lead.is_empty() && trail.is_empty() {
+            return VAR;
+        }
+        self.shape.clear();
+        self.shape.push_str(lead);
+        self.shape.push_str("<*>");
+        self.shape.push_str(trail);
+        if let Some(&id) = self.shape_ids.get(self.shape.as_str()) {
+            return id;
+        }
+        if self.shapes.len() >= self.config.max_chunks {
+            return VAR;
+        }
+        let id = self.shapes.len() as u32;
+        self.plain.push(false);
+        self.shapes.push(self.shape.as_str().into());
+        self.shape_ids.insert(self.shape.as_str().into(), id);
+        id
     }
 
     fn chunk_id(&mut self, chunk: &str) -> u32 {
@@ -426,9 +484,14 @@ impl Miner {
 
     fn merge(&mut self, slot: u32) {
         let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
-        for (t, l) in cluster.tokens.iter_mut().zip(&self.line) {
+        let positions = cluster.tokens.iter_mut().zip(cluster.display.iter_mut());
+        for ((t, d), (l, ld)) in positions.zip(self.line.iter().zip(&self.display)) {
             if t != l && *t != VAR {
                 *t = VAR;
+                self.stats.changes += 1;
+            }
+            if *t == VAR && d != ld && *d != VAR {
+                *d = VAR;
                 self.stats.changes += 1;
             }
         }
@@ -445,6 +508,7 @@ impl Miner {
         let cluster = Cluster {
             id,
             tokens: self.line.clone(),
+            display: self.display.clone(),
             leaf,
             count: 0,
             last_used: self.tick,
@@ -487,6 +551,18 @@ impl Miner {
             self.stats.changes += 1;
         }
     }
+}
+
+/// The opening brackets before and the closing brackets and punctuation after a chunk's
+/// value: `(5)` → (`(`, `)`), `5,` → (``, `,`), `[x]:` → (`[`, `]:`).
+fn brackets(chunk: &str) -> (&str, &str) {
+    let lead_len = chunk.len()
+        - chunk
+            .trim_start_matches(['(', '[', '{', '<', '"', '\''])
+            .len();
+    let rest = &chunk[lead_len..];
+    let body = rest.trim_end_matches([')', ']', '}', '>', '"', '\'', ',', '.', ';', ':']);
+    (&chunk[..lead_len], &rest[body.len()..])
 }
 
 /// Letters (and `_`, `-`), then at most a little punctuation: `ARPT:`, `failed,`.
