@@ -326,15 +326,18 @@ impl Miner {
         let mut variable = false;
         let mut last_var = false;
         let mut constant_chars = false;
-        for (kind, text) in tokens(chunk) {
-            if kind.is_variable() {
+        let mut lexed = tokens(chunk).peekable();
+        while let Some((kind, text)) = lexed.next() {
+            // An identifier called like a function (`jk2_init()`) is code, not data.
+            let called = kind == Kind::Mixed && lexed.peek().is_some_and(|(_, t)| *t == "(");
+            if kind.is_variable() && !called {
                 variable = true;
                 if !last_var {
                     self.shape.push_str("<*>");
                 }
                 last_var = true;
             } else {
-                constant_chars |= kind == Kind::Word;
+                constant_chars |= kind == Kind::Word || called;
                 last_var = false;
                 self.shape.push_str(text);
             }
@@ -404,10 +407,14 @@ impl Miner {
                 .as_ref()
                 .expect("leaf slots are live");
             let settled = c.count >= self.config.settle_after;
-            let (mut same, mut wild, mut clashes, mut clash_at) = (0usize, 0usize, 0usize, 0usize);
+            // Equal constants, variables facing variables (the line is masked too), and
+            // template variables facing anything.
+            let (mut same, mut both_var, mut wild) = (0usize, 0usize, 0usize);
+            let (mut clashes, mut clash_at) = (0usize, 0usize);
             for (i, (t, l)) in c.tokens.iter().zip(line).enumerate() {
                 if *t == VAR {
                     wild += 1;
+                    both_var += usize::from(*l == VAR);
                 } else if t == l {
                     same += 1;
                 } else if settled && self.plain[*t as usize] && self.plain[*l as usize] {
@@ -424,6 +431,7 @@ impl Miner {
                 }
                 continue;
             }
+            let same = same + both_var;
             let sim = if line.is_empty() {
                 1.0
             } else {
@@ -565,9 +573,12 @@ fn brackets(chunk: &str) -> (&str, &str) {
     (&chunk[..lead_len], &rest[body.len()..])
 }
 
-/// Letters (and `_`, `-`), then at most a little punctuation: `ARPT:`, `failed,`.
+/// Letters (and `_`, `-`), maybe quoted or bracketed, with a little punctuation after:
+/// `ARPT:`, `failed,`, `"GET`, `(spawning).`.
 fn is_plain_word(chunk: &str) -> bool {
-    let word = chunk.trim_end_matches([':', ',', ';', '.', '!', '?']);
+    let word = chunk
+        .trim_start_matches(['"', '\'', '(', '[', '{'])
+        .trim_end_matches([':', ',', ';', '.', '!', '?', '"', '\'', ')', ']', '}']);
     !word.is_empty()
         && word
             .bytes()

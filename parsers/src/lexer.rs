@@ -31,8 +31,9 @@ pub enum Kind {
     Uuid,
     #[regex(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s]*", priority = 6)]
     Url,
-    /// Two or more path segments: `/var/log/x.log`, `/user/root/part-0`.
-    #[regex(r"(/[A-Za-z0-9._~%+@-]+){2,}/?", priority = 5)]
+    /// Two or more path segments, with any query string: `/var/log/x.log`,
+    /// `/v2/servers/detail?all_tenants=True`.
+    #[regex(r#"(/[A-Za-z0-9._~%+@-]+){2,}/?(\?[^\s"']*)?"#, priority = 5)]
     Path,
     /// A host name: three or more labels ending in a short lower-case top-level label
     /// (`proxy.cse.cuhk.edu.hk`, `db-1.prod.example.com`); with a port it is an [`Kind::Endpoint`].
@@ -54,6 +55,9 @@ pub enum Kind {
     DatePart,
     #[regex(r"[0-9]{1,2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?", priority = 6)]
     Time,
+    /// A product or protocol with its version: `HTTP/1.1`, `Mozilla/5.0`, `curl/7.68.0`.
+    #[regex(r"[A-Za-z][A-Za-z0-9_.-]*/[0-9][0-9A-Za-z._-]*", priority = 7)]
+    Version,
     /// A number with a unit: `12ms`, `3.5s`, `64KB`, `97%`.
     #[regex(
         r"[0-9]+(\.[0-9]+)?([kKmMgGtT]i?[bB]|[bB]|ms|us|µs|ns|s|m|h|%)",
@@ -149,6 +153,7 @@ mod tests {
         );
         assert_eq!(kinds("on 2017-05-16")[1], (Date, "2017-05-16"));
         assert_eq!(kinds("node worker7")[1], (Mixed, "worker7"));
+        assert_eq!(kinds("GET /a/b HTTP/1.1")[2], (Version, "HTTP/1.1"));
         assert_eq!(
             kinds("via proxy.cse.cuhk.edu.hk now")[1],
             (Host, "proxy.cse.cuhk.edu.hk")
