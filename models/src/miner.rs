@@ -121,6 +121,8 @@ pub struct Miner {
     /// Per shape: a plain word (letters, maybe trailing punctuation), which may route a
     /// line through the tree.
     plain: Vec<bool>,
+    /// Per shape: a unit of measure (`KB`, `sec,`), part of a number before it.
+    unit: Vec<bool>,
     leaves: FxHashMap<LeafKey, Vec<u32>>,
     /// Children seen per tree node: (length) and (length, first chunk).
     children: FxHashMap<(u32, u32, u32), FxHashSet<u32>>,
@@ -151,6 +153,7 @@ impl Miner {
             shape_ids: FxHashMap::default(),
             shapes: vec!["<*>".into(), "<…>".into()],
             plain: vec![false, false],
+            unit: vec![false, false],
             leaves: FxHashMap::default(),
             children: FxHashMap::default(),
             clusters: Vec::new(),
@@ -254,13 +257,11 @@ impl Miner {
                 break;
             }
             // A unit after a number is part of its value: `5 ms`, `1.2 KB)`, `<1 sec`.
-            let unit_after_variable = self.line.last() == Some(&VAR)
-                && chunk.len() <= 10
-                && is_unit(chunk.trim_matches(|c: char| c.is_ascii_punctuation() && c != '%'));
-            let id = if unit_after_variable {
+            let id = self.chunk_id(chunk);
+            let id = if self.line.last() == Some(&VAR) && self.unit[id as usize] {
                 VAR
             } else {
-                self.chunk_id(chunk)
+                id
             };
             if id != VAR {
                 self.line.push(id);
@@ -311,6 +312,7 @@ impl Miner {
         }
         let id = self.shapes.len() as u32;
         self.plain.push(false);
+        self.unit.push(false);
         self.shapes.push(self.shape.as_str().into());
         self.shape_ids.insert(self.shape.as_str().into(), id);
         id
@@ -357,6 +359,8 @@ impl Miner {
         }
         let id = self.shapes.len() as u32;
         self.plain.push(!variable && is_plain_word(key));
+        let bare = key.trim_matches(|c: char| c.is_ascii_punctuation() && c != '%');
+        self.unit.push(!variable && is_unit(bare));
         self.shapes.push(key.into());
         self.shape_ids.insert(key.into(), id);
         id
