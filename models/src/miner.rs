@@ -319,6 +319,12 @@ impl Miner {
     }
 
     fn chunk_id(&mut self, chunk: &str) -> u32 {
+        // Digits and no letters (`404`, `10.0.0.1:80`, `12:30:01,`): no constant word can
+        // be in it, so it is a variable without lexing.
+        let bytes = chunk.as_bytes();
+        if bytes.iter().any(u8::is_ascii_digit) && !bytes.iter().any(u8::is_ascii_alphabetic) {
+            return VAR;
+        }
         // Constant chunks are interned under their own text: most chunks are found here
         // without lexing.
         if let Some(&id) = self.shape_ids.get(chunk) {
