@@ -2,8 +2,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
+use logheal_pipeline::executor::{Event, Executor};
 use logheal_pipeline::reader::{Line, LineReader};
-use logheal_pipeline::{Engine, EngineConfig};
+use logheal_pipeline::receivers::resolve_all;
+use logheal_pipeline::{Engine, EngineConfig, Record};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +35,10 @@ pub struct Args {
     /// Lines longer than this many bytes are skipped.
     #[arg(long, default_value_t = 1 << 20)]
     max_line_bytes: usize,
+    /// Call the receivers for real (URLs and secrets from the environment), with an
+    /// audit record per attempt; without it nothing is called.
+    #[arg(long)]
+    execute: bool,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -53,9 +59,21 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         lateness: args.lateness,
         max_line_bytes: args.max_line_bytes,
         header_format: args.format.clone(),
+        execute: args.execute,
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(rules, &config).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let executor = args.execute.then(|| {
+        Executor::new(
+            runtime.handle().clone(),
+            resolve_all(engine.receivers(), &env),
+        )
+    });
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let stdin_only = [PathBuf::from("-")];
@@ -78,7 +96,21 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 Line::Full(bytes) => engine.push_line(bytes),
                 Line::TooLong(len) => engine.skip_too_long(len),
             }
+            if let Some(executor) = &executor {
+                exchange(&mut engine, executor, &mut out, args.output, false)?;
+            }
             emit(&mut engine, &mut out, args.output)?;
+        }
+    }
+    if let Some(executor) = &executor {
+        // Event time runs on as the stream went quiet, but each outcome is fed back
+        // before the next thing falls due.
+        loop {
+            exchange(&mut engine, executor, &mut out, args.output, true)?;
+            emit(&mut engine, &mut out, args.output)?;
+            if !engine.step() {
+                break;
+            }
         }
     }
     engine.finish();
@@ -90,11 +122,46 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 
 fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result<()> {
     for record in engine.take_records() {
-        let line = match format {
-            Output::Text => record.to_text(),
-            Output::Json => record.to_json(),
-        };
-        writeln!(out, "{line}")?;
+        write_record(out, format, &record)?;
     }
     Ok(())
+}
+
+fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result<()> {
+    let line = match format {
+        Output::Text => record.to_text(),
+        Output::Json => record.to_json(),
+    };
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+/// Sends the engine's requests to the executor and feeds back what has happened;
+/// with `settle`, waits until no request is outstanding.
+fn exchange(
+    engine: &mut Engine,
+    executor: &Executor,
+    out: &mut impl Write,
+    format: Output,
+    settle: bool,
+) -> Result<()> {
+    loop {
+        for request in engine.take_outbox() {
+            executor.submit(request);
+        }
+        let event = if settle && engine.awaiting_outcomes() {
+            executor.events.recv().ok()
+        } else {
+            executor.events.try_recv().ok()
+        };
+        match event {
+            Some(Event::Attempt(attempt)) => {
+                if let Some(record) = engine.attempt_record(&attempt) {
+                    write_record(out, format, &record)?;
+                }
+            }
+            Some(Event::Done { request, outcome }) => engine.action_outcome(request, &outcome),
+            None => return Ok(()),
+        }
+    }
 }

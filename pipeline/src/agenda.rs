@@ -18,9 +18,13 @@ pub struct PendingAction {
     /// The transition that scheduled it; leaving that state cancels it.
     pub seq: u32,
     pub state: IncidentState,
+    /// The state left by that transition, and why it happened.
+    pub from: IncidentState,
+    pub reason: Arc<str>,
     /// Index into the rule's actions for `state`.
     pub action: usize,
-    order: u64,
+    /// Set by the agenda: ties at one time keep scheduling order.
+    pub order: u64,
 }
 
 /// Something that has come due.
@@ -53,29 +57,11 @@ impl Agenda {
         self.timers.push(Reverse((at, order, key, generation)));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn action(
-        &mut self,
-        due: EventTime,
-        key: IncidentKey,
-        incident: Arc<str>,
-        seq: u32,
-        state: IncidentState,
-        action: usize,
-    ) {
-        let order = self.next_order();
-        let pending = PendingAction {
-            due,
-            key,
-            incident,
-            seq,
-            state,
-            action,
-            order,
-        };
-        let pos = self
-            .actions
-            .partition_point(|a| (a.due, a.order) <= (due, order));
+    /// Queues an action (its `order` is assigned here).
+    pub fn action(&mut self, mut pending: PendingAction) {
+        pending.order = self.next_order();
+        let key = (pending.due, pending.order);
+        let pos = self.actions.partition_point(|a| (a.due, a.order) <= key);
         self.actions.insert(pos, pending);
     }
 
@@ -91,6 +77,13 @@ impl Agenda {
     /// Whether any action of `key` from transition `seq` is still waiting.
     pub fn has_pending(&self, key: IncidentKey, seq: u32) -> bool {
         self.actions.iter().any(|a| a.key == key && a.seq == seq)
+    }
+
+    /// The time of the next thing due, if any.
+    pub fn next_due(&self) -> Option<EventTime> {
+        let a = self.actions.first().map(|a| a.due);
+        let t = self.timers.peek().map(|Reverse((at, ..))| *at);
+        a.into_iter().chain(t).min()
     }
 
     /// The earliest thing due at or before `until`, removed from the agenda.
@@ -118,18 +111,38 @@ impl Agenda {
 mod tests {
     use super::*;
 
+    fn pending(
+        due: i64,
+        key: IncidentKey,
+        seq: u32,
+        state: IncidentState,
+        action: usize,
+    ) -> PendingAction {
+        PendingAction {
+            due: EventTime(due),
+            key,
+            incident: "i".into(),
+            seq,
+            state,
+            from: IncidentState::Normal,
+            reason: "r".into(),
+            action,
+            order: 0,
+        }
+    }
+
     #[test]
     fn order_is_time_then_actions_then_schedule_order() {
         let k = IncidentKey {
             rule: 0,
             root: None,
         };
-        let id: Arc<str> = "i".into();
         let mut a = Agenda::default();
         a.timer(EventTime(5), k, 1);
-        a.action(EventTime(5), k, id.clone(), 1, IncidentState::Confirmed, 0);
-        a.action(EventTime(3), k, id.clone(), 1, IncidentState::Confirmed, 1);
-        a.action(EventTime(5), k, id, 2, IncidentState::Recovering, 2);
+        a.action(pending(5, k, 1, IncidentState::Confirmed, 0));
+        a.action(pending(3, k, 1, IncidentState::Confirmed, 1));
+        a.action(pending(5, k, 2, IncidentState::Recovering, 2));
+        assert_eq!(a.next_due(), Some(EventTime(3)));
         assert_eq!(a.pop_due(EventTime(2)), None);
         let order: Vec<_> = std::iter::from_fn(|| a.pop_due(EventTime(9)))
             .map(|d| match d {
@@ -150,18 +163,10 @@ mod tests {
             rule: 1,
             root: None,
         };
-        let id: Arc<str> = "i".into();
         let mut a = Agenda::default();
-        a.action(EventTime(5), k, id.clone(), 1, IncidentState::Recovering, 0);
-        a.action(
-            EventTime(5),
-            other,
-            id.clone(),
-            1,
-            IncidentState::Recovering,
-            0,
-        );
-        a.action(EventTime(6), k, id, 2, IncidentState::Restored, 0);
+        a.action(pending(5, k, 1, IncidentState::Recovering, 0));
+        a.action(pending(5, other, 1, IncidentState::Recovering, 0));
+        a.action(pending(6, k, 2, IncidentState::Restored, 0));
         let gone = a.cancel_stale(k, 2);
         assert_eq!(gone.len(), 1);
         assert!(a.has_pending(k, 2) && a.has_pending(other, 1) && !a.has_pending(k, 1));

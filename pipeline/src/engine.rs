@@ -9,8 +9,10 @@
 use crate::agenda::{Agenda, Due, PendingAction};
 use crate::clock::{EventClock, TimeRejection};
 use crate::correlator::{ChainSignal, Correlator, Signal, TraceEvent};
+use crate::executor::{ActionRequest, Attempt, Outcome};
 use crate::incident::{Ctx, Effect, IncidentState, Input, Timing};
 use crate::interner::Interner;
+use crate::payload::{self, Counts, IncidentView};
 use crate::record::{ActionRecord, Labels, Record};
 use crate::registry::{Incident, IncidentKey, Registry};
 use crate::stats::{SkipReason, Stats};
@@ -19,7 +21,9 @@ use logheal_models::{
     DEFAULT_FAMILY_SIMILARITY,
 };
 use logheal_parsers::{EventTime, FieldNames, LineParser};
-use logheal_rules::{AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, RuleSet};
+use logheal_rules::{
+    AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, Receiver, ReceiverKind, RuleSet,
+};
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -41,6 +45,9 @@ pub struct EngineConfig {
     pub fields: Option<FieldNames>,
     /// A Loghub-style header format for text logs.
     pub header_format: Option<String>,
+    /// Hand due actions to an executor (`take_outbox`, `action_outcome`) instead of
+    /// recording them as a dry run that succeeds.
+    pub execute: bool,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +59,7 @@ impl Default for EngineConfig {
             max_traces_per_rule: 100_000,
             fields: None,
             header_format: None,
+            execute: false,
         }
     }
 }
@@ -82,6 +90,13 @@ pub struct Engine {
     records: Vec<Record>,
     stats: Stats,
     max_line_bytes: usize,
+    execute: bool,
+    /// Requests for the executor, and those sent and not yet answered.
+    outbox: Vec<ActionRequest>,
+    in_flight: FxHashMap<u64, PendingAction>,
+    next_request: u64,
+    /// The latest event time anything happened at.
+    now: EventTime,
 }
 
 fn wall_clock_now() -> EventTime {
@@ -132,6 +147,11 @@ impl Engine {
             records: Vec::new(),
             stats: Stats::default(),
             max_line_bytes: config.max_line_bytes,
+            execute: config.execute,
+            outbox: Vec::new(),
+            in_flight: FxHashMap::default(),
+            next_request: 0,
+            now: EventTime::MIN,
         })
     }
 
@@ -256,6 +276,181 @@ impl Engine {
         let templates = &self.templates;
         self.anomalies.retain(|k| templates.is_live(*k));
         self.model_matches.iter_mut().for_each(FxHashMap::clear);
+    }
+
+    /// The receivers of the loaded rules, by index (as in [`ActionRequest::receiver`]).
+    pub fn receivers(&self) -> &[Receiver] {
+        &self.rules.receivers
+    }
+
+    /// Requests made since the last call (execute mode).
+    pub fn take_outbox(&mut self) -> Vec<ActionRequest> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Whether executed actions are still waiting for their outcome.
+    pub fn awaiting_outcomes(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Fires the next thing due, however far ahead in event time; `false` when nothing
+    /// is left. Used at end of input when actions are executed, so each outcome can be
+    /// fed back before time moves on.
+    pub fn step(&mut self) -> bool {
+        match self.agenda.next_due() {
+            Some(t) => {
+                self.run_until(t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Feeds an executed action's outcome back into its incident, at the current event
+    /// time. Only an incident still in the state that asked for the action is steered:
+    /// success of every action of that state moves it on, a failure escalates.
+    pub fn action_outcome(&mut self, request: u64, outcome: &Outcome) {
+        let Some(p) = self.in_flight.remove(&request) else {
+            return;
+        };
+        let at = self.now.max(self.clock.newest());
+        let (name, attempts, detail) = match outcome {
+            Outcome::Succeeded { status, attempts } => {
+                ("succeeded", *attempts, format!("(HTTP {status})"))
+            }
+            Outcome::NotConfigured(why) => ("not_configured", 0, format!("({why})")),
+            Outcome::Rejected { status, attempts } => {
+                ("rejected", *attempts, format!("(HTTP {status})"))
+            }
+            Outcome::GaveUp { last, attempts } => ("gave_up", *attempts, format!("({last})")),
+            Outcome::CircuitOpen => (
+                "circuit_open",
+                0,
+                "(receiver failing; not called)".to_string(),
+            ),
+        };
+        let action = self.action_record(&p, at);
+        self.records.push(Record::ActionResult {
+            action,
+            outcome: name,
+            attempts,
+            detail,
+        });
+        let current = self.registry.with(p.key, || None, |i| i.seq) == Some(p.seq);
+        if !current {
+            return;
+        }
+        if !outcome.is_done() {
+            self.inbox.push_back((p.key, at, Input::ActionFailed));
+        } else if !self.agenda.has_pending(p.key, p.seq)
+            && !self
+                .in_flight
+                .values()
+                .any(|q| q.key == p.key && q.seq == p.seq)
+        {
+            self.inbox.push_back((p.key, at, Input::ActionsDone));
+        }
+        self.settle();
+    }
+
+    /// The audit record of one attempt of an executed action.
+    pub fn attempt_record(&self, attempt: &Attempt) -> Option<Record> {
+        let p = self.in_flight.get(&attempt.request)?;
+        let wall = chrono::DateTime::<chrono::Utc>::from(attempt.at)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut action = self.action_record(p, p.due);
+        action.at = wall;
+        Some(Record::Attempt {
+            action,
+            attempt: attempt.attempt,
+            status: attempt.status,
+            latency_ms: attempt.latency.as_millis() as u64,
+            error: attempt.error.clone(),
+        })
+    }
+
+    /// Builds the request for a due action and remembers it until its outcome.
+    fn dispatch(&mut self, p: PendingAction, record: &crate::record::ActionRecord) {
+        let rule = &self.rules.rules[p.key.rule as usize];
+        let state = p
+            .state
+            .action_state()
+            .expect("actions belong to action states");
+        let action = &rule.actions.for_state(state)[p.action];
+        let view = self.view(&p, record);
+        let body = match self.rules.receivers[action.receiver].kind {
+            ReceiverKind::Webhook => payload::webhook_body(&view),
+            ReceiverKind::Slack => payload::slack_body(&view),
+        };
+        let id = self.next_request;
+        self.next_request += 1;
+        self.outbox.push(ActionRequest {
+            id,
+            receiver: action.receiver,
+            action: action.name.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            body,
+        });
+        self.in_flight.insert(id, p);
+    }
+
+    /// The incident as the action's receiver sees it.
+    fn view(&self, p: &PendingAction, record: &crate::record::ActionRecord) -> IncidentView {
+        let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
+        let snapshot = self.registry.with(
+            p.key,
+            || None,
+            |i| {
+                (
+                    i.services.clone(),
+                    i.sample_traces
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>(),
+                    i.top_templates(5),
+                    Counts {
+                        chains: i.chains,
+                        failed_events: i.chain_events,
+                        suspicions: i.suspicions,
+                    },
+                    i.first_seen,
+                    i.last_seen,
+                )
+            },
+        );
+        let (services, traces, templates, counts, first, last) = snapshot.unwrap_or_else(|| {
+            let none = Counts {
+                chains: 0,
+                failed_events: 0,
+                suspicions: 0,
+            };
+            (Vec::new(), Vec::new(), Vec::new(), none, p.due, p.due)
+        });
+        IncidentView {
+            incident: p.incident.to_string(),
+            rule: record.rule.to_string(),
+            key: self.labels(p.key),
+            state: p.state,
+            previous_state: p.from,
+            reason: p.reason.to_string(),
+            action: record.action.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            root_cause: p
+                .key
+                .root
+                .map(name)
+                .or_else(|| services.first().map(|s| name(*s))),
+            services: services.into_iter().map(name).collect(),
+            sample_trace_ids: traces,
+            top_templates: templates
+                .into_iter()
+                .filter_map(|t| self.templates.text(t))
+                .collect(),
+            counts,
+            first_seen: first.to_rfc3339(),
+            last_seen: last.to_rfc3339(),
+            dry_run: !self.execute,
+        }
     }
 
     /// End of input: lets event time run on until every timer has fired, so each open
@@ -392,10 +587,12 @@ impl Engine {
                             || None,
                             |i| {
                                 i.confirmed |= to == IncidentState::Confirmed;
+                                i.seq = seq;
                                 i.top_templates(3)
                             },
                         )
                         .unwrap_or_default();
+                    let reason: Arc<str> = reason.into();
                     self.records.push(Record::Transition {
                         at: at.to_rfc3339(),
                         incident: id.clone(),
@@ -403,7 +600,7 @@ impl Engine {
                         key: self.labels(key),
                         from,
                         to,
-                        reason,
+                        reason: reason.to_string(),
                         templates: top
                             .into_iter()
                             .filter_map(|t| self.templates.text(t))
@@ -419,7 +616,8 @@ impl Engine {
                         self.records
                             .push(Record::ActionCancelled { action, reason });
                     }
-                    self.schedule(key, id, at, seq, to);
+                    let transition = (seq, from, to, reason);
+                    self.schedule(key, id, at, transition);
                 }
                 Effect::Deadline { at, generation } => self.agenda.timer(at, key, generation),
                 Effect::Close => {
@@ -439,16 +637,24 @@ impl Engine {
         key: IncidentKey,
         id: &Arc<str>,
         at: EventTime,
-        seq: u32,
-        to: IncidentState,
+        (seq, from, to, reason): (u32, IncidentState, IncidentState, Arc<str>),
     ) {
         let rule = &self.rules.rules[key.rule as usize];
         let actions = to
             .action_state()
             .map_or(&[][..], |s| rule.actions.for_state(s));
         for (i, action) in actions.iter().enumerate() {
-            self.agenda
-                .action(at.plus(action.after), key, id.clone(), seq, to, i);
+            self.agenda.action(PendingAction {
+                due: at.plus(action.after),
+                key,
+                incident: id.clone(),
+                seq,
+                state: to,
+                from,
+                reason: reason.clone(),
+                action: i,
+                order: 0,
+            });
         }
         if actions.is_empty() {
             self.inbox.push_back((key, at, Input::ActionsDone));
@@ -476,7 +682,7 @@ impl Engine {
                 p.state.as_str().to_ascii_lowercase(),
                 action.name
             ),
-            dry_run: true,
+            dry_run: !self.execute,
         }
     }
 
@@ -485,18 +691,22 @@ impl Engine {
         while let Some(due) = self.agenda.pop_due(until) {
             match due {
                 Due::Action(p) => {
+                    self.now = self.now.max(p.due);
                     self.stats.actions += 1;
                     let record = self.action_record(&p, p.due);
-                    self.records.push(Record::Action(record));
-                    if !self.agenda.has_pending(p.key, p.seq) {
+                    if self.execute {
+                        self.dispatch(p, &record);
+                    } else if !self.agenda.has_pending(p.key, p.seq) {
                         self.inbox.push_back((p.key, p.due, Input::ActionsDone));
                     }
+                    self.records.push(Record::Action(record));
                 }
                 Due::Timeout {
                     at,
                     key,
                     generation,
                 } => {
+                    self.now = self.now.max(at);
                     self.deliver(key, at, Input::Timeout { generation }, None);
                 }
             }

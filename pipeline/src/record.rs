@@ -30,6 +30,24 @@ pub enum Record {
         action: ActionRecord,
         reason: String,
     },
+    /// How an executed action ended: `succeeded`, `not_configured`, `rejected`,
+    /// `gave_up` or `circuit_open`.
+    ActionResult {
+        #[serde(flatten)]
+        action: ActionRecord,
+        outcome: &'static str,
+        attempts: u32,
+        detail: String,
+    },
+    /// One HTTP attempt of an executed action (wall-clock time).
+    Attempt {
+        #[serde(flatten)]
+        action: ActionRecord,
+        attempt: u32,
+        status: Option<u16>,
+        latency_ms: u64,
+        error: Option<String>,
+    },
 }
 
 /// One action call.
@@ -95,6 +113,31 @@ impl Record {
             Record::ActionCancelled { action: a, reason } => format!(
                 "{}    cancelled {} (receiver {}): {reason} [{}]",
                 a.at, a.action, a.receiver, a.idempotency_key
+            ),
+            Record::ActionResult {
+                action: a,
+                outcome,
+                attempts,
+                detail,
+            } => format!(
+                "{}    {} {}: {outcome} after {attempts} attempt(s) {detail} [{}]",
+                a.at, a.receiver, a.action, a.idempotency_key
+            ),
+            Record::Attempt {
+                action: a,
+                attempt,
+                status,
+                latency_ms,
+                error,
+            } => format!(
+                "{}      attempt {attempt} to {} for {}: {} in {latency_ms} ms",
+                a.at,
+                a.receiver,
+                a.action,
+                status.map_or_else(
+                    || error.clone().unwrap_or_default(),
+                    |s| format!("HTTP {s}")
+                )
             ),
         }
     }

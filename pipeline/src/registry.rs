@@ -37,6 +37,9 @@ pub struct Incident {
     pub confirmed: bool,
     /// Templates of the failed events in its chains, with counts.
     pub templates: Vec<(TemplateKey, u64)>,
+    /// The number of its latest transition: outcomes of actions scheduled by an
+    /// earlier one no longer steer it.
+    pub seq: u32,
 }
 
 impl Incident {
@@ -53,6 +56,7 @@ impl Incident {
             sample_traces: Vec::new(),
             confirmed: false,
             templates: Vec::new(),
+            seq: 0,
         }
     }
 

@@ -1,0 +1,152 @@
+//! What receivers are sent: the webhook JSON that describes the incident, and Slack Block
+//! Kit messages (firing for opened / confirmed / recovering / escalated, resolved for
+//! restored).
+
+use crate::incident::IncidentState;
+use crate::record::Labels;
+use serde::Serialize;
+
+/// The incident as one action call sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentView {
+    pub incident: String,
+    pub rule: String,
+    pub key: Labels,
+    pub state: IncidentState,
+    pub previous_state: IncidentState,
+    /// Why the incident entered this state.
+    pub reason: String,
+    pub action: String,
+    pub idempotency_key: String,
+    /// Services seen failing in its chains, in order of first appearance.
+    pub services: Vec<String>,
+    /// The service that failed first.
+    pub root_cause: Option<String>,
+    pub sample_trace_ids: Vec<String>,
+    pub top_templates: Vec<String>,
+    pub counts: Counts,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Counts {
+    pub chains: u32,
+    pub failed_events: u64,
+    pub suspicions: u32,
+}
+
+/// The webhook body: the view as JSON.
+pub fn webhook_body(view: &IncidentView) -> String {
+    serde_json::to_string(view).expect("views serialise")
+}
+
+/// A Slack incoming-webhook message with blocks, and a plain-text fallback.
+pub fn slack_body(view: &IncidentView) -> String {
+    let (icon, verb) = match view.state {
+        IncidentState::Restored => (":large_green_circle:", "RESOLVED"),
+        IncidentState::Escalated => (":rotating_light:", "ESCALATED — needs a human"),
+        IncidentState::Recovering => (":large_orange_circle:", "RECOVERING"),
+        IncidentState::Confirmed => (":red_circle:", "CONFIRMED"),
+        IncidentState::Suspected => (":large_yellow_circle:", "SUSPECTED"),
+        IncidentState::Normal => (":white_circle:", "CLEARED"),
+    };
+    let root = view.root_cause.as_deref().unwrap_or("unknown");
+    let title = format!("{icon} {verb}: {} — {root}", view.rule);
+    let field = |label: &str, value: String| serde_json::json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")});
+    let mut blocks = vec![
+        serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": format!("{verb}: {} — {root}", view.rule)}}),
+        serde_json::json!({"type": "section", "fields": [
+            field("What failed", view.services.join(" → ")),
+            field("Root cause candidate", root.to_string()),
+            field("Since", view.first_seen.clone()),
+            field("Last seen", view.last_seen.clone()),
+        ]}),
+        serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+            "*Why:* {}\n*Chains:* {}  *Failed events:* {}",
+            view.reason, view.counts.chains, view.counts.failed_events
+        )}}),
+    ];
+    if !view.top_templates.is_empty() {
+        blocks.push(
+            serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
+                "*Top templates*\n```{}```", view.top_templates.join("\n")
+            )}}),
+        );
+    }
+    blocks.push(
+        serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+            "{} · {} → {} · logheal action `{}`",
+            view.incident, view.previous_state.as_str(), view.state.as_str(), view.action
+        )}]}),
+    );
+    serde_json::json!({"text": title, "blocks": blocks}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(state: IncidentState) -> IncidentView {
+        let mut key = Labels::new();
+        key.insert("root_service".into(), "payment".into());
+        IncidentView {
+            incident: "cross-service-503-payment-20260314T100302.003Z".into(),
+            rule: "cross-service-503".into(),
+            key,
+            state,
+            previous_state: IncidentState::Suspected,
+            reason: "chain matched the rule's thresholds".into(),
+            action: "restart-downstream".into(),
+            idempotency_key:
+                "cross-service-503-payment-20260314T100302.003Z/2-confirmed/restart-downstream"
+                    .into(),
+            services: vec!["payment".into(), "checkout".into(), "gateway".into()],
+            root_cause: Some("payment".into()),
+            sample_trace_ids: vec!["4bf92f3577b34da6".into()],
+            top_templates: vec!["upstream connect error: connection refused".into()],
+            counts: Counts {
+                chains: 3,
+                failed_events: 9,
+                suspicions: 1,
+            },
+            first_seen: "2026-03-14T10:03:02.003Z".into(),
+            last_seen: "2026-03-14T10:03:05.003Z".into(),
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn webhook_body_describes_the_incident() {
+        let body: serde_json::Value =
+            serde_json::from_str(&webhook_body(&view(IncidentState::Confirmed))).unwrap();
+        assert_eq!(body["state"], "CONFIRMED");
+        assert_eq!(body["previous_state"], "SUSPECTED");
+        assert_eq!(body["key"]["root_service"], "payment");
+        assert_eq!(body["root_cause"], "payment");
+        assert_eq!(body["services"][2], "gateway");
+        assert_eq!(body["counts"]["chains"], 3);
+        assert_eq!(body["dry_run"], false);
+    }
+
+    #[test]
+    fn slack_messages_fire_and_resolve() {
+        let firing: serde_json::Value =
+            serde_json::from_str(&slack_body(&view(IncidentState::Confirmed))).unwrap();
+        assert!(firing["text"]
+            .as_str()
+            .unwrap()
+            .contains("CONFIRMED: cross-service-503 — payment"));
+        let blocks = firing["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "header");
+        assert!(blocks[1]["fields"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("payment → checkout → gateway"));
+        assert!(firing.to_string().contains("connection refused"));
+        let resolved: serde_json::Value =
+            serde_json::from_str(&slack_body(&view(IncidentState::Restored))).unwrap();
+        assert!(resolved["text"].as_str().unwrap().contains("RESOLVED"));
+    }
+}

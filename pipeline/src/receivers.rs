@@ -1,0 +1,163 @@
+//! Receiver endpoints: the rule file's references (`${ENV}`, `file:/path`) resolved into
+//! URLs, headers and signing keys when actions are executed. A reference that cannot be
+//! resolved makes the receiver "not configured": its actions are reported as such, the
+//! rules still run. Secrets never reach the output.
+
+use logheal_rules::{Receiver, ReceiverKind};
+use std::time::Duration;
+
+/// A receiver ready to call.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub kind: ReceiverKind,
+    pub method: reqwest::Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// HMAC-SHA256 key for `X-Logheal-Signature`.
+    pub secret: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a token: show the receiver's name only.
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A receiver as the executor sees it.
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    Ready(Endpoint),
+    /// Why it cannot be called, e.g. "LOGHEAL_RESTART_URL is not set".
+    NotConfigured(String),
+}
+
+/// Resolves every receiver with `env` (the process environment in production).
+pub fn resolve_all(receivers: &[Receiver], env: &dyn Fn(&str) -> Option<String>) -> Vec<Resolved> {
+    receivers.iter().map(|r| resolve(r, env)).collect()
+}
+
+fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
+    let resolved = (|| {
+        let url = expand(&r.url, env)?;
+        let headers = r
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), expand(v, env)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let secret = r
+            .secret
+            .as_deref()
+            .map(|s| expand(s, env).map(String::into_bytes))
+            .transpose()?;
+        let method = reqwest::Method::from_bytes(r.method.as_bytes())
+            .map_err(|_| format!("method {} is not valid", r.method))?;
+        Ok(Endpoint {
+            name: r.name.clone(),
+            kind: r.kind,
+            method,
+            url,
+            headers,
+            secret,
+            timeout: r.timeout,
+            retries: r.retries,
+        })
+    })();
+    match resolved {
+        Ok(endpoint) => Resolved::Ready(endpoint),
+        Err(reason) => Resolved::NotConfigured(reason),
+    }
+}
+
+/// Replaces every `${NAME}` with the variable's value; a whole value `file:PATH` is the
+/// file's content (trimmed). Errors name what is missing, never a value.
+fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    if let Some(path) = template.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read {path}: {e}"));
+    }
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| "unclosed ${".to_string())?;
+        let name = &rest[start + 2..start + end];
+        match env(name) {
+            Some(v) if !v.is_empty() => out.push_str(&v),
+            _ => return Err(format!("{name} is not set")),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "HOOK" => Some("http://127.0.0.1:9/hook?token=abc".into()),
+            "KEY" => Some("s3cret".into()),
+            _ => None,
+        }
+    }
+
+    fn receiver(url: &str, secret: Option<&str>) -> Receiver {
+        Receiver {
+            name: "restart".into(),
+            kind: ReceiverKind::Webhook,
+            url: url.into(),
+            method: "POST".into(),
+            timeout: Duration::from_secs(1),
+            retries: 2,
+            secret: secret.map(str::to_string),
+            headers: vec![("X-Team".into(), "sre-${KEY}".into())],
+        }
+    }
+
+    #[test]
+    fn references_expand_or_say_what_is_missing() {
+        match resolve(&receiver("${HOOK}", Some("${KEY}")), &env) {
+            Resolved::Ready(e) => {
+                assert_eq!(e.url, "http://127.0.0.1:9/hook?token=abc");
+                assert_eq!(e.secret.as_deref(), Some(&b"s3cret"[..]));
+                assert_eq!(e.headers[0].1, "sre-s3cret");
+                assert!(
+                    !format!("{e:?}").contains("token"),
+                    "secrets stay out of debug output"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match resolve(&receiver("${NOPE_URL}", None), &env) {
+            Resolved::NotConfigured(why) => assert_eq!(why, "NOPE_URL is not set"),
+            other => panic!("{other:?}"),
+        }
+        match resolve(&receiver("${HOOK}", Some("${NOPE_KEY}")), &env) {
+            Resolved::NotConfigured(why) => assert_eq!(why, "NOPE_KEY is not set"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let path = std::env::temp_dir().join(format!("logheal-key-{}", std::process::id()));
+        std::fs::write(&path, "filekey\n").unwrap();
+        let r = receiver("${HOOK}", Some(&format!("file:{}", path.display())));
+        match resolve(&r, &env) {
+            Resolved::Ready(e) => assert_eq!(e.secret.as_deref(), Some(&b"filekey"[..])),
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -1,0 +1,415 @@
+//! End-to-end: `logheal replay --execute` calls real HTTP receivers on 127.0.0.1 (an
+//! axum server in the test that records requests and answers as each test scripts it).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+enum Reply {
+    Status(u16),
+    RetryAfter(u64),
+    Hang(Duration),
+}
+
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    headers: HeaderMap,
+    body: String,
+    at: Instant,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    log: Arc<Mutex<Vec<Received>>>,
+    /// Scripted replies per path, used in order; then 200.
+    plan: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
+}
+
+async fn answer(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    r.log.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    });
+    let reply = r
+        .plan
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front);
+    match reply {
+        None => StatusCode::OK.into_response(),
+        Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
+        Some(Reply::RetryAfter(secs)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", secs.to_string())],
+        )
+            .into_response(),
+        Some(Reply::Hang(d)) => {
+            tokio::time::sleep(d).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+/// A running receiver; stops with the runtime when dropped.
+struct Server {
+    base: String,
+    receiver: Receiver,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start(plan: &[(&str, Vec<Reply>)]) -> Server {
+        let receiver = Receiver::default();
+        for (path, replies) in plan {
+            receiver
+                .plan
+                .lock()
+                .unwrap()
+                .insert(path.to_string(), replies.iter().cloned().collect());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(receiver.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Server {
+            base,
+            receiver,
+            _runtime: runtime,
+        }
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.receiver.log.lock().unwrap().clone()
+    }
+}
+
+const SECRET: &str = "s3cret-signing-key";
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/checkout-outage.jsonl")
+}
+
+/// `logheal replay --execute --output json` with the built-in receivers pointed at `server`.
+fn replay(server: &Server, extra: &[&str]) -> (Vec<Value>, Output) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGHEAL_")) {
+        cmd.env_remove(k);
+    }
+    for (var, path) in [
+        ("LOGHEAL_RESTART_URL", "/restart"),
+        ("LOGHEAL_FAILOVER_URL", "/failover"),
+        ("LOGHEAL_FAILBACK_URL", "/failback"),
+        ("LOGHEAL_SLACK_WEBHOOK_URL", "/slack"),
+    ] {
+        cmd.env(var, format!("{}{path}", server.base));
+    }
+    cmd.env("LOGHEAL_WEBHOOK_SECRET", SECRET);
+    let out = cmd
+        .args(["replay", "--execute", "--output", "json"])
+        .args(extra)
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (records, out)
+}
+
+fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["type"] == kind).collect()
+}
+
+/// The transitions of the incident that was confirmed.
+fn transitions(records: &[Value]) -> Vec<String> {
+    let all = of_type(records, "transition");
+    let confirmed = all
+        .iter()
+        .find(|r| r["to"] == "CONFIRMED")
+        .expect("an incident was confirmed");
+    all.iter()
+        .filter(|r| r["incident"] == confirmed["incident"])
+        .map(|r| {
+            format!(
+                "{}->{}",
+                r["from"].as_str().unwrap(),
+                r["to"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn signature_ok(r: &Received) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(r.body.as_bytes());
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    r.headers
+        .get("x-logheal-signature")
+        .and_then(|v| v.to_str().ok())
+        == Some(want.as_str())
+}
+
+#[test]
+fn the_reference_story_against_real_receivers() {
+    let server = Server::start(&[]);
+    let (records, _) = replay(&server, &[]);
+    let got = server.requests();
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths[0], "/restart", "{paths:?}");
+    let mut recovering = paths[1..3].to_vec();
+    recovering.sort();
+    assert_eq!(recovering, ["/failover", "/slack"]);
+    let mut restored = paths[3..5].to_vec();
+    restored.sort();
+    assert_eq!(restored, ["/failback", "/slack"]);
+    assert_eq!(
+        paths.len(),
+        5,
+        "exactly the reference rule's calls: {paths:?}"
+    );
+    assert_eq!(
+        transitions(&records),
+        [
+            "NORMAL->SUSPECTED",
+            "SUSPECTED->CONFIRMED",
+            "CONFIRMED->RECOVERING",
+            "RECOVERING->RESTORED"
+        ]
+    );
+    for r in &got {
+        let signed = r.path != "/slack";
+        assert_eq!(
+            signature_ok(r),
+            signed,
+            "webhooks are signed, Slack is not: {}",
+            r.path
+        );
+        let key = r.headers.get("idempotency-key").unwrap().to_str().unwrap();
+        assert!(
+            of_type(&records, "action")
+                .iter()
+                .any(|a| a["idempotency_key"] == key),
+            "the idempotency key {key} is the one reported"
+        );
+    }
+    let restart: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(restart["state"], "CONFIRMED");
+    assert_eq!(restart["previous_state"], "SUSPECTED");
+    assert_eq!(restart["root_cause"], "payment");
+    assert_eq!(restart["services"][0], "payment");
+    assert_eq!(restart["dry_run"], false);
+    assert!(restart["top_templates"][0].as_str().is_some());
+    let slack: Vec<Value> = got
+        .iter()
+        .filter(|r| r.path == "/slack")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    assert!(slack[0]["text"].as_str().unwrap().contains("RECOVERING"));
+    assert!(slack[1]["text"].as_str().unwrap().contains("RESOLVED"));
+    assert_eq!(slack[0]["blocks"][0]["type"], "header");
+    let results = of_type(&records, "action_result");
+    assert_eq!(results.len(), 5);
+    assert!(results.iter().all(|r| r["outcome"] == "succeeded"));
+    assert_eq!(
+        of_type(&records, "attempt").len(),
+        5,
+        "an audit line per attempt"
+    );
+}
+
+#[test]
+fn retries_keep_the_idempotency_key_and_recover() {
+    let server = Server::start(&[("/restart", vec![Reply::Status(500), Reply::Status(502)])]);
+    let (records, _) = replay(&server, &[]);
+    let restarts: Vec<Received> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/restart")
+        .collect();
+    assert_eq!(restarts.len(), 3, "two failures, then success");
+    let keys: Vec<_> = restarts
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert!(
+        keys.iter().all(|k| *k == keys[0]),
+        "the same key on every retry"
+    );
+    let result = of_type(&records, "action_result")[0];
+    assert_eq!(result["outcome"], "succeeded");
+    assert_eq!(result["attempts"], 3);
+    assert!(transitions(&records).contains(&"CONFIRMED->RECOVERING".to_string()));
+}
+
+#[test]
+fn a_rejected_call_is_final_and_escalates() {
+    let server = Server::start(&[("/restart", vec![Reply::Status(403)])]);
+    let (records, _) = replay(&server, &[]);
+    let restarts = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/restart")
+        .count();
+    assert_eq!(restarts, 1, "a 403 is not retried");
+    assert_eq!(of_type(&records, "action_result")[0]["outcome"], "rejected");
+    let story = transitions(&records);
+    assert!(
+        story.contains(&"CONFIRMED->ESCALATED".to_string()),
+        "{story:?}"
+    );
+    let escalated = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/slack")
+        .unwrap();
+    assert!(escalated.body.contains("ESCALATED"));
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let server = Server::start(&[("/slack", vec![Reply::RetryAfter(1)])]);
+    let (records, _) = replay(&server, &[]);
+    let slack: Vec<Received> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/slack")
+        .collect();
+    let first = &slack[0];
+    let retry = slack[1..]
+        .iter()
+        .find(|r| r.headers["idempotency-key"] == first.headers["idempotency-key"])
+        .expect("the throttled call is retried with its key");
+    let waited = retry.at - first.at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited {waited:?} after Retry-After: 1"
+    );
+    let results = of_type(&records, "action_result");
+    assert!(results.iter().all(|r| r["outcome"] == "succeeded"));
+}
+
+#[test]
+fn a_hanging_receiver_gives_up_escalates_and_blocks_no_one() {
+    // Restart never answers within the timeout; the rule gives it 300 ms and one retry.
+    let rules = std::env::temp_dir().join(format!("logheal-hang-{}.yaml", std::process::id()));
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
+    )
+    .unwrap();
+    let fast = builtin.replacen(
+        "url: ${LOGHEAL_RESTART_URL}\n    timeout: 5s\n    retries: 3",
+        "url: ${LOGHEAL_RESTART_URL}\n    timeout: 300ms\n    retries: 1",
+        1,
+    );
+    assert_ne!(fast, builtin);
+    std::fs::write(&rules, fast).unwrap();
+    let hang = Reply::Hang(Duration::from_secs(5));
+    let server = Server::start(&[("/restart", vec![hang.clone(), hang])]);
+    let started = Instant::now();
+    let (records, _) = replay(&server, &["--rules", rules.to_str().unwrap()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "timeouts bound the wait"
+    );
+    let result = of_type(&records, "action_result")
+        .into_iter()
+        .find(|r| r["action"] == "restart-downstream")
+        .unwrap();
+    assert_eq!(result["outcome"], "gave_up");
+    assert_eq!(result["attempts"], 2);
+    let story = transitions(&records);
+    assert!(
+        story.contains(&"CONFIRMED->ESCALATED".to_string()),
+        "{story:?}"
+    );
+    let slack = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/slack")
+        .expect("humans are told");
+    assert!(slack.body.contains("ESCALATED"));
+    std::fs::remove_file(rules).unwrap();
+}
+
+#[test]
+fn unset_variables_report_not_configured() {
+    let out = Command::new(env!("CARGO_BIN_EXE_logheal"))
+        .env_remove("LOGHEAL_RESTART_URL")
+        .env_remove("LOGHEAL_FAILOVER_URL")
+        .env_remove("LOGHEAL_FAILBACK_URL")
+        .env_remove("LOGHEAL_SLACK_WEBHOOK_URL")
+        .env_remove("LOGHEAL_WEBHOOK_SECRET")
+        .args(["replay", "--execute", "--output", "json"])
+        .arg(example())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let records: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let results = of_type(&records, "action_result");
+    assert!(!results.is_empty());
+    assert!(results.iter().all(|r| r["outcome"] == "not_configured"));
+    assert!(results[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("LOGHEAL_RESTART_URL is not set"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("http://"),
+        "no URL leaks"
+    );
+}
+
+#[test]
+fn a_slow_receiver_does_not_hold_up_another() {
+    // Fail-over and the Slack notice fall due together; fail-over takes 2 s to answer.
+    let server = Server::start(&[("/failover", vec![Reply::Hang(Duration::from_secs(2))])]);
+    let (records, _) = replay(&server, &[]);
+    let got = server.requests();
+    let failover = got.iter().find(|r| r.path == "/failover").unwrap();
+    let slack = got.iter().find(|r| r.path == "/slack").unwrap();
+    let gap = slack.at.max(failover.at) - slack.at.min(failover.at);
+    assert!(
+        gap < Duration::from_millis(500),
+        "both called together, {gap:?} apart"
+    );
+    let results = of_type(&records, "action_result");
+    assert!(
+        results.iter().all(|r| r["outcome"] == "succeeded"),
+        "a slow answer within the timeout is fine"
+    );
+}
