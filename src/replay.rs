@@ -96,8 +96,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 Line::Full(bytes) => engine.push_line(bytes),
                 Line::TooLong(len) => engine.skip_too_long(len),
             }
+            // Replay stands event time still while a call is in flight, so outcomes land
+            // when they would have in the log's own time (live mode never waits).
             if let Some(executor) = &executor {
-                exchange(&mut engine, executor, &mut out, args.output, false)?;
+                exchange(&mut engine, executor, &mut out, args.output)?;
             }
             emit(&mut engine, &mut out, args.output)?;
         }
@@ -106,7 +108,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         // Event time runs on as the stream went quiet, but each outcome is fed back
         // before the next thing falls due.
         loop {
-            exchange(&mut engine, executor, &mut out, args.output, true)?;
+            exchange(&mut engine, executor, &mut out, args.output)?;
             emit(&mut engine, &mut out, args.output)?;
             if !engine.step() {
                 break;
@@ -136,20 +138,19 @@ fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result
     Ok(())
 }
 
-/// Sends the engine's requests to the executor and feeds back what has happened;
-/// with `settle`, waits until no request is outstanding.
+/// Sends the engine's requests to the executor and feeds back what happens until no
+/// request is outstanding.
 fn exchange(
     engine: &mut Engine,
     executor: &Executor,
     out: &mut impl Write,
     format: Output,
-    settle: bool,
 ) -> Result<()> {
     loop {
         for request in engine.take_outbox() {
             executor.submit(request);
         }
-        let event = if settle && engine.awaiting_outcomes() {
+        let event = if engine.awaiting_outcomes() {
             executor.events.recv().ok()
         } else {
             executor.events.try_recv().ok()

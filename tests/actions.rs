@@ -239,6 +239,23 @@ fn the_reference_story_against_real_receivers() {
     assert!(slack[0]["text"].as_str().unwrap().contains("RECOVERING"));
     assert!(slack[1]["text"].as_str().unwrap().contains("RESOLVED"));
     assert_eq!(slack[0]["blocks"][0]["type"], "header");
+    // Event time stands still while a call is in flight: the story keeps its shape.
+    let at = |r: &Value| chrono::DateTime::parse_from_rfc3339(r["at"].as_str().unwrap()).unwrap();
+    let actions = of_type(&records, "action");
+    let recovering = of_type(&records, "transition")
+        .into_iter()
+        .find(|r| r["to"] == "RECOVERING")
+        .unwrap();
+    assert_eq!(
+        at(recovering),
+        at(actions[0]),
+        "RECOVERING as soon as the restart succeeded"
+    );
+    assert_eq!(
+        (at(actions[1]) - at(recovering)).num_seconds(),
+        5,
+        "fail-over 5 s later"
+    );
     let results = of_type(&records, "action_result");
     assert_eq!(results.len(), 5);
     assert!(results.iter().all(|r| r["outcome"] == "succeeded"));
