@@ -129,6 +129,7 @@ fn replay(server: &Server, extra: &[&str]) -> (Vec<Value>, Output) {
         cmd.env(var, format!("{}{path}", server.base));
     }
     cmd.env("LOGHEAL_WEBHOOK_SECRET", SECRET);
+    cmd.env("LOGHEAL_HEALTH_URL", format!("{}/health", server.base));
     let out = cmd
         .args(["replay", "--execute", "--output", "json"])
         .args(extra)
@@ -185,7 +186,11 @@ fn signature_ok(r: &Received) -> bool {
 fn the_reference_story_against_real_receivers() {
     let server = Server::start(&[]);
     let (records, _) = replay(&server, &[]);
-    let got = server.requests();
+    let got: Vec<Received> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != "/health")
+        .collect();
     let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths[0], "/restart", "{paths:?}");
     let mut recovering = paths[1..3].to_vec();
@@ -429,4 +434,49 @@ fn a_slow_receiver_does_not_hold_up_another() {
         results.iter().all(|r| r["outcome"] == "succeeded"),
         "a slow answer within the timeout is fine"
     );
+}
+
+#[test]
+fn the_health_probe_gates_restoring() {
+    // The rule asks for both a quiet minute and the probe; the service's health check
+    // fails for its first 40 probes (200 s of event time), well past the quiet minute.
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
+    )
+    .unwrap();
+    let both = builtin.replacen(
+        "        passes: 3",
+        "        passes: 3\n      restore_when: quiet_and_probe",
+        1,
+    );
+    assert_ne!(both, builtin);
+    let rules = std::env::temp_dir().join(format!("logheal-probe-{}.yaml", std::process::id()));
+    std::fs::write(&rules, both).unwrap();
+    let server = Server::start(&[("/health", vec![Reply::Status(503); 40])]);
+    let (records, _) = replay(&server, &["--rules", rules.to_str().unwrap()]);
+    let probes = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/health")
+        .count();
+    assert_eq!(probes, 43, "40 failures, then three passes in a row");
+    let restored = of_type(&records, "transition")
+        .into_iter()
+        .find(|r| r["to"] == "RESTORED" && r["from"] == "RECOVERING")
+        .expect("restored once the probe passed");
+    assert!(
+        restored["reason"]
+            .as_str()
+            .unwrap()
+            .contains("health probe passed"),
+        "{restored}"
+    );
+    assert!(
+        restored["at"].as_str().unwrap() > "2026-03-14T10:06:00",
+        "after the quiet minute: {restored}"
+    );
+    let results = of_type(&records, "probe");
+    assert_eq!(results.len(), 43);
+    assert_eq!(results.last().unwrap()["consecutive"], 3);
+    std::fs::remove_file(rules).unwrap();
 }

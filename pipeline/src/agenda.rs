@@ -36,11 +36,18 @@ pub enum Due {
         key: IncidentKey,
         generation: u64,
     },
+    /// A health probe of the incident's transition `seq` is due.
+    Probe {
+        at: EventTime,
+        key: IncidentKey,
+        seq: u32,
+    },
 }
 
 #[derive(Debug, Default)]
 pub struct Agenda {
     timers: BinaryHeap<Reverse<(EventTime, u64, IncidentKey, u64)>>,
+    probes: BinaryHeap<Reverse<(EventTime, u64, IncidentKey, u32)>>,
     /// Sorted by (due, order); few at a time, so a vector.
     actions: Vec<PendingAction>,
     order: u64,
@@ -50,6 +57,11 @@ impl Agenda {
     fn next_order(&mut self) -> u64 {
         self.order += 1;
         self.order
+    }
+
+    pub fn probe(&mut self, at: EventTime, key: IncidentKey, seq: u32) {
+        let order = self.next_order();
+        self.probes.push(Reverse((at, order, key, seq)));
     }
 
     pub fn timer(&mut self, at: EventTime, key: IncidentKey, generation: u64) {
@@ -83,27 +95,31 @@ impl Agenda {
     pub fn next_due(&self) -> Option<EventTime> {
         let a = self.actions.first().map(|a| a.due);
         let t = self.timers.peek().map(|Reverse((at, ..))| *at);
-        a.into_iter().chain(t).min()
+        let p = self.probes.peek().map(|Reverse((at, ..))| *at);
+        [a, t, p].into_iter().flatten().min()
     }
 
-    /// The earliest thing due at or before `until`, removed from the agenda.
+    /// The earliest thing due at or before `until`, removed from the agenda: actions,
+    /// then probes, then timers at equal times.
     pub fn pop_due(&mut self, until: EventTime) -> Option<Due> {
-        let action_due = self.actions.first().map(|a| a.due);
-        let timer_due = self.timers.peek().map(|Reverse((at, ..))| *at);
-        match (action_due, timer_due) {
-            (Some(a), t) if a <= until && t.is_none_or(|t| a <= t) => {
-                Some(Due::Action(self.actions.remove(0)))
-            }
-            (_, Some(t)) if t <= until => {
-                let Reverse((at, _, key, generation)) = self.timers.pop().expect("peeked");
-                Some(Due::Timeout {
-                    at,
-                    key,
-                    generation,
-                })
-            }
-            _ => None,
+        let next = self.next_due().filter(|t| *t <= until)?;
+        if self.actions.first().is_some_and(|a| a.due == next) {
+            return Some(Due::Action(self.actions.remove(0)));
         }
+        if self
+            .probes
+            .peek()
+            .is_some_and(|Reverse((at, ..))| *at == next)
+        {
+            let Reverse((at, _, key, seq)) = self.probes.pop().expect("peeked");
+            return Some(Due::Probe { at, key, seq });
+        }
+        let Reverse((at, _, key, generation)) = self.timers.pop().expect("something is due");
+        Some(Due::Timeout {
+            at,
+            key,
+            generation,
+        })
     }
 }
 
@@ -139,6 +155,7 @@ mod tests {
         };
         let mut a = Agenda::default();
         a.timer(EventTime(5), k, 1);
+        a.probe(EventTime(5), k, 1);
         a.action(pending(5, k, 1, IncidentState::Confirmed, 0));
         a.action(pending(3, k, 1, IncidentState::Confirmed, 1));
         a.action(pending(5, k, 2, IncidentState::Recovering, 2));
@@ -148,9 +165,10 @@ mod tests {
             .map(|d| match d {
                 Due::Action(p) => format!("a{}", p.action),
                 Due::Timeout { .. } => "t".to_string(),
+                Due::Probe { .. } => "p".to_string(),
             })
             .collect();
-        assert_eq!(order, ["a1", "a0", "a2", "t"]);
+        assert_eq!(order, ["a1", "a0", "a2", "p", "t"]);
     }
 
     #[test]

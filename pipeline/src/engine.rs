@@ -94,6 +94,8 @@ pub struct Engine {
     /// Requests for the executor, and those sent and not yet answered.
     outbox: Vec<ActionRequest>,
     in_flight: FxHashMap<u64, PendingAction>,
+    /// Health probes sent and not yet answered: (incident, transition, incident id).
+    probes_in_flight: FxHashMap<u64, (IncidentKey, u32, Arc<str>)>,
     next_request: u64,
     /// The latest event time anything happened at.
     now: EventTime,
@@ -150,6 +152,7 @@ impl Engine {
             execute: config.execute,
             outbox: Vec::new(),
             in_flight: FxHashMap::default(),
+            probes_in_flight: FxHashMap::default(),
             next_request: 0,
             now: EventTime::MIN,
         })
@@ -290,7 +293,7 @@ impl Engine {
 
     /// Whether executed actions are still waiting for their outcome.
     pub fn awaiting_outcomes(&self) -> bool {
-        !self.in_flight.is_empty()
+        !self.in_flight.is_empty() || !self.probes_in_flight.is_empty()
     }
 
     /// Fires the next thing due, however far ahead in event time; `false` when nothing
@@ -310,6 +313,9 @@ impl Engine {
     /// time. Only an incident still in the state that asked for the action is steered:
     /// success of every action of that state moves it on, a failure escalates.
     pub fn action_outcome(&mut self, request: u64, outcome: &Outcome) {
+        if let Some((key, seq, incident)) = self.probes_in_flight.remove(&request) {
+            return self.probe_outcome(key, seq, incident, outcome);
+        }
         let Some(p) = self.in_flight.remove(&request) else {
             return;
         };
@@ -379,8 +385,8 @@ impl Engine {
         let action = &rule.actions.for_state(state)[p.action];
         let view = self.view(&p, record);
         let body = match self.rules.receivers[action.receiver].kind {
-            ReceiverKind::Webhook => payload::webhook_body(&view),
             ReceiverKind::Slack => payload::slack_body(&view),
+            ReceiverKind::Webhook | ReceiverKind::Probe => payload::webhook_body(&view),
         };
         let id = self.next_request;
         self.next_request += 1;
@@ -390,6 +396,7 @@ impl Engine {
             action: action.name.clone(),
             idempotency_key: record.idempotency_key.clone(),
             body,
+            expect_status: None,
         });
         self.in_flight.insert(id, p);
     }
@@ -659,6 +666,79 @@ impl Engine {
         if actions.is_empty() {
             self.inbox.push_back((key, at, Input::ActionsDone));
         }
+        // Probes are run only when actions are executed; a dry run cannot know.
+        if let (true, IncidentState::Recovering, Some(probe)) =
+            (self.execute, to, &rule.incident.probe)
+        {
+            self.agenda.probe(at.plus(probe.interval), key, seq);
+            self.registry.with(key, || None, |i| i.probe_passes = 0);
+        }
+    }
+
+    /// A probe is due: ask the executor, if the incident is still recovering.
+    fn probe_due(&mut self, key: IncidentKey, seq: u32) {
+        let Some(incident) = self
+            .registry
+            .with(key, || None, |i| (i.seq == seq).then(|| i.id.clone()))
+            .flatten()
+        else {
+            return;
+        };
+        let probe = self.rules.rules[key.rule as usize]
+            .incident
+            .probe
+            .clone()
+            .expect("probes are scheduled for rules that have one");
+        let id = self.next_request;
+        self.next_request += 1;
+        self.outbox.push(ActionRequest {
+            id,
+            receiver: probe.receiver,
+            action: "health-probe".into(),
+            idempotency_key: format!("{incident}/{seq}-probe/{id}"),
+            body: String::new(),
+            expect_status: Some(probe.expect_status),
+        });
+        self.probes_in_flight.insert(id, (key, seq, incident));
+    }
+
+    /// Counts a probe result; enough passes in a row restore (as the rule says), and
+    /// the next probe is scheduled while the incident is still recovering.
+    fn probe_outcome(&mut self, key: IncidentKey, seq: u32, incident: Arc<str>, outcome: &Outcome) {
+        let at = self.now.max(self.clock.newest());
+        let probe = self.rules.rules[key.rule as usize]
+            .incident
+            .probe
+            .clone()
+            .expect("probes belong to rules that have one");
+        let passed = matches!(outcome, Outcome::Succeeded { .. });
+        let passes = self.registry.with(
+            key,
+            || None,
+            |i| {
+                i.probe_passes = if passed { i.probe_passes + 1 } else { 0 };
+                (i.seq == seq).then_some(i.probe_passes)
+            },
+        );
+        let Some(Some(passes)) = passes else {
+            return;
+        };
+        self.records.push(Record::Probe {
+            at: at.to_rfc3339(),
+            incident,
+            rule: self.rule_names[key.rule as usize].clone(),
+            passed,
+            consecutive: passes,
+            detail: format!("{outcome:?}"),
+        });
+        if passes >= probe.passes {
+            self.inbox.push_back((key, at, Input::ProbePassed));
+            self.settle();
+        }
+        let still = self.registry.with(key, || None, |i| i.seq == seq) == Some(true);
+        if still && !matches!(outcome, Outcome::NotConfigured(_)) {
+            self.agenda.probe(at.plus(probe.interval), key, seq);
+        }
     }
 
     fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {
@@ -700,6 +780,10 @@ impl Engine {
                         self.inbox.push_back((p.key, p.due, Input::ActionsDone));
                     }
                     self.records.push(Record::Action(record));
+                }
+                Due::Probe { at, key, seq } => {
+                    self.now = self.now.max(at);
+                    self.probe_due(key, seq);
                 }
                 Due::Timeout {
                     at,

@@ -38,6 +38,9 @@ pub struct ActionRequest {
     pub idempotency_key: String,
     /// The JSON body.
     pub body: String,
+    /// For health probes: the status that counts as success (anything else fails, and
+    /// is not retried); `None`: any 2xx.
+    pub expect_status: Option<u16>,
 }
 
 /// One HTTP attempt, for the audit trail.
@@ -198,6 +201,20 @@ async fn deliver(
             error: error.clone(),
             at: SystemTime::now(),
         }));
+        if let (Some(expected), Ok(r)) = (request.expect_status, &result) {
+            let code = r.status().as_u16();
+            return if code == expected {
+                Outcome::Succeeded {
+                    status: code,
+                    attempts: attempt,
+                }
+            } else {
+                Outcome::Rejected {
+                    status: code,
+                    attempts: attempt,
+                }
+            };
+        }
         let wait = match result {
             Ok(r) if r.status().is_success() => {
                 state.breaker.lock().expect("breaker").success();

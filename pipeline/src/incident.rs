@@ -17,7 +17,7 @@
 //! `Timeout { generation }`; a stale generation is ignored.
 
 use logheal_parsers::EventTime;
-use logheal_rules::{ActionState, IncidentPolicy};
+use logheal_rules::{ActionState, IncidentPolicy, RestoreWhen};
 use serde::Serialize;
 use statig::blocking::*;
 use std::time::Duration;
@@ -72,6 +72,8 @@ pub enum Input {
     ActionsDone,
     /// An action of the current state failed for good.
     ActionFailed,
+    /// The health probe passed the required number of times in a row.
+    ProbePassed,
 }
 
 /// What the engine must do after an input.
@@ -114,6 +116,7 @@ pub struct Timing {
     pub quiet_period: Duration,
     pub reopen_within: Duration,
     pub escalate_after: Duration,
+    pub restore_when: RestoreWhen,
 }
 
 impl From<&IncidentPolicy> for Timing {
@@ -123,6 +126,7 @@ impl From<&IncidentPolicy> for Timing {
             quiet_period: p.quiet_period,
             reopen_within: p.reopen_within,
             escalate_after: p.escalate_after,
+            restore_when: p.restore_when,
         }
     }
 }
@@ -134,6 +138,9 @@ pub struct Lifecycle {
     generation: u64,
     seq: u32,
     recovering_since: EventTime,
+    /// While recovering: no chain for the quiet period / the probe passed.
+    quiet_held: bool,
+    probe_passed: bool,
 }
 
 impl Lifecycle {
@@ -143,7 +150,37 @@ impl Lifecycle {
             generation: 0,
             seq: 0,
             recovering_since: EventTime::MIN,
+            quiet_held: false,
+            probe_passed: false,
         }
+    }
+
+    /// Whether what the rule asks for to restore has happened.
+    fn restorable(&self) -> bool {
+        match self.timing.restore_when {
+            RestoreWhen::Quiet => self.quiet_held,
+            RestoreWhen::Probe => self.probe_passed,
+            RestoreWhen::QuietAndProbe => self.quiet_held && self.probe_passed,
+            RestoreWhen::QuietOrProbe => self.quiet_held || self.probe_passed,
+        }
+    }
+
+    fn restore_reason(&self) -> String {
+        let quiet = format!("no chain for {}", humanize(self.timing.quiet_period));
+        match (self.quiet_held, self.probe_passed) {
+            (true, true) => format!("{quiet} and the health probe passed"),
+            (false, true) => "the health probe passed".to_string(),
+            _ => quiet,
+        }
+    }
+
+    fn failing_for(&self, ctx: &Ctx) -> Duration {
+        let nanos = ctx
+            .at
+            .nanos()
+            .saturating_sub(self.recovering_since.nanos())
+            .max(0);
+        Duration::from_nanos(nanos as u64)
     }
 
     fn arm(&mut self, ctx: &mut Ctx, after: Duration) {
@@ -268,20 +305,16 @@ impl Lifecycle {
     fn recovering(&mut self, context: &mut Ctx, event: &Input) -> Outcome<State> {
         match event {
             Input::Chain => {
-                let failing_for = Duration::from_nanos(
-                    context
-                        .at
-                        .nanos()
-                        .saturating_sub(self.recovering_since.nanos())
-                        .max(0) as u64,
-                );
-                if failing_for >= self.timing.escalate_after {
+                if self.failing_for(context) >= self.timing.escalate_after {
                     let reason = format!(
                         "still failing {} after recovery started",
                         humanize(self.timing.escalate_after)
                     );
                     return Self::because(context, reason, State::escalated());
                 }
+                // The logs still show the failure: start over on both counts.
+                self.quiet_held = false;
+                self.probe_passed = false;
                 let quiet = self.timing.quiet_period;
                 self.arm(context, quiet);
                 Handled
@@ -289,9 +322,25 @@ impl Lifecycle {
             Input::ActionFailed => {
                 Self::because(context, "a recovery action failed", State::escalated())
             }
+            Input::ProbePassed => {
+                self.probe_passed = true;
+                self.restore_if_ready(context)
+            }
             Input::Timeout { generation } if self.current(*generation) => {
-                let reason = format!("no chain for {}", humanize(self.timing.quiet_period));
-                Self::because(context, reason, State::restored())
+                self.quiet_held = true;
+                if self.restorable() {
+                    return self.restore_if_ready(context);
+                }
+                if self.failing_for(context) >= self.timing.escalate_after {
+                    let reason = format!(
+                        "not restored {} after recovery started",
+                        humanize(self.timing.escalate_after)
+                    );
+                    return Self::because(context, reason, State::escalated());
+                }
+                let quiet = self.timing.quiet_period;
+                self.arm(context, quiet);
+                Handled
             }
             _ => Handled,
         }
@@ -333,6 +382,14 @@ impl Lifecycle {
 }
 
 impl Lifecycle {
+    fn restore_if_ready(&mut self, context: &mut Ctx) -> Outcome<State> {
+        if !self.restorable() {
+            return Handled;
+        }
+        let reason = self.restore_reason();
+        Self::because(context, reason, State::restored())
+    }
+
     /// Records the transition and arms the deadline of the state entered.
     fn after_transition(&mut self, source: &State, target: &State, context: &mut Ctx) {
         self.seq += 1;
@@ -353,6 +410,8 @@ impl Lifecycle {
             IncidentState::Confirmed => self.arm(context, t.escalate_after),
             IncidentState::Recovering => {
                 self.recovering_since = context.at;
+                self.quiet_held = false;
+                self.probe_passed = false;
                 self.arm(context, t.quiet_period);
             }
             IncidentState::Escalated => self.arm(context, t.quiet_period),
@@ -373,6 +432,7 @@ mod tests {
             quiet_period: Duration::from_secs(60),
             reopen_within: Duration::from_secs(300),
             escalate_after: Duration::from_secs(600),
+            restore_when: RestoreWhen::Quiet,
         }
     }
 
@@ -490,6 +550,56 @@ mod tests {
         let mut silent = Run::new();
         silent.at(0, Input::Chain);
         assert_eq!(silent.fire(), Escalated, "no outcome for escalate_after");
+    }
+
+    #[test]
+    fn restore_by_probe_and_quiet_as_the_rule_says() {
+        let recovering = |restore_when| {
+            let mut r = Run {
+                m: machine(Timing {
+                    restore_when,
+                    ..timing()
+                }),
+                effects: Vec::new(),
+            };
+            r.at(0, Input::Chain);
+            r.at(0, Input::ActionsDone);
+            r
+        };
+        let mut either = recovering(RestoreWhen::QuietOrProbe);
+        assert_eq!(
+            either.at(20, Input::ProbePassed),
+            Restored,
+            "the probe alone is enough"
+        );
+
+        let mut both = recovering(RestoreWhen::QuietAndProbe);
+        assert_eq!(
+            both.at(20, Input::ProbePassed),
+            Recovering,
+            "still needs the quiet period"
+        );
+        assert_eq!(both.fire(), Restored);
+
+        let mut probe = recovering(RestoreWhen::Probe);
+        assert_eq!(probe.fire(), Recovering, "quiet alone is not enough");
+        assert_eq!(probe.at(70, Input::Chain), Recovering);
+        assert_eq!(probe.at(80, Input::ProbePassed), Restored);
+
+        let mut never = recovering(RestoreWhen::Probe);
+        for _ in 0..9 {
+            assert_eq!(never.fire(), Recovering);
+        }
+        assert_eq!(
+            never.fire(),
+            Escalated,
+            "a probe that never passes escalates"
+        );
+
+        let mut reset = recovering(RestoreWhen::QuietAndProbe);
+        reset.at(10, Input::ProbePassed);
+        reset.at(20, Input::Chain);
+        assert_eq!(reset.fire(), Recovering, "a chain cancels the earlier pass");
     }
 
     #[test]

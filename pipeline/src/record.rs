@@ -39,6 +39,16 @@ pub enum Record {
         attempts: u32,
         detail: String,
     },
+    /// A health probe's result while the incident recovers.
+    Probe {
+        at: String,
+        incident: Arc<str>,
+        rule: Arc<str>,
+        passed: bool,
+        /// Passes in a row so far.
+        consecutive: u32,
+        detail: String,
+    },
     /// One HTTP attempt of an executed action (wall-clock time).
     Attempt {
         #[serde(flatten)]
@@ -122,6 +132,17 @@ impl Record {
             } => format!(
                 "{}    {} {}: {outcome} after {attempts} attempt(s) {detail} [{}]",
                 a.at, a.receiver, a.action, a.idempotency_key
+            ),
+            Record::Probe {
+                at,
+                incident,
+                passed,
+                consecutive,
+                detail,
+                ..
+            } => format!(
+                "{at}    health probe for {incident}: {} ({consecutive} in a row) {detail}",
+                if *passed { "passed" } else { "failed" }
             ),
             Record::Attempt {
                 action: a,

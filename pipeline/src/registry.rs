@@ -40,6 +40,8 @@ pub struct Incident {
     /// The number of its latest transition: outcomes of actions scheduled by an
     /// earlier one no longer steer it.
     pub seq: u32,
+    /// Health probe passes in a row while recovering.
+    pub probe_passes: u32,
 }
 
 impl Incident {
@@ -57,6 +59,7 @@ impl Incident {
             confirmed: false,
             templates: Vec::new(),
             seq: 0,
+            probe_passes: 0,
         }
     }
 
@@ -69,6 +72,8 @@ impl Incident {
     /// Notes a chain's services and trace.
     pub fn absorb_chain(&mut self, chain: &crate::correlator::ChainSignal) {
         self.chains += 1;
+        // The logs still show the failure: a passing probe streak starts over.
+        self.probe_passes = 0;
         self.chain_events += u64::from(chain.events);
         self.first_seen = self.first_seen.min(chain.first);
         for s in &chain.services {

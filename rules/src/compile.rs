@@ -36,7 +36,7 @@ pub(crate) fn compile(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> 
         errors: Vec::new(),
         field_names: FieldNames::default(),
     };
-    let receivers = c.receivers();
+    let mut receivers = c.receivers();
     let mut rules = Vec::new();
     let mut names = HashSet::new();
     for (fi, file) in files.iter().enumerate() {
@@ -48,7 +48,7 @@ pub(crate) fn compile(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> 
                     format!("rule {:?} is defined twice", &*spec.name),
                 );
             }
-            if let Some(rule) = c.rule(fi, spec, &receivers) {
+            if let Some(rule) = c.rule(fi, spec, &mut receivers) {
                 rules.push(rule);
             }
         }
@@ -201,7 +201,12 @@ impl<'f> Compiler<'f> {
         })
     }
 
-    fn rule(&mut self, fi: usize, spec: &schema::RuleSpec, receivers: &[Receiver]) -> Option<Rule> {
+    fn rule(
+        &mut self,
+        fi: usize,
+        spec: &schema::RuleSpec,
+        receivers: &mut Vec<Receiver>,
+    ) -> Option<Rule> {
         let before = self.errors.len();
         let name = spec.name.as_str();
         if name.is_empty()
@@ -217,7 +222,7 @@ impl<'f> Compiler<'f> {
         }
         let select = self.selector(fi, &spec.select);
         let correlate = self.correlation(fi, &spec.correlate);
-        let incident = self.incident(fi, &spec.incident, correlate.as_ref());
+        let incident = self.incident(fi, spec, correlate.as_ref(), receivers);
         let actions = self.actions(fi, &spec.actions, receivers);
         if self.errors.len() > before {
             return None;
@@ -373,9 +378,11 @@ impl<'f> Compiler<'f> {
     fn incident(
         &mut self,
         fi: usize,
-        spec: &schema::IncidentSpec,
+        rule: &schema::RuleSpec,
         correlate: Option<&Correlation>,
+        receivers: &mut Vec<Receiver>,
     ) -> IncidentPolicy {
+        let spec = &rule.incident;
         let mut group_by = Vec::new();
         for label in &spec.group_by {
             match label.as_str() {
@@ -394,6 +401,11 @@ impl<'f> Compiler<'f> {
             quiet_period: self.duration_or(fi, &spec.quiet_period, DEFAULT_QUIET_PERIOD),
             reopen_within: self.duration_or(fi, &spec.reopen_within, DEFAULT_REOPEN_WITHIN),
             escalate_after: self.duration_or(fi, &spec.escalate_after, DEFAULT_ESCALATE_AFTER),
+            probe: spec
+                .health_probe
+                .as_ref()
+                .and_then(|p| self.probe(fi, &rule.name, p, receivers)),
+            restore_when: self.restore_when(fi, spec),
         };
         let positive = [
             (
@@ -414,6 +426,84 @@ impl<'f> Compiler<'f> {
             }
         }
         policy
+    }
+
+    /// The probe, declared as a receiver of its own (`<rule>/health`) so that it is
+    /// resolved, isolated and reported like any receiver.
+    fn probe(
+        &mut self,
+        fi: usize,
+        rule: &str,
+        spec: &schema::ProbeSpec,
+        receivers: &mut Vec<Receiver>,
+    ) -> Option<HealthProbe> {
+        if let Err(msg) = check_url(&spec.url) {
+            self.error(fi, &spec.url, msg);
+        }
+        let interval = self.duration_or(fi, &spec.interval, Duration::from_secs(5));
+        let timeout = self.duration_or(fi, &spec.timeout, Duration::from_secs(2));
+        let passes = spec.passes.as_deref().copied().unwrap_or(3);
+        let expect_status = spec.expect_status.as_deref().copied().unwrap_or(200);
+        if let Some(p) = spec.passes.as_ref().filter(|p| ***p == 0) {
+            self.error(fi, p, "passes must be at least 1");
+        }
+        if let Some(e) = spec
+            .expect_status
+            .as_ref()
+            .filter(|e| !(100..=599).contains(&***e))
+        {
+            self.error(fi, e, "expect_status must be an HTTP status (100-599)");
+        }
+        for (given, value, key) in [
+            (&spec.interval, interval, "interval"),
+            (&spec.timeout, timeout, "timeout"),
+        ] {
+            if let (Some(at), true) = (given, value.is_zero()) {
+                self.error(fi, at, format!("{key} must be above zero"));
+            }
+        }
+        receivers.push(Receiver {
+            name: format!("{rule}/health"),
+            kind: ReceiverKind::Probe,
+            url: spec.url.to_string(),
+            method: "GET".into(),
+            timeout,
+            retries: 0,
+            secret: None,
+            headers: Vec::new(),
+        });
+        Some(HealthProbe {
+            receiver: receivers.len() - 1,
+            expect_status,
+            interval,
+            passes,
+        })
+    }
+
+    fn restore_when(&mut self, fi: usize, spec: &schema::IncidentSpec) -> RestoreWhen {
+        let default = if spec.health_probe.is_some() {
+            RestoreWhen::QuietOrProbe
+        } else {
+            RestoreWhen::Quiet
+        };
+        let Some(given) = &spec.restore_when else {
+            return default;
+        };
+        let when = match given.as_str() {
+            "quiet" => RestoreWhen::Quiet,
+            "probe" => RestoreWhen::Probe,
+            "quiet_and_probe" => RestoreWhen::QuietAndProbe,
+            "quiet_or_probe" => RestoreWhen::QuietOrProbe,
+            other => {
+                let msg = format!("unknown restore_when {other:?} (known: quiet, probe, quiet_and_probe, quiet_or_probe)");
+                self.error(fi, given, msg);
+                return default;
+            }
+        };
+        if when != RestoreWhen::Quiet && spec.health_probe.is_none() {
+            self.error(fi, given, "restore_when needs a health_probe");
+        }
+        when
     }
 
     fn actions(

@@ -33,6 +33,8 @@ pub struct RuleSet {
 pub enum ReceiverKind {
     Webhook,
     Slack,
+    /// A rule's health probe: a GET that passes on the expected status.
+    Probe,
 }
 
 /// Somewhere actions are sent. URLs and secrets are references (`${ENV}` or `file:PATH`),
@@ -183,6 +185,30 @@ pub struct IncidentPolicy {
     pub reopen_within: Duration,
     /// Chains still arriving this long after recovery began: ESCALATED.
     pub escalate_after: Duration,
+    pub probe: Option<HealthProbe>,
+    pub restore_when: RestoreWhen,
+}
+
+/// An HTTP check of the failing service, run while the incident is recovering.
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    /// Index into [`RuleSet::receivers`] (a [`ReceiverKind::Probe`]).
+    pub receiver: usize,
+    pub expect_status: u16,
+    pub interval: Duration,
+    /// Consecutive passes needed.
+    pub passes: u32,
+}
+
+/// What restores a recovering (or escalated) incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreWhen {
+    /// No chain for the quiet period.
+    Quiet,
+    /// The health probe passed.
+    Probe,
+    QuietAndProbe,
+    QuietOrProbe,
 }
 
 /// The incident states that actions can be attached to.

@@ -93,6 +93,19 @@ pub(crate) struct IncidentSpec {
     pub quiet_period: Option<S<String>>,
     pub reopen_within: Option<S<String>>,
     pub escalate_after: Option<S<String>>,
+    pub health_probe: Option<S<ProbeSpec>>,
+    /// `quiet`, `probe`, `quiet_and_probe` or `quiet_or_probe`.
+    pub restore_when: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProbeSpec {
+    pub url: S<String>,
+    pub expect_status: Option<S<u16>>,
+    pub interval: Option<S<String>>,
+    pub passes: Option<S<u32>>,
+    pub timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
