@@ -4,6 +4,7 @@
 
 mod check;
 mod replay;
+mod ruletest;
 mod templates;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,13 @@ enum Command {
     Replay(replay::Args),
     /// Mine a log file's messages into templates; print them with counts.
     Templates(templates::Args),
+    /// Run rule test files (`*.test.yaml`): input lines and the incidents and actions
+    /// that must and must not follow, in event time.
+    Test {
+        /// Test files, or directories of `*.test.yaml`.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Validate rule files; print `file:line:col: message` per error.
     Check {
         /// Rule files or directories of them.
@@ -38,6 +46,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(&args),
         Command::Templates(args) => templates::run(&args),
         Command::Check { paths } => Ok(check::run(&paths)),
+        Command::Test { paths } => ruletest::run(&paths),
     };
     match result {
         Ok(code) => code,

@@ -2,12 +2,14 @@
 //!
 //! Owns the YAML schema (`schema`), loading with `file:line:col` errors (`load`),
 //! validation into the compiled form the pipeline runs (`compile`, `model`) and the
-//! built-in reference rule (`examples/cross-service-503.yaml`).
+//! built-in reference rule (`examples/cross-service-503.yaml`), and the rule test-file
+//! format of `logheal test` (`testfile`).
 
 mod compile;
 mod load;
 mod model;
 mod schema;
+mod testfile;
 
 pub use compile::{
     DEFAULT_ESCALATE_AFTER, DEFAULT_QUIET_PERIOD, DEFAULT_RECEIVER_TIMEOUT, DEFAULT_REOPEN_WITHIN,
@@ -15,6 +17,9 @@ pub use compile::{
 };
 pub use load::{builtin, load_paths, load_sources, BUILTIN_NAME, BUILTIN_RULES};
 pub use model::*;
+pub use testfile::{
+    load_test_file, ActionExpectation, IncidentExpectation, Input, TestCase, TestFile,
+};
 
 use std::fmt;
 

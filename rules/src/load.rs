@@ -41,8 +41,8 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
 pub fn load_sources(sources: &[(String, String)]) -> Result<RuleSet, Vec<Diagnostic>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
-    for (i, (name, text)) in sources.iter().enumerate() {
-        match parse(i, name, text) {
+    for (name, text) in sources {
+        match parse(name, text) {
             Ok(content) => files.push(SourceFile {
                 name: name.clone(),
                 content,
@@ -81,11 +81,11 @@ fn expand(paths: &[PathBuf], errors: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     out
 }
 
+/// A `*.yaml` / `*.yml` file that is neither hidden (editors' swap files, Kubernetes'
+/// `..data` links) nor a rule test (`*.test.yaml`).
 fn is_rule_file(p: &Path) -> bool {
-    let hidden = p
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'));
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let hidden = name.starts_with('.') || name.contains(".test.");
     let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
     yaml && !hidden && p.is_file()
 }
@@ -98,13 +98,21 @@ fn at(file: &str, line: usize, col: usize) -> Location {
     }
 }
 
-fn parse(source: usize, name: &str, text: &str) -> Result<RuleFile, Diagnostic> {
+fn parse(name: &str, text: &str) -> Result<RuleFile, Diagnostic> {
     if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
         return Ok(RuleFile::default());
     }
+    parse_yaml(name, text)
+}
+
+/// Parses YAML into `T` with every error at its `file:line:col`.
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    name: &str,
+    text: &str,
+) -> Result<T, Diagnostic> {
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();
@@ -112,8 +120,8 @@ fn parse(source: usize, name: &str, text: &str) -> Result<RuleFile, Diagnostic> 
         let (line, col) = mark.map_or((1, 1), |m| (m.line().max(1), m.column().max(1)));
         Diagnostic::new(at(name, line, col), message)
     };
-    let node = marked_yaml::parse_yaml_with_options(source, text, options).map_err(|e| {
-        let (mark, message) = describe_load(source, &e);
+    let node = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
+        let (mark, message) = describe_load(0, &e);
         diagnostic(Some(mark), message)
     })?;
     marked_yaml::from_node(&node).map_err(|e| {
