@@ -32,12 +32,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Validate rule files; print `file:line:col: message` per error.
-    Check {
-        /// Rule files or directories of them.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-    },
+    /// Validate rule files; print `file:line:col: message` per error and warning.
+    Check(check::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,7 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Templates(args) => templates::run(&args),
-        Command::Check { paths } => Ok(check::run(&paths)),
+        Command::Check(args) => Ok(check::run(&args)),
         Command::Test { paths } => ruletest::run(&paths),
     };
     match result {

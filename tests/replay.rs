@@ -486,3 +486,51 @@ fn rules_select_new_templates_after_the_warmup() {
         assert!(r["at"].as_str().unwrap() >= "2026-03-14T10:12:00", "{r}");
     }
 }
+
+#[test]
+fn check_warns_and_speaks_json_for_ci() {
+    let rules = write_rules(
+        "lint",
+        "receivers:\n  hook: {type: webhook, url: \"${HOOK}\"}\n  spare: {type: slack, url: \"${SLACK}\"}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: 5s, min_events: 3, min_services: 2}\n    actions: {confirmed: [{name: a, receiver: hook}]}\n",
+    );
+    let text = logheal().arg("check").arg(&rules).output().unwrap();
+    assert!(text.status.success(), "warnings do not fail the check");
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    let file = rules.display().to_string();
+    assert!(
+        stdout.contains(&format!(
+            "{file}:3:3: warning: receiver \"spare\" is never used"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{file}:5:11: warning: window 5s is shorter than the allowed lateness 10s"
+        )),
+        "{stdout}"
+    );
+    let json = logheal()
+        .args(["check", "--format", "json"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8(json.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["severity"], "warning");
+    assert_eq!(lines[0]["line"], 3);
+    assert_eq!(lines[0]["file"], file);
+    let relaxed = logheal()
+        .args(["check", "--lateness", "1s", "--format", "json"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(relaxed.stdout).unwrap().lines().count(),
+        1,
+        "the window warning follows --lateness"
+    );
+}

@@ -122,6 +122,7 @@ mod tests {
             retries: 2,
             secret: secret.map(str::to_string),
             headers: vec![("X-Team".into(), "sre-${KEY}".into())],
+            location: Default::default(),
         }
     }
 

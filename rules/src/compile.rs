@@ -187,6 +187,7 @@ impl<'f> Compiler<'f> {
             );
         }
         Some(Receiver {
+            location: location_of(&self.files[fi].name, name),
             name: name.to_string(),
             kind: kind?,
             url: spec.url.to_string(),
@@ -433,7 +434,7 @@ impl<'f> Compiler<'f> {
     fn probe(
         &mut self,
         fi: usize,
-        rule: &str,
+        rule: &S<String>,
         spec: &schema::ProbeSpec,
         receivers: &mut Vec<Receiver>,
     ) -> Option<HealthProbe> {
@@ -463,7 +464,8 @@ impl<'f> Compiler<'f> {
             }
         }
         receivers.push(Receiver {
-            name: format!("{rule}/health"),
+            location: location_of(&self.files[fi].name, rule),
+            name: format!("{}/health", rule.as_str()),
             kind: ReceiverKind::Probe,
             url: spec.url.to_string(),
             method: "GET".into(),

@@ -6,6 +6,7 @@
 //! format of `logheal test` (`testfile`).
 
 mod compile;
+mod lint;
 mod load;
 mod model;
 mod schema;
@@ -15,6 +16,7 @@ pub use compile::{
     DEFAULT_ESCALATE_AFTER, DEFAULT_QUIET_PERIOD, DEFAULT_RECEIVER_TIMEOUT, DEFAULT_REOPEN_WITHIN,
     DEFAULT_RETRIES,
 };
+pub use lint::lint;
 pub use load::{builtin, load_paths, load_sources, BUILTIN_NAME, BUILTIN_RULES};
 pub use model::*;
 pub use testfile::{
@@ -28,6 +30,15 @@ use std::fmt;
 pub struct Diagnostic {
     pub location: Location,
     pub message: String,
+    pub severity: Severity,
+}
+
+/// Errors stop a rule set from loading; warnings point at rules that load but probably
+/// do not do what their author meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
 }
 
 impl Diagnostic {
@@ -35,12 +46,23 @@ impl Diagnostic {
         Diagnostic {
             location,
             message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+
+    pub fn warning(location: Location, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::new(location, message)
         }
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location, self.message)
+        match self.severity {
+            Severity::Error => write!(f, "{}: {}", self.location, self.message),
+            Severity::Warning => write!(f, "{}: warning: {}", self.location, self.message),
+        }
     }
 }

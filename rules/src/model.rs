@@ -49,6 +49,8 @@ pub struct Receiver {
     pub retries: u32,
     pub secret: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// Where it was declared (for a probe: its rule).
+    pub location: Location,
 }
 
 #[derive(Debug, Clone)]
