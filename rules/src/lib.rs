@@ -9,6 +9,7 @@ mod compile;
 mod lint;
 mod load;
 mod model;
+pub mod reference;
 mod schema;
 mod testfile;
 
