@@ -3,8 +3,10 @@
 //! parsing and wiring; the work lives in the `logheal-*` crates.
 
 mod check;
+mod output;
 mod replay;
 mod ruletest;
+mod run;
 mod templates;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +25,10 @@ enum Command {
     /// Run the pipeline over log files or stdin in event time; print incident transitions
     /// and the actions that would be called (nothing is called).
     Replay(replay::Args),
+    /// The live job: read stdin (or files) as they come, let time follow the logs and the
+    /// wall clock, call the receivers, and reload the rule files when they change or on
+    /// SIGHUP.
+    Run(run::Args),
     /// Mine a log file's messages into templates; print them with counts.
     Templates(templates::Args),
     /// Run rule test files (`*.test.yaml`): input lines and the incidents and actions
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Templates(args) => templates::run(&args),
         Command::Check(args) => Ok(check::run(&args)),
         Command::Test { paths } => ruletest::run(&paths),

@@ -1,21 +1,16 @@
 //! `logheal replay`: the pipeline over files or stdin, in event time, as a dry run.
 
-use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
-use logheal_pipeline::executor::{Event, Executor};
+use crate::output::load_rules;
+use crate::output::{emit, exchange, Output};
+use anyhow::{Context, Result};
+use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
-use logheal_pipeline::{Engine, EngineConfig, Record};
+use logheal_pipeline::{Engine, EngineConfig};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,19 +37,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let rules = if args.rules.is_empty() {
-        logheal_rules::builtin()
-    } else {
-        match logheal_rules::load_paths(&args.rules) {
-            Ok(set) => set,
-            Err(diagnostics) => {
-                for d in &diagnostics {
-                    eprintln!("{d}");
-                }
-                bail!("the rule files have {} error(s)", diagnostics.len());
-            }
-        }
-    };
+    let rules = load_rules(&args.rules)?;
     let config = EngineConfig {
         lateness: args.lateness,
         max_line_bytes: args.max_line_bytes,
@@ -99,7 +82,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             // Replay stands event time still while a call is in flight, so outcomes land
             // when they would have in the log's own time (live mode never waits).
             if let Some(executor) = &executor {
-                exchange(&mut engine, executor, &mut out, args.output)?;
+                exchange(&mut engine, executor, &mut out, args.output, true)?;
             }
             emit(&mut engine, &mut out, args.output)?;
         }
@@ -108,7 +91,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         // Event time runs on as the stream went quiet, but each outcome is fed back
         // before the next thing falls due.
         loop {
-            exchange(&mut engine, executor, &mut out, args.output)?;
+            exchange(&mut engine, executor, &mut out, args.output, true)?;
             emit(&mut engine, &mut out, args.output)?;
             if !engine.step() {
                 break;
@@ -120,49 +103,4 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     out.flush()?;
     eprintln!("{}", engine.stats());
     Ok(ExitCode::SUCCESS)
-}
-
-fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result<()> {
-    for record in engine.take_records() {
-        write_record(out, format, &record)?;
-    }
-    Ok(())
-}
-
-fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result<()> {
-    let line = match format {
-        Output::Text => record.to_text(),
-        Output::Json => record.to_json(),
-    };
-    writeln!(out, "{line}")?;
-    Ok(())
-}
-
-/// Sends the engine's requests to the executor and feeds back what happens until no
-/// request is outstanding.
-fn exchange(
-    engine: &mut Engine,
-    executor: &Executor,
-    out: &mut impl Write,
-    format: Output,
-) -> Result<()> {
-    loop {
-        for request in engine.take_outbox() {
-            executor.submit(request);
-        }
-        let event = if engine.awaiting_outcomes() {
-            executor.events.recv().ok()
-        } else {
-            executor.events.try_recv().ok()
-        };
-        match event {
-            Some(Event::Attempt(attempt)) => {
-                if let Some(record) = engine.attempt_record(&attempt) {
-                    write_record(out, format, &record)?;
-                }
-            }
-            Some(Event::Done { request, outcome }) => engine.action_outcome(request, &outcome),
-            None => return Ok(()),
-        }
-    }
 }

@@ -86,6 +86,15 @@ impl Agenda {
         gone
     }
 
+    /// Removes and returns every action of `key` (its incident is gone).
+    pub fn cancel_all(&mut self, key: IncidentKey) -> Vec<PendingAction> {
+        let (gone, kept) = std::mem::take(&mut self.actions)
+            .into_iter()
+            .partition(|a| a.key == key);
+        self.actions = kept;
+        gone
+    }
+
     /// Whether any action of `key` from transition `seq` is still waiting.
     pub fn has_pending(&self, key: IncidentKey, seq: u32) -> bool {
         self.actions.iter().any(|a| a.key == key && a.seq == seq)

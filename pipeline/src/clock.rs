@@ -33,6 +33,11 @@ impl EventClock {
         }
     }
 
+    /// Moves the far-future limit (live mode follows the wall clock).
+    pub fn set_horizon(&mut self, horizon: EventTime) {
+        self.horizon = horizon;
+    }
+
     /// The newest event time seen (`EventTime::MIN` before any).
     pub fn newest(&self) -> EventTime {
         self.newest

@@ -64,8 +64,21 @@ impl Default for EngineConfig {
     }
 }
 
+/// What a reload changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reload {
+    pub kept: usize,
+    pub added: usize,
+    pub removed: usize,
+    /// Live incidents of removed rules, closed.
+    pub closed: usize,
+}
+
 pub struct Engine {
+    config: EngineConfig,
     rules: RuleSet,
+    /// Per rule slot: removed by a reload (kept so that indices stay stable).
+    retired: Vec<bool>,
     rule_names: Vec<Arc<str>>,
     timings: Vec<Timing>,
     parser: LineParser,
@@ -101,7 +114,20 @@ pub struct Engine {
     now: EventTime,
 }
 
-fn wall_clock_now() -> EventTime {
+/// The line parser for a rule set: the configured field names plus the extra fields the
+/// rules match on.
+fn parser_for(rules: &RuleSet, config: &EngineConfig) -> Result<LineParser, String> {
+    let mut names = match &config.fields {
+        Some(custom) => FieldNames::with_overrides(custom),
+        None => FieldNames::default(),
+    };
+    names.extra = rules.field_names.extra.clone();
+    let year = logheal_parsers::time::current_year();
+    LineParser::new(&names, config.header_format.as_deref(), year)
+}
+
+/// The wall clock as event time.
+pub fn wall_clock_now() -> EventTime {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -111,19 +137,15 @@ fn wall_clock_now() -> EventTime {
 impl Engine {
     pub fn new(rules: RuleSet, config: &EngineConfig) -> Result<Self, String> {
         let rule_count = rules.rules.len();
-        let mut names = match &config.fields {
-            Some(custom) => FieldNames::with_overrides(custom),
-            None => FieldNames::default(),
-        };
-        names.extra = rules.field_names.extra.clone();
-        let year = logheal_parsers::time::current_year();
-        let parser = LineParser::new(&names, config.header_format.as_deref(), year)?;
+        let parser = parser_for(&rules, config)?;
         let correlators = rules
             .rules
             .iter()
             .map(|r| Correlator::new(&r.correlate, config.max_traces_per_rule))
             .collect();
         Ok(Engine {
+            config: config.clone(),
+            retired: vec![false; rule_count],
             rule_names: rules.rules.iter().map(|r| r.name.as_str().into()).collect(),
             timings: rules
                 .rules
@@ -205,7 +227,7 @@ impl Engine {
         let flags = self.anomalies.observe(template, ts.nanos(), new);
         self.refresh_models();
         for (ri, rule) in self.rules.rules.iter().enumerate() {
-            if !rule.select.matches(&event) {
+            if self.retired[ri] || !rule.select.matches(&event) {
                 continue;
             }
             let models = &rule.select.models;
@@ -279,6 +301,124 @@ impl Engine {
         let templates = &self.templates;
         self.anomalies.retain(|k| templates.is_live(*k));
         self.model_matches.iter_mut().for_each(FxHashMap::clear);
+    }
+
+    /// Swaps in a new, already validated rule set. A rule that still exists keeps its
+    /// live incidents (and its open trace windows when its correlation is unchanged);
+    /// incidents of a removed rule are closed with the reason stated; new rules start
+    /// empty. Existing incidents keep the timing they opened with.
+    pub fn reload(&mut self, new: RuleSet) -> Result<Reload, String> {
+        let parser = parser_for(&new, &self.config)?;
+        let old = std::mem::take(&mut self.rules.rules);
+        let mut old_correlators = std::mem::take(&mut self.correlators).into_iter();
+        let mut incoming: Vec<Option<logheal_rules::Rule>> =
+            new.rules.into_iter().map(Some).collect();
+        let (mut rules, mut retired, mut correlators) = (Vec::new(), Vec::new(), Vec::new());
+        let mut summary = Reload {
+            kept: 0,
+            added: 0,
+            removed: 0,
+            closed: 0,
+        };
+        let mut removed = Vec::new();
+        let max_traces = self.config.max_traces_per_rule;
+        for (i, previous) in old.into_iter().enumerate() {
+            let correlator = old_correlators.next().expect("one per rule");
+            let found = incoming
+                .iter_mut()
+                .find(|r| r.as_ref().is_some_and(|r| r.name == previous.name))
+                .and_then(Option::take);
+            match found {
+                Some(rule) => {
+                    let keep = !self.retired[i] && rule.correlate == previous.correlate;
+                    correlators.push(if keep {
+                        correlator
+                    } else {
+                        Correlator::new(&rule.correlate, max_traces)
+                    });
+                    if self.retired[i] {
+                        summary.added += 1
+                    } else {
+                        summary.kept += 1
+                    }
+                    rules.push(rule);
+                    retired.push(false);
+                }
+                None => {
+                    if !self.retired[i] {
+                        summary.removed += 1;
+                        removed.push(i as u32);
+                    }
+                    correlators.push(correlator);
+                    rules.push(previous);
+                    retired.push(true);
+                }
+            }
+        }
+        for rule in incoming.into_iter().flatten() {
+            correlators.push(Correlator::new(&rule.correlate, max_traces));
+            rules.push(rule);
+            retired.push(false);
+            summary.added += 1;
+        }
+        self.parser = parser;
+        self.rule_names = rules.iter().map(|r| r.name.as_str().into()).collect();
+        self.timings = rules.iter().map(|r| Timing::from(&r.incident)).collect();
+        self.model_matches = vec![FxHashMap::default(); rules.len()];
+        self.correlators = correlators;
+        self.retired = retired;
+        self.rules = RuleSet {
+            rules,
+            receivers: new.receivers,
+            field_names: new.field_names,
+        };
+        let at = self.now.max(self.clock.newest());
+        for rule in removed {
+            for key in self.registry.keys_of_rule(rule) {
+                summary.closed += self.close_removed(key, at) as usize;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Closes an incident whose rule was removed, cancelling what it had scheduled.
+    fn close_removed(&mut self, key: IncidentKey, at: EventTime) -> bool {
+        let Some(incident) = self.registry.remove(&key) else {
+            return false;
+        };
+        let state = crate::incident::state_of(&incident.machine);
+        self.stats.count_incident(state);
+        let reason = format!(
+            "rule {:?} was removed by a reload",
+            self.rule_names[key.rule as usize]
+        );
+        for cancelled in self.agenda.cancel_all(key) {
+            self.stats.actions_cancelled += 1;
+            self.records.push(Record::ActionCancelled {
+                action: self.action_record(&cancelled, at),
+                reason: reason.clone(),
+            });
+        }
+        self.records.push(Record::IncidentClosed {
+            at: at.to_rfc3339(),
+            incident: incident.id.clone(),
+            rule: self.rule_names[key.rule as usize].clone(),
+            key: self.labels(key),
+            state,
+            reason,
+        });
+        true
+    }
+
+    /// Live mode: lets event time follow the wall clock, so timers fire on a quiet
+    /// stream, and keeps the far-future limit moving with it.
+    pub fn advance_to(&mut self, wall: EventTime) {
+        self.clock.set_horizon(wall.plus(self.config.future_skew));
+        let until = wall.minus(self.config.lateness);
+        if until > self.now {
+            self.run_until(until);
+            self.now = self.now.max(until);
+        }
     }
 
     /// The receivers of the loaded rules, by index (as in [`ActionRequest::receiver`]).
@@ -401,6 +541,17 @@ impl Engine {
         self.in_flight.insert(id, p);
     }
 
+    /// The texts of templates, each text once (services can share one).
+    fn template_texts(&self, keys: Vec<logheal_models::TemplateKey>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for text in keys.into_iter().filter_map(|t| self.templates.text(t)) {
+            if !out.contains(&text) {
+                out.push(text);
+            }
+        }
+        out
+    }
+
     /// The incident as the action's receiver sees it.
     fn view(&self, p: &PendingAction, record: &crate::record::ActionRecord) -> IncidentView {
         let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
@@ -449,10 +600,7 @@ impl Engine {
                 .or_else(|| services.first().map(|s| name(*s))),
             services: services.into_iter().map(name).collect(),
             sample_trace_ids: traces,
-            top_templates: templates
-                .into_iter()
-                .filter_map(|t| self.templates.text(t))
-                .collect(),
+            top_templates: self.template_texts(templates),
             counts,
             first_seen: first.to_rfc3339(),
             last_seen: last.to_rfc3339(),
@@ -608,10 +756,7 @@ impl Engine {
                         from,
                         to,
                         reason: reason.to_string(),
-                        templates: top
-                            .into_iter()
-                            .filter_map(|t| self.templates.text(t))
-                            .collect(),
+                        templates: self.template_texts(top),
                     });
                     for cancelled in self.agenda.cancel_stale(key, seq) {
                         self.stats.actions_cancelled += 1;

@@ -124,20 +124,17 @@ impl Executor {
         Executor {
             runtime,
             client,
-            receivers: receivers
-                .into_iter()
-                .map(|resolved| {
-                    Arc::new(ReceiverState {
-                        resolved,
-                        limit: Semaphore::new(CONCURRENCY_PER_RECEIVER),
-                        breaker: Mutex::new(Breaker::default()),
-                    })
-                })
-                .collect(),
+            receivers: receivers.into_iter().map(receiver_state).collect(),
             tx,
             events,
             in_flight: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Replaces the receivers after a rule reload; calls in flight finish with the
+    /// receiver they started with.
+    pub fn set_receivers(&mut self, receivers: Vec<Resolved>) {
+        self.receivers = receivers.into_iter().map(receiver_state).collect();
     }
 
     /// Requests submitted and not yet finished.
@@ -162,6 +159,14 @@ impl Executor {
             in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
+}
+
+fn receiver_state(resolved: Resolved) -> Arc<ReceiverState> {
+    Arc::new(ReceiverState {
+        resolved,
+        limit: Semaphore::new(CONCURRENCY_PER_RECEIVER),
+        breaker: Mutex::new(Breaker::default()),
+    })
 }
 
 async fn deliver(

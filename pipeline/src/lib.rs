@@ -20,6 +20,6 @@ pub mod record;
 pub mod registry;
 pub mod stats;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{wall_clock_now, Engine, EngineConfig, Reload};
 pub use record::Record;
 pub use stats::{SkipReason, Stats};

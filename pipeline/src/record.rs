@@ -39,6 +39,15 @@ pub enum Record {
         attempts: u32,
         detail: String,
     },
+    /// An incident closed from outside its machine (its rule was removed by a reload).
+    IncidentClosed {
+        at: String,
+        incident: Arc<str>,
+        rule: Arc<str>,
+        key: Labels,
+        state: IncidentState,
+        reason: String,
+    },
     /// A health probe's result while the incident recovers.
     Probe {
         at: String,
@@ -132,6 +141,16 @@ impl Record {
             } => format!(
                 "{}    {} {}: {outcome} after {attempts} attempt(s) {detail} [{}]",
                 a.at, a.receiver, a.action, a.idempotency_key
+            ),
+            Record::IncidentClosed {
+                at,
+                incident,
+                state,
+                reason,
+                ..
+            } => format!(
+                "{at}  {:<10} → closed      {incident}  {reason}",
+                state.as_str()
             ),
             Record::Probe {
                 at,

@@ -127,6 +127,15 @@ impl Registry {
         self.live.remove(key).map(|(_, v)| v)
     }
 
+    /// Keys of the live incidents of `rule`.
+    pub fn keys_of_rule(&self, rule: u32) -> Vec<IncidentKey> {
+        self.live
+            .iter()
+            .map(|e| *e.key())
+            .filter(|k| k.rule == rule)
+            .collect()
+    }
+
     /// Current state of every live incident.
     pub fn states(&self) -> Vec<(IncidentKey, Arc<str>, incident::IncidentState)> {
         let mut out: Vec<_> = self

@@ -152,7 +152,7 @@ pub enum CorrelationKey {
     Field(u16),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Correlation {
     pub key: CorrelationKey,
     pub window: Duration,

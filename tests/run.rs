@@ -1,0 +1,185 @@
+//! End-to-end: `logheal run` live — hot reload on file change and SIGHUP without losing
+//! an open incident, a broken rule file keeps the running rules, a removed rule closes
+//! its incidents with a reason.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Live {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    records: Arc<Mutex<Vec<Value>>>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Live {
+    fn start(rules: &Path) -> Live {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_logheal"))
+            .args([
+                "run",
+                "--dry-run",
+                "--output",
+                "json",
+                "--tick",
+                "100ms",
+                "--lateness",
+                "1s",
+                "--rules",
+            ])
+            .arg(rules)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (r, stdout) = (records.clone(), child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                r.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        let (l, stderr) = (log.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let stdin = child.stdin.take();
+        Live {
+            child,
+            stdin,
+            records,
+            log,
+        }
+    }
+
+    /// A 503 cascade rooted at `root`, stamped now.
+    fn cascade(&mut self, trace: &str, root: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        for (i, svc) in [root, "checkout", "gateway"].iter().enumerate() {
+            let ts = logheal_pipeline::wall_clock_now().plus(Duration::from_millis(i as u64 * 5));
+            let ts = ts.to_rfc3339();
+            writeln!(stdin, r#"{{"ts":"{ts}","service":"{svc}","trace_id":"{trace}","status":503,"msg":"down"}}"#).unwrap();
+        }
+        stdin.flush().unwrap();
+    }
+
+    fn wait_record(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(r) = self.records.lock().unwrap().iter().find(|r| pred(r)) {
+                return r.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; log: {:?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in {:?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn rule(name: &str) -> String {
+    format!(
+        "  - name: {name}\n    select: {{status: [503]}}\n    correlate: {{window: 30s, min_events: 3, min_services: 2}}\n    incident: {{group_by: [root_service], quiet_period: 3s}}\n    actions: {{confirmed: [{{name: page, receiver: slack}}]}}\n"
+    )
+}
+
+const HEAD: &str =
+    "receivers:\n  slack: {type: slack, url: \"${LOGHEAL_SLACK_WEBHOOK_URL}\"}\nrules:\n";
+
+fn write(path: &PathBuf, text: &str) {
+    // Like an editor: write aside, then rename over the file.
+    let tmp = path.with_extension("swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn hot_reload_keeps_incidents_and_survives_broken_files() {
+    let dir = std::env::temp_dir().join(format!("logheal-live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.yaml");
+    write(&rules, &format!("{HEAD}{}", rule("cascades")));
+    let mut live = Live::start(&rules);
+
+    live.cascade("t1", "payment");
+    let confirmed = live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
+    let incident = confirmed["incident"].as_str().unwrap().to_string();
+
+    // 1. Add a rule while the incident is open: reloaded, the incident lives on.
+    write(
+        &rules,
+        &format!("{HEAD}{}{}", rule("cascades"), rule("second")),
+    );
+    live.wait_log("rules reloaded (rule files changed): 1 kept, 1 added, 0 removed");
+    let restored = live.wait_record("the open incident restored", |r| r["to"] == "RESTORED");
+    assert_eq!(
+        restored["incident"],
+        incident.as_str(),
+        "the same incident, not a new one"
+    );
+
+    // 2. A broken file: every error with its position, and the old rules keep running.
+    write(
+        &rules,
+        &format!(
+            "{HEAD}{}    correlate: {{window: soon}}\n",
+            rule("cascades")
+        ),
+    );
+    let error = live.wait_log("rules.yaml:");
+    assert!(
+        error.contains(":10:") || error.contains("duplicate key"),
+        "{error}"
+    );
+    live.wait_log("reload failed (rule files changed)");
+    live.cascade("t2", "inventory");
+    live.wait_record("a confirmation by the running rules", |r| {
+        r["to"] == "CONFIRMED" && r["key"]["root_service"] == "inventory" && r["rule"] == "second"
+    });
+
+    // 3. A set that drops a rule: its open incidents close with a reason.
+    write(&rules, &format!("{HEAD}{}", rule("second")));
+    live.wait_log("1 kept, 0 added, 1 removed, 2 incident(s) closed");
+    let closed = live.wait_record("incidents of the removed rule closed", |r| {
+        r["type"] == "incident_closed"
+    });
+    assert_eq!(closed["rule"], "cascades");
+    assert!(closed["reason"]
+        .as_str()
+        .unwrap()
+        .contains("removed by a reload"));
+
+    // 4. SIGHUP reloads too.
+    let pid = live.child.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    live.wait_log("rules reloaded (SIGHUP): 1 kept, 0 added, 0 removed");
+
+    drop(live.stdin.take());
+    let status = live.child.wait().unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
