@@ -3,6 +3,7 @@
 //! parsing and wiring; the work lives in the `logheal-*` crates.
 
 mod check;
+mod http;
 mod output;
 mod replay;
 mod ruletest;

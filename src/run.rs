@@ -3,6 +3,7 @@
 //! ever holding up the stream; the rule files are reloaded when they change or on SIGHUP:
 //! the whole new set is validated first, and a broken one keeps the running rules.
 
+use crate::http::{self, Metrics};
 use crate::output::{emit, exchange, load_rules, Output};
 use anyhow::{Context, Result};
 use logheal_pipeline::executor::{Event, Executor};
@@ -38,6 +39,10 @@ pub struct Args {
     /// How often the wall clock advances time when no line arrives.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     tick: Duration,
+    /// Where to serve `POST /-/reload`, `/healthz` and `/metrics` (port 0: any free port,
+    /// printed at start).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: std::net::SocketAddr,
 }
 
 enum Message {
@@ -68,6 +73,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     });
 
     let (tx, rx) = mpsc::sync_channel::<Message>(8192);
+    let metrics = Metrics::new();
+    let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
+    let bound = http::serve(&runtime, args.listen, metrics.clone(), reload_tx)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    eprintln!("logheal: listening on http://{bound} (POST /-/reload, /healthz, /metrics)");
+    let forward = tx.clone();
+    std::thread::spawn(move || {
+        while reload_rx.recv().is_ok() {
+            if forward.send(Message::Reload("POST /-/reload")).is_err() {
+                return;
+            }
+        }
+    });
     spawn_reader(args.inputs.clone(), tx.clone());
     // Keep the watcher alive for the life of the loop.
     let _watcher = watch_rules(&args.rules, tx.clone())?;
@@ -89,7 +107,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         if let Some((at, why)) = reload_at {
             if Instant::now() >= at {
                 reload_at = None;
-                reload(&mut engine, executor.as_mut(), &args.rules, why, &env);
+                let ok = reload(&mut engine, executor.as_mut(), &args.rules, why, &env);
+                metrics.reloaded(ok);
             }
         }
         engine.advance_to(wall_clock_now());
@@ -115,13 +134,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reloads the rule files; `false` (and the previous rules kept) on any error.
 fn reload(
     engine: &mut Engine,
     executor: Option<&mut Executor>,
     paths: &[PathBuf],
     why: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) {
+) -> bool {
+    if paths.is_empty() {
+        eprintln!("logheal: nothing to reload ({why}): running the built-in rules");
+        return false;
+    }
     match logheal_rules::load_paths(paths) {
         Ok(set) => {
             let receivers = resolve_all(&set.receivers, env);
@@ -134,10 +158,14 @@ fn reload(
                         "logheal: rules reloaded ({why}): {} kept, {} added, {} removed, {} incident(s) closed",
                         r.kept, r.added, r.removed, r.closed
                     );
+                    true
                 }
-                Err(e) => eprintln!(
-                    "logheal: reload failed ({why}): {e}; the previous rules keep running"
-                ),
+                Err(e) => {
+                    eprintln!(
+                        "logheal: reload failed ({why}): {e}; the previous rules keep running"
+                    );
+                    false
+                }
             }
         }
         Err(diagnostics) => {
@@ -148,6 +176,7 @@ fn reload(
                 "logheal: reload failed ({why}): {} error(s); the previous rules keep running",
                 diagnostics.len()
             );
+            false
         }
     }
 }

@@ -101,6 +101,16 @@ impl Live {
     }
 }
 
+/// A plain HTTP/1.1 request to the running process; the response text.
+fn http(addr: &str, method: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn rule(name: &str) -> String {
     format!(
         "  - name: {name}\n    select: {{status: [503]}}\n    correlate: {{window: 30s, min_events: 3, min_services: 2}}\n    incident: {{group_by: [root_service], quiet_period: 3s}}\n    actions: {{confirmed: [{{name: page, receiver: slack}}]}}\n"
@@ -173,10 +183,32 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
         .unwrap()
         .contains("removed by a reload"));
 
-    // 4. SIGHUP reloads too.
+    // 4. SIGHUP reloads too, and so does POST /-/reload; /metrics counts them all.
     let pid = live.child.id().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     live.wait_log("rules reloaded (SIGHUP): 1 kept, 0 added, 0 removed");
+    let listening = live.wait_log("listening on http://");
+    let addr = listening
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "bound to loopback: {addr}");
+    assert!(http(&addr, "POST", "/-/reload").starts_with("HTTP/1.1 202"));
+    live.wait_log("rules reloaded (POST /-/reload)");
+    let metrics = http(&addr, "GET", "/metrics");
+    assert!(
+        metrics.contains("logheal_rule_reloads_total{result=\"success\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("logheal_rule_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(http(&addr, "GET", "/healthz").ends_with("ok\n"));
 
     drop(live.stdin.take());
     let status = live.child.wait().unwrap();
