@@ -3,7 +3,8 @@
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use logheal_pipeline::executor::{Event, Executor};
-use logheal_pipeline::{Engine, Record};
+use logheal_pipeline::receivers::resolve_all;
+use logheal_pipeline::{Engine, EngineConfig, Record};
 use logheal_rules::RuleSet;
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +13,36 @@ use std::path::PathBuf;
 pub enum Output {
     Text,
     Json,
+}
+
+/// The pipeline of a command: the engine, the runtime its calls run on, and, when it
+/// executes actions, the executor with receivers resolved from the environment.
+pub struct Job {
+    pub engine: Engine,
+    pub executor: Option<Executor>,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl Job {
+    pub fn start(rules: &[PathBuf], config: &EngineConfig) -> Result<Job> {
+        let engine = Engine::new(load_rules(rules)?, config).map_err(anyhow::Error::msg)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let env = |name: &str| std::env::var(name).ok();
+        let executor = config.execute.then(|| {
+            Executor::new(
+                runtime.handle().clone(),
+                resolve_all(engine.receivers(), &env),
+            )
+        });
+        Ok(Job {
+            engine,
+            executor,
+            runtime,
+        })
+    }
 }
 
 /// The rule files given, or the built-in rules; errors are printed with positions.

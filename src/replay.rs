@@ -1,12 +1,9 @@
 //! `logheal replay`: the pipeline over files or stdin, in event time, as a dry run.
 
-use crate::output::load_rules;
-use crate::output::{emit, exchange, Output};
+use crate::output::{emit, exchange, Job, Output};
 use anyhow::{Context, Result};
-use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
-use logheal_pipeline::receivers::resolve_all;
-use logheal_pipeline::{Engine, EngineConfig};
+use logheal_pipeline::EngineConfig;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +34,6 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let rules = load_rules(&args.rules)?;
     let config = EngineConfig {
         lateness: args.lateness,
         max_line_bytes: args.max_line_bytes,
@@ -45,18 +41,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         execute: args.execute,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(rules, &config).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let env = |name: &str| std::env::var(name).ok();
-    let executor = args.execute.then(|| {
-        Executor::new(
-            runtime.handle().clone(),
-            resolve_all(engine.receivers(), &env),
-        )
-    });
+    let Job {
+        mut engine,
+        executor,
+        runtime: _runtime,
+    } = Job::start(&args.rules, &config)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let stdin_only = [PathBuf::from("-")];

@@ -4,7 +4,7 @@
 //! the whole new set is validated first, and a broken one keeps the running rules.
 
 use crate::http::{self, Metrics};
-use crate::output::{emit, exchange, load_rules, Output};
+use crate::output::{emit, exchange, Job, Output};
 use anyhow::{Context, Result};
 use logheal_pipeline::executor::{Event, Executor};
 use logheal_pipeline::reader::{Line, LineReader};
@@ -53,24 +53,17 @@ enum Message {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let rules = load_rules(&args.rules)?;
     let config = EngineConfig {
         lateness: args.lateness,
         execute: !args.dry_run,
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(rules, &config).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let Job {
+        mut engine,
+        mut executor,
+        runtime,
+    } = Job::start(&args.rules, &config)?;
     let env = |name: &str| std::env::var(name).ok();
-    let mut executor = (!args.dry_run).then(|| {
-        Executor::new(
-            runtime.handle().clone(),
-            resolve_all(engine.receivers(), &env),
-        )
-    });
 
     let (tx, rx) = mpsc::sync_channel::<Message>(8192);
     let metrics = Metrics::new();

@@ -517,14 +517,9 @@ impl Engine {
 
     /// Builds the request for a due action and remembers it until its outcome.
     fn dispatch(&mut self, p: PendingAction, record: &crate::record::ActionRecord) {
-        let rule = &self.rules.rules[p.key.rule as usize];
-        let state = p
-            .state
-            .action_state()
-            .expect("actions belong to action states");
-        let action = &rule.actions.for_state(state)[p.action];
+        let receiver = self.action_of(&p).receiver;
         let view = self.view(&p, record);
-        let body = match self.rules.receivers[action.receiver].kind {
+        let body = match self.rules.receivers[receiver].kind {
             ReceiverKind::Slack => payload::slack_body(&view),
             ReceiverKind::Webhook | ReceiverKind::Probe => payload::webhook_body(&view),
         };
@@ -532,8 +527,8 @@ impl Engine {
         self.next_request += 1;
         self.outbox.push(ActionRequest {
             id,
-            receiver: action.receiver,
-            action: action.name.clone(),
+            receiver,
+            action: record.action.clone(),
             idempotency_key: record.idempotency_key.clone(),
             body,
             expect_status: None,
@@ -886,13 +881,18 @@ impl Engine {
         }
     }
 
-    fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {
+    /// The rule's action a pending action stands for.
+    fn action_of(&self, p: &PendingAction) -> &logheal_rules::Action {
         let rule = &self.rules.rules[p.key.rule as usize];
         let state = p
             .state
             .action_state()
             .expect("actions belong to action states");
-        let action = &rule.actions.for_state(state)[p.action];
+        &rule.actions.for_state(state)[p.action]
+    }
+
+    fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {
+        let action = self.action_of(p);
         ActionRecord {
             at: at.to_rfc3339(),
             incident: p.incident.clone(),
