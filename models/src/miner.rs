@@ -589,10 +589,16 @@ fn is_plain_word(chunk: &str) -> bool {
     let word = chunk
         .trim_start_matches(['"', '\'', '(', '[', '{'])
         .trim_end_matches([':', ',', ';', '.', '!', '?', '"', '\'', ')', ']', '}']);
-    !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
+    let letters = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
+    };
+    // `key=word` is an enumeration-like value too: `user=root`, `state=RUNNING`.
+    match word.split_once('=') {
+        Some((key, value)) => letters(key) && letters(value),
+        None => letters(word),
+    }
 }
 
 impl std::fmt::Debug for Miner {
@@ -621,10 +627,10 @@ mod tests {
         );
         let c = m.add("PacketResponder 1 for block blk_38 terminating");
         assert_ne!(a, c);
-        let d = m.add("login by user=alice ok");
-        let e = m.add("login by user=bob ok");
+        let d = m.add("login from host=alpha.local ok");
+        let e = m.add("login from host=beta.local ok");
         assert_eq!(d, e, "refined in place");
-        assert_eq!(m.template(d).unwrap(), "login by <*> ok");
+        assert_eq!(m.template(d).unwrap(), "login from <*> ok");
         assert_eq!(m.len(), 3);
     }
 
@@ -650,6 +656,31 @@ mod tests {
         assert_eq!(m.template(ids[1]).unwrap(), "session opened for user <*>");
         assert_eq!(m.add("session opened for user zoe"), first);
         assert_eq!(m.template(started).unwrap(), "VM Started (Lifecycle Event)");
+    }
+
+    #[test]
+    fn key_value_words_are_settled_like_words() {
+        let mut m = miner();
+        let root = m.add("authentication failure; rhost=10.0.0.1 user=root");
+        let guest = m.add("authentication failure; rhost=10.0.0.2 user=guest");
+        assert_ne!(root, guest, "an enumeration-like value stays a constant");
+        assert_eq!(
+            m.add("authentication failure; rhost=10.0.0.3 user=root"),
+            root
+        );
+        assert_eq!(
+            m.template(root).unwrap(),
+            "authentication failure; rhost=<*> user=root"
+        );
+        let ids: Vec<_> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|u| m.add(&format!("login ok user={u}")))
+            .collect();
+        let first = m.resolve(ids[0]);
+        assert!(
+            ids.iter().all(|id| m.resolve(*id) == first),
+            "many values prove a variable"
+        );
     }
 
     #[test]
