@@ -24,6 +24,9 @@
 //! Routing through the tree uses plain words only; anything else takes the wildcard
 //! branch, so a varying first word (`com.apple.<*>:`) does not scatter a template.
 //!
+//! A line whose masked shape was seen recently and still fits that template exactly
+//! (every constant equal) joins it without a search; a search would change nothing.
+//!
 //! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
 //! evicted when full, counted), at most `max_chunks` distinct shapes (unknown shapes past
 //! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
@@ -91,6 +94,16 @@ const CUT: u32 = 1;
 
 type LeafKey = (u32, [u32; 2]);
 
+/// Masked shapes remembered before the cache starts over.
+const RECENT_CAP: usize = 65_536;
+
+fn line_hash(line: &[u32]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    line.hash(&mut h);
+    h.finish()
+}
+
 /// Where a line goes.
 enum Match {
     Join(u32),
@@ -131,6 +144,9 @@ pub struct Miner {
     slot_of: FxHashMap<TemplateId, u32>,
     /// Templates merged into another: old id → the id that absorbed it.
     aliases: FxHashMap<TemplateId, TemplateId>,
+    /// Masked lines seen recently → the template slot they joined. Most lines repeat a
+    /// masked shape; one that still fits its template exactly skips the search.
+    recent: FxHashMap<u64, u32>,
     /// Sibling groups: a template with the settled position wildcarded → members.
     siblings: FxHashMap<Vec<u32>, Vec<(u32, TemplateId)>>,
     next_id: u32,
@@ -160,6 +176,7 @@ impl Miner {
             free: Vec::new(),
             slot_of: FxHashMap::default(),
             aliases: FxHashMap::default(),
+            recent: FxHashMap::default(),
             siblings: FxHashMap::default(),
             next_id: 0,
             live: 0,
@@ -187,8 +204,45 @@ impl Miner {
         self.tick += 1;
         self.stats.lines += 1;
         self.encode(message);
+        let shape = line_hash(&self.line);
+        let slot = match self.recent.get(&shape).copied().filter(|&s| self.fits(s)) {
+            Some(slot) => slot,
+            None => {
+                let slot = self.place();
+                if self.recent.len() >= RECENT_CAP {
+                    self.recent.clear();
+                }
+                self.recent.insert(shape, slot);
+                slot
+            }
+        };
+        let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
+        cluster.count += 1;
+        cluster.last_used = self.tick;
+        cluster.id
+    }
+
+    /// Whether the current line fits the template in `slot` exactly: every constant
+    /// equal and every variable shown alike, so joining it would change nothing.
+    fn fits(&self, slot: u32) -> bool {
+        let Some(c) = self.clusters[slot as usize].as_ref() else {
+            return false;
+        };
+        c.tokens.len() == self.line.len()
+            && c.tokens
+                .iter()
+                .zip(&self.line)
+                .all(|(t, l)| *t == VAR || t == l)
+            && c.display
+                .iter()
+                .zip(&self.display)
+                .all(|(d, l)| *d == VAR || d == l)
+    }
+
+    /// The full search: route, match, and join, open a sibling or create.
+    fn place(&mut self) -> u32 {
         let leaf = self.route();
-        let slot = match self.best_match(leaf) {
+        match self.best_match(leaf) {
             Match::Join(slot) => {
                 self.merge(slot);
                 slot
@@ -198,11 +252,7 @@ impl Miner {
                 self.sibling(of, slot, position)
             }
             Match::None => self.create(leaf),
-        };
-        let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
-        cluster.count += 1;
-        cluster.last_used = self.tick;
-        cluster.id
+        }
     }
 
     /// Whether `id` is still live (not evicted).
