@@ -2,6 +2,7 @@
 //! on a quiet stream, the wall clock; actions are executed (unless `--dry-run`) without
 //! ever holding up the stream; the rule files are reloaded when they change or on SIGHUP:
 //! the whole new set is validated first, and a broken one keeps the running rules.
+//! SIGTERM or SIGINT ends it gracefully.
 
 use crate::http::{self, Metrics};
 use crate::output::{emit, exchange, Job, Output};
@@ -82,7 +83,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     spawn_reader(args.inputs.clone(), tx.clone());
     // Keep the watcher alive for the life of the loop.
     let _watcher = watch_rules(&args.rules, tx.clone())?;
-    spawn_sighup(tx)?;
+    spawn_signals(tx)?;
 
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -241,11 +242,19 @@ fn watch_rules(
     Ok(Some(watcher))
 }
 
-fn spawn_sighup(tx: mpsc::SyncSender<Message>) -> Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+/// SIGHUP reloads the rules; SIGTERM and SIGINT end the run gracefully (stop reading,
+/// let calls in flight finish, print the summary).
+fn spawn_signals(tx: mpsc::SyncSender<Message>) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if tx.send(Message::Reload("SIGHUP")).is_err() {
+        for signal in signals.forever() {
+            let message = if signal == SIGHUP {
+                Message::Reload("SIGHUP")
+            } else {
+                Message::End
+            };
+            if tx.send(message).is_err() {
                 return;
             }
         }

@@ -28,6 +28,8 @@ impl Live {
                 "100ms",
                 "--lateness",
                 "1s",
+                "--listen",
+                "127.0.0.1:0",
                 "--rules",
             ])
             .arg(rules)
@@ -213,5 +215,23 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
     drop(live.stdin.take());
     let status = live.child.wait().unwrap();
     assert!(status.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn sigterm_ends_the_run_gracefully() {
+    let dir = std::env::temp_dir().join(format!("logheal-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules.yaml");
+    write(&rules, &format!("{HEAD}{}", rule("cascades")));
+    let mut live = Live::start(&rules);
+    live.cascade("t1", "payment");
+    live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
+    // stdin stays open: only the signal can end the run.
+    let pid = live.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = live.child.wait().unwrap();
+    assert!(status.success(), "exit 0 after SIGTERM");
+    live.wait_log("summary:");
     std::fs::remove_dir_all(dir).unwrap();
 }
