@@ -460,27 +460,12 @@ impl Engine {
             return;
         };
         let at = self.now.max(self.clock.newest());
-        let (name, attempts, detail) = match outcome {
-            Outcome::Succeeded { status, attempts } => {
-                ("succeeded", *attempts, format!("(HTTP {status})"))
-            }
-            Outcome::NotConfigured(why) => ("not_configured", 0, format!("({why})")),
-            Outcome::Rejected { status, attempts } => {
-                ("rejected", *attempts, format!("(HTTP {status})"))
-            }
-            Outcome::GaveUp { last, attempts } => ("gave_up", *attempts, format!("({last})")),
-            Outcome::CircuitOpen => (
-                "circuit_open",
-                0,
-                "(receiver failing; not called)".to_string(),
-            ),
-        };
         let action = self.action_record(&p, at);
         self.records.push(Record::ActionResult {
             action,
-            outcome: name,
-            attempts,
-            detail,
+            outcome: outcome.name(),
+            attempts: outcome.attempts(),
+            detail: outcome.detail(),
         });
         let current = self.registry.with(p.key, || None, |i| i.seq) == Some(p.seq);
         if !current {
@@ -869,7 +854,7 @@ impl Engine {
             rule: self.rule_names[key.rule as usize].clone(),
             passed,
             consecutive: passes,
-            detail: format!("{outcome:?}"),
+            detail: outcome.detail(),
         });
         if passes >= probe.passes {
             self.inbox.push_back((key, at, Input::ProbePassed));

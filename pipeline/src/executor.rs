@@ -83,6 +83,40 @@ impl Outcome {
     pub fn is_done(&self) -> bool {
         matches!(self, Outcome::Succeeded { .. } | Outcome::NotConfigured(_))
     }
+
+    /// A snake_case name for records: `succeeded`, `not_configured`, `rejected`,
+    /// `gave_up` or `circuit_open`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::NotConfigured(_) => "not_configured",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::GaveUp { .. } => "gave_up",
+            Outcome::CircuitOpen => "circuit_open",
+        }
+    }
+
+    /// HTTP attempts made (none when nothing was sent).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Outcome::Succeeded { attempts, .. }
+            | Outcome::Rejected { attempts, .. }
+            | Outcome::GaveUp { attempts, .. } => *attempts,
+            Outcome::NotConfigured(_) | Outcome::CircuitOpen => 0,
+        }
+    }
+
+    /// What happened, for people: `(HTTP 503)`, `(LOGHEAL_RESTART_URL is not set)`.
+    pub fn detail(&self) -> String {
+        match self {
+            Outcome::Succeeded { status, .. } | Outcome::Rejected { status, .. } => {
+                format!("(HTTP {status})")
+            }
+            Outcome::NotConfigured(why) => format!("({why})"),
+            Outcome::GaveUp { last, .. } => format!("({last})"),
+            Outcome::CircuitOpen => "(receiver failing; not called)".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -356,6 +390,31 @@ mod tests {
         assert_eq!(
             sign(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn outcomes_read_the_same_everywhere() {
+        let gave_up = Outcome::GaveUp {
+            last: "timed out".into(),
+            attempts: 4,
+        };
+        assert_eq!(
+            (gave_up.name(), gave_up.attempts(), gave_up.detail()),
+            ("gave_up", 4, "(timed out)".into())
+        );
+        let missing = Outcome::NotConfigured("LOGHEAL_HEALTH_URL is not set".into());
+        assert_eq!(missing.name(), "not_configured");
+        assert_eq!(missing.attempts(), 0);
+        assert_eq!(missing.detail(), "(LOGHEAL_HEALTH_URL is not set)");
+        assert!(missing.is_done() && !gave_up.is_done());
+        assert_eq!(
+            Outcome::Rejected {
+                status: 503,
+                attempts: 1
+            }
+            .detail(),
+            "(HTTP 503)"
         );
     }
 
