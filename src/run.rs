@@ -7,7 +7,7 @@
 use crate::http::{self, Metrics};
 use crate::output::{emit, exchange, Job, Output};
 use anyhow::{Context, Result};
-use logheal_pipeline::executor::{Event, Executor};
+use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{wall_clock_now, Engine, EngineConfig};
@@ -112,15 +112,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         emit(&mut engine, &mut out, args.output)?;
         out.flush()?;
     }
-    // End of input: let calls in flight finish (their timeouts bound the wait).
+    // End of input: let calls in flight finish (their timeouts and retries bound the wait).
     if let Some(executor) = &executor {
-        while engine.awaiting_outcomes() {
-            match executor.events.recv_timeout(Duration::from_secs(120)) {
-                Ok(Event::Done { request, outcome }) => engine.action_outcome(request, &outcome),
-                Ok(Event::Attempt(_)) => {}
-                Err(_) => break,
-            }
-        }
+        exchange(&mut engine, executor, &mut out, args.output, true)?;
     }
     emit(&mut engine, &mut out, args.output)?;
     out.flush()?;
