@@ -146,7 +146,7 @@ pub struct Miner {
     aliases: FxHashMap<TemplateId, TemplateId>,
     /// Masked lines seen recently → the template slot they joined. Most lines repeat a
     /// masked shape; one that still fits its template exactly skips the search.
-    recent: FxHashMap<u64, u32>,
+    recent: FxHashMap<u64, (u32, TemplateId)>,
     /// Sibling groups: a template with the settled position wildcarded → members.
     siblings: FxHashMap<Vec<u32>, Vec<(u32, TemplateId)>>,
     next_id: u32,
@@ -205,14 +205,15 @@ impl Miner {
         self.stats.lines += 1;
         self.encode(message);
         let shape = line_hash(&self.line);
-        let slot = match self.recent.get(&shape).copied().filter(|&s| self.fits(s)) {
-            Some(slot) => slot,
+        let slot = match self.recent.get(&shape).copied().filter(|&r| self.fits(r)) {
+            Some((slot, _)) => slot,
             None => {
                 let slot = self.place();
                 if self.recent.len() >= RECENT_CAP {
                     self.recent.clear();
                 }
-                self.recent.insert(shape, slot);
+                let id = self.clusters[slot as usize].as_ref().expect("placed").id;
+                self.recent.insert(shape, (slot, id));
                 slot
             }
         };
@@ -222,10 +223,11 @@ impl Miner {
         cluster.id
     }
 
-    /// Whether the current line fits the template in `slot` exactly: every constant
-    /// equal and every variable shown alike, so joining it would change nothing.
-    fn fits(&self, slot: u32) -> bool {
-        let Some(c) = self.clusters[slot as usize].as_ref() else {
+    /// Whether the current line fits the remembered template exactly (still in its
+    /// slot, every constant equal and every variable shown alike), so joining it would
+    /// change nothing.
+    fn fits(&self, (slot, id): (u32, TemplateId)) -> bool {
+        let Some(c) = self.clusters[slot as usize].as_ref().filter(|c| c.id == id) else {
             return false;
         };
         c.tokens.len() == self.line.len()
@@ -756,6 +758,25 @@ mod tests {
         assert_eq!(m.template(id).unwrap().split(' ').count(), 257);
         assert_eq!(m.stats.truncated, 1);
         m.add("\u{0}\u{1}\u{fffd}\u{fffd} binary ÿÿ junk");
+    }
+
+    #[test]
+    fn a_reused_slot_is_not_mistaken_for_the_evicted_template() {
+        let mut m = Miner::new(MinerConfig {
+            max_templates: 1,
+            ..MinerConfig::default()
+        });
+        let full = m.add("disk full on node");
+        // Routed elsewhere; at the cap of one it evicts `full` and takes its slot with
+        // a template the first line would fit (`disk <*> on node`).
+        let numbered = m.add("disk 42 on node");
+        assert!(!m.is_live(full));
+        let again = m.add("disk full on node");
+        assert_ne!(
+            again, numbered,
+            "the cached slot now holds another template"
+        );
+        assert_eq!(m.template(again).unwrap(), "disk full on node");
     }
 
     #[test]
