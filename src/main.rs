@@ -3,6 +3,9 @@
 //! parsing and wiring; the work lives in the `logheal-*` crates.
 
 mod check;
+mod config;
+mod consume;
+mod handoff;
 mod http;
 mod output;
 mod replay;
@@ -19,6 +22,28 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How logheal's own log lines (stderr) are written; `RUST_LOG` filters them.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "LOGHEAL_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Structured logs on stderr; stdout is reserved for records.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -45,6 +70,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),

@@ -1,8 +1,8 @@
-//! What the commands print, and the exchange between the engine and the executor.
+//! What the commands print, and the pipeline a command runs.
 
 use anyhow::{bail, Result};
 use clap::ValueEnum;
-use logheal_pipeline::executor::{Event, Executor};
+use logheal_pipeline::executor::Executor;
 use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{Engine, EngineConfig, Record};
 use logheal_rules::RuleSet;
@@ -68,41 +68,11 @@ pub fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result
     Ok(())
 }
 
-fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result<()> {
+pub fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result<()> {
     let line = match format {
         Output::Text => record.to_text(),
         Output::Json => record.to_json(),
     };
     writeln!(out, "{line}")?;
     Ok(())
-}
-
-/// Sends the engine's requests to the executor and feeds back what has happened; with
-/// `wait`, until no request is outstanding (replay), else only what is ready (live).
-pub fn exchange(
-    engine: &mut Engine,
-    executor: &Executor,
-    out: &mut impl Write,
-    format: Output,
-    wait: bool,
-) -> Result<()> {
-    loop {
-        for request in engine.take_outbox() {
-            executor.submit(request);
-        }
-        let event = if wait && engine.awaiting_outcomes() {
-            executor.events.recv().ok()
-        } else {
-            executor.events.try_recv().ok()
-        };
-        match event {
-            Some(Event::Attempt(attempt)) => {
-                if let Some(record) = engine.attempt_record(&attempt) {
-                    write_record(out, format, &record)?;
-                }
-            }
-            Some(Event::Done { request, outcome }) => engine.action_outcome(request, &outcome),
-            None => return Ok(()),
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! `logheal replay`: the pipeline over files or stdin, in event time, as a dry run.
 
-use crate::output::{emit, exchange, Job, Output};
+use crate::handoff::Handoff;
+use crate::output::{emit, Job, Output};
 use anyhow::{Context, Result};
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::EngineConfig;
@@ -46,6 +47,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         executor,
         runtime: _runtime,
     } = Job::start(&args.rules, &config)?;
+    let mut handoff = Handoff::default();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let stdin_only = [PathBuf::from("-")];
@@ -71,7 +73,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             // Replay stands event time still while a call is in flight, so outcomes land
             // when they would have in the log's own time (live mode never waits).
             if let Some(executor) = &executor {
-                exchange(&mut engine, executor, &mut out, args.output, true)?;
+                handoff.exchange(&mut engine, executor, &mut out, args.output, true)?;
             }
             emit(&mut engine, &mut out, args.output)?;
         }
@@ -80,7 +82,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         // Event time runs on as the stream went quiet, but each outcome is fed back
         // before the next thing falls due.
         loop {
-            exchange(&mut engine, executor, &mut out, args.output, true)?;
+            handoff.exchange(&mut engine, executor, &mut out, args.output, true)?;
             emit(&mut engine, &mut out, args.output)?;
             if !engine.step() {
                 break;

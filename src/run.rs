@@ -1,12 +1,15 @@
-//! `logheal run`: the live job over stdin or files. Event time follows the logs and,
-//! on a quiet stream, the wall clock; actions are executed (unless `--dry-run`) without
-//! ever holding up the stream; the rule files are reloaded when they change or on SIGHUP:
-//! the whole new set is validated first, and a broken one keeps the running rules.
-//! SIGTERM or SIGINT ends it gracefully.
+//! `logheal run`: the live job over stdin, files or Kafka (`consume`). Event time follows
+//! the logs and, on a quiet stream, the wall clock; actions are executed (unless
+//! `--dry-run`) without ever holding up the stream; the rule files are reloaded when
+//! they change or on SIGHUP: the whole new set is validated first, and a broken one keeps
+//! the running rules. SIGTERM or SIGINT ends it gracefully.
 
+use crate::config::FileConfig;
+use crate::handoff::Handoff;
 use crate::http::{self, Metrics};
-use crate::output::{emit, exchange, Job, Output};
+use crate::output::{emit, Job, Output};
 use anyhow::{Context, Result};
+use clap::ValueEnum;
 use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
@@ -23,30 +26,46 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(300);
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Log files to read, in order, then `-` for stdin (the default).
+    /// Log files to read, in order, then `-` for stdin (the default; not with Kafka).
     inputs: Vec<PathBuf>,
+    /// A configuration file (Kafka, properties, rules, listen address); the flags below
+    /// override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Rule files or directories; the built-in rule when none (and then no reloading).
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value = "text")]
-    output: Output,
+    /// Record format on stdout [default: text].
+    #[arg(long, value_enum)]
+    output: Option<Output>,
     /// Record what would be called instead of calling it.
     #[arg(long)]
     dry_run: bool,
     /// How late a record may arrive and still count; the wall clock minus this drives
-    /// timers when the stream is quiet.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    lateness: Duration,
+    /// timers when the stream is quiet [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lateness: Option<Duration>,
     /// How often the wall clock advances time when no line arrives.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     tick: Duration,
-    /// Where to serve `POST /-/reload`, `/healthz` and `/metrics` (port 0: any free port,
-    /// printed at start).
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    listen: std::net::SocketAddr,
+    /// Where to serve `POST /-/reload`, `/healthz`, `/readyz` and `/metrics` (port 0:
+    /// any free port, printed at start) [default: 127.0.0.1:9464].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    kafka: crate::consume::KafkaArgs,
 }
 
-enum Message {
+/// A live job's settings: the flags over the configuration file over the defaults.
+pub struct Settings {
+    pub rules: Vec<PathBuf>,
+    pub output: Output,
+    pub engine: EngineConfig,
+    pub tick: Duration,
+    pub listen: std::net::SocketAddr,
+}
+
+pub enum Message {
     Line(Vec<u8>),
     TooLong(usize),
     End,
@@ -54,71 +73,161 @@ enum Message {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let config = EngineConfig {
-        lateness: args.lateness,
-        execute: !args.dry_run,
-        ..EngineConfig::default()
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
     };
-    let Job {
-        mut engine,
-        mut executor,
-        runtime,
-    } = Job::start(&args.rules, &config)?;
+    let lateness = match (args.lateness, &file.lateness) {
+        (Some(l), _) => l,
+        (None, Some(text)) => humantime::parse_duration(text)
+            .with_context(|| format!("lateness {text}"))?,
+        (None, None) => Duration::from_secs(10),
+    };
+    let output = match (args.output, file.output.as_deref()) {
+        (Some(o), _) => o,
+        (None, Some(name)) => Output::from_str(name, true).map_err(anyhow::Error::msg)?,
+        (None, None) => Output::Text,
+    };
+    let settings = Settings {
+        rules: if args.rules.is_empty() {
+            file.rules.clone()
+        } else {
+            args.rules.clone()
+        },
+        output,
+        engine: EngineConfig {
+            lateness,
+            execute: !(args.dry_run || file.dry_run == Some(true)),
+            ..EngineConfig::default()
+        },
+        tick: args.tick,
+        listen: args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9464".parse().expect("a valid address")),
+    };
     let env = |name: &str| std::env::var(name).ok();
+    match args.kafka.resolve(file.kafka.as_ref(), &env)? {
+        Some(kafka) => {
+            if !args.inputs.is_empty() {
+                anyhow::bail!("input files and Kafka exclude each other");
+            }
+            crate::consume::run(&settings, &kafka, args.kafka.until_end)
+        }
+        None => run_lines(args, &settings),
+    }
+}
 
-    let (tx, rx) = mpsc::sync_channel::<Message>(8192);
-    let metrics = Metrics::new();
-    let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
-    let bound = http::serve(&runtime, args.listen, metrics.clone(), reload_tx)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("logheal: listening on http://{bound} (POST /-/reload, /healthz, /metrics)");
-    let forward = tx.clone();
-    std::thread::spawn(move || {
-        while reload_rx.recv().is_ok() {
-            if forward.send(Message::Reload("POST /-/reload")).is_err() {
-                return;
+/// What every live job has besides its input: the pipeline, the control channel
+/// (reloads, shutdown), the HTTP endpoints and the output.
+pub struct Live {
+    pub job: Job,
+    pub handoff: Handoff,
+    pub metrics: Metrics,
+    pub rx: mpsc::Receiver<Message>,
+    pub out: BufWriter<io::Stdout>,
+    output: Output,
+    rules: Vec<PathBuf>,
+    reload_at: Option<(Instant, &'static str)>,
+    // Keeps the watcher alive for the life of the job.
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Live {
+    /// Starts the pipeline, the endpoints, the rule watcher and the signal handler;
+    /// returns the sender for input messages.
+    pub fn start(settings: &Settings) -> Result<(Live, mpsc::SyncSender<Message>)> {
+        let job = Job::start(&settings.rules, &settings.engine)?;
+        let (tx, rx) = mpsc::sync_channel::<Message>(8192);
+        let metrics = Metrics::new();
+        let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
+        let bound = http::serve(&job.runtime, settings.listen, metrics.clone(), reload_tx)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        tracing::info!(address = %bound, "listening (POST /-/reload, /healthz, /readyz, /metrics)");
+        eprintln!("logheal: listening on http://{bound}");
+        let forward = tx.clone();
+        std::thread::spawn(move || {
+            while reload_rx.recv().is_ok() {
+                if forward.send(Message::Reload("POST /-/reload")).is_err() {
+                    return;
+                }
+            }
+        });
+        let watcher = watch_rules(&settings.rules, tx.clone())?;
+        spawn_signals(tx.clone())?;
+        let live = Live {
+            job,
+            handoff: Handoff::with_metrics(metrics.clone()),
+            metrics,
+            rx,
+            out: BufWriter::new(io::stdout()),
+            output: settings.output,
+            rules: settings.rules.clone(),
+            reload_at: None,
+            _watcher: watcher,
+        };
+        Ok((live, tx))
+    }
+
+    /// Asks for a reload once the rule files have settled.
+    pub fn request_reload(&mut self, why: &'static str) {
+        self.reload_at
+            .get_or_insert((Instant::now() + RELOAD_SETTLE, why));
+    }
+
+    /// After input: reloads when due, exchanges with the executor, prints the records.
+    pub fn after_input(&mut self) -> Result<()> {
+        if let Some((at, why)) = self.reload_at {
+            if Instant::now() >= at {
+                self.reload_at = None;
+                let env = |name: &str| std::env::var(name).ok();
+                let Job {
+                    engine, executor, ..
+                } = &mut self.job;
+                let ok = reload(engine, executor.as_mut(), &self.rules, why, &env);
+                self.metrics.reloaded(ok);
             }
         }
-    });
-    spawn_reader(args.inputs.clone(), tx.clone());
-    // Keep the watcher alive for the life of the loop.
-    let _watcher = watch_rules(&args.rules, tx.clone())?;
-    spawn_signals(tx)?;
+        self.exchange(false)
+    }
 
-    let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
-    let mut reload_at: Option<(Instant, &'static str)> = None;
+    /// Exchanges with the executor (with `wait`: until no call is outstanding) and
+    /// prints the records.
+    pub fn exchange(&mut self, wait: bool) -> Result<()> {
+        let Job {
+            engine, executor, ..
+        } = &mut self.job;
+        if let Some(executor) = executor {
+            self.handoff
+                .exchange(engine, executor, &mut self.out, self.output, wait)?;
+        }
+        emit(engine, &mut self.out, self.output)?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+/// The live job over stdin or files.
+fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
+    let (mut live, tx) = Live::start(settings)?;
+    spawn_reader(args.inputs.clone(), tx);
+    live.metrics.set_ready(true);
     loop {
-        match rx.recv_timeout(args.tick) {
+        let engine = &mut live.job.engine;
+        match live.rx.recv_timeout(settings.tick) {
             Ok(Message::Line(bytes)) => engine.push_line(&bytes),
             Ok(Message::TooLong(len)) => engine.skip_too_long(len),
-            Ok(Message::Reload(why)) => {
-                reload_at.get_or_insert((Instant::now() + RELOAD_SETTLE, why));
-            }
+            Ok(Message::Reload(why)) => live.request_reload(why),
             Ok(Message::End) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        if let Some((at, why)) = reload_at {
-            if Instant::now() >= at {
-                reload_at = None;
-                let ok = reload(&mut engine, executor.as_mut(), &args.rules, why, &env);
-                metrics.reloaded(ok);
-            }
-        }
-        engine.advance_to(wall_clock_now());
-        if let Some(executor) = &executor {
-            exchange(&mut engine, executor, &mut out, args.output, false)?;
-        }
-        emit(&mut engine, &mut out, args.output)?;
-        out.flush()?;
+        live.job.engine.advance_to(wall_clock_now());
+        live.after_input()?;
+        live.metrics.observe(&live.job.engine);
     }
     // End of input: let calls in flight finish (their timeouts and retries bound the wait).
-    if let Some(executor) = &executor {
-        exchange(&mut engine, executor, &mut out, args.output, true)?;
-    }
-    emit(&mut engine, &mut out, args.output)?;
-    out.flush()?;
-    eprintln!("{}", engine.stats());
+    live.exchange(true)?;
+    eprintln!("{}", live.job.engine.stats());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -238,7 +347,7 @@ fn watch_rules(
 
 /// SIGHUP reloads the rules; SIGTERM and SIGINT end the run gracefully (stop reading,
 /// let calls in flight finish, print the summary).
-fn spawn_signals(tx: mpsc::SyncSender<Message>) -> Result<()> {
+pub fn spawn_signals(tx: mpsc::SyncSender<Message>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
     std::thread::spawn(move || {

@@ -1,112 +1,16 @@
 //! End-to-end: `logheal replay --execute` calls real HTTP receivers on 127.0.0.1 (an
 //! axum server in the test that records requests and answers as each test scripts it).
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+#[path = "support/receiver.rs"]
+mod receiver;
+
 use hmac::{Hmac, Mac};
 use serde_json::Value;
+use receiver::{Received, Reply, Server};
 use sha2::Sha256;
-use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How the receiver answers one request.
-#[derive(Clone, Debug)]
-enum Reply {
-    Status(u16),
-    RetryAfter(u64),
-    Hang(Duration),
-}
-
-#[derive(Clone, Debug)]
-struct Received {
-    path: String,
-    headers: HeaderMap,
-    body: String,
-    at: Instant,
-}
-
-#[derive(Clone, Default)]
-struct Receiver {
-    log: Arc<Mutex<Vec<Received>>>,
-    /// Scripted replies per path, used in order; then 200.
-    plan: Arc<Mutex<HashMap<String, VecDeque<Reply>>>>,
-}
-
-async fn answer(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let path = uri.path().to_string();
-    r.log.lock().unwrap().push(Received {
-        path: path.clone(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        at: Instant::now(),
-    });
-    let reply = r
-        .plan
-        .lock()
-        .unwrap()
-        .get_mut(&path)
-        .and_then(VecDeque::pop_front);
-    match reply {
-        None => StatusCode::OK.into_response(),
-        Some(Reply::Status(code)) => StatusCode::from_u16(code).unwrap().into_response(),
-        Some(Reply::RetryAfter(secs)) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", secs.to_string())],
-        )
-            .into_response(),
-        Some(Reply::Hang(d)) => {
-            tokio::time::sleep(d).await;
-            StatusCode::OK.into_response()
-        }
-    }
-}
-
-/// A running receiver; stops with the runtime when dropped.
-struct Server {
-    base: String,
-    receiver: Receiver,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Server {
-    fn start(plan: &[(&str, Vec<Reply>)]) -> Server {
-        let receiver = Receiver::default();
-        for (path, replies) in plan {
-            receiver
-                .plan
-                .lock()
-                .unwrap()
-                .insert(path.to_string(), replies.iter().cloned().collect());
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1");
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(answer)
-            .with_state(receiver.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await });
-        Server {
-            base,
-            receiver,
-            _runtime: runtime,
-        }
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.receiver.log.lock().unwrap().clone()
-    }
-}
 
 const SECRET: &str = "s3cret-signing-key";
 

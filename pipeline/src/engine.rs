@@ -112,6 +112,11 @@ pub struct Engine {
     next_request: u64,
     /// The latest event time anything happened at.
     now: EventTime,
+    /// The event time of the last line admitted by `push_line`, if that line was.
+    admitted: Option<EventTime>,
+    /// Spans (first, last seen) of closed incidents that may still overlap the rewind
+    /// point (see `rewind_point`).
+    closed_spans: VecDeque<(EventTime, EventTime)>,
 }
 
 /// The line parser for a rule set: the configured field names plus the extra fields the
@@ -177,7 +182,23 @@ impl Engine {
             probes_in_flight: FxHashMap::default(),
             next_request: 0,
             now: EventTime::MIN,
+            admitted: None,
+            closed_spans: VecDeque::new(),
         })
+    }
+
+    /// An engine with the same rules (as reloaded) and settings and no state: for a
+    /// consumer that rebuilds its state from the committed offsets after a rebalance.
+    pub fn fresh(&self) -> Engine {
+        let rules = RuleSet {
+            rules: (self.rules.rules.iter().zip(&self.retired))
+                .filter(|(_, retired)| !**retired)
+                .map(|(rule, _)| rule.clone())
+                .collect(),
+            receivers: self.rules.receivers.clone(),
+            field_names: self.rules.field_names.clone(),
+        };
+        Engine::new(rules, &self.config).expect("the running rules were accepted before")
     }
 
     /// The maximum line length this engine accepts.
@@ -194,6 +215,7 @@ impl Engine {
 
     /// Processes one line (without its terminator).
     pub fn push_line(&mut self, line: &[u8]) {
+        self.admitted = None;
         self.stats.lines += 1;
         self.stats.bytes += line.len() as u64 + 1;
         if line.len() > self.max_line_bytes {
@@ -219,6 +241,7 @@ impl Engine {
             Err(TimeRejection::Late) => return self.stats.skip(SkipReason::Late),
             Err(TimeRejection::Future) => return self.stats.skip(SkipReason::FutureTimestamp),
         }
+        self.admitted = Some(ts);
         self.run_until(ts);
         let service = self
             .interner
@@ -598,6 +621,52 @@ impl Engine {
         }
     }
 
+    /// The event time of the line last given to `push_line`, if it was admitted.
+    pub fn admitted(&self) -> Option<EventTime> {
+        self.admitted
+    }
+
+    /// How far back a restarted consumer must re-read so that replaying from there
+    /// rebuilds every live incident and open trace window exactly as they are: before
+    /// the first event of every open incident and of every closed incident that
+    /// overlaps that point (else a replay would open a fresh incident from a closed
+    /// one's tail), and before the longest rule window plus the lateness. Never earlier
+    /// than `max_rewind` before the newest record, which bounds the replay of a
+    /// long-lived incident.
+    pub fn rewind_point(&mut self, max_rewind: Duration) -> EventTime {
+        let newest = self.clock.newest();
+        if newest == EventTime::MIN {
+            return newest;
+        }
+        let limit = newest.minus(max_rewind);
+        let window = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| r.correlate.window)
+            .max()
+            .unwrap_or_default();
+        let mut point = newest.minus(window + self.config.lateness);
+        if let Some(first) = self.registry.oldest() {
+            point = point.min(first);
+        }
+        // Closed spans that end before the point can never reach it again: the point
+        // only moves forward as incidents close and time passes.
+        loop {
+            let before = point;
+            for &(first, last) in &self.closed_spans {
+                if first < point && last >= point {
+                    point = first;
+                }
+            }
+            if point == before {
+                break;
+            }
+        }
+        self.closed_spans.retain(|&(_, last)| last >= point);
+        point.max(limit)
+    }
+
     /// Records produced since the last call.
     pub fn take_records(&mut self) -> std::vec::Drain<'_, Record> {
         self.records.drain(..)
@@ -617,6 +686,18 @@ impl Engine {
         s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;
         s
+    }
+
+    /// Live incidents, counted by their current state.
+    pub fn live_incidents(&self) -> Vec<(IncidentState, u64)> {
+        let mut by_state: Vec<(IncidentState, u64)> = Vec::new();
+        for (_, _, state) in self.registry.states() {
+            match by_state.iter_mut().find(|(s, _)| *s == state) {
+                Some((_, n)) => *n += 1,
+                None => by_state.push((state, 1)),
+            }
+        }
+        by_state
     }
 
     fn key(&self, rule: u32, service: crate::interner::ServiceId) -> IncidentKey {
@@ -754,6 +835,8 @@ impl Engine {
                 Effect::Deadline { at, generation } => self.agenda.timer(at, key, generation),
                 Effect::Close => {
                     if let Some(incident) = self.registry.remove(&key) {
+                        self.closed_spans
+                            .push_back((incident.first_seen, incident.last_seen));
                         self.stats
                             .count_incident(crate::incident::state_of(&incident.machine));
                         self.stats.confirmed_incidents += u64::from(incident.confirmed);
@@ -861,7 +944,7 @@ impl Engine {
             self.settle();
         }
         let still = self.registry.with(key, || None, |i| i.seq == seq) == Some(true);
-        if still && !matches!(outcome, Outcome::NotConfigured(_)) {
+        if still && !matches!(outcome, Outcome::NotConfigured { .. }) {
             self.agenda.probe(at.plus(probe.interval), key, seq);
         }
     }

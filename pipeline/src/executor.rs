@@ -56,14 +56,15 @@ pub struct Attempt {
 }
 
 /// How a request ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded {
         status: u16,
         attempts: u32,
     },
     /// The receiver's references could not be resolved; nothing was sent.
-    NotConfigured(String),
+    NotConfigured { reason: String },
     /// A final answer (4xx other than 408/429).
     Rejected {
         status: u16,
@@ -81,7 +82,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the action's work is done (sent and accepted, or skipped as not configured).
     pub fn is_done(&self) -> bool {
-        matches!(self, Outcome::Succeeded { .. } | Outcome::NotConfigured(_))
+        matches!(self, Outcome::Succeeded { .. } | Outcome::NotConfigured { .. })
     }
 
     /// A snake_case name for records: `succeeded`, `not_configured`, `rejected`,
@@ -89,7 +90,7 @@ impl Outcome {
     pub fn name(&self) -> &'static str {
         match self {
             Outcome::Succeeded { .. } => "succeeded",
-            Outcome::NotConfigured(_) => "not_configured",
+            Outcome::NotConfigured { .. } => "not_configured",
             Outcome::Rejected { .. } => "rejected",
             Outcome::GaveUp { .. } => "gave_up",
             Outcome::CircuitOpen => "circuit_open",
@@ -102,7 +103,7 @@ impl Outcome {
             Outcome::Succeeded { attempts, .. }
             | Outcome::Rejected { attempts, .. }
             | Outcome::GaveUp { attempts, .. } => *attempts,
-            Outcome::NotConfigured(_) | Outcome::CircuitOpen => 0,
+            Outcome::NotConfigured { .. } | Outcome::CircuitOpen => 0,
         }
     }
 
@@ -112,7 +113,7 @@ impl Outcome {
             Outcome::Succeeded { status, .. } | Outcome::Rejected { status, .. } => {
                 format!("(HTTP {status})")
             }
-            Outcome::NotConfigured(why) => format!("({why})"),
+            Outcome::NotConfigured { reason: why } => format!("({why})"),
             Outcome::GaveUp { last, .. } => format!("({last})"),
             Outcome::CircuitOpen => "(receiver failing; not called)".to_string(),
         }
@@ -211,7 +212,7 @@ async fn deliver(
 ) -> Outcome {
     let endpoint = match &state.resolved {
         Resolved::Ready(e) => e,
-        Resolved::NotConfigured(why) => return Outcome::NotConfigured(why.clone()),
+        Resolved::NotConfigured(why) => return Outcome::NotConfigured { reason: why.clone() },
     };
     if state.breaker.lock().expect("breaker").is_open() {
         return Outcome::CircuitOpen;
@@ -403,7 +404,9 @@ mod tests {
             (gave_up.name(), gave_up.attempts(), gave_up.detail()),
             ("gave_up", 4, "(timed out)".into())
         );
-        let missing = Outcome::NotConfigured("LOGHEAL_HEALTH_URL is not set".into());
+        let missing = Outcome::NotConfigured {
+            reason: "LOGHEAL_HEALTH_URL is not set".into(),
+        };
         assert_eq!(missing.name(), "not_configured");
         assert_eq!(missing.attempts(), 0);
         assert_eq!(missing.detail(), "(LOGHEAL_HEALTH_URL is not set)");

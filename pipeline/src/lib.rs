@@ -4,7 +4,8 @@
 //! machines (`incident`) and their registry (`registry`), the engine that wires them for
 //! one stream (`engine`), the records it emits (`record`), run statistics (`stats`), the
 //! bounded line reader for files and stdin (`reader`), and the action executor: receiver
-//! resolution (`receivers`), payloads (`payload`) and HTTP delivery (`executor`).
+//! resolution (`receivers`), payloads (`payload`) and HTTP delivery (`executor`); and the
+//! Kafka source, action ledger and re-keying stage (`kafka`).
 
 pub mod agenda;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod executor;
 pub mod incident;
 pub mod interner;
+pub mod kafka;
 pub mod payload;
 pub mod reader;
 pub mod receivers;

@@ -76,7 +76,7 @@ fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
 
 /// Replaces every `${NAME}` with the variable's value; a whole value `file:PATH` is the
 /// file's content (trimmed). Errors name what is missing, never a value.
-fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if let Some(path) = template.strip_prefix("file:") {
         return std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())

@@ -35,7 +35,7 @@ impl SkipReason {
         }
     }
 
-    fn all() -> impl Iterator<Item = SkipReason> {
+    pub fn all() -> impl Iterator<Item = SkipReason> {
         ParseError::ALL.into_iter().map(SkipReason::Parse).chain([
             SkipReason::LineTooLong,
             SkipReason::MissingTimestamp,

@@ -109,7 +109,7 @@ fn parse(name: &str, text: &str) -> Result<RuleFile, Diagnostic> {
 }
 
 /// Parses YAML into `T` with every error at its `file:line:col`.
-pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     name: &str,
     text: &str,
 ) -> Result<T, Diagnostic> {

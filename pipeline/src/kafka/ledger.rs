@@ -1,0 +1,234 @@
+//! The action ledger: a compacted topic keyed by idempotency key. An action is written
+//! as `pending` (and the write confirmed by the brokers) before it is called, and as
+//! `done` with its outcome after. A consumer that starts, or rebuilds its state after a
+//! rebalance, reads the ledger first: actions that its replay asks for again and that
+//! are done are answered from the ledger instead of being called twice, and actions
+//! left pending by a consumer that died are called again under the same key.
+
+use super::KafkaConfig;
+use crate::executor::{ActionRequest, Outcome};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long reading the ledger at start, or confirming a write, may take.
+const LEDGER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An action handed off but not known to be done: enough to call it again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Handoff {
+    pub receiver: String,
+    pub action: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Entry {
+    Pending(Handoff),
+    Done { outcome: Outcome },
+}
+
+/// What to do with an action the engine asks for.
+#[derive(Debug)]
+pub enum Decision {
+    /// Never handed off: write it down, then call.
+    Call,
+    /// Handed off before (by this consumer or one before it): call again only if
+    /// nobody here is calling it already.
+    Pending,
+    /// Already done: this is the outcome.
+    Done(Outcome),
+}
+
+pub struct Ledger {
+    topic: String,
+    producer: FutureProducer,
+    tail: BaseConsumer,
+    entries: HashMap<String, Entry>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Ledger {
+    /// Reads the whole ledger topic (which must exist), then keeps following it.
+    pub fn open(config: &KafkaConfig, runtime: tokio::runtime::Handle) -> Result<Ledger, String> {
+        let topic = config.ledger_topic.clone();
+        let fail = |what: &str, e: rdkafka::error::KafkaError| format!("action ledger {topic}: {what}: {e}");
+        let producer: FutureProducer = config
+            .client()
+            .set("acks", "all")
+            .create()
+            .map_err(|e| fail("cannot create the producer", e))?;
+        let tail: BaseConsumer = config
+            .client()
+            .set("group.id", format!("{}-ledger", config.group))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| fail("cannot create the reader", e))?;
+        let metadata = tail
+            .fetch_metadata(Some(&topic), LEDGER_TIMEOUT)
+            .map_err(|e| fail("no metadata", e))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(format!(
+                "action ledger topic {topic} does not exist: create it (compacted), e.g. `kafka-topics.sh --create --topic {topic} --config cleanup.policy=compact`"
+            ));
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for p in &partitions {
+            tpl.add_partition_offset(&topic, *p, Offset::Beginning)
+                .map_err(|e| fail("bad partition", e))?;
+            let (_, high) = tail
+                .fetch_watermarks(&topic, *p, LEDGER_TIMEOUT)
+                .map_err(|e| fail("no watermarks", e))?;
+            ends.push((*p, high));
+        }
+        tail.assign(&tpl).map_err(|e| fail("cannot assign", e))?;
+        let mut ledger = Ledger {
+            topic,
+            producer,
+            tail,
+            entries: HashMap::new(),
+            runtime,
+        };
+        let deadline = Instant::now() + LEDGER_TIMEOUT;
+        let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
+        while ends.iter().any(|(p, high)| next[p] < *high) {
+            if Instant::now() > deadline {
+                return Err(format!("action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}", ledger.topic));
+            }
+            if let Some((partition, offset)) = ledger.read_one(Duration::from_millis(200)) {
+                next.insert(partition, offset + 1);
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Takes one record of the ledger, if one comes within `wait`.
+    fn read_one(&mut self, wait: Duration) -> Option<(i32, i64)> {
+        let message = match self.tail.poll(wait)? {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "action ledger read error");
+                return None;
+            }
+        };
+        let at = (message.partition(), message.offset());
+        let key = message.key().map(String::from_utf8_lossy);
+        let entry = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Entry>(p).ok());
+        match (key, entry) {
+            (Some(key), Some(entry)) => {
+                // A `done` is never overwritten by a late `pending`.
+                if !matches!(self.entries.get(key.as_ref()), Some(Entry::Done { .. })) {
+                    self.entries.insert(key.into_owned(), entry);
+                }
+            }
+            _ => tracing::warn!(partition = at.0, offset = at.1, "unreadable action ledger record skipped"),
+        }
+        Some(at)
+    }
+
+    /// Takes in what other consumers wrote since (non-blocking).
+    pub fn follow(&mut self) {
+        while self.read_one(Duration::ZERO).is_some() {}
+    }
+
+    pub fn decide(&self, key: &str) -> Decision {
+        match self.entries.get(key) {
+            None => Decision::Call,
+            Some(Entry::Pending(_)) => Decision::Pending,
+            Some(Entry::Done { outcome }) => Decision::Done(outcome.clone()),
+        }
+    }
+
+    /// Actions handed off and never reported done, with their keys.
+    pub fn pending(&self) -> Vec<(String, Handoff)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Pending(h) => Some((k.clone(), h.clone())),
+                Entry::Done { .. } => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Writes the hand-off of `request` and waits until the brokers have it.
+    pub fn hand_off(&mut self, request: &ActionRequest, receiver: &str) -> KafkaResult<()> {
+        let entry = Entry::Pending(Handoff {
+            receiver: receiver.to_string(),
+            action: request.action.clone(),
+            body: request.body.clone(),
+        });
+        self.write(&request.idempotency_key, &entry, true)?;
+        self.entries.insert(request.idempotency_key.clone(), entry);
+        Ok(())
+    }
+
+    /// Records an outcome (delivered in the background; a lost one only means the
+    /// action is called again under the same key).
+    pub fn done(&mut self, key: &str, outcome: &Outcome) {
+        let entry = Entry::Done {
+            outcome: outcome.clone(),
+        };
+        if let Err(e) = self.write(key, &entry, false) {
+            tracing::warn!(key, error = %e, "action outcome not written to the ledger");
+        }
+        self.entries.insert(key.to_string(), entry);
+    }
+
+    fn write(&self, key: &str, entry: &Entry, confirm: bool) -> KafkaResult<()> {
+        let payload = serde_json::to_vec(entry).expect("entries serialize");
+        let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+        if confirm {
+            let delivery = self.producer.send(record, LEDGER_TIMEOUT);
+            self.runtime
+                .block_on(delivery)
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        } else {
+            self.producer.send_result(record).map(drop).map_err(|(e, _)| e)
+        }
+    }
+
+    /// Waits for outcomes still being written.
+    pub fn flush(&self) -> KafkaResult<()> {
+        self.producer.flush(LEDGER_TIMEOUT)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl ActionRequest {
+    /// A request that calls a ledger's pending hand-off again.
+    pub fn from_handoff(id: u64, receiver: usize, key: String, handoff: Handoff) -> Self {
+        ActionRequest {
+            id,
+            receiver,
+            action: handoff.action,
+            idempotency_key: key,
+            body: handoff.body,
+            expect_status: None,
+        }
+    }
+}

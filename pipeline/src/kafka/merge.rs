@@ -1,0 +1,257 @@
+//! The partition merge: records of every assigned partition are buffered and handed to
+//! the engine in record-time order, so that one engine clock serves many partitions
+//! without dropping a slower partition's records as late. A partition that is empty is
+//! waited for until it reports its end, stays idle for `idle`, or the buffers are full.
+
+use super::offsets::Checkpoints;
+use logheal_parsers::EventTime;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One buffered record: where its bytes are in the partition's buffer.
+struct Buffered {
+    offset: i64,
+    /// The record's Kafka timestamp (ms), or the previous one's when it has none.
+    time: i64,
+    start: usize,
+    len: usize,
+}
+
+/// One assigned partition: its buffered records and what has been processed.
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    queue: VecDeque<Buffered>,
+    bytes: Vec<u8>,
+    /// Bytes of `bytes` already handed on.
+    consumed: usize,
+    last_time: i64,
+    /// Caught up with the broker (the end was reported and nothing arrived since).
+    pub at_end: bool,
+    last_arrival: Instant,
+    pub checkpoints: Checkpoints,
+}
+
+impl Partition {
+    fn new(topic: Arc<str>, partition: i32, now: Instant) -> Self {
+        Partition {
+            topic,
+            partition,
+            queue: VecDeque::new(),
+            bytes: Vec::new(),
+            consumed: 0,
+            last_time: i64::MIN,
+            at_end: false,
+            last_arrival: now,
+            checkpoints: Checkpoints::default(),
+        }
+    }
+
+    fn head_time(&self) -> Option<i64> {
+        self.queue.front().map(|b| b.time)
+    }
+
+    fn waits_for_data(&self, now: Instant, idle: Duration) -> bool {
+        self.queue.is_empty() && !self.at_end && now.duration_since(self.last_arrival) < idle
+    }
+}
+
+/// The buffers of all assigned partitions.
+pub struct Merge {
+    pub partitions: Vec<Partition>,
+    buffered_bytes: usize,
+    max_buffered_bytes: usize,
+    idle: Duration,
+    /// The slot of the last record pushed (records of one partition come in runs).
+    last_slot: usize,
+}
+
+impl Merge {
+    pub fn new(max_buffered_bytes: usize, idle: Duration) -> Self {
+        Merge {
+            partitions: Vec::new(),
+            buffered_bytes: 0,
+            max_buffered_bytes,
+            idle,
+            last_slot: 0,
+        }
+    }
+
+    /// Forgets every partition and what was buffered (after a rebalance).
+    pub fn clear(&mut self) {
+        self.partitions.clear();
+        self.buffered_bytes = 0;
+        self.last_slot = 0;
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    fn slot(&mut self, topic: &str, partition: i32, now: Instant) -> usize {
+        let hit = |p: &Partition| p.partition == partition && &*p.topic == topic;
+        if self.partitions.get(self.last_slot).is_some_and(hit) {
+            return self.last_slot;
+        }
+        let slot = match self.partitions.iter().position(hit) {
+            Some(slot) => slot,
+            None => {
+                self.partitions
+                    .push(Partition::new(topic.into(), partition, now));
+                self.partitions.len() - 1
+            }
+        };
+        self.last_slot = slot;
+        slot
+    }
+
+    /// Makes a partition known before its first record, so that it is waited for.
+    pub fn assign(&mut self, topic: &str, partition: i32, now: Instant) {
+        self.slot(topic, partition, now);
+    }
+
+    /// Buffers one record.
+    pub fn push(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        time: Option<i64>,
+        payload: &[u8],
+        now: Instant,
+    ) {
+        let slot = self.slot(topic, partition, now);
+        let p = &mut self.partitions[slot];
+        if p.queue.is_empty() {
+            p.bytes.clear();
+            p.consumed = 0;
+        } else if p.consumed > (1 << 20) && p.consumed > p.bytes.len() / 2 {
+            p.bytes.drain(..p.consumed);
+            for b in &mut p.queue {
+                b.start -= p.consumed;
+            }
+            p.consumed = 0;
+        }
+        let time = time.filter(|t| *t >= 0).unwrap_or(p.last_time);
+        p.last_time = time;
+        p.queue.push_back(Buffered {
+            offset,
+            time,
+            start: p.bytes.len(),
+            len: payload.len(),
+        });
+        p.bytes.extend_from_slice(payload);
+        p.at_end = false;
+        p.last_arrival = now;
+        self.buffered_bytes += payload.len();
+    }
+
+    /// Marks the partitions numbered `partition` that have nothing buffered as caught up
+    /// (the client reports the end of a partition by number only).
+    pub fn reached_end(&mut self, partition: i32) {
+        for p in &mut self.partitions {
+            if p.partition == partition && p.queue.is_empty() {
+                p.at_end = true;
+            }
+        }
+    }
+
+    /// Hands records on in time order while that order is known (no partition is still
+    /// expected to deliver an earlier one), or all of them with `flush`. `f` processes a
+    /// record and returns the event time the engine admitted it at, if it did.
+    pub fn release(
+        &mut self,
+        now: Instant,
+        flush: bool,
+        mut f: impl FnMut(&[u8]) -> Option<EventTime>,
+    ) -> usize {
+        let mut released = 0;
+        loop {
+            let full = self.buffered_bytes > self.max_buffered_bytes;
+            if !flush
+                && !full
+                && self
+                    .partitions
+                    .iter()
+                    .any(|p| p.waits_for_data(now, self.idle))
+            {
+                return released;
+            }
+            let Some(slot) = self.earliest() else {
+                return released;
+            };
+            let p = &mut self.partitions[slot];
+            let b = p.queue.pop_front().expect("the earliest partition has a record");
+            let admitted = f(&p.bytes[b.start..b.start + b.len]);
+            p.consumed = b.start + b.len;
+            p.checkpoints.processed(b.offset, admitted);
+            self.buffered_bytes -= b.len;
+            released += 1;
+        }
+    }
+
+    /// The partition whose head record is earliest (ties: the first assigned).
+    fn earliest(&self) -> Option<usize> {
+        let mut best: Option<(i64, usize)> = None;
+        for (slot, p) in self.partitions.iter().enumerate() {
+            if let Some(t) = p.head_time() {
+                if best.is_none_or(|(bt, _)| t < bt) {
+                    best = Some((t, slot));
+                }
+            }
+        }
+        best.map(|(_, slot)| slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(m: &mut Merge, now: Instant, flush: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        m.release(now, flush, |b| {
+            out.push(String::from_utf8(b.to_vec()).unwrap());
+            None
+        });
+        out
+    }
+
+    #[test]
+    fn interleaves_partitions_by_time_and_waits_for_an_empty_one() {
+        let now = Instant::now();
+        let mut m = Merge::new(1 << 20, Duration::from_secs(1));
+        m.assign("logs", 0, now);
+        m.assign("logs", 1, now);
+        m.push("logs", 0, 0, Some(10), b"a10", now);
+        m.push("logs", 0, 1, Some(30), b"a30", now);
+        // Partition 1 has sent nothing yet: wait.
+        assert!(drain(&mut m, now, false).is_empty());
+        m.push("logs", 1, 0, Some(20), b"b20", now);
+        // a10, b20 are safe; a30 must wait for partition 1's next record.
+        assert_eq!(drain(&mut m, now, false), ["a10", "b20"]);
+        m.reached_end(1);
+        assert_eq!(drain(&mut m, now, false), ["a30"]);
+        assert_eq!(m.buffered_bytes(), 0);
+        let offsets: Vec<_> = m.partitions.iter().map(|p| p.checkpoints.next()).collect();
+        assert_eq!(offsets, [Some(2), Some(1)]);
+    }
+
+    #[test]
+    fn an_idle_partition_or_full_buffers_stop_the_wait() {
+        let now = Instant::now();
+        let mut m = Merge::new(8, Duration::from_millis(100));
+        m.assign("logs", 0, now);
+        m.assign("logs", 1, now);
+        m.push("logs", 0, 0, Some(10), b"a10", now);
+        assert!(drain(&mut m, now, false).is_empty());
+        assert_eq!(drain(&mut m, now + Duration::from_millis(150), false), ["a10"]);
+        let later = now + Duration::from_millis(200);
+        m.push("logs", 1, 0, Some(5), b"b5", later);
+        m.push("logs", 1, 1, Some(6), b"b6....", later);
+        // Over 8 bytes buffered: released although partition 0 just went quiet.
+        m.push("logs", 0, 1, None, b"a-no-time", later);
+        assert_eq!(drain(&mut m, later, false), ["b5", "b6....", "a-no-time"]);
+    }
+}

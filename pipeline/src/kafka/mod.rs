@@ -1,0 +1,83 @@
+//! Kafka: the consumer-group source (`source`) with its partition merge (`merge`) and
+//! commit positions (`offsets`), the action ledger that makes hand-offs durable and
+//! keeps a restarted consumer from calling twice (`ledger`), and the re-keying stage
+//! that routes every event of a trace to one partition (`rekey`).
+
+pub mod ledger;
+pub mod merge;
+pub mod offsets;
+pub mod rekey;
+pub mod source;
+
+use rdkafka::config::ClientConfig;
+use std::time::Duration;
+
+/// How a job talks to Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group: String,
+    /// librdkafka properties passed through as given (SASL, TLS, tuning).
+    pub properties: Vec<(String, String)>,
+    /// The compacted topic of action hand-offs and outcomes.
+    pub ledger_topic: String,
+    /// The longest a restart re-reads for a long-lived incident.
+    pub max_rewind: Duration,
+    /// Bytes buffered for the partition merge before records are released regardless.
+    pub merge_buffer_bytes: usize,
+    /// How long an empty partition is waited for before the others go on without it.
+    pub merge_idle: Duration,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: &str, topics: Vec<String>, group: &str) -> Self {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            topics,
+            group: group.to_string(),
+            properties: Vec::new(),
+            ledger_topic: "logheal-actions".into(),
+            max_rewind: Duration::from_secs(3600),
+            merge_buffer_bytes: 64 << 20,
+            merge_idle: Duration::from_secs(1),
+        }
+    }
+
+    /// The configuration every client of the job starts from: the brokers, then the
+    /// passed-through properties (which may override anything but what correctness
+    /// needs, set by each client after this).
+    pub fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        client.set("client.id", "logheal");
+        for (k, v) in &self.properties {
+            client.set(k, v);
+        }
+        client
+    }
+
+    /// Properties logheal cannot work with, as an error message.
+    pub fn check(&self) -> Result<(), String> {
+        for (k, v) in &self.properties {
+            match k.as_str() {
+                "partition.assignment.strategy" if v.contains("cooperative") => {
+                    return Err(format!(
+                        "{k}={v}: logheal rebuilds its state on every rebalance and needs an eager strategy (range or roundrobin)"
+                    ))
+                }
+                "enable.auto.commit" | "enable.auto.offset.store" | "group.id" => {
+                    return Err(format!(
+                        "{k} is managed by logheal (offsets are committed only once the state they cover is recoverable)"
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if self.topics.is_empty() {
+            return Err("no topic to consume".into());
+        }
+        Ok(())
+    }
+}

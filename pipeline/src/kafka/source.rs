@@ -1,0 +1,235 @@
+//! The Kafka source: one consumer in a consumer group, polled on the engine's thread.
+//!
+//! Records go through the partition merge into the engine. Offsets are committed at the
+//! low-water mark of the live state (see `offsets`), so a consumer that dies loses
+//! nothing: its successor re-reads from there. A rebalance (eager: every partition is
+//! revoked, then the new set assigned) commits synchronously, and the caller rebuilds its
+//! state from the committed offsets of the new assignment.
+
+use super::merge::Merge;
+use super::KafkaConfig;
+use logheal_parsers::EventTime;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Records taken from the client per poll before the merge runs.
+const POLL_BATCH: usize = 4096;
+
+/// What the client's callbacks share with the polling thread.
+#[derive(Default)]
+pub struct Shared {
+    /// The last positions committed, to commit again synchronously on a revoke.
+    committed: Mutex<Option<TopicPartitionList>>,
+    rebalanced: AtomicBool,
+    /// Records behind the brokers' high watermarks, summed over the assignment (from
+    /// the client's statistics; -1 until the first report).
+    pub lag: AtomicI64,
+    /// Rebalances seen, and errors reported by the client.
+    pub rebalances: AtomicI64,
+}
+
+pub struct Context(pub Arc<Shared>);
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        let lag = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|(id, _)| **id >= 0)
+            .map(|(_, p)| p.consumer_lag.max(0))
+            .sum();
+        self.0.lag.store(lag, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            let positions = self.0.committed.lock().expect("not poisoned").take();
+            if let Some(tpl) = positions {
+                if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                    tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads a little more");
+                }
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+        self.0.rebalances.fetch_add(1, Ordering::Relaxed);
+        self.0.rebalanced.store(true, Ordering::Release);
+    }
+}
+
+/// What one poll brought.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Polled {
+    /// Records (or end-of-partition marks) arrived.
+    Data,
+    /// Nothing arrived within the timeout.
+    Idle,
+    /// The assignment changed: state must be rebuilt from the committed offsets.
+    Rebalanced,
+}
+
+pub struct Source {
+    consumer: BaseConsumer<Context>,
+    pub shared: Arc<Shared>,
+    pub merge: Merge,
+    /// Records the client delivered with an error (counted, never stopping the partition).
+    pub errors: u64,
+}
+
+impl Source {
+    /// Joins the group and subscribes to the configured topics.
+    pub fn subscribe(config: &KafkaConfig) -> KafkaResult<Source> {
+        let shared = Arc::new(Shared {
+            lag: AtomicI64::new(-1),
+            ..Shared::default()
+        });
+        let mut client = config.client();
+        client
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true");
+        for (key, value) in [
+            ("auto.offset.reset", "earliest"),
+            ("statistics.interval.ms", "5000"),
+        ] {
+            if client.get(key).is_none() {
+                client.set(key, value);
+            }
+        }
+        let consumer: BaseConsumer<Context> =
+            client.create_with_context(Context(shared.clone()))?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Source {
+            consumer,
+            shared,
+            merge: Merge::new(config.merge_buffer_bytes, config.merge_idle),
+            errors: 0,
+        })
+    }
+
+    /// Waits up to `timeout` for records, buffers what arrived, and reports a rebalance
+    /// (after which the merge is empty and the caller must start over).
+    pub fn poll(&mut self, timeout: Duration) -> Polled {
+        let mut got = false;
+        let mut wait = timeout;
+        for _ in 0..POLL_BATCH {
+            let Some(result) = self.consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            got = true;
+            let now = Instant::now();
+            match result {
+                Ok(m) => self.merge.push(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.timestamp().to_millis(),
+                    m.payload().unwrap_or_default(),
+                    now,
+                ),
+                Err(KafkaError::PartitionEOF(p)) => self.merge.reached_end(p),
+                Err(e) => {
+                    self.errors += 1;
+                    tracing::warn!(error = %e, "consumer error");
+                }
+            }
+            if self.shared.rebalanced.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
+            self.merge.clear();
+            if let Ok(assignment) = self.consumer.assignment() {
+                let now = Instant::now();
+                for e in assignment.elements() {
+                    self.merge.assign(e.topic(), e.partition(), now);
+                }
+            }
+            return Polled::Rebalanced;
+        }
+        if got {
+            Polled::Data
+        } else {
+            Polled::Idle
+        }
+    }
+
+    /// Commits, for every partition, the first offset still needed to rebuild the state
+    /// from `point` on (or, with `point` = `EventTime::MAX`, everything processed).
+    pub fn commit(&mut self, point: EventTime, mode: CommitMode) -> KafkaResult<()> {
+        let mut tpl = TopicPartitionList::new();
+        for p in &mut self.merge.partitions {
+            if let Some(offset) = p.checkpoints.commit_position(point) {
+                tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(offset))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer.commit(&tpl, mode)?;
+        *self.shared.committed.lock().expect("not poisoned") = Some(tpl);
+        Ok(())
+    }
+
+    /// Whether every assigned partition has been processed up to its high watermark
+    /// (asks the brokers; for `--until-end`).
+    pub fn drained(&self, timeout: Duration) -> KafkaResult<bool> {
+        let assignment = self.consumer.assignment()?;
+        if assignment.count() == 0 {
+            return Ok(false);
+        }
+        for e in assignment.elements() {
+            let (low, high) =
+                self.consumer
+                    .fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            let next = self
+                .merge
+                .partitions
+                .iter()
+                .find(|p| p.partition == e.partition() && &*p.topic == e.topic())
+                .and_then(|p| p.checkpoints.next())
+                .unwrap_or(low);
+            if next < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Positions processed so far, per partition: `(topic, partition, next offset)`.
+    pub fn positions(&self) -> Vec<(Arc<str>, i32, i64)> {
+        self.merge
+            .partitions
+            .iter()
+            .filter_map(|p| Some((p.topic.clone(), p.partition, p.checkpoints.next()?)))
+            .collect()
+    }
+
+    /// Leaves the group (after a final commit by the caller).
+    pub fn close(self) {
+        self.consumer.unsubscribe();
+    }
+}

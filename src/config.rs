@@ -1,0 +1,108 @@
+//! The job's configuration file (`logheal run --config FILE`): where to consume from,
+//! librdkafka properties passed through as given, the rule files, and the job's own
+//! settings. Command-line flags override it. Property values may be `${ENV}` or
+//! `file:PATH` (for SASL passwords and TLS keys), so the file itself holds no secret.
+
+use anyhow::{anyhow, bail, Result};
+use logheal_pipeline::kafka::KafkaConfig;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub kafka: Option<KafkaSection>,
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    pub listen: Option<std::net::SocketAddr>,
+    pub output: Option<String>,
+    pub lateness: Option<String>,
+    pub dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group: Option<String>,
+    pub ledger_topic: Option<String>,
+    /// The longest a restart re-reads for a long-lived incident (e.g. `1h`).
+    pub max_rewind: Option<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Re-key the input through a topic of logheal's own (see `logheal rekey`).
+    pub rekey: Option<RekeySection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeySection {
+    /// Where the re-keyed records go; `topics` above are then read by the re-keying
+    /// stage, and the job consumes this topic.
+    pub to: String,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+        let config: FileConfig = logheal_rules::parse_yaml(&path.display().to_string(), &text)
+            .map_err(|d| anyhow!("{d}"))?;
+        // Rule paths are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(FileConfig {
+            rules: config.rules.iter().map(|r| base.join(r)).collect(),
+            ..config
+        })
+    }
+}
+
+impl KafkaSection {
+    /// The client settings, with every property reference resolved by `env`.
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<KafkaConfig> {
+        let mut config = KafkaConfig::new(
+            &self.brokers,
+            self.topics.clone(),
+            self.group.as_deref().unwrap_or("logheal"),
+        );
+        for (key, value) in &self.properties {
+            let value = logheal_pipeline::receivers::expand(value, env)
+                .map_err(|e| anyhow!("kafka property {key}: {e}"))?;
+            config.properties.push((key.clone(), value));
+        }
+        if let Some(topic) = &self.ledger_topic {
+            config.ledger_topic = topic.clone();
+        }
+        if let Some(rewind) = &self.max_rewind {
+            config.max_rewind = humantime::parse_duration(rewind)
+                .map_err(|e| anyhow!("kafka.max_rewind {rewind}: {e}"))?;
+        }
+        if config.brokers.is_empty() {
+            bail!("kafka.brokers is empty");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_example_config_and_resolves_secrets_from_the_environment() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/logheal.yaml");
+        let config = FileConfig::load(&path).unwrap();
+        let kafka = config.kafka.unwrap();
+        let env = |name: &str| (name == "KAFKA_PASSWORD").then(|| "s3cret".to_string());
+        let resolved = kafka.resolve(&env).unwrap();
+        assert_eq!(resolved.topics, ["service-logs"]);
+        assert!(resolved
+            .properties
+            .contains(&("sasl.password".into(), "s3cret".into())));
+        let err = kafka.resolve(&|_| None).unwrap_err().to_string();
+        assert_eq!(err, "kafka property sasl.password: KAFKA_PASSWORD is not set");
+        assert!(config.rules.iter().all(|r| r.starts_with(path.parent().unwrap())));
+    }
+}

@@ -1,0 +1,216 @@
+//! The live job on Kafka: one consumer of a consumer group, feeding the engine in
+//! record-time order across its partitions.
+//!
+//! Durability: offsets are committed at the engine's rewind point (before every open
+//! incident and trace window), so whoever consumes a partition next, after a restart,
+//! a `kill -9` or a rebalance, re-reads enough to rebuild the same incidents; the action
+//! ledger answers the actions they ask for again. A rebalance (eager) rebuilds the
+//! engine from the committed offsets of the new assignment.
+
+use crate::config::KafkaSection;
+use crate::run::{Live, Message, Settings};
+use anyhow::{anyhow, bail, Result};
+use logheal_parsers::EventTime;
+use logheal_pipeline::kafka::ledger::Ledger;
+use logheal_pipeline::kafka::source::{Polled, Source};
+use logheal_pipeline::kafka::{rekey, KafkaConfig};
+use logheal_pipeline::wall_clock_now;
+use rdkafka::consumer::CommitMode;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::TryRecvError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often positions are committed and the ledger is followed.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (HOST:PORT,...): consume instead of reading stdin.
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Topic to consume (repeatable).
+    #[arg(long = "topic", value_name = "NAME")]
+    topics: Vec<String>,
+    /// Consumer group [default: logheal].
+    #[arg(long)]
+    group: Option<String>,
+    /// A librdkafka property, KEY=VALUE (repeatable; overrides the config file).
+    #[arg(short = 'X', long = "kafka-property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+    /// The compacted topic of action hand-offs [default: logheal-actions].
+    #[arg(long)]
+    ledger_topic: Option<String>,
+    /// Exit once every assigned partition is drained: let time run out as `replay` does,
+    /// wait for the calls, commit everything, leave the group.
+    #[arg(long)]
+    pub until_end: bool,
+}
+
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: expected KEY=VALUE"))?;
+    Ok((k.trim().to_string(), v.to_string()))
+}
+
+impl KafkaArgs {
+    /// The Kafka settings from the flags over the file's `kafka` section; `None` when
+    /// neither names brokers.
+    pub fn resolve(
+        &self,
+        file: Option<&KafkaSection>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<(KafkaConfig, Option<String>)>> {
+        let mut config = match (file, &self.brokers) {
+            (Some(section), _) => section.resolve(env)?,
+            (None, Some(brokers)) => KafkaConfig::new(brokers, Vec::new(), "logheal"),
+            (None, None) if self.topics.is_empty() => return Ok(None),
+            (None, None) => bail!("--topic needs --brokers (or a config file with kafka.brokers)"),
+        };
+        if let Some(brokers) = &self.brokers {
+            config.brokers = brokers.clone();
+        }
+        if !self.topics.is_empty() {
+            config.topics = self.topics.clone();
+        }
+        if let Some(group) = &self.group {
+            config.group = group.clone();
+        }
+        if let Some(topic) = &self.ledger_topic {
+            config.ledger_topic = topic.clone();
+        }
+        for (k, v) in &self.properties {
+            config.properties.retain(|(key, _)| key != k);
+            config.properties.push((k.clone(), v.clone()));
+        }
+        config.check().map_err(anyhow::Error::msg)?;
+        let rekey_to = file.and_then(|f| f.rekey.as_ref()).map(|r| r.to.clone());
+        Ok(Some((config, rekey_to)))
+    }
+}
+
+pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>), until_end: bool) -> Result<ExitCode> {
+    let (mut live, _tx) = Live::start(settings)?;
+    let stop_rekey = Arc::new(AtomicBool::new(false));
+    let mut kafka = kafka.clone();
+    let rekeying = rekey_to.as_ref().map(|to| {
+        let mut stage = kafka.clone();
+        stage.group = format!("{}-rekey", kafka.group);
+        kafka.topics = vec![to.clone()];
+        let (to, stop) = (to.clone(), stop_rekey.clone());
+        std::thread::spawn(move || rekey::run(&stage, &to, &stop, false))
+    });
+    if let Some(executor) = &live.job.executor {
+        let ledger = Ledger::open(&kafka, live.job.runtime.handle().clone())
+            .map_err(anyhow::Error::msg)?;
+        tracing::info!(topic = kafka.ledger_topic, entries = ledger.len(), "action ledger read");
+        live.handoff = std::mem::take(&mut live.handoff).with_ledger(ledger);
+        live.handoff.resume_pending(&live.job.engine, executor);
+    }
+    let mut source = Source::subscribe(&kafka).map_err(|e| anyhow!("cannot join the consumer group: {e}"))?;
+    tracing::info!(brokers = kafka.brokers, topics = ?kafka.topics, group = kafka.group, "consuming");
+    let mut next_commit = Instant::now() + COMMIT_EVERY;
+    let mut drained_check = Instant::now();
+    let mut shutdown = false;
+    loop {
+        match live.rx.try_recv() {
+            Ok(Message::Reload(why)) => live.request_reload(why),
+            Ok(Message::End) | Err(TryRecvError::Disconnected) => {
+                shutdown = true;
+                break;
+            }
+            Ok(_) | Err(TryRecvError::Empty) => {}
+        }
+        let polled = source.poll(settings.tick);
+        if polled == Polled::Rebalanced {
+            // The assignment changed: start over from the committed offsets.
+            live.job.engine = live.job.engine.fresh();
+            live.handoff.new_generation();
+            live.metrics.set_ready(true);
+            continue;
+        }
+        let engine = &mut live.job.engine;
+        let now = Instant::now();
+        source.merge.release(now, false, |record| {
+            engine.push_line(record);
+            engine.admitted()
+        });
+        let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
+        if idle {
+            // Caught up: the wall clock drives timers on a quiet stream.
+            engine.advance_to(wall_clock_now());
+        }
+        live.after_input()?;
+        if now >= next_commit {
+            next_commit = now + COMMIT_EVERY;
+            commit(&mut live, &mut source, &kafka, CommitMode::Async);
+            live.metrics.observe(&live.job.engine);
+            live.metrics.observe_kafka(&source, live.handoff.answered_from_ledger);
+        }
+        if until_end && idle && now >= drained_check {
+            drained_check = now + Duration::from_millis(500);
+            if source.drained(Duration::from_secs(5)).unwrap_or(false) {
+                break;
+            }
+        }
+    }
+    if !shutdown {
+        // --until-end: the partitions are drained; finish like a replay.
+        let engine = &mut live.job.engine;
+        source.merge.release(Instant::now(), true, |record| {
+            engine.push_line(record);
+            engine.admitted()
+        });
+        engine.finish();
+    }
+    live.exchange(true)?;
+    if shutdown {
+        commit(&mut live, &mut source, &kafka, CommitMode::Sync);
+    } else if let Err(e) = source.commit(EventTime::MAX, CommitMode::Sync) {
+        tracing::error!(error = %e, "final commit failed; the next consumer re-reads from the last one");
+    }
+    if let Some(ledger) = live.handoff.ledger() {
+        if let Err(e) = ledger.flush() {
+            tracing::warn!(error = %e, "action outcomes not all written to the ledger");
+        }
+    }
+    stop_rekey.store(true, Ordering::Relaxed);
+    if let Some(stage) = rekeying {
+        match stage.join() {
+            Ok(Err(e)) => tracing::error!(error = e, "re-keying stopped"),
+            Ok(Ok(stats)) => tracing::info!(records = stats.records, "re-keying stopped"),
+            Err(_) => tracing::error!("re-keying panicked"),
+        }
+    }
+    let positions: Vec<String> = source
+        .positions()
+        .iter()
+        .map(|(t, p, o)| format!("{t}/{p}@{o}"))
+        .collect();
+    eprintln!("{}", live.job.engine.stats());
+    eprintln!(
+        "  kafka           {} consumer errors; {} actions answered from the ledger; positions {}",
+        source.errors,
+        live.handoff.answered_from_ledger,
+        if positions.is_empty() {
+            "none".into()
+        } else {
+            positions.join(" ")
+        }
+    );
+    source.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Commits the positions a successor needs to rebuild the current state.
+fn commit(live: &mut Live, source: &mut Source, kafka: &KafkaConfig, mode: CommitMode) {
+    let point = live.job.engine.rewind_point(kafka.max_rewind);
+    if let Err(e) = source.commit(point, mode) {
+        tracing::warn!(error = %e, "commit failed; retried at the next one");
+    }
+    if let Some(ledger) = live.handoff.ledger() {
+        ledger.follow();
+    }
+}

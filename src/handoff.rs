@@ -1,0 +1,204 @@
+//! Between the engine and the executor: submits the engine's requests, reports each
+//! attempt, and feeds outcomes back. With an action ledger (Kafka), an action is written
+//! down before it is called, and an action the ledger knows as done is answered from
+//! there instead of being called again (a consumer replaying after a restart or a
+//! rebalance). Requests are renumbered, so outcomes of calls made for an engine that has
+//! since been rebuilt reach the ledger but not the new engine.
+
+use crate::http::Metrics;
+use crate::output::{write_record, Output};
+use anyhow::Result;
+use logheal_pipeline::executor::{ActionRequest, Event, Executor, Outcome};
+use logheal_pipeline::kafka::ledger::{Decision, Ledger};
+use logheal_pipeline::Engine;
+use std::collections::HashMap;
+use std::io::Write;
+
+/// A call in flight: the engine generation and request it answers, and its key when
+/// the ledger tracks it.
+struct Call {
+    generation: u64,
+    request: u64,
+    ledger_key: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Handoff {
+    ledger: Option<Ledger>,
+    calls: HashMap<u64, Call>,
+    /// Keys being called here, and the engine requests (generation, id) waiting on them.
+    calling: HashMap<String, Vec<(u64, u64)>>,
+    next: u64,
+    generation: u64,
+    /// Actions answered from the ledger instead of being called.
+    pub answered_from_ledger: u64,
+    /// Where attempts and outcomes are counted (live jobs).
+    metrics: Option<Metrics>,
+}
+
+impl Handoff {
+    pub fn with_metrics(metrics: Metrics) -> Self {
+        Handoff {
+            metrics: Some(metrics),
+            ..Handoff::default()
+        }
+    }
+
+    pub fn with_ledger(self, ledger: Ledger) -> Self {
+        Handoff {
+            ledger: Some(ledger),
+            ..self
+        }
+    }
+
+    pub fn ledger(&mut self) -> Option<&mut Ledger> {
+        self.ledger.as_mut()
+    }
+
+    /// The engine was rebuilt: outcomes of earlier calls no longer concern it.
+    pub fn new_generation(&mut self) {
+        self.generation += 1;
+        for waiters in self.calling.values_mut() {
+            waiters.clear();
+        }
+    }
+
+    /// Calls again what the ledger holds as handed off but never done (its caller
+    /// died), under the same keys.
+    pub fn resume_pending(&mut self, engine: &Engine, executor: &Executor) {
+        let Some(ledger) = &self.ledger else { return };
+        for (key, handoff) in ledger.pending() {
+            let Some(receiver) = engine
+                .receivers()
+                .iter()
+                .position(|r| r.name == handoff.receiver)
+            else {
+                tracing::warn!(key, receiver = handoff.receiver, "pending action's receiver is no longer configured; not called");
+                continue;
+            };
+            tracing::info!(key, "calling again an action left pending");
+            let id = self.track(u64::MAX, u64::MAX, Some(key.clone()));
+            self.calling.entry(key.clone()).or_default();
+            executor.submit(ActionRequest::from_handoff(id, receiver, key, handoff));
+        }
+    }
+
+    fn track(&mut self, generation: u64, request: u64, ledger_key: Option<String>) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.calls.insert(
+            id,
+            Call {
+                generation,
+                request,
+                ledger_key,
+            },
+        );
+        id
+    }
+
+    /// Hands the engine's requests on and feeds back what has happened; with `wait`,
+    /// until the engine awaits no outcome, else only what is ready.
+    pub fn exchange(
+        &mut self,
+        engine: &mut Engine,
+        executor: &Executor,
+        out: &mut impl Write,
+        format: Output,
+        wait: bool,
+    ) -> Result<()> {
+        loop {
+            for request in engine.take_outbox() {
+                self.submit(engine, executor, request);
+            }
+            let event = if wait && engine.awaiting_outcomes() {
+                executor.events.recv().ok()
+            } else {
+                executor.events.try_recv().ok()
+            };
+            match event {
+                Some(Event::Attempt(mut attempt)) => {
+                    if let Some(m) = &self.metrics {
+                        m.attempted(&attempt);
+                    }
+                    let Some(call) = self.calls.get(&attempt.request) else {
+                        continue;
+                    };
+                    if call.generation == self.generation {
+                        attempt.request = call.request;
+                        if let Some(record) = engine.attempt_record(&attempt) {
+                            write_record(out, format, &record)?;
+                        }
+                    }
+                }
+                Some(Event::Done { request, outcome }) => {
+                    if let Some(m) = &self.metrics {
+                        m.finished(&outcome);
+                    }
+                    self.done(engine, request, &outcome)
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn submit(&mut self, engine: &mut Engine, executor: &Executor, mut request: ActionRequest) {
+        let generation = self.generation;
+        // Health probes are asked afresh each time; only actions go through the ledger.
+        let tracked = request.expect_status.is_none() && self.ledger.is_some();
+        if tracked {
+            let key = request.idempotency_key.clone();
+            let ledger = self.ledger.as_mut().expect("tracked means a ledger");
+            match ledger.decide(&key) {
+                Decision::Done(outcome) => {
+                    self.answered_from_ledger += 1;
+                    engine.action_outcome(request.id, &outcome);
+                    return;
+                }
+                Decision::Pending if self.calling.contains_key(&key) => {
+                    let waiters = self.calling.get_mut(&key).expect("checked");
+                    waiters.push((generation, request.id));
+                    return;
+                }
+                Decision::Pending => {}
+                Decision::Call => {
+                    let receiver = &engine.receivers()[request.receiver].name;
+                    if let Err(e) = ledger.hand_off(&request, receiver) {
+                        // Still called: the committed offsets stay before the incident,
+                        // so a restart replays it and calls again under the same key.
+                        tracing::warn!(key, error = %e, "action hand-off not written to the ledger");
+                    }
+                }
+            }
+            self.calling.entry(key).or_default();
+        }
+        let key = tracked.then(|| request.idempotency_key.clone());
+        request.id = self.track(generation, request.id, key);
+        executor.submit(request);
+    }
+
+    fn done(&mut self, engine: &mut Engine, id: u64, outcome: &Outcome) {
+        let Some(call) = self.calls.remove(&id) else {
+            return;
+        };
+        let mut answer = Vec::new();
+        if call.generation == self.generation {
+            answer.push(call.request);
+        }
+        if let Some(key) = call.ledger_key {
+            if let Some(ledger) = &mut self.ledger {
+                ledger.done(&key, outcome);
+            }
+            let waiters = self.calling.remove(&key).unwrap_or_default();
+            answer.extend(
+                waiters
+                    .into_iter()
+                    .filter(|(g, _)| *g == self.generation)
+                    .map(|(_, r)| r),
+            );
+        }
+        for request in answer {
+            engine.action_outcome(request, outcome);
+        }
+    }
+}
