@@ -102,7 +102,13 @@ mod tests {
             .properties
             .contains(&("sasl.password".into(), "s3cret".into())));
         let err = kafka.resolve(&|_| None).unwrap_err().to_string();
-        assert_eq!(err, "kafka property sasl.password: KAFKA_PASSWORD is not set");
-        assert!(config.rules.iter().all(|r| r.starts_with(path.parent().unwrap())));
+        assert_eq!(
+            err,
+            "kafka property sasl.password: KAFKA_PASSWORD is not set"
+        );
+        assert!(config
+            .rules
+            .iter()
+            .all(|r| r.starts_with(path.parent().unwrap())));
     }
 }

@@ -48,6 +48,13 @@ pub struct KafkaArgs {
     pub until_end: bool,
 }
 
+impl KafkaArgs {
+    /// Whether `--group` was left to its default.
+    pub fn group_unset(&self) -> bool {
+        self.group.is_none()
+    }
+}
+
 fn parse_property(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
@@ -91,7 +98,11 @@ impl KafkaArgs {
     }
 }
 
-pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>), until_end: bool) -> Result<ExitCode> {
+pub fn run(
+    settings: &Settings,
+    (kafka, rekey_to): &(KafkaConfig, Option<String>),
+    until_end: bool,
+) -> Result<ExitCode> {
     let (mut live, _tx) = Live::start(settings)?;
     let stop_rekey = Arc::new(AtomicBool::new(false));
     let mut kafka = kafka.clone();
@@ -103,13 +114,18 @@ pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>
         std::thread::spawn(move || rekey::run(&stage, &to, &stop, false))
     });
     if let Some(executor) = &live.job.executor {
-        let ledger = Ledger::open(&kafka, live.job.runtime.handle().clone())
-            .map_err(anyhow::Error::msg)?;
-        tracing::info!(topic = kafka.ledger_topic, entries = ledger.len(), "action ledger read");
+        let ledger =
+            Ledger::open(&kafka, live.job.runtime.handle().clone()).map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            topic = kafka.ledger_topic,
+            entries = ledger.len(),
+            "action ledger read"
+        );
         live.handoff = std::mem::take(&mut live.handoff).with_ledger(ledger);
         live.handoff.resume_pending(&live.job.engine, executor);
     }
-    let mut source = Source::subscribe(&kafka).map_err(|e| anyhow!("cannot join the consumer group: {e}"))?;
+    let mut source =
+        Source::subscribe(&kafka).map_err(|e| anyhow!("cannot join the consumer group: {e}"))?;
     tracing::info!(brokers = kafka.brokers, topics = ?kafka.topics, group = kafka.group, "consuming");
     let mut next_commit = Instant::now() + COMMIT_EVERY;
     let mut drained_check = Instant::now();
@@ -129,14 +145,10 @@ pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>
             live.job.engine = live.job.engine.fresh();
             live.handoff.new_generation();
             live.metrics.set_ready(true);
-            continue;
         }
-        let engine = &mut live.job.engine;
         let now = Instant::now();
-        source.merge.release(now, false, |record| {
-            engine.push_line(record);
-            engine.admitted()
-        });
+        feed(&mut live, &mut source, now, false, settings.engine.lateness)?;
+        let engine = &mut live.job.engine;
         let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
         if idle {
             // Caught up: the wall clock drives timers on a quiet stream.
@@ -147,7 +159,8 @@ pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>
             next_commit = now + COMMIT_EVERY;
             commit(&mut live, &mut source, &kafka, CommitMode::Async);
             live.metrics.observe(&live.job.engine);
-            live.metrics.observe_kafka(&source, live.handoff.answered_from_ledger);
+            live.metrics
+                .observe_kafka(&source, live.handoff.answered_from_ledger);
         }
         if until_end && idle && now >= drained_check {
             drained_check = now + Duration::from_millis(500);
@@ -156,16 +169,22 @@ pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>
             }
         }
     }
-    if !shutdown {
-        // --until-end: the partitions are drained; finish like a replay.
-        let engine = &mut live.job.engine;
-        source.merge.release(Instant::now(), true, |record| {
-            engine.push_line(record);
-            engine.admitted()
-        });
-        engine.finish();
+    if shutdown {
+        live.exchange(true)?;
+    } else {
+        // --until-end: the partitions are drained; end like a replay.
+        feed(
+            &mut live,
+            &mut source,
+            Instant::now(),
+            true,
+            settings.engine.lateness,
+        )?;
+        let Live {
+            job, handoff, out, ..
+        } = &mut live;
+        handoff.run_out(&mut job.engine, job.executor.as_ref(), out, settings.output)?;
     }
-    live.exchange(true)?;
     if shutdown {
         commit(&mut live, &mut source, &kafka, CommitMode::Sync);
     } else if let Err(e) = source.commit(EventTime::MAX, CommitMode::Sync) {
@@ -191,7 +210,9 @@ pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>
         .collect();
     eprintln!("{}", live.job.engine.stats());
     eprintln!(
-        "  kafka           {} consumer errors; {} actions answered from the ledger; positions {}",
+        "  kafka           {} records consumed, {} rebalances, {} consumer errors; {} actions answered from the ledger; positions {}",
+        source.merge.released_total,
+        source.shared.rebalances.load(Ordering::Relaxed),
         source.errors,
         live.handoff.answered_from_ledger,
         if positions.is_empty() {
@@ -202,6 +223,35 @@ pub fn run(settings: &Settings, (kafka, rekey_to): &(KafkaConfig, Option<String>
     );
     source.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hands the records whose order is known (all with `flush`) to the engine. While
+/// catching up on records older than the wall clock, event time stands still while a
+/// call is in flight, as in a replay: a backlog read in seconds must not time out
+/// incidents whose calls take milliseconds. A live stream never waits.
+fn feed(
+    live: &mut Live,
+    source: &mut Source,
+    now: Instant,
+    flush: bool,
+    lateness: Duration,
+) -> Result<()> {
+    let behind = wall_clock_now().minus(lateness);
+    let execute = live.job.executor.is_some();
+    loop {
+        let engine = &mut live.job.engine;
+        let mut paused = false;
+        source.merge.release(now, flush, |record| {
+            engine.push_line(record);
+            let admitted = engine.admitted();
+            paused = execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();
+            (admitted, paused)
+        });
+        if !paused {
+            return Ok(());
+        }
+        live.exchange(true)?;
+    }
 }
 
 /// Commits the positions a successor needs to rebuild the current state.

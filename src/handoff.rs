@@ -6,7 +6,7 @@
 //! since been rebuilt reach the ledger but not the new engine.
 
 use crate::http::Metrics;
-use crate::output::{write_record, Output};
+use crate::output::{emit, write_record, Output};
 use anyhow::Result;
 use logheal_pipeline::executor::{ActionRequest, Event, Executor, Outcome};
 use logheal_pipeline::kafka::ledger::{Decision, Ledger};
@@ -73,7 +73,11 @@ impl Handoff {
                 .iter()
                 .position(|r| r.name == handoff.receiver)
             else {
-                tracing::warn!(key, receiver = handoff.receiver, "pending action's receiver is no longer configured; not called");
+                tracing::warn!(
+                    key,
+                    receiver = handoff.receiver,
+                    "pending action's receiver is no longer configured; not called"
+                );
                 continue;
             };
             tracing::info!(key, "calling again an action left pending");
@@ -140,6 +144,31 @@ impl Handoff {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// End of input with calls executed: event time runs on as if the stream went
+    /// quiet, each outcome fed back before the next thing falls due, until nothing is
+    /// left; then every timer fires (`Engine::finish`).
+    pub fn run_out(
+        &mut self,
+        engine: &mut Engine,
+        executor: Option<&Executor>,
+        out: &mut impl Write,
+        format: Output,
+    ) -> Result<()> {
+        if let Some(executor) = executor {
+            loop {
+                self.exchange(engine, executor, out, format, true)?;
+                emit(engine, out, format)?;
+                if !engine.step() {
+                    break;
+                }
+            }
+        }
+        engine.finish();
+        emit(engine, out, format)?;
+        out.flush()?;
+        Ok(())
     }
 
     fn submit(&mut self, engine: &mut Engine, executor: &Executor, mut request: ActionRequest) {

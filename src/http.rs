@@ -5,12 +5,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use logheal_pipeline::executor::{Attempt, Outcome};
 use logheal_pipeline::kafka::source::Source;
 use logheal_pipeline::{Engine, SkipReason, Stats};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -80,20 +80,72 @@ impl Metrics {
             seen: Arc::default(),
         };
         let r = &mut registry;
-        r.register("logheal_rule_reloads", "Rule reloads by result", m.reloads.clone());
+        r.register(
+            "logheal_rule_reloads",
+            "Rule reloads by result",
+            m.reloads.clone(),
+        );
         r.register("logheal_lines", "Lines (records) consumed", m.lines.clone());
-        r.register("logheal_lines_parsed", "Lines parsed into events", m.parsed.clone());
-        r.register("logheal_lines_skipped", "Lines skipped, by reason", m.skipped.clone());
-        r.register("logheal_transitions", "Incident state transitions", m.transitions.clone());
-        r.register("logheal_actions", "Actions that came due", m.actions.clone());
-        r.register("logheal_incidents", "Live incidents by state", m.incidents.clone());
-        r.register("logheal_action_attempts", "HTTP attempts by result (2xx or the failure)", m.attempts.clone());
-        r.register("logheal_action_outcomes", "Final action outcomes", m.outcomes.clone());
-        r.register("logheal_action_attempt_seconds", "Latency of HTTP attempts", m.latency.clone());
-        r.register("logheal_consumer_lag", "Records behind the high watermarks of the assigned partitions", m.lag.clone());
-        r.register("logheal_consumer_rebalances", "Consumer group rebalances seen", m.rebalances.clone());
-        r.register("logheal_consumer_errors", "Errors reported by the Kafka client", m.consumer_errors.clone());
-        r.register("logheal_actions_answered_from_ledger", "Actions a replay asked for again, answered from the ledger", m.answered_from_ledger.clone());
+        r.register(
+            "logheal_lines_parsed",
+            "Lines parsed into events",
+            m.parsed.clone(),
+        );
+        r.register(
+            "logheal_lines_skipped",
+            "Lines skipped, by reason",
+            m.skipped.clone(),
+        );
+        r.register(
+            "logheal_transitions",
+            "Incident state transitions",
+            m.transitions.clone(),
+        );
+        r.register(
+            "logheal_actions",
+            "Actions that came due",
+            m.actions.clone(),
+        );
+        r.register(
+            "logheal_incidents",
+            "Live incidents by state",
+            m.incidents.clone(),
+        );
+        r.register(
+            "logheal_action_attempts",
+            "HTTP attempts by result (2xx or the failure)",
+            m.attempts.clone(),
+        );
+        r.register(
+            "logheal_action_outcomes",
+            "Final action outcomes",
+            m.outcomes.clone(),
+        );
+        r.register(
+            "logheal_action_attempt_seconds",
+            "Latency of HTTP attempts",
+            m.latency.clone(),
+        );
+        r.register(
+            "logheal_consumer_lag",
+            "Records behind the high watermarks of the assigned partitions",
+            m.lag.clone(),
+        );
+        r.register(
+            "logheal_consumer_rebalances",
+            "Consumer group rebalances seen",
+            m.rebalances.clone(),
+        );
+        r.register(
+            "logheal_consumer_errors",
+            "Errors reported by the Kafka client",
+            m.consumer_errors.clone(),
+        );
+        r.register(
+            "logheal_actions_answered_from_ledger",
+            "Actions a replay asked for again, answered from the ledger",
+            m.answered_from_ledger.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..m
@@ -118,20 +170,25 @@ impl Metrics {
         let delta = |new: u64, old: u64| if new >= old { new - old } else { new };
         self.lines.inc_by(delta(now.lines, seen.lines));
         self.parsed.inc_by(delta(now.parsed, seen.parsed));
-        self.transitions.inc_by(delta(now.transitions, seen.transitions));
+        self.transitions
+            .inc_by(delta(now.transitions, seen.transitions));
         self.actions.inc_by(delta(now.actions, seen.actions));
         for reason in SkipReason::all() {
             let n = delta(now.skipped(reason), seen.skipped(reason));
             if n > 0 {
                 self.skipped
-                    .get_or_create(&ReasonLabel { reason: reason.name() })
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.name(),
+                    })
                     .inc_by(n);
             }
         }
         self.incidents.clear();
         for (state, n) in engine.live_incidents() {
             self.incidents
-                .get_or_create(&StateLabel { state: state.as_str() })
+                .get_or_create(&StateLabel {
+                    state: state.as_str(),
+                })
                 .set(n as i64);
         }
         *seen = now;
@@ -198,7 +255,10 @@ async fn readyz(State(s): State<Shared>) -> (StatusCode, &'static str) {
     if s.metrics.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting: restoring state\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: restoring state\n",
+        )
     }
 }
 

@@ -8,6 +8,7 @@ mod consume;
 mod handoff;
 mod http;
 mod output;
+mod rekey;
 mod replay;
 mod ruletest;
 mod run;
@@ -23,7 +24,13 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// How logheal's own log lines (stderr) are written; `RUST_LOG` filters them.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "LOGHEAL_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "LOGHEAL_LOG_FORMAT"
+    )]
     log_format: LogFormat,
 }
 
@@ -55,6 +62,8 @@ enum Command {
     /// wall clock, call the receivers, and reload the rule files when they change or on
     /// SIGHUP.
     Run(run::Args),
+    /// Copy topics into one keyed by trace id, so that each trace meets in one consumer.
+    Rekey(rekey::Args),
     /// Mine a log file's messages into templates; print them with counts.
     Templates(templates::Args),
     /// Run rule test files (`*.test.yaml`): input lines and the incidents and actions
@@ -74,6 +83,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Rekey(args) => rekey::run(&args),
         Command::Templates(args) => templates::run(&args),
         Command::Check(args) => Ok(check::run(&args)),
         Command::Test { paths } => ruletest::run(&paths),

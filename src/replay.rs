@@ -5,7 +5,7 @@ use crate::output::{emit, Job, Output};
 use anyhow::{Context, Result};
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::EngineConfig;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -78,20 +78,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             emit(&mut engine, &mut out, args.output)?;
         }
     }
-    if let Some(executor) = &executor {
-        // Event time runs on as the stream went quiet, but each outcome is fed back
-        // before the next thing falls due.
-        loop {
-            handoff.exchange(&mut engine, executor, &mut out, args.output, true)?;
-            emit(&mut engine, &mut out, args.output)?;
-            if !engine.step() {
-                break;
-            }
-        }
-    }
-    engine.finish();
-    emit(&mut engine, &mut out, args.output)?;
-    out.flush()?;
+    handoff.run_out(&mut engine, executor.as_ref(), &mut out, args.output)?;
     eprintln!("{}", engine.stats());
     Ok(ExitCode::SUCCESS)
 }

@@ -79,8 +79,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     };
     let lateness = match (args.lateness, &file.lateness) {
         (Some(l), _) => l,
-        (None, Some(text)) => humantime::parse_duration(text)
-            .with_context(|| format!("lateness {text}"))?,
+        (None, Some(text)) => {
+            humantime::parse_duration(text).with_context(|| format!("lateness {text}"))?
+        }
         (None, None) => Duration::from_secs(10),
     };
     let output = match (args.output, file.output.as_deref()) {

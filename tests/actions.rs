@@ -5,8 +5,8 @@
 mod receiver;
 
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use receiver::{Received, Reply, Server};
+use serde_json::Value;
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

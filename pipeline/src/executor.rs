@@ -64,7 +64,9 @@ pub enum Outcome {
         attempts: u32,
     },
     /// The receiver's references could not be resolved; nothing was sent.
-    NotConfigured { reason: String },
+    NotConfigured {
+        reason: String,
+    },
     /// A final answer (4xx other than 408/429).
     Rejected {
         status: u16,
@@ -82,7 +84,10 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the action's work is done (sent and accepted, or skipped as not configured).
     pub fn is_done(&self) -> bool {
-        matches!(self, Outcome::Succeeded { .. } | Outcome::NotConfigured { .. })
+        matches!(
+            self,
+            Outcome::Succeeded { .. } | Outcome::NotConfigured { .. }
+        )
     }
 
     /// A snake_case name for records: `succeeded`, `not_configured`, `rejected`,
@@ -212,7 +217,11 @@ async fn deliver(
 ) -> Outcome {
     let endpoint = match &state.resolved {
         Resolved::Ready(e) => e,
-        Resolved::NotConfigured(why) => return Outcome::NotConfigured { reason: why.clone() },
+        Resolved::NotConfigured(why) => {
+            return Outcome::NotConfigured {
+                reason: why.clone(),
+            }
+        }
     };
     if state.breaker.lock().expect("breaker").is_open() {
         return Outcome::CircuitOpen;

@@ -109,10 +109,7 @@ fn parse(name: &str, text: &str) -> Result<RuleFile, Diagnostic> {
 }
 
 /// Parses YAML into `T` with every error at its `file:line:col`.
-pub fn parse_yaml<T: serde::de::DeserializeOwned>(
-    name: &str,
-    text: &str,
-) -> Result<T, Diagnostic> {
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T, Diagnostic> {
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .toplevel_mapping();

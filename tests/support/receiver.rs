@@ -103,4 +103,3 @@ impl Server {
         self.receiver.log.lock().unwrap().clone()
     }
 }
-

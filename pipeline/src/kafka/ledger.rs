@@ -58,10 +58,15 @@ impl Ledger {
     /// Reads the whole ledger topic (which must exist), then keeps following it.
     pub fn open(config: &KafkaConfig, runtime: tokio::runtime::Handle) -> Result<Ledger, String> {
         let topic = config.ledger_topic.clone();
-        let fail = |what: &str, e: rdkafka::error::KafkaError| format!("action ledger {topic}: {what}: {e}");
+        let fail = |what: &str, e: rdkafka::error::KafkaError| {
+            format!("action ledger {topic}: {what}: {e}")
+        };
+        // One record per batch: ledger writes are few, and some Kafka-protocol brokers
+        // (tansu 0.6) lose track of all but the first record of a batch.
         let producer: FutureProducer = config
             .client()
             .set("acks", "all")
+            .set("batch.num.messages", "1")
             .create()
             .map_err(|e| fail("cannot create the producer", e))?;
         let tail: BaseConsumer = config
@@ -105,7 +110,10 @@ impl Ledger {
         let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
         while ends.iter().any(|(p, high)| next[p] < *high) {
             if Instant::now() > deadline {
-                return Err(format!("action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}", ledger.topic));
+                return Err(format!(
+                    "action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}",
+                    ledger.topic
+                ));
             }
             if let Some((partition, offset)) = ledger.read_one(Duration::from_millis(200)) {
                 next.insert(partition, offset + 1);
@@ -135,7 +143,11 @@ impl Ledger {
                     self.entries.insert(key.into_owned(), entry);
                 }
             }
-            _ => tracing::warn!(partition = at.0, offset = at.1, "unreadable action ledger record skipped"),
+            _ => tracing::warn!(
+                partition = at.0,
+                offset = at.1,
+                "unreadable action ledger record skipped"
+            ),
         }
         Some(at)
     }
@@ -201,7 +213,14 @@ impl Ledger {
                 .map(|_| ())
                 .map_err(|(e, _)| e)
         } else {
-            self.producer.send_result(record).map(drop).map_err(|(e, _)| e)
+            let delivery = self.producer.send_result(record).map_err(|(e, _)| e)?;
+            let key = key.to_string();
+            self.runtime.spawn(async move {
+                if let Ok(Err((e, _))) = delivery.await {
+                    tracing::warn!(key, error = %e, "action outcome not written to the ledger");
+                }
+            });
+            Ok(())
         }
     }
 

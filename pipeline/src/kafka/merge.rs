@@ -65,6 +65,8 @@ pub struct Merge {
     idle: Duration,
     /// The slot of the last record pushed (records of one partition come in runs).
     last_slot: usize,
+    /// Records handed on since the start, across rebalances.
+    pub released_total: u64,
 }
 
 impl Merge {
@@ -75,6 +77,7 @@ impl Merge {
             max_buffered_bytes,
             idle,
             last_slot: 0,
+            released_total: 0,
         }
     }
 
@@ -123,6 +126,9 @@ impl Merge {
     ) {
         let slot = self.slot(topic, partition, now);
         let p = &mut self.partitions[slot];
+        if p.last_time == i64::MIN && p.checkpoints.next().is_none() && p.queue.is_empty() {
+            tracing::info!(topic, partition, offset, "reading from");
+        }
         if p.queue.is_empty() {
             p.bytes.clear();
             p.consumed = 0;
@@ -159,12 +165,13 @@ impl Merge {
 
     /// Hands records on in time order while that order is known (no partition is still
     /// expected to deliver an earlier one), or all of them with `flush`. `f` processes a
-    /// record and returns the event time the engine admitted it at, if it did.
+    /// record and returns the event time the engine admitted it at, if it did, and
+    /// whether to pause after it (the records left stay buffered).
     pub fn release(
         &mut self,
         now: Instant,
         flush: bool,
-        mut f: impl FnMut(&[u8]) -> Option<EventTime>,
+        mut f: impl FnMut(&[u8]) -> (Option<EventTime>, bool),
     ) -> usize {
         let mut released = 0;
         loop {
@@ -182,12 +189,19 @@ impl Merge {
                 return released;
             };
             let p = &mut self.partitions[slot];
-            let b = p.queue.pop_front().expect("the earliest partition has a record");
-            let admitted = f(&p.bytes[b.start..b.start + b.len]);
+            let b = p
+                .queue
+                .pop_front()
+                .expect("the earliest partition has a record");
+            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len]);
             p.consumed = b.start + b.len;
             p.checkpoints.processed(b.offset, admitted);
             self.buffered_bytes -= b.len;
             released += 1;
+            self.released_total += 1;
+            if pause {
+                return released;
+            }
         }
     }
 
@@ -213,7 +227,7 @@ mod tests {
         let mut out = Vec::new();
         m.release(now, flush, |b| {
             out.push(String::from_utf8(b.to_vec()).unwrap());
-            None
+            (None, false)
         });
         out
     }
@@ -246,7 +260,10 @@ mod tests {
         m.assign("logs", 1, now);
         m.push("logs", 0, 0, Some(10), b"a10", now);
         assert!(drain(&mut m, now, false).is_empty());
-        assert_eq!(drain(&mut m, now + Duration::from_millis(150), false), ["a10"]);
+        assert_eq!(
+            drain(&mut m, now + Duration::from_millis(150), false),
+            ["a10"]
+        );
         let later = now + Duration::from_millis(200);
         m.push("logs", 1, 0, Some(5), b"b5", later);
         m.push("logs", 1, 1, Some(6), b"b6....", later);

@@ -129,7 +129,10 @@ pub fn run(
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         producer.poll(Duration::from_millis(10));
                         record = r;
                     }
@@ -156,8 +159,16 @@ pub fn run(
                 .commit(&tpl, CommitMode::Sync)
                 .map_err(|e| format!("cannot commit: {e}"))?;
         }
-        if until_end && copied == 0 && !at_end.is_empty() && at_end.values().all(|e| *e) {
-            break;
+        if until_end && copied == 0 {
+            let assigned = consumer.assignment().map_err(|e| e.to_string())?;
+            let drained = assigned.count() > 0
+                && assigned
+                    .elements()
+                    .iter()
+                    .all(|e| at_end.get(&e.partition()) == Some(&true));
+            if drained {
+                break;
+            }
         }
     }
     Ok(stats)

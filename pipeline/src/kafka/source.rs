@@ -130,12 +130,21 @@ impl Source {
     }
 
     /// Waits up to `timeout` for records, buffers what arrived, and reports a rebalance
-    /// (after which the merge is empty and the caller must start over).
+    /// (after which the merge holds only records of the new assignment, and the caller
+    /// must start its state over).
     pub fn poll(&mut self, timeout: Duration) -> Polled {
         let mut got = false;
+        let mut rebalanced = false;
         let mut wait = timeout;
         for _ in 0..POLL_BATCH {
-            let Some(result) = self.consumer.poll(wait) else {
+            let result = self.consumer.poll(wait);
+            // Rebalance callbacks run inside `poll`: what it returned belongs to the
+            // new assignment, what was buffered before does not.
+            if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
+                rebalanced = true;
+                reset(&mut self.merge, &self.consumer);
+            }
+            let Some(result) = result else {
                 break;
             };
             wait = Duration::ZERO;
@@ -156,21 +165,10 @@ impl Source {
                     tracing::warn!(error = %e, "consumer error");
                 }
             }
-            if self.shared.rebalanced.load(Ordering::Acquire) {
-                break;
-            }
         }
-        if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
-            self.merge.clear();
-            if let Ok(assignment) = self.consumer.assignment() {
-                let now = Instant::now();
-                for e in assignment.elements() {
-                    self.merge.assign(e.topic(), e.partition(), now);
-                }
-            }
-            return Polled::Rebalanced;
-        }
-        if got {
+        if rebalanced {
+            Polled::Rebalanced
+        } else if got {
             Polled::Data
         } else {
             Polled::Idle
@@ -202,9 +200,9 @@ impl Source {
             return Ok(false);
         }
         for e in assignment.elements() {
-            let (low, high) =
-                self.consumer
-                    .fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            let (low, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), e.partition(), timeout)?;
             let next = self
                 .merge
                 .partitions
@@ -231,5 +229,16 @@ impl Source {
     /// Leaves the group (after a final commit by the caller).
     pub fn close(self) {
         self.consumer.unsubscribe();
+    }
+}
+
+/// Forgets what was buffered and learns the new assignment.
+fn reset(merge: &mut Merge, consumer: &BaseConsumer<Context>) {
+    merge.clear();
+    if let Ok(assignment) = consumer.assignment() {
+        let now = Instant::now();
+        for e in assignment.elements() {
+            merge.assign(e.topic(), e.partition(), now);
+        }
     }
 }

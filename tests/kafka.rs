@@ -1,0 +1,341 @@
+//! End-to-end on a real Kafka-protocol broker (tansu, started by `scripts/test.sh`;
+//! `LOGHEAL_TEST_BROKERS` says where) and real HTTP receivers on 127.0.0.1: consuming a
+//! keyed multi-partition topic, a `kill -9` mid-stream, two consumers in one group,
+//! malformed records, re-keying, and a broker restart.
+
+#[path = "support/broker.rs"]
+mod broker;
+#[path = "support/receiver.rs"]
+mod receiver;
+mod support;
+
+use broker::{Broker, Consumer};
+use receiver::Server;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use support::loggen::{self, Outage, Scenario, Storm};
+
+/// Twenty minutes of a shop: a payment outage (2–4 min), an inventory outage
+/// (10–12 min), a search-only storm and isolated 503s.
+fn scenario() -> Vec<String> {
+    let scenario = Scenario {
+        seconds: 1200,
+        requests_per_sec: 4,
+        outages: vec![
+            Outage {
+                root: "payment",
+                from_s: 120,
+                to_s: 240,
+            },
+            Outage {
+                root: "inventory",
+                from_s: 600,
+                to_s: 720,
+            },
+        ],
+        storms: vec![Storm {
+            service: "search",
+            from_s: 900,
+            to_s: 1020,
+        }],
+        isolated_503s: 10,
+        seed: 7,
+        ..loggen::example()
+    };
+    scenario.render().lines().map(String::from).collect()
+}
+
+fn seconds_in(line: &str) -> i64 {
+    let v: Value = serde_json::from_str(line).unwrap();
+    let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap();
+    (ts.timestamp_millis() - loggen::EXAMPLE_START_MS) / 1000
+}
+
+fn of_type<'a>(records: &'a [Value], kind: &str) -> impl Iterator<Item = &'a Value> {
+    let kind = kind.to_string();
+    records.iter().filter(move |r| r["type"] == kind.as_str())
+}
+
+/// Root services of the incidents that were confirmed.
+fn confirmed(records: &[Value]) -> BTreeSet<String> {
+    of_type(records, "transition")
+        .filter(|t| t["to"] == "CONFIRMED")
+        .map(|t| t["key"]["root_service"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The idempotency keys of the actions that came due, by action name.
+fn action_keys(records: &[Value]) -> BTreeSet<String> {
+    of_type(records, "action")
+        .map(|a| a["idempotency_key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// How often each idempotency key reached the receivers.
+fn calls_by_key(server: &Server) -> BTreeMap<String, usize> {
+    let mut calls = BTreeMap::new();
+    for r in server.requests() {
+        let key = r.headers["idempotency-key"].to_str().unwrap().to_string();
+        *calls.entry(key).or_insert(0) += 1;
+    }
+    calls
+}
+
+#[test]
+fn a_keyed_topic_gives_the_incidents_and_calls_of_a_replay() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("logs", 4);
+    broker.produce_keyed(&topic, &lines);
+    let server = Server::start(&[]);
+    let run = Consumer::new(&broker, &topic, &server).until_end().run();
+    assert_eq!(run.lines_read(), lines.len() as u64, "{}", run.stderr);
+
+    let replay = broker::replay(&lines, &server);
+    assert_eq!(
+        confirmed(&run.records),
+        ["inventory", "payment"].map(String::from).into()
+    );
+    assert_eq!(confirmed(&run.records), confirmed(&replay));
+    assert_eq!(action_keys(&run.records), action_keys(&replay));
+    // Replay and consumer each called every action once (same keys: same incidents).
+    let calls = calls_by_key(&server);
+    assert_eq!(
+        calls.keys().cloned().collect::<BTreeSet<_>>(),
+        action_keys(&replay)
+    );
+    assert!(calls.values().all(|n| *n == 2), "{calls:?}");
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_incident_skips_no_offset_and_calls_nothing_twice() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    // The first consumer sees the payment outage and its recovery, then dies.
+    let (first, second): (Vec<String>, Vec<String>) =
+        lines.iter().cloned().partition(|l| seconds_in(l) < 400);
+    let topic = broker.topic("logs", 4);
+    let server = Server::start(&[]);
+    broker.produce_keyed(&topic, &first);
+    let consumer = Consumer::new(&broker, &topic, &server);
+    let running = consumer.spawn();
+    running.wait_for_output(Duration::from_secs(60), |records| {
+        of_type(records, "action_result").any(|r| {
+            r["action"] == "failback"
+                && r["key"].is_null()
+                && r["incident"].as_str().unwrap().contains("-payment-")
+                && r["outcome"] == "succeeded"
+        })
+    });
+    // Let a commit happen after the last call, then kill without a chance to clean up.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = running.kill9();
+    let committed = broker.committed(&consumer.group, &topic, 4);
+    let committed_total: i64 = committed.iter().sum();
+    assert!(committed_total > 0, "the first consumer committed nothing");
+    assert!(
+        committed_total < first.len() as i64,
+        "offsets were committed past the open state: {committed:?} of {}",
+        first.len()
+    );
+
+    broker.produce_keyed(&topic, &second);
+    let after = consumer.until_end().run();
+    // No offset skipped: the successor read exactly from the committed offsets on.
+    assert_eq!(
+        after.lines_read() as i64,
+        lines.len() as i64 - committed_total,
+        "committed {committed:?}: {}",
+        after.stderr
+    );
+    // No incident lost.
+    let mut all = before.clone();
+    all.extend(after.records.iter().cloned());
+    assert_eq!(
+        confirmed(&all),
+        ["inventory", "payment"].map(String::from).into()
+    );
+    // Every action called exactly once, under the key a replay of the whole log uses.
+    let calls = calls_by_key(&server);
+    assert!(calls.values().all(|n| *n == 1), "called twice: {calls:?}");
+    let replay = broker::replay_dry(&lines);
+    assert_eq!(
+        calls.keys().cloned().collect::<BTreeSet<_>>(),
+        action_keys(&replay)
+    );
+    assert!(
+        after.stderr.contains("actions answered from the ledger")
+            && !after.stderr.contains(" 0 actions answered from the ledger"),
+        "the replayed payment actions were not answered from the ledger: {}",
+        after.stderr
+    );
+}
+
+#[test]
+fn two_consumers_in_one_group_split_the_partitions_and_find_every_incident() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("logs", 4);
+    let server = Server::start(&[]);
+    let consumer = Consumer::new(&broker, &topic, &server).dry_run();
+    let a = consumer.spawn();
+    a.wait_for_log(Duration::from_secs(30), "partitions assigned");
+    let b = consumer.spawn();
+    for c in [&a, &b] {
+        c.wait_for_log(Duration::from_secs(60), "partitions=2");
+    }
+    for c in [&a, &b] {
+        assert_eq!(c.http_get("/readyz").0, "HTTP/1.0 200 OK");
+    }
+    broker.produce_keyed(&topic, &lines);
+    // Until both together have consumed everything (their /metrics say).
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while a.metric("logheal_lines_total") + b.metric("logheal_lines_total") < lines.len() as f64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not consumed within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    a.terminate();
+    b.terminate();
+    let (a, b) = (a.wait(), b.wait());
+    assert!(a.status.success() && b.status.success());
+    let mut all = a.records.clone();
+    all.extend(b.records.iter().cloned());
+    assert_eq!(
+        confirmed(&all),
+        ["inventory", "payment"].map(String::from).into()
+    );
+    // Each took its share; together they read everything (a consumer that outlives
+    // the other re-reads from the committed offsets, hence at least).
+    let (ra, rb) = (a.records_consumed(), b.records_consumed());
+    assert!(ra > 0 && rb > 0, "{}\n{}", a.stderr, b.stderr);
+    assert!(
+        ra + rb >= lines.len() as u64,
+        "{ra} + {rb} of {}",
+        lines.len()
+    );
+}
+
+#[test]
+fn malformed_records_are_counted_and_the_partition_goes_on() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("logs", 1);
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if i % 500 == 0 {
+            records.push(b"{\"ts\": \"2026-03-14T10:00:00Z\", \"status\": 5".to_vec());
+            records.push(vec![0xff, 0xfe, b'{', 0x80]);
+            records.push(Vec::new());
+        }
+        records.push(line.as_bytes().to_vec());
+    }
+    records.push(vec![b'x'; 2 << 20]);
+    broker.produce_raw(&topic, &records);
+    let server = Server::start(&[]);
+    let run = Consumer::new(&broker, &topic, &server)
+        .dry_run()
+        .until_end()
+        .run();
+    assert_eq!(run.lines_read(), records.len() as u64, "{}", run.stderr);
+    assert_eq!(
+        confirmed(&run.records),
+        ["inventory", "payment"].map(String::from).into()
+    );
+    let bad = lines.len().div_ceil(500);
+    for reason in [
+        format!("malformed_json {bad}"),
+        format!("empty_line {bad}"),
+        // Invalid UTF-8 is repaired, then this one is no format logheal knows.
+        format!("unrecognised_format {bad}"),
+        format!("repaired        {bad} lines"),
+        "line_too_long 1".to_string(),
+    ] {
+        assert!(
+            run.stderr.contains(&reason),
+            "no `{reason}` in {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn rekey_routes_every_event_of_a_trace_to_one_partition() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let raw = broker.topic("raw", 3);
+    let keyed = broker.topic("keyed", 4);
+    broker.produce_unkeyed(&raw, &lines);
+    let out = broker::logheal()
+        .args([
+            "rekey",
+            "--brokers",
+            &broker.address,
+            "--topic",
+            &raw,
+            "--to",
+            &keyed,
+        ])
+        .args(["--group", &format!("{keyed}-rekey"), "--until-end"])
+        // See `Broker::produce`: tansu needs one record per batch.
+        .args(["-X", "batch.num.messages=1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("rekey: {} records", lines.len())),
+        "{stderr}"
+    );
+    let copied = broker.read_all(&keyed, 4);
+    assert_eq!(copied.len(), lines.len());
+    let mut partition_of: BTreeMap<String, i32> = BTreeMap::new();
+    for (partition, key, _) in &copied {
+        let key = key.clone().expect("every record is keyed");
+        let first = *partition_of.entry(key.clone()).or_insert(*partition);
+        assert_eq!(first, *partition, "trace {key} is split across partitions");
+    }
+    assert!(partition_of.len() > 1000, "{} traces", partition_of.len());
+}
+
+#[test]
+fn a_broker_restart_is_survived() {
+    let own = Broker::start_own();
+    let lines = scenario();
+    let first: Vec<String> = lines
+        .iter()
+        .filter(|l| seconds_in(l) < 400)
+        .cloned()
+        .collect();
+    let topic = own.topic("logs", 2);
+    own.produce_keyed(&topic, &first);
+    let server = Server::start(&[]);
+    // Slow reconnects give the test time to put the log back before the consumer
+    // asks for it (a broker with disks would never have lost it).
+    let running = Consumer::new(&own, &topic, &server)
+        .dry_run()
+        .property("reconnect.backoff.ms", "4000")
+        .property("reconnect.backoff.max.ms", "4000")
+        .spawn();
+    running.wait_for_output(Duration::from_secs(60), |r| {
+        confirmed(r).contains("payment")
+    });
+    // The broker keeps nothing (memory storage): give the restarted one the same log
+    // at the same offsets, as a broker with disks would have it, then what follows.
+    let own = own.restart();
+    own.recreate_topic(&topic, 2);
+    own.produce_keyed(&topic, &lines);
+    running.wait_for_output(Duration::from_secs(120), |r| {
+        confirmed(r).contains("inventory")
+    });
+    let run = running.stop();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("All broker connections are down"),
+        "the consumer never saw the broker go: {}",
+        run.stderr
+    );
+}

@@ -1,0 +1,585 @@
+//! The Kafka side of the end-to-end tests: the broker the test tooling started (or one
+//! a test starts and restarts itself), topics, producers, and `logheal run` consumers as
+//! child processes whose output is collected while they run.
+#![allow(dead_code)]
+
+use super::receiver::Server;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+pub const SECRET: &str = "s3cret-signing-key";
+
+pub fn logheal() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGHEAL_")) {
+        cmd.env_remove(k);
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// Points the built-in rule's receivers at the server at `base` (the health probe
+/// stays unset).
+fn receivers(cmd: &mut Command, base: &str) {
+    for (var, path) in [
+        ("LOGHEAL_RESTART_URL", "/restart"),
+        ("LOGHEAL_FAILOVER_URL", "/failover"),
+        ("LOGHEAL_FAILBACK_URL", "/failback"),
+        ("LOGHEAL_SLACK_WEBHOOK_URL", "/slack"),
+    ] {
+        cmd.env(var, format!("{base}{path}"));
+    }
+    cmd.env("LOGHEAL_WEBHOOK_SECRET", SECRET);
+}
+
+fn json_records(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn replay_with(lines: &[String], args: &[&str], server: Option<&Server>) -> Vec<Value> {
+    let mut cmd = logheal();
+    if let Some(server) = server {
+        receivers(&mut cmd, &server.base);
+    }
+    let mut child = cmd
+        .args(["replay", "--output", "json"])
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let text = lines.join("\n");
+    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_records(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// `logheal replay --execute` of `lines` against `server`.
+pub fn replay(lines: &[String], server: &Server) -> Vec<Value> {
+    replay_with(lines, &["--execute"], Some(server))
+}
+
+/// `logheal replay` (dry run) of `lines`.
+pub fn replay_dry(lines: &[String]) -> Vec<Value> {
+    replay_with(lines, &[], None)
+}
+
+static TOPICS: AtomicU32 = AtomicU32::new(0);
+
+pub struct Broker {
+    pub address: String,
+    /// A broker this test started (and stops when dropped).
+    own: Option<Child>,
+}
+
+fn reachable(address: &str) -> bool {
+    TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_secs(2)).is_ok()
+}
+
+impl Broker {
+    /// The broker the test tooling started.
+    pub fn from_env() -> Broker {
+        let address = std::env::var("LOGHEAL_TEST_BROKERS").unwrap_or_else(|_| {
+            panic!(
+                "no Kafka broker for the tests: run them with scripts/test.sh (it installs \
+                 and starts tansu), or start a broker and set LOGHEAL_TEST_BROKERS=127.0.0.1:PORT"
+            )
+        });
+        assert!(
+            reachable(&address),
+            "no Kafka broker answers at LOGHEAL_TEST_BROKERS={address}: start one with \
+             scripts/test.sh (or `scripts/broker.sh start`)"
+        );
+        Broker { address, own: None }
+    }
+
+    /// A broker of this test's own, to stop and restart (tansu, in memory).
+    pub fn start_own() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Broker::spawn(format!("127.0.0.1:{port}"))
+    }
+
+    fn spawn(address: String) -> Broker {
+        let tansu = std::env::var("LOGHEAL_TANSU").unwrap_or_else(|_| "tansu".into());
+        let url = format!("tcp://{address}");
+        let child = Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{tansu}` ({e}): install it with scripts/broker.sh install, \
+                     or set LOGHEAL_TANSU to its path"
+                )
+            });
+        let deadline = Instant::now() + TIMEOUT;
+        while !reachable(&address) {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {address}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            address,
+            own: Some(child),
+        }
+    }
+
+    /// Stops this test's broker (losing everything, as memory storage does) and starts
+    /// it again on the same address.
+    pub fn restart(mut self) -> Broker {
+        let mut child = self.own.take().expect("only a test's own broker restarts");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        Broker::spawn(self.address.clone())
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        config
+    }
+
+    /// Creates a topic with a name no other test uses.
+    pub fn topic(&self, name: &str, partitions: i32) -> String {
+        let n = TOPICS.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let topic = format!("{name}-{}-{n}-{nanos}", std::process::id());
+        self.recreate_topic(&topic, partitions);
+        topic
+    }
+
+    pub fn recreate_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime
+            .block_on(admin.create_topics([&new], &AdminOptions::new()))
+            .unwrap();
+        for r in result {
+            r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+        }
+    }
+
+    fn produce(
+        &self,
+        topic: &str,
+        records: impl Iterator<Item = (Option<String>, Vec<u8>, Option<i64>)>,
+    ) {
+        // One record per batch: tansu 0.6 mishandles batches of several records. It
+        // answers a fetch from an offset inside one with the next batch (Kafka returns
+        // the batch and the client skips what precedes the offset), and its high
+        // watermark counts only the first record of the last batch.
+        let producer: BaseProducer = self
+            .client()
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "1")
+            .set("message.max.bytes", "10000000")
+            .create()
+            .unwrap();
+        for (key, payload, ts) in records {
+            let mut record = BaseRecord::<String, Vec<u8>>::to(topic).payload(&payload);
+            if let Some(key) = &key {
+                record = record.key(key);
+            }
+            if let Some(ts) = ts {
+                record = record.timestamp(ts);
+            }
+            let mut record = record;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                }
+            }
+        }
+        producer.flush(TIMEOUT).unwrap();
+    }
+
+    /// JSON lines keyed by their trace id, stamped with their event time.
+    pub fn produce_keyed(&self, topic: &str, lines: &[String]) {
+        self.produce(
+            topic,
+            lines.iter().map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap())
+                    .unwrap()
+                    .timestamp_millis();
+                let key = v["trace_id"].as_str().map(String::from);
+                (key, l.clone().into_bytes(), Some(ts))
+            }),
+        );
+    }
+
+    /// JSON lines without keys (spread over the partitions by the producer).
+    pub fn produce_unkeyed(&self, topic: &str, lines: &[String]) {
+        self.produce(
+            topic,
+            lines.iter().map(|l| (None, l.clone().into_bytes(), None)),
+        );
+    }
+
+    /// Arbitrary payloads, unkeyed and unstamped.
+    pub fn produce_raw(&self, topic: &str, payloads: &[Vec<u8>]) {
+        self.produce(topic, payloads.iter().map(|p| (None, p.clone(), None)));
+    }
+
+    /// The offsets `group` committed on `topic`'s partitions (0 where none).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = self.client().set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(tpl, TIMEOUT).unwrap();
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(topic, p).unwrap().offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                },
+            )
+            .collect()
+    }
+
+    /// Every record of `topic`: (partition, key, payload).
+    pub fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, Option<String>, Vec<u8>)> {
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", format!("{topic}-reader"))
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        let mut remaining = 0;
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+            let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).unwrap();
+            remaining += high - low;
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + TIMEOUT;
+        while remaining > 0 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                out.push((m.partition(), key, m.payload().unwrap_or_default().to_vec()));
+                remaining -= 1;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.own {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How to start `logheal run` on a topic: one group and ledger per test.
+#[derive(Clone)]
+pub struct Consumer {
+    brokers: String,
+    topic: String,
+    pub group: String,
+    ledger: String,
+    server_base: String,
+    dry_run: bool,
+    until_end: bool,
+    properties: Vec<String>,
+}
+
+impl Consumer {
+    pub fn new(broker: &Broker, topic: &str, server: &Server) -> Consumer {
+        let ledger = format!("{topic}-actions");
+        broker.recreate_topic(&ledger, 1);
+        Consumer {
+            brokers: broker.address.clone(),
+            topic: topic.to_string(),
+            group: format!("{topic}-group"),
+            ledger,
+            server_base: server.base.clone(),
+            dry_run: false,
+            until_end: false,
+            properties: Vec::new(),
+        }
+    }
+
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
+    /// A librdkafka property for the consumer (`-X key=value`).
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        self.properties.push(format!("{key}={value}"));
+        self
+    }
+
+    pub fn until_end(mut self) -> Self {
+        self.until_end = true;
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = logheal();
+        receivers(&mut cmd, &self.server_base);
+        cmd.args(["run", "--brokers", &self.brokers, "--topic", &self.topic])
+            .args(["--group", &self.group, "--ledger-topic", &self.ledger])
+            .args(["--output", "json", "--listen", "127.0.0.1:0"])
+            .args([
+                "-X",
+                "session.timeout.ms=6000",
+                "-X",
+                "heartbeat.interval.ms=500",
+            ]);
+        for p in &self.properties {
+            cmd.args(["-X", p]);
+        }
+        if self.dry_run {
+            cmd.arg("--dry-run");
+        }
+        if self.until_end {
+            cmd.arg("--until-end");
+        }
+        cmd
+    }
+
+    /// Runs to the end (`--until-end`).
+    pub fn run(&self) -> Finished {
+        assert!(self.until_end, "only --until-end runs end by themselves");
+        let running = self.spawn();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = running.child.lock().unwrap().try_wait().unwrap() {
+                return running.finished(status);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "logheal run --until-end did not end: {}",
+                running.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn spawn(&self) -> Running {
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Running {
+            child: Mutex::new(child),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// A consumer process, its output collected as it comes.
+pub struct Running {
+    child: Mutex<Child>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    pub fn records(&self) -> Vec<Value> {
+        json_records(&self.stdout.lock().unwrap().join("\n"))
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    pub fn wait_for_output(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.records()) {
+            assert!(
+                Instant::now() < deadline,
+                "not seen within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for a log line (stderr) containing `needle`, after those already matched.
+    pub fn wait_for_log(&self, timeout: Duration, needle: &str) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` within {timeout:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no chance to commit or clean up. Returns the records printed before.
+    pub fn kill9(self) -> Vec<Value> {
+        let mut child = self.child.lock().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(child);
+        std::thread::sleep(Duration::from_millis(200));
+        self.records()
+    }
+
+    /// `GET path` on the job's HTTP endpoint: (status line, body).
+    pub fn http_get(&self, path: &str) -> (String, String) {
+        let stderr = self.stderr();
+        let address = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("logheal: listening on http://"))
+            .unwrap_or_else(|| panic!("no listening address in:\n{stderr}"))
+            .to_string();
+        let mut stream = TcpStream::connect(&address).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (
+            head.lines().next().unwrap_or_default().to_string(),
+            body.to_string(),
+        )
+    }
+
+    /// The value of a metric without labels (0 when not exported yet).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Sends SIGTERM (a graceful end: finish calls in flight, commit, leave the group).
+    pub fn terminate(&self) {
+        let pid = self.child.lock().unwrap().id();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits for the end.
+    pub fn wait(self) -> Finished {
+        let status = self.child.lock().unwrap().wait().unwrap();
+        self.finished(status)
+    }
+
+    /// SIGTERM, then waits for the graceful end.
+    pub fn stop(self) -> Finished {
+        self.terminate();
+        self.wait()
+    }
+
+    fn finished(&self, status: ExitStatus) -> Finished {
+        // Let the readers take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        Finished {
+            status,
+            records: self.records(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+pub struct Finished {
+    pub status: ExitStatus,
+    pub records: Vec<Value>,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// Lines read, from the summary.
+    pub fn lines_read(&self) -> u64 {
+        let line = self
+            .stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with("lines read"))
+            .unwrap_or_else(|| panic!("no summary in:\n{}", self.stderr));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    }
+
+    /// Records taken from Kafka over the whole run (across rebuilds after rebalances).
+    pub fn records_consumed(&self) -> u64 {
+        let line = self
+            .stderr
+            .lines()
+            .find(|l| l.trim_start().starts_with("kafka "))
+            .unwrap_or_else(|| panic!("no kafka summary in:\n{}", self.stderr));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
