@@ -163,13 +163,16 @@ impl Broker {
         }
     }
 
-    /// Stops this test's broker (losing everything, as memory storage does) and starts
-    /// it again on the same address.
-    pub fn restart(mut self) -> Broker {
-        let mut child = self.own.take().expect("only a test's own broker restarts");
+    /// Stops this test's broker (losing everything, as memory storage does).
+    pub fn stop_own(&mut self) {
+        let mut child = self.own.take().expect("only a test's own broker stops");
         child.kill().unwrap();
         child.wait().unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    /// Starts this test's broker again on the same address.
+    pub fn start_again(&self) -> Broker {
+        assert!(self.own.is_none(), "stop it first");
         Broker::spawn(self.address.clone())
     }
 
@@ -523,14 +526,28 @@ impl Running {
             .unwrap_or(0.0)
     }
 
-    /// Sends SIGTERM (a graceful end: finish calls in flight, commit, leave the group).
-    pub fn terminate(&self) {
+    fn signal(&self, name: &str) {
         let pid = self.child.lock().unwrap().id();
         let sent = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([name, &pid.to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
+    }
+
+    /// SIGSTOP: the process is frozen (its connections stay open).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Sends SIGTERM (a graceful end: finish calls in flight, commit, leave the group).
+    pub fn terminate(&self) {
+        self.signal("-TERM");
     }
 
     /// Waits for the end.

@@ -1,0 +1,183 @@
+//! End-to-end consumer throughput against a real broker: ≥ 1,000,000 records (the
+//! replay bench's multi-service log, keyed by trace id, on 4 partitions) consumed through
+//! the whole pipeline (Kafka source, partition merge, parse, mining, correlation,
+//! incidents, commits every second), next to a bare rdkafka consumer that only polls and
+//! counts, with the same client settings, on the same topic, in the same run.
+//!
+//! `scripts/kafka-bench.sh` starts a broker and runs it; or set LOGHEAL_TEST_BROKERS and
+//! run `cargo bench --bench kafka`. Each side runs ROUNDS times, alternating, with a
+//! fresh consumer group; the medians and their ratio are printed.
+
+#[path = "../tests/support/loggen.rs"]
+#[allow(dead_code)] // the tests use more of the generator than the bench does
+mod loggen;
+
+use logheal_pipeline::kafka::source::{Polled, Source};
+use logheal_pipeline::kafka::KafkaConfig;
+use logheal_pipeline::{Engine, EngineConfig};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 4;
+const ROUNDS: usize = 3;
+
+fn corpus() -> Vec<u8> {
+    let scenario = loggen::Scenario {
+        seconds: 800,
+        requests_per_sec: 500,
+        outages: vec![loggen::Outage {
+            root: "payment",
+            from_s: 100,
+            to_s: 220,
+        }],
+        isolated_503s: 500,
+        seed: 1,
+        ..loggen::example()
+    };
+    let mut buf = Vec::with_capacity(300 << 20);
+    scenario.write(&mut buf).expect("in memory");
+    buf
+}
+
+/// The JSON fields the producer keys and stamps records by.
+fn key_and_time(line: &[u8]) -> (String, i64) {
+    let v: serde_json::Value = serde_json::from_slice(line).expect("generated JSON");
+    let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().expect("ts"))
+        .expect("RFC 3339")
+        .timestamp_millis();
+    (v["trace_id"].as_str().unwrap_or_default().to_string(), ts)
+}
+
+fn produce(brokers: &str, topic: &str, buf: &[u8]) -> u64 {
+    let client = KafkaConfig::new(brokers, vec![], "bench").client();
+    let admin: AdminClient<DefaultClientContext> = client.create().expect("admin client");
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for r in runtime
+        .block_on(admin.create_topics([&new], &AdminOptions::new()))
+        .expect("create topic")
+    {
+        r.expect("topic created");
+    }
+    let producer: BaseProducer = KafkaConfig::new(brokers, vec![], "bench")
+        .client()
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let mut n = 0;
+    for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let (key, ts) = key_and_time(line);
+        let mut record = BaseRecord::to(topic).key(&key).payload(line).timestamp(ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    record = r;
+                }
+            }
+        }
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(120)).expect("flushed");
+    n
+}
+
+fn config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
+    KafkaConfig::new(brokers, vec![topic.to_string()], group)
+}
+
+/// Polls and counts until `n` records arrived: the rate the broker and client allow.
+fn bare(brokers: &str, topic: &str, group: &str, n: u64) -> Duration {
+    let consumer: BaseConsumer = config(brokers, topic, group)
+        .client()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    let start = Instant::now();
+    let mut seen = 0;
+    while seen < n {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            seen += 1;
+        }
+    }
+    start.elapsed()
+}
+
+/// The whole pipeline until `n` records went through it.
+fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
+    let kafka = config(brokers, topic, group);
+    let mut source = Source::subscribe(&kafka).expect("source");
+    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default())
+        .expect("the built-in rules");
+    let start = Instant::now();
+    let mut next_commit = start + Duration::from_secs(1);
+    while source.merge.released_total < n {
+        if source.poll(Duration::from_millis(100)) == Polled::Rebalanced {
+            engine = engine.fresh();
+        }
+        let now = Instant::now();
+        source.merge.release(now, false, |record| {
+            engine.push_line(record);
+            (engine.admitted(), false)
+        });
+        if now >= next_commit {
+            next_commit = now + Duration::from_secs(1);
+            let point = engine.rewind_point(kafka.max_rewind);
+            source.commit(point, CommitMode::Async).expect("commit");
+        }
+        engine.take_records().for_each(drop);
+    }
+    (start.elapsed(), engine.stats().chains)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let brokers = std::env::var("LOGHEAL_TEST_BROKERS")
+        .expect("set LOGHEAL_TEST_BROKERS=HOST:PORT, or run scripts/kafka-bench.sh");
+    let topic = format!("bench-{}", std::process::id());
+    let buf = corpus();
+    let started = Instant::now();
+    let n = produce(&brokers, &topic, &buf);
+    assert!(n >= 1_000_000, "{n} records");
+    eprintln!(
+        "produced {n} records ({:.1} MB) to {topic} ({PARTITIONS} partitions) in {:.1?}",
+        buf.len() as f64 / 1e6,
+        started.elapsed()
+    );
+    let (mut bare_rates, mut logheal_rates) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let t = bare(&brokers, &topic, &format!("{topic}-bare-{round}"), n);
+        let rate = n as f64 / t.as_secs_f64();
+        eprintln!("round {round}: bare consumer  {rate:>10.0} records/s ({t:.2?})");
+        bare_rates.push(rate);
+        let (t, chains) = logheal(&brokers, &topic, &format!("{topic}-logheal-{round}"), n);
+        assert!(chains > 0, "the pipeline found no chain");
+        let rate = n as f64 / t.as_secs_f64();
+        eprintln!(
+            "round {round}: logheal        {rate:>10.0} records/s ({t:.2?}, {chains} chains)"
+        );
+        logheal_rates.push(rate);
+    }
+    let (b, l) = (median(bare_rates), median(logheal_rates));
+    println!("kafka end-to-end, {n} records, median of {ROUNDS}:");
+    println!("  bare rdkafka consumer (poll + count)  {b:>10.0} records/s");
+    println!(
+        "  logheal (source + whole pipeline)     {l:>10.0} records/s  = {:.0} % of bare",
+        100.0 * l / b
+    );
+}
