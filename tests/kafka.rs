@@ -14,36 +14,15 @@ use receiver::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use support::loggen::{self, Outage, Scenario, Storm};
+use support::loggen;
 
-/// Twenty minutes of a shop: a payment outage (2–4 min), an inventory outage
-/// (10–12 min), a search-only storm and isolated 503s.
+/// The log of `loggen::two_cascades` (two cascading outages, a storm, isolated 503s).
 fn scenario() -> Vec<String> {
-    let scenario = Scenario {
-        seconds: 1200,
-        requests_per_sec: 4,
-        outages: vec![
-            Outage {
-                root: "payment",
-                from_s: 120,
-                to_s: 240,
-            },
-            Outage {
-                root: "inventory",
-                from_s: 600,
-                to_s: 720,
-            },
-        ],
-        storms: vec![Storm {
-            service: "search",
-            from_s: 900,
-            to_s: 1020,
-        }],
-        isolated_503s: 10,
-        seed: 7,
-        ..loggen::example()
-    };
-    scenario.render().lines().map(String::from).collect()
+    loggen::two_cascades()
+        .render()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn seconds_in(line: &str) -> i64 {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use support::loggen::{self, Outage, Scenario, Storm};
+use support::loggen::{self, Outage, Scenario};
 
 fn logheal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_logheal"))
@@ -65,30 +65,7 @@ fn repo(path: &str) -> PathBuf {
 
 #[test]
 fn two_cascades_a_storm_and_isolated_503s_give_exactly_two_confirmed_incidents() {
-    let scenario = Scenario {
-        start_ms: loggen::EXAMPLE_START_MS,
-        seconds: 1200,
-        requests_per_sec: 5,
-        outages: vec![
-            Outage {
-                root: "payment",
-                from_s: 120,
-                to_s: 240,
-            },
-            Outage {
-                root: "inventory",
-                from_s: 600,
-                to_s: 720,
-            },
-        ],
-        storms: vec![Storm {
-            service: "search",
-            from_s: 900,
-            to_s: 1020,
-        }],
-        isolated_503s: 12,
-        seed: 42,
-    };
+    let scenario = loggen::two_cascades();
     let out = run_with_stdin(
         &["replay", "--output", "json", "-"],
         scenario.render().as_bytes(),

@@ -580,23 +580,23 @@ pub struct Finished {
 }
 
 impl Finished {
-    /// Lines read, from the summary.
-    pub fn lines_read(&self) -> u64 {
+    /// The number at word `nth` of the summary line that starts with `label`.
+    fn summary_number(&self, label: &str, nth: usize) -> u64 {
         let line = self
             .stderr
             .lines()
-            .find(|l| l.trim_start().starts_with("lines read"))
-            .unwrap_or_else(|| panic!("no summary in:\n{}", self.stderr));
-        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` in the summary:\n{}", self.stderr));
+        line.split_whitespace().nth(nth).unwrap().parse().unwrap()
+    }
+
+    /// Lines read by the engine (since its last rebuild).
+    pub fn lines_read(&self) -> u64 {
+        self.summary_number("lines read", 2)
     }
 
     /// Records taken from Kafka over the whole run (across rebuilds after rebalances).
     pub fn records_consumed(&self) -> u64 {
-        let line = self
-            .stderr
-            .lines()
-            .find(|l| l.trim_start().starts_with("kafka "))
-            .unwrap_or_else(|| panic!("no kafka summary in:\n{}", self.stderr));
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        self.summary_number("kafka ", 1)
     }
 }

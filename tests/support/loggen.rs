@@ -238,3 +238,33 @@ pub fn example() -> Scenario {
         seed: 7,
     }
 }
+
+/// Twenty minutes of traffic: a payment outage (2–4 min) and an inventory outage
+/// (10–12 min) that cascade, a search-only 503 storm (15–17 min) that does not, and
+/// isolated 503s.
+pub fn two_cascades() -> Scenario {
+    Scenario {
+        start_ms: EXAMPLE_START_MS,
+        seconds: 1200,
+        requests_per_sec: 5,
+        outages: vec![
+            Outage {
+                root: "payment",
+                from_s: 120,
+                to_s: 240,
+            },
+            Outage {
+                root: "inventory",
+                from_s: 600,
+                to_s: 720,
+            },
+        ],
+        storms: vec![Storm {
+            service: "search",
+            from_s: 900,
+            to_s: 1020,
+        }],
+        isolated_503s: 12,
+        seed: 42,
+    }
+}

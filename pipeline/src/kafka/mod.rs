@@ -81,3 +81,27 @@ impl KafkaConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_what_would_break_at_least_once_or_the_rebuild() {
+        let mut config = KafkaConfig::new("k:9092", vec!["logs".into()], "g");
+        assert_eq!(config.check(), Ok(()));
+        for (k, v) in [
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("enable.auto.commit", "true"),
+            ("group.id", "other"),
+        ] {
+            config.properties = vec![(k.into(), v.into())];
+            let err = config.check().unwrap_err();
+            assert!(err.starts_with(k), "{err}");
+        }
+        config.properties = vec![("sasl.username".into(), "me".into())];
+        assert_eq!(config.check(), Ok(()));
+        config.topics.clear();
+        assert_eq!(config.check(), Err("no topic to consume".into()));
+    }
+}
