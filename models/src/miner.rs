@@ -301,7 +301,7 @@ impl Miner {
         self.line.clear();
         self.display.clear();
         let max = self.config.max_tokens;
-        for chunk in message.split_ascii_whitespace() {
+        for (chunk, class) in chunks(message) {
             if self.line.len() == max {
                 self.line.push(CUT);
                 self.display.push(CUT);
@@ -309,7 +309,7 @@ impl Miner {
                 break;
             }
             // A unit after a number is part of its value: `5 ms`, `1.2 KB)`, `<1 sec`.
-            let id = self.chunk_id(chunk);
+            let id = self.chunk_id(chunk, class);
             let id = if self.line.last() == Some(&VAR) && self.unit[id as usize] {
                 VAR
             } else {
@@ -370,11 +370,10 @@ impl Miner {
         id
     }
 
-    fn chunk_id(&mut self, chunk: &str) -> u32 {
+    fn chunk_id(&mut self, chunk: &str, class: u8) -> u32 {
         // Digits and no letters (`404`, `10.0.0.1:80`, `12:30:01,`): no constant word can
         // be in it, so it is a variable without lexing.
-        let bytes = chunk.as_bytes();
-        if bytes.iter().any(u8::is_ascii_digit) && !bytes.iter().any(u8::is_ascii_alphabetic) {
+        if class & (DIGIT | ALPHA) == DIGIT {
             return VAR;
         }
         // Constant chunks are interned under their own text: most chunks are found here
@@ -625,6 +624,57 @@ impl Miner {
 
 /// The opening brackets before and the closing brackets and punctuation after a chunk's
 /// value: `(5)` → (`(`, `)`), `5,` → (``, `,`), `[x]:` → (`[`, `]:`).
+/// Byte classes for splitting a message and telling numbers from words in one pass.
+const SPACE: u8 = 1;
+const DIGIT: u8 = 2;
+const ALPHA: u8 = 4;
+
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_whitespace() {
+            SPACE
+        } else if c.is_ascii_digit() {
+            DIGIT
+        } else if c.is_ascii_alphabetic() {
+            ALPHA
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
+
+/// The whitespace-separated chunks of `message`, each with the classes of its bytes
+/// (`DIGIT`, `ALPHA`) OR-ed together, in one pass over the bytes.
+fn chunks(message: &str) -> impl Iterator<Item = (&str, u8)> {
+    let bytes = message.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < bytes.len() && CLASS[bytes[i] as usize] == SPACE {
+            i += 1;
+        }
+        if i == bytes.len() {
+            return None;
+        }
+        let start = i;
+        let mut class = 0;
+        while i < bytes.len() {
+            let c = CLASS[bytes[i] as usize];
+            if c == SPACE {
+                break;
+            }
+            class |= c;
+            i += 1;
+        }
+        // Both ends are at ASCII whitespace or the ends of the message: char boundaries.
+        Some((&message[start..i], class))
+    })
+}
+
 fn brackets(chunk: &str) -> (&str, &str) {
     let lead_len = chunk.len()
         - chunk
