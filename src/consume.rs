@@ -170,25 +170,20 @@ pub fn run(
         }
     }
     if shutdown {
+        // SIGTERM: finish the calls in flight, then commit what a successor needs.
         live.exchange(true)?;
+        commit(&mut live, &mut source, &kafka, CommitMode::Sync);
     } else {
-        // --until-end: the partitions are drained; end like a replay.
-        feed(
-            &mut live,
-            &mut source,
-            Instant::now(),
-            true,
-            settings.engine.lateness,
-        )?;
+        // --until-end: the partitions are drained; end like a replay, commit everything.
+        let lateness = settings.engine.lateness;
+        feed(&mut live, &mut source, Instant::now(), true, lateness)?;
         let Live {
             job, handoff, out, ..
         } = &mut live;
         handoff.run_out(&mut job.engine, job.executor.as_ref(), out, settings.output)?;
-    }
-    if shutdown {
-        commit(&mut live, &mut source, &kafka, CommitMode::Sync);
-    } else if let Err(e) = source.commit(EventTime::MAX, CommitMode::Sync) {
-        tracing::error!(error = %e, "final commit failed; the next consumer re-reads from the last one");
+        if let Err(e) = source.commit(EventTime::MAX, CommitMode::Sync) {
+            tracing::error!(error = %e, "final commit failed; the next consumer re-reads from the last one");
+        }
     }
     if let Some(ledger) = live.handoff.ledger() {
         if let Err(e) = ledger.flush() {
