@@ -9,7 +9,7 @@ mod broker;
 mod receiver;
 mod support;
 
-use broker::{Broker, Consumer};
+use broker::{Broker, Consumer, Running};
 use receiver::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -278,6 +278,42 @@ fn rekey_routes_every_event_of_a_trace_to_one_partition() {
         assert_eq!(first, *partition, "trace {key} is split across partitions");
     }
     assert!(partition_of.len() > 1000, "{} traces", partition_of.len());
+}
+
+#[test]
+fn a_config_file_runs_the_job_with_its_rekeying_stage() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let raw = broker.topic("raw", 3);
+    let keyed = broker.topic("keyed", 4);
+    let ledger = broker.topic("actions", 1);
+    broker.produce_unkeyed(&raw, &lines);
+    let dir = std::env::temp_dir().join(format!("logheal-config-{keyed}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("logheal.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n  brokers: {}\n  topics: [{raw}]\n  group: {keyed}-group\n  \
+             ledger_topic: {ledger}\n  rekey:\n    to: {keyed}\n  properties:\n    \
+             session.timeout.ms: \"6000\"\n    batch.num.messages: \"1\"\n\
+             output: json\nlisten: 127.0.0.1:0\ndry_run: true\n",
+            broker.address
+        ),
+    )
+    .unwrap();
+    let mut cmd = broker::logheal();
+    cmd.args(["run", "--config"]).arg(&config);
+    let running = Running::spawn(cmd);
+    running.wait_for_output(Duration::from_secs(90), |r| confirmed(r).len() == 2);
+    let run = running.stop();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(
+        confirmed(&run.records),
+        ["inventory", "payment"].map(String::from).into()
+    );
+    assert!(run.stderr.contains("re-keying stopped"), "{}", run.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -420,19 +420,7 @@ impl Consumer {
     }
 
     pub fn spawn(&self) -> Running {
-        let mut child = self
-            .command()
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        Running {
-            child: Mutex::new(child),
-            stdout,
-            stderr,
-        }
+        Running::spawn(self.command())
     }
 }
 
@@ -456,6 +444,22 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts `cmd` (a `logheal run`) with its output collected.
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Running {
+            child: Mutex::new(child),
+            stdout,
+            stderr,
+        }
+    }
+
     pub fn records(&self) -> Vec<Value> {
         json_records(&self.stdout.lock().unwrap().join("\n"))
     }
