@@ -127,7 +127,7 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
             engine = engine.fresh();
         }
         let now = Instant::now();
-        source.merge.release(now, false, |record| {
+        source.merge.release(now, false, |record, _| {
             engine.push_line(record);
             (engine.admitted(), false)
         });

@@ -236,7 +236,7 @@ fn feed(
     loop {
         let engine = &mut live.job.engine;
         let mut paused = false;
-        source.merge.release(now, flush, |record| {
+        source.merge.release(now, flush, |record, _| {
             engine.push_line(record);
             let admitted = engine.admitted();
             paused = execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();

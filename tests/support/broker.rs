@@ -89,6 +89,18 @@ pub fn replay_dry(lines: &[String]) -> Vec<Value> {
     replay_with(lines, &[], None)
 }
 
+/// A JSON line as a record: (its trace id as the key, if `keyed`), the line, its time.
+fn stamped(line: &str, keyed: bool) -> (Option<String>, Vec<u8>, Option<i64>) {
+    let v: Value = serde_json::from_str(line).unwrap();
+    let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    let key = keyed
+        .then(|| v["trace_id"].as_str().map(String::from))
+        .flatten();
+    (key, line.as_bytes().to_vec(), Some(ts))
+}
+
 static TOPICS: AtomicU32 = AtomicU32::new(0);
 
 pub struct Broker {
@@ -250,25 +262,13 @@ impl Broker {
 
     /// JSON lines keyed by their trace id, stamped with their event time.
     pub fn produce_keyed(&self, topic: &str, lines: &[String]) {
-        self.produce(
-            topic,
-            lines.iter().map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap())
-                    .unwrap()
-                    .timestamp_millis();
-                let key = v["trace_id"].as_str().map(String::from);
-                (key, l.clone().into_bytes(), Some(ts))
-            }),
-        );
+        self.produce(topic, lines.iter().map(|l| stamped(l, true)));
     }
 
-    /// JSON lines without keys (spread over the partitions by the producer).
+    /// JSON lines without keys (spread over the partitions by the producer), stamped
+    /// with their event time as a log shipper does.
     pub fn produce_unkeyed(&self, topic: &str, lines: &[String]) {
-        self.produce(
-            topic,
-            lines.iter().map(|l| (None, l.clone().into_bytes(), None)),
-        );
+        self.produce(topic, lines.iter().map(|l| stamped(l, false)));
     }
 
     /// Arbitrary payloads, unkeyed and unstamped.

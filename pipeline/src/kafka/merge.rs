@@ -14,6 +14,8 @@ struct Buffered {
     offset: i64,
     /// The record's Kafka timestamp (ms), or the previous one's when it has none.
     time: i64,
+    /// Whether the record had a timestamp of its own.
+    stamped: bool,
     start: usize,
     len: usize,
 }
@@ -139,11 +141,13 @@ impl Merge {
             }
             p.consumed = 0;
         }
-        let time = time.filter(|t| *t >= 0).unwrap_or(p.last_time);
+        let own = time.filter(|t| *t >= 0);
+        let time = own.unwrap_or(p.last_time);
         p.last_time = time;
         p.queue.push_back(Buffered {
             offset,
             time,
+            stamped: own.is_some(),
             start: p.bytes.len(),
             len: payload.len(),
         });
@@ -165,13 +169,14 @@ impl Merge {
 
     /// Hands records on in time order while that order is known (no partition is still
     /// expected to deliver an earlier one), or all of them with `flush`. `f` processes a
-    /// record and returns the event time the engine admitted it at, if it did, and
-    /// whether to pause after it (the records left stay buffered).
+    /// record (its payload and own timestamp) and returns the event time the engine
+    /// admitted it at, if it did, and whether to pause after it (the records left stay
+    /// buffered).
     pub fn release(
         &mut self,
         now: Instant,
         flush: bool,
-        mut f: impl FnMut(&[u8]) -> (Option<EventTime>, bool),
+        mut f: impl FnMut(&[u8], Option<i64>) -> (Option<EventTime>, bool),
     ) -> usize {
         let mut released = 0;
         loop {
@@ -193,7 +198,8 @@ impl Merge {
                 .queue
                 .pop_front()
                 .expect("the earliest partition has a record");
-            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len]);
+            let stamp = b.stamped.then_some(b.time);
+            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len], stamp);
             p.consumed = b.start + b.len;
             p.checkpoints.processed(b.offset, admitted);
             self.buffered_bytes -= b.len;
@@ -225,7 +231,7 @@ mod tests {
 
     fn drain(m: &mut Merge, now: Instant, flush: bool) -> Vec<String> {
         let mut out = Vec::new();
-        m.release(now, flush, |b| {
+        m.release(now, flush, |b, _| {
             out.push(String::from_utf8(b.to_vec()).unwrap());
             (None, false)
         });
