@@ -5,14 +5,12 @@
 mod receiver;
 
 use hmac::{Hmac, Mac};
-use receiver::{Received, Reply, Server};
+use receiver::{Received, Reply, Server, SECRET};
 use serde_json::Value;
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "s3cret-signing-key";
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/checkout-outage.jsonl")
@@ -20,19 +18,8 @@ fn example() -> PathBuf {
 
 /// `logheal replay --execute --output json` with the built-in receivers pointed at `server`.
 fn replay(server: &Server, extra: &[&str]) -> (Vec<Value>, Output) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGHEAL_")) {
-        cmd.env_remove(k);
-    }
-    for (var, path) in [
-        ("LOGHEAL_RESTART_URL", "/restart"),
-        ("LOGHEAL_FAILOVER_URL", "/failover"),
-        ("LOGHEAL_FAILBACK_URL", "/failback"),
-        ("LOGHEAL_SLACK_WEBHOOK_URL", "/slack"),
-    ] {
-        cmd.env(var, format!("{}{path}", server.base));
-    }
-    cmd.env("LOGHEAL_WEBHOOK_SECRET", SECRET);
+    let mut cmd = receiver::logheal();
+    receiver::point_receivers(&mut cmd, &server.base);
     cmd.env("LOGHEAL_HEALTH_URL", format!("{}/health", server.base));
     let out = cmd
         .args(["replay", "--execute", "--output", "json"])

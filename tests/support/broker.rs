@@ -3,7 +3,7 @@
 //! child processes whose output is collected while they run.
 #![allow(dead_code)]
 
-use super::receiver::Server;
+use super::receiver::{self, point_receivers, Server};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -20,29 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-pub const SECRET: &str = "s3cret-signing-key";
 
+/// The logheal binary (no `LOGHEAL_*` inherited), logging at info.
 pub fn logheal() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGHEAL_")) {
-        cmd.env_remove(k);
-    }
+    let mut cmd = receiver::logheal();
     cmd.env("RUST_LOG", "info");
     cmd
-}
-
-/// Points the built-in rule's receivers at the server at `base` (the health probe
-/// stays unset).
-fn receivers(cmd: &mut Command, base: &str) {
-    for (var, path) in [
-        ("LOGHEAL_RESTART_URL", "/restart"),
-        ("LOGHEAL_FAILOVER_URL", "/failover"),
-        ("LOGHEAL_FAILBACK_URL", "/failback"),
-        ("LOGHEAL_SLACK_WEBHOOK_URL", "/slack"),
-    ] {
-        cmd.env(var, format!("{base}{path}"));
-    }
-    cmd.env("LOGHEAL_WEBHOOK_SECRET", SECRET);
 }
 
 fn json_records(stdout: &str) -> Vec<Value> {
@@ -55,7 +38,7 @@ fn json_records(stdout: &str) -> Vec<Value> {
 fn replay_with(lines: &[String], args: &[&str], server: Option<&Server>) -> Vec<Value> {
     let mut cmd = logheal();
     if let Some(server) = server {
-        receivers(&mut cmd, &server.base);
+        point_receivers(&mut cmd, &server.base);
     }
     let mut child = cmd
         .args(["replay", "--output", "json"])
@@ -379,7 +362,7 @@ impl Consumer {
 
     fn command(&self) -> Command {
         let mut cmd = logheal();
-        receivers(&mut cmd, &self.server_base);
+        point_receivers(&mut cmd, &self.server_base);
         cmd.args(["run", "--brokers", &self.brokers, "--topic", &self.topic])
             .args(["--group", &self.group, "--ledger-topic", &self.ledger])
             .args(["--output", "json", "--listen", "127.0.0.1:0"])

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, VecDeque};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,4 +103,30 @@ impl Server {
     pub fn requests(&self) -> Vec<Received> {
         self.receiver.log.lock().unwrap().clone()
     }
+}
+
+/// The key the receivers' requests are signed with in the tests.
+pub const SECRET: &str = "s3cret-signing-key";
+
+/// The logheal binary, inheriting no `LOGHEAL_*` variable.
+pub fn logheal() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOGHEAL_")) {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// Points the built-in rule's receivers, and its signing secret, at the server at `base`
+/// (the health probe stays unset).
+pub fn point_receivers(cmd: &mut Command, base: &str) {
+    for (var, path) in [
+        ("LOGHEAL_RESTART_URL", "/restart"),
+        ("LOGHEAL_FAILOVER_URL", "/failover"),
+        ("LOGHEAL_FAILBACK_URL", "/failback"),
+        ("LOGHEAL_SLACK_WEBHOOK_URL", "/slack"),
+    ] {
+        cmd.env(var, format!("{base}{path}"));
+    }
+    cmd.env("LOGHEAL_WEBHOOK_SECRET", SECRET);
 }
