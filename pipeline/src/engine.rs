@@ -690,14 +690,11 @@ impl Engine {
 
     /// Live incidents, counted by their current state.
     pub fn live_incidents(&self) -> Vec<(IncidentState, u64)> {
-        let mut by_state: Vec<(IncidentState, u64)> = Vec::new();
+        let mut live = Stats::default();
         for (_, _, state) in self.registry.states() {
-            match by_state.iter_mut().find(|(s, _)| *s == state) {
-                Some((_, n)) => *n += 1,
-                None => by_state.push((state, 1)),
-            }
+            live.count_incident(state);
         }
-        by_state
+        live.incidents
     }
 
     fn key(&self, rule: u32, service: crate::interner::ServiceId) -> IncidentKey {

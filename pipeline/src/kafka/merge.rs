@@ -128,7 +128,7 @@ impl Merge {
     ) {
         let slot = self.slot(topic, partition, now);
         let p = &mut self.partitions[slot];
-        if p.last_time == i64::MIN && p.checkpoints.next().is_none() && p.queue.is_empty() {
+        if p.checkpoints.next().is_none() && p.queue.is_empty() {
             tracing::info!(topic, partition, offset, "reading from");
         }
         if p.queue.is_empty() {

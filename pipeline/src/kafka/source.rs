@@ -31,7 +31,7 @@ pub struct Shared {
     /// Records behind the brokers' high watermarks, summed over the assignment (from
     /// the client's statistics; -1 until the first report).
     pub lag: AtomicI64,
-    /// Rebalances seen, and errors reported by the client.
+    /// Rebalances seen.
     pub rebalances: AtomicI64,
 }
 
@@ -135,8 +135,10 @@ impl Source {
     pub fn poll(&mut self, timeout: Duration) -> Polled {
         let mut got = false;
         let mut rebalanced = false;
+        let deadline = Instant::now() + timeout;
         let mut wait = timeout;
-        for _ in 0..POLL_BATCH {
+        let mut taken = 0;
+        while taken < POLL_BATCH {
             let result = self.consumer.poll(wait);
             // Rebalance callbacks run inside `poll`: what it returned belongs to the
             // new assignment, what was buffered before does not.
@@ -145,8 +147,16 @@ impl Source {
                 reset(&mut self.merge, &self.consumer);
             }
             let Some(result) = result else {
-                break;
+                // `poll` also returns nothing after serving an event (a commit result, a
+                // rebalance): only a wait that ran out means the stream is quiet.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if got || rebalanced || left.is_zero() {
+                    break;
+                }
+                wait = left;
+                continue;
             };
+            taken += 1;
             wait = Duration::ZERO;
             got = true;
             let now = Instant::now();
