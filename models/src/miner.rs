@@ -24,6 +24,9 @@
 //! Routing through the tree uses plain words only; anything else takes the wildcard
 //! branch, so a varying first word (`com.apple.<*>:`) does not scatter a template.
 //!
+//! A chunk that is not a known constant is lexed once per digit-blind form: `blk_-562`
+//! and `blk_-7128` lex alike, so the second takes the first one's shape from a cache.
+//!
 //! A line whose masked shape was seen recently and still fits that template exactly
 //! (every constant equal) joins it without a search; a search would change nothing.
 //!
@@ -96,6 +99,8 @@ type LeafKey = (u32, [u32; 2]);
 
 /// Masked shapes remembered before the cache starts over.
 const RECENT_CAP: usize = 65_536;
+/// Digit-blind chunk forms remembered before that cache starts over.
+const LEXED_CAP: usize = 65_536;
 
 fn line_hash(line: &[u32]) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -159,6 +164,10 @@ pub struct Miner {
     run_lead: String,
     run_opened: u32,
     shape: String,
+    /// Shapes of lexed chunks by their digit-blind form (`lexed_key`), for chunks whose
+    /// constant parts have no digits: `blk_-562` and `blk_-7128` lex alike.
+    lexed: FxHashMap<Box<[u8]>, u32>,
+    lexed_key: Vec<u8>,
     pub stats: MinerStats,
 }
 
@@ -186,6 +195,8 @@ impl Miner {
             run_lead: String::new(),
             run_opened: 0,
             shape: String::new(),
+            lexed: FxHashMap::default(),
+            lexed_key: Vec::new(),
             stats: MinerStats::default(),
         }
     }
@@ -381,10 +392,28 @@ impl Miner {
         if let Some(&id) = self.shape_ids.get(chunk) {
             return id;
         }
+        digit_blind(chunk, &mut self.lexed_key);
+        if let Some(&id) = self.lexed.get(self.lexed_key.as_slice()) {
+            return id;
+        }
+        let (id, shared) = self.lex(chunk);
+        if shared {
+            if self.lexed.len() >= LEXED_CAP {
+                self.lexed.clear();
+            }
+            self.lexed.insert(self.lexed_key.as_slice().into(), id);
+        }
+        id
+    }
+
+    /// The shape id of a chunk by lexing it, and whether chunks with the same digit-blind
+    /// form have it too (not when a constant part has digits or the table is full).
+    fn lex(&mut self, chunk: &str) -> (u32, bool) {
         self.shape.clear();
         let mut variable = false;
         let mut last_var = false;
         let mut constant_chars = false;
+        let mut constant_digits = false;
         let mut lexed = tokens(chunk).peekable();
         while let Some((kind, text)) = lexed.next() {
             // An identifier called like a function (`jk2_init()`) is code, not data.
@@ -397,22 +426,24 @@ impl Miner {
                 last_var = true;
             } else {
                 constant_chars |= kind == Kind::Word || called;
+                constant_digits |= text.bytes().any(|b| b.is_ascii_digit());
                 last_var = false;
                 self.shape.push_str(text);
             }
         }
         // `10.0.0.1:80` or `(<*>)` is all variable; `()` or `""` is an empty value.
         const EMPTY: &[&str] = &["()", "[]", "{}", "<>", "\"\"", "''"];
+        let shared = !constant_digits;
         if (variable && !constant_chars) || EMPTY.contains(&chunk) {
-            return VAR;
+            return (VAR, shared);
         }
         let key: &str = if variable { &self.shape } else { chunk };
         if let Some(&id) = self.shape_ids.get(key) {
-            return id;
+            return (id, shared);
         }
         if self.shapes.len() >= self.config.max_chunks {
             self.stats.chunks_over_cap += 1;
-            return VAR;
+            return (VAR, false);
         }
         let id = self.shapes.len() as u32;
         self.plain.push(!variable && is_plain_word(key));
@@ -420,7 +451,7 @@ impl Miner {
         self.unit.push(!variable && is_unit(bare));
         self.shapes.push(key.into());
         self.shape_ids.insert(key.into(), id);
-        id
+        (id, shared)
     }
 
     /// The leaf for `self.line`: its length and first chunks, with wildcards and
@@ -622,8 +653,6 @@ impl Miner {
     }
 }
 
-/// The opening brackets before and the closing brackets and punctuation after a chunk's
-/// value: `(5)` → (`(`, `)`), `5,` → (``, `,`), `[x]:` → (`[`, `]:`).
 /// Byte classes for splitting a message and telling numbers from words in one pass.
 const SPACE: u8 = 1;
 const DIGIT: u8 = 2;
@@ -675,6 +704,24 @@ fn chunks(message: &str) -> impl Iterator<Item = (&str, u8)> {
     })
 }
 
+/// `chunk` with its digits made alike, so chunks the lexer cannot tell apart share a
+/// form: every digit becomes `1`, except a `0` before `x`, which may start a hex number
+/// (the only pattern that tells digits apart).
+fn digit_blind(chunk: &str, out: &mut Vec<u8>) {
+    let bytes = chunk.as_bytes();
+    out.clear();
+    out.extend(bytes.iter().enumerate().map(|(i, &b)| {
+        let hex_start = b == b'0' && matches!(bytes.get(i + 1), Some(b'x' | b'X'));
+        if b.is_ascii_digit() && !hex_start {
+            b'1'
+        } else {
+            b
+        }
+    }));
+}
+
+/// The opening brackets before and the closing brackets and punctuation after a chunk's
+/// value: `(5)` → (`(`, `)`), `5,` → (``, `,`), `[x]:` → (`[`, `]:`).
 fn brackets(chunk: &str) -> (&str, &str) {
     let lead_len = chunk.len()
         - chunk
@@ -793,6 +840,23 @@ mod tests {
             m.template(id).unwrap(),
             "session opened for user root by (uid=<*>)"
         );
+    }
+
+    #[test]
+    fn chunks_that_lex_alike_share_a_cached_shape_and_no_others_do() {
+        let mut m = miner();
+        let mut id = |chunk: &str| {
+            let (chunk, class) = chunks(chunk).next().expect("one chunk");
+            m.chunk_id(chunk, class)
+        };
+        assert_eq!(id("blk_-562"), id("blk_-7128"), "digits do not matter");
+        let cached = id("uid=42,");
+        assert_eq!(id("uid=7,"), cached);
+        // Constant parts with digits are not shared: a dotted class name keeps them.
+        assert_ne!(id("org.apache.hadoop2.Foo"), id("org.apache.hadoop3.Foo"));
+        // A leading `0x` is hex, a variable; any other digit there is a called function.
+        assert_eq!(id("0x1f("), VAR);
+        assert_ne!(id("5x1f("), VAR);
     }
 
     #[test]
