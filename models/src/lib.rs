@@ -7,6 +7,7 @@
 
 pub mod anomaly;
 pub mod families;
+mod memo;
 pub mod miner;
 pub mod services;
 

@@ -26,6 +26,8 @@
 //!
 //! A chunk that is not a known constant is lexed once per digit-blind form: `blk_-562`
 //! and `blk_-7128` lex alike, so the second takes the first one's shape from a cache.
+//! Short chunks (most) are first looked up by that form in a direct-mapped memo
+//! (`memo`), which costs no string hashing.
 //!
 //! A line whose masked shape was seen recently and still fits that template exactly
 //! (every constant equal) joins it without a search; a search would change nothing.
@@ -34,6 +36,7 @@
 //! evicted when full, counted), at most `max_chunks` distinct shapes (unknown shapes past
 //! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
 
+use crate::memo::{Memo, Short};
 use logheal_parsers::lexer::{is_unit, tokens, Kind};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -101,6 +104,9 @@ type LeafKey = (u32, [u32; 2]);
 const RECENT_CAP: usize = 65_536;
 /// Digit-blind chunk forms remembered before that cache starts over.
 const LEXED_CAP: usize = 65_536;
+/// In that cache: chunks of this form are constants with digits of their own
+/// (`org.apache.hadoop2.Foo`), interned under their text.
+const OWN_TEXT: u32 = u32::MAX;
 
 fn line_hash(line: &[u32]) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -168,6 +174,10 @@ pub struct Miner {
     /// constant parts have no digits: `blk_-562` and `blk_-7128` lex alike.
     lexed: FxHashMap<Box<[u8]>, u32>,
     lexed_key: Vec<u8>,
+    /// Shape ids of short chunks by their digit-blind form (or `OWN_TEXT`).
+    memo: Memo,
+    /// The same for variables with their brackets shown (`(<*>)`).
+    shown: Memo,
     pub stats: MinerStats,
 }
 
@@ -197,6 +207,8 @@ impl Miner {
             shape: String::new(),
             lexed: FxHashMap::default(),
             lexed_key: Vec::new(),
+            memo: Memo::default(),
+            shown: Memo::default(),
             stats: MinerStats::default(),
         }
     }
@@ -312,7 +324,7 @@ impl Miner {
         self.line.clear();
         self.display.clear();
         let max = self.config.max_tokens;
-        for (chunk, class) in chunks(message) {
+        for (start, chunk, class) in chunks(message) {
             if self.line.len() == max {
                 self.line.push(CUT);
                 self.display.push(CUT);
@@ -320,7 +332,7 @@ impl Miner {
                 break;
             }
             // A unit after a number is part of its value: `5 ms`, `1.2 KB)`, `<1 sec`.
-            let id = self.chunk_id(chunk, class);
+            let id = self.chunk_id(message.as_bytes(), start, chunk, class);
             let id = if self.line.last() == Some(&VAR) && self.unit[id as usize] {
                 VAR
             } else {
@@ -367,43 +379,104 @@ impl Miner {
         self.shape.push_str(lead);
         self.shape.push_str("<*>");
         self.shape.push_str(trail);
-        if let Some(&id) = self.shape_ids.get(self.shape.as_str()) {
+        let short = Short::of(self.shape.as_bytes(), 0, self.shape.len());
+        if let Some(id) = short.and_then(|key| self.shown.get(&key)) {
             return id;
         }
-        if self.shapes.len() >= self.config.max_chunks {
-            return VAR;
+        let id = match self.shape_ids.get(self.shape.as_str()) {
+            Some(&id) => id,
+            None if self.shapes.len() >= self.config.max_chunks => return VAR,
+            None => {
+                let id = self.shapes.len() as u32;
+                self.plain.push(false);
+                self.unit.push(false);
+                self.shapes.push(self.shape.as_str().into());
+                self.shape_ids.insert(self.shape.as_str().into(), id);
+                id
+            }
+        };
+        if let Some(key) = short {
+            self.shown.put(key, id);
         }
-        let id = self.shapes.len() as u32;
-        self.plain.push(false);
-        self.unit.push(false);
-        self.shapes.push(self.shape.as_str().into());
-        self.shape_ids.insert(self.shape.as_str().into(), id);
         id
     }
 
-    fn chunk_id(&mut self, chunk: &str, class: u8) -> u32 {
+    fn chunk_id(&mut self, message: &[u8], start: usize, chunk: &str, class: u8) -> u32 {
         // Digits and no letters (`404`, `10.0.0.1:80`, `12:30:01,`): no constant word can
         // be in it, so it is a variable without lexing.
         if class & (DIGIT | ALPHA) == DIGIT {
             return VAR;
         }
-        // Constant chunks are interned under their own text: most chunks are found here
-        // without lexing.
-        if let Some(&id) = self.shape_ids.get(chunk) {
-            return id;
-        }
-        digit_blind(chunk, &mut self.lexed_key);
-        if let Some(&id) = self.lexed.get(self.lexed_key.as_slice()) {
-            return id;
-        }
-        let (id, shared) = self.lex(chunk);
-        if shared {
-            if self.lexed.len() >= LEXED_CAP {
-                self.lexed.clear();
+        let digits = class & DIGIT != 0;
+        // Most chunks are short and their digit-blind form was seen before: the memo
+        // knows them.
+        let short = Short::of(message, start, chunk.len()).map(|key| {
+            if digits {
+                key.digit_blind()
+            } else {
+                key
             }
-            self.lexed.insert(self.lexed_key.as_slice().into(), id);
+        });
+        if let Some(key) = short {
+            match self.memo.get(&key) {
+                Some(OWN_TEXT) => {
+                    if let Some(&id) = self.shape_ids.get(chunk) {
+                        return id;
+                    }
+                }
+                Some(id) => return id,
+                None => {}
+            }
+        }
+        let (id, remembered) = self.looked_up(chunk, digits);
+        if let Some(key) = short.filter(|_| self.shapes.len() < self.config.max_chunks) {
+            self.memo.put(key, remembered);
         }
         id
+    }
+
+    /// The shape id of a chunk from the tables, lexing it if they do not know it, and
+    /// what its digit-blind form stands for (the id, or `OWN_TEXT`).
+    fn looked_up(&mut self, chunk: &str, digits: bool) -> (u32, u32) {
+        if digits {
+            // With digits, most chunks are variables (`blk_-562`): their digit-blind form
+            // finds the shape, or says the chunk is a constant with digits of its own.
+            digit_blind(chunk, &mut self.lexed_key);
+            match self.lexed.get(self.lexed_key.as_slice()) {
+                Some(&OWN_TEXT) => {
+                    if let Some(&id) = self.shape_ids.get(chunk) {
+                        return (id, OWN_TEXT);
+                    }
+                }
+                Some(&id) => return (id, id),
+                None => {}
+            }
+        } else {
+            // Constant chunks are interned under their own text, which is also their
+            // digit-blind form.
+            if let Some(&id) = self.shape_ids.get(chunk) {
+                return (id, id);
+            }
+            self.lexed_key.clear();
+            self.lexed_key.extend_from_slice(chunk.as_bytes());
+            if let Some(&id) = self.lexed.get(self.lexed_key.as_slice()) {
+                return (id, id);
+            }
+        }
+        self.lex_and_remember(chunk)
+    }
+
+    /// Lexes a chunk and remembers its shape under its digit-blind form (`lexed_key`);
+    /// returns the id and what the form stands for.
+    fn lex_and_remember(&mut self, chunk: &str) -> (u32, u32) {
+        let (id, shared) = self.lex(chunk);
+        if self.lexed.len() >= LEXED_CAP {
+            self.lexed.clear();
+        }
+        let remembered = if shared { id } else { OWN_TEXT };
+        self.lexed
+            .insert(self.lexed_key.as_slice().into(), remembered);
+        (id, remembered)
     }
 
     /// The shape id of a chunk by lexing it, and whether chunks with the same digit-blind
@@ -677,9 +750,9 @@ static CLASS: [u8; 256] = {
     table
 };
 
-/// The whitespace-separated chunks of `message`, each with the classes of its bytes
-/// (`DIGIT`, `ALPHA`) OR-ed together, in one pass over the bytes.
-fn chunks(message: &str) -> impl Iterator<Item = (&str, u8)> {
+/// The whitespace-separated chunks of `message`, each with its start and the classes of
+/// its bytes (`DIGIT`, `ALPHA`) OR-ed together, in one pass over the bytes.
+fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
     let bytes = message.as_bytes();
     let mut i = 0;
     std::iter::from_fn(move || {
@@ -700,36 +773,47 @@ fn chunks(message: &str) -> impl Iterator<Item = (&str, u8)> {
             i += 1;
         }
         // Both ends are at ASCII whitespace or the ends of the message: char boundaries.
-        Some((&message[start..i], class))
+        Some((start, &message[start..i], class))
     })
 }
 
 /// `chunk` with its digits made alike, so chunks the lexer cannot tell apart share a
 /// form: every digit becomes `1`, except a `0` before `x`, which may start a hex number
 /// (the only pattern that tells digits apart).
-fn digit_blind(chunk: &str, out: &mut Vec<u8>) {
+pub(crate) fn digit_blind(chunk: &str, out: &mut Vec<u8>) {
     let bytes = chunk.as_bytes();
     out.clear();
-    out.extend(bytes.iter().enumerate().map(|(i, &b)| {
-        let hex_start = b == b'0' && matches!(bytes.get(i + 1), Some(b'x' | b'X'));
-        if b.is_ascii_digit() && !hex_start {
-            b'1'
-        } else {
-            b
+    out.extend(
+        bytes
+            .iter()
+            .map(|&b| if b.is_ascii_digit() { b'1' } else { b }),
+    );
+    for (i, pair) in bytes.windows(2).enumerate() {
+        if pair[0] == b'0' && pair[1] | 0x20 == b'x' {
+            out[i] = b'0';
         }
-    }));
+    }
 }
 
 /// The opening brackets before and the closing brackets and punctuation after a chunk's
 /// value: `(5)` → (`(`, `)`), `5,` → (``, `,`), `[x]:` → (`[`, `]:`).
 fn brackets(chunk: &str) -> (&str, &str) {
-    let lead_len = chunk.len()
-        - chunk
-            .trim_start_matches(['(', '[', '{', '<', '"', '\''])
-            .len();
-    let rest = &chunk[lead_len..];
-    let body = rest.trim_end_matches([')', ']', '}', '>', '"', '\'', ',', '.', ';', ':']);
-    (&chunk[..lead_len], &rest[body.len()..])
+    let bytes = chunk.as_bytes();
+    let lead = bytes
+        .iter()
+        .take_while(|b| matches!(b, b'(' | b'[' | b'{' | b'<' | b'"' | b'\''))
+        .count();
+    let trail = bytes[lead..]
+        .iter()
+        .rev()
+        .take_while(|b| {
+            matches!(
+                b,
+                b')' | b']' | b'}' | b'>' | b'"' | b'\'' | b',' | b'.' | b';' | b':'
+            )
+        })
+        .count();
+    (&chunk[..lead], &chunk[bytes.len() - trail..])
 }
 
 /// Letters (and `_`, `-`), maybe quoted or bracketed, with a little punctuation after:
@@ -846,8 +930,8 @@ mod tests {
     fn chunks_that_lex_alike_share_a_cached_shape_and_no_others_do() {
         let mut m = miner();
         let mut id = |chunk: &str| {
-            let (chunk, class) = chunks(chunk).next().expect("one chunk");
-            m.chunk_id(chunk, class)
+            let (start, text, class) = chunks(chunk).next().expect("one chunk");
+            m.chunk_id(chunk.as_bytes(), start, text, class)
         };
         assert_eq!(id("blk_-562"), id("blk_-7128"), "digits do not matter");
         let cached = id("uid=42,");
