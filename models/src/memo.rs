@@ -72,7 +72,8 @@ impl Short {
         let digits = at_least_0 & !above_9 & !x & HIGH;
         let hex_start = equal(x, b'0') & (equal(x | (LOW * 0x20), b'x') >> 8);
         let flagged = digits & !hex_start;
-        let mask = (flagged << 1) - (flagged >> 7);
+        // 0x80 in a flagged byte becomes 0xff (modulo 2^128 for the top byte).
+        let mask = (flagged << 1).wrapping_sub(flagged >> 7);
         let blind = (x & !mask) | ((LOW * u128::from(b'1')) & mask);
         Short {
             words: [blind as u64, (blind >> 64) as u64],

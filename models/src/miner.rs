@@ -401,6 +401,7 @@ impl Miner {
         id
     }
 
+    #[inline]
     fn chunk_id(&mut self, message: &[u8], start: usize, chunk: &str, class: u8) -> u32 {
         // Digits and no letters (`404`, `10.0.0.1:80`, `12:30:01,`): no constant word can
         // be in it, so it is a variable without lexing.
@@ -417,17 +418,15 @@ impl Miner {
                 key
             }
         });
-        if let Some(key) = short {
-            match self.memo.get(&key) {
-                Some(OWN_TEXT) => {
-                    if let Some(&id) = self.shape_ids.get(chunk) {
-                        return id;
-                    }
-                }
-                Some(id) => return id,
-                None => {}
-            }
+        match short.and_then(|key| self.memo.get(&key)) {
+            Some(id) if id != OWN_TEXT => id,
+            _ => self.chunk_id_slow(chunk, digits, short),
         }
+    }
+
+    /// `chunk_id` past the memo: the tables, then the lexer; the memo learns the answer.
+    #[inline(never)]
+    fn chunk_id_slow(&mut self, chunk: &str, digits: bool, short: Option<Short>) -> u32 {
         let (id, remembered) = self.looked_up(chunk, digits);
         if let Some(key) = short.filter(|_| self.shapes.len() < self.config.max_chunks) {
             self.memo.put(key, remembered);
