@@ -26,8 +26,8 @@
 //!
 //! A chunk that is not a known constant is lexed once per digit-blind form: `blk_-562`
 //! and `blk_-7128` lex alike, so the second takes the first one's shape from a cache.
-//! Short chunks (most) are first looked up by that form in a direct-mapped memo
-//! (`memo`), which costs no string hashing.
+//! Chunks up to 32 bytes (most) are first looked up by that form in a direct-mapped
+//! memo (`memo`), which costs no string hashing.
 //!
 //! A line whose masked shape was seen recently and still fits that template exactly
 //! (every constant equal) joins it without a search; a search would change nothing.
@@ -36,7 +36,7 @@
 //! evicted when full, counted), at most `max_chunks` distinct shapes (unknown shapes past
 //! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
 
-use crate::memo::{Memo, Short};
+use crate::memo::{Key, Memo};
 use logheal_parsers::lexer::{is_unit, tokens, Kind};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -174,7 +174,7 @@ pub struct Miner {
     /// constant parts have no digits: `blk_-562` and `blk_-7128` lex alike.
     lexed: FxHashMap<Box<[u8]>, u32>,
     lexed_key: Vec<u8>,
-    /// Shape ids of short chunks by their digit-blind form (or `OWN_TEXT`).
+    /// Shape ids of chunks up to 32 bytes by their digit-blind form (or `OWN_TEXT`).
     memo: Memo,
     /// The same for variables with their brackets shown (`(<*>)`).
     shown: Memo,
@@ -379,7 +379,7 @@ impl Miner {
         self.shape.push_str(lead);
         self.shape.push_str("<*>");
         self.shape.push_str(trail);
-        let short = Short::of(self.shape.as_bytes(), 0, self.shape.len());
+        let short = Key::of(self.shape.as_bytes(), 0, self.shape.len(), false);
         if let Some(id) = short.and_then(|key| self.shown.get(&key)) {
             return id;
         }
@@ -411,13 +411,7 @@ impl Miner {
         let digits = class & DIGIT != 0;
         // Most chunks are short and their digit-blind form was seen before: the memo
         // knows them.
-        let short = Short::of(message, start, chunk.len()).map(|key| {
-            if digits {
-                key.digit_blind()
-            } else {
-                key
-            }
-        });
+        let short = Key::of(message, start, chunk.len(), digits);
         match short.and_then(|key| self.memo.get(&key)) {
             Some(id) if id != OWN_TEXT => id,
             _ => self.chunk_id_slow(chunk, digits, short),
@@ -426,7 +420,7 @@ impl Miner {
 
     /// `chunk_id` past the memo: the tables, then the lexer; the memo learns the answer.
     #[inline(never)]
-    fn chunk_id_slow(&mut self, chunk: &str, digits: bool, short: Option<Short>) -> u32 {
+    fn chunk_id_slow(&mut self, chunk: &str, digits: bool, short: Option<Key>) -> u32 {
         let (id, remembered) = self.looked_up(chunk, digits);
         if let Some(key) = short.filter(|_| self.shapes.len() < self.config.max_chunks) {
             self.memo.put(key, remembered);
