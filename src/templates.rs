@@ -67,28 +67,49 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every line's message, back to back in one buffer (a million lines are not a million
+/// allocations).
+#[derive(Default)]
+struct Messages {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Messages {
+    fn push(&mut self, message: &str) {
+        self.text.push_str(message);
+        self.ends.push(self.text.len());
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.text[start..end])
+    }
+}
+
 /// The message of every line: the parsed message field, or the whole line when it does
 /// not parse (as the Loghub reference tooling does), so the output has one row per line.
-fn read_messages(args: &Args) -> Result<Vec<String>> {
+fn read_messages(args: &Args) -> Result<Messages> {
     let year = logheal_parsers::time::current_year();
     let mut parser = LineParser::new(&FieldNames::default(), args.format.as_deref(), year)
         .map_err(anyhow::Error::msg)?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut reader = LineReader::new(BufReader::with_capacity(1 << 18, file), 1 << 20);
-    let mut messages = Vec::new();
+    let mut messages = Messages::default();
     while let Some(line) = reader.next_line() {
-        let message = match line.with_context(|| format!("reading {}", args.file.display()))? {
+        match line.with_context(|| format!("reading {}", args.file.display()))? {
             Line::Full(bytes) => {
                 let text = String::from_utf8_lossy(bytes);
                 match parser.parse(&text) {
-                    Ok(event) => event.message.into_owned(),
-                    Err(_) => text.trim().to_string(),
+                    Ok(event) => messages.push(&event.message),
+                    Err(_) => messages.push(text.trim()),
                 }
             }
-            Line::TooLong(_) => String::new(),
-        };
-        messages.push(message);
+            Line::TooLong(_) => messages.push(""),
+        }
     }
     Ok(messages)
 }
