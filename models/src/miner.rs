@@ -421,60 +421,49 @@ impl Miner {
     /// `chunk_id` past the memo: the tables, then the lexer; the memo learns the answer.
     #[inline(never)]
     fn chunk_id_slow(&mut self, chunk: &str, digits: bool, short: Option<Key>) -> u32 {
-        let (id, remembered) = self.looked_up(chunk, digits);
-        if let Some(key) = short.filter(|_| self.shapes.len() < self.config.max_chunks) {
-            self.memo.put(key, remembered);
+        let (id, form) = self.looked_up(chunk, digits);
+        if let (Some(key), Some(form)) = (short, form) {
+            self.memo.put(key, form);
         }
         id
     }
 
     /// The shape id of a chunk from the tables, lexing it if they do not know it, and
-    /// what its digit-blind form stands for (the id, or `OWN_TEXT`).
-    fn looked_up(&mut self, chunk: &str, digits: bool) -> (u32, u32) {
-        if digits {
-            // With digits, most chunks are variables (`blk_-562`): their digit-blind form
-            // finds the shape, or says the chunk is a constant with digits of its own.
-            digit_blind(chunk, &mut self.lexed_key);
-            match self.lexed.get(self.lexed_key.as_slice()) {
-                Some(&OWN_TEXT) => {
-                    if let Some(&id) = self.shape_ids.get(chunk) {
-                        return (id, OWN_TEXT);
-                    }
-                }
-                Some(&id) => return (id, id),
-                None => {}
-            }
-        } else {
-            // Constant chunks are interned under their own text, which is also their
-            // digit-blind form.
+    /// what its digit-blind form stands for (the id, or `OWN_TEXT`) if that may be
+    /// remembered.
+    fn looked_up(&mut self, chunk: &str, digits: bool) -> (u32, Option<u32>) {
+        // Constant chunks are interned under their own text.
+        if !digits {
             if let Some(&id) = self.shape_ids.get(chunk) {
-                return (id, id);
-            }
-            self.lexed_key.clear();
-            self.lexed_key.extend_from_slice(chunk.as_bytes());
-            if let Some(&id) = self.lexed.get(self.lexed_key.as_slice()) {
-                return (id, id);
+                return (id, Some(id));
             }
         }
-        self.lex_and_remember(chunk)
-    }
-
-    /// Lexes a chunk and remembers its shape under its digit-blind form (`lexed_key`);
-    /// returns the id and what the form stands for.
-    fn lex_and_remember(&mut self, chunk: &str) -> (u32, u32) {
-        let (id, shared) = self.lex(chunk);
-        if self.lexed.len() >= LEXED_CAP {
-            self.lexed.clear();
+        // The digit-blind form finds the shape (`blk_-562`), or says the chunk is a
+        // constant with digits of its own.
+        digit_blind(chunk, &mut self.lexed_key);
+        match self.lexed.get(self.lexed_key.as_slice()) {
+            Some(&OWN_TEXT) => {
+                if let Some(&id) = self.shape_ids.get(chunk) {
+                    return (id, Some(OWN_TEXT));
+                }
+            }
+            Some(&id) => return (id, Some(id)),
+            None => {}
         }
-        let remembered = if shared { id } else { OWN_TEXT };
-        self.lexed
-            .insert(self.lexed_key.as_slice().into(), remembered);
-        (id, remembered)
+        let (id, form) = self.lex(chunk);
+        if let Some(form) = form {
+            if self.lexed.len() >= LEXED_CAP {
+                self.lexed.clear();
+            }
+            self.lexed.insert(self.lexed_key.as_slice().into(), form);
+        }
+        (id, form)
     }
 
-    /// The shape id of a chunk by lexing it, and whether chunks with the same digit-blind
-    /// form have it too (not when a constant part has digits or the table is full).
-    fn lex(&mut self, chunk: &str) -> (u32, bool) {
+    /// The shape id of a chunk by lexing it, and what chunks of the same digit-blind
+    /// form have: the same id, `OWN_TEXT` when a constant part has digits, or nothing
+    /// to remember when the shape table is full.
+    fn lex(&mut self, chunk: &str) -> (u32, Option<u32>) {
         self.shape.clear();
         let mut variable = false;
         let mut last_var = false;
@@ -497,19 +486,19 @@ impl Miner {
                 self.shape.push_str(text);
             }
         }
+        let form = |id| Some(if constant_digits { OWN_TEXT } else { id });
         // `10.0.0.1:80` or `(<*>)` is all variable; `()` or `""` is an empty value.
         const EMPTY: &[&str] = &["()", "[]", "{}", "<>", "\"\"", "''"];
-        let shared = !constant_digits;
         if (variable && !constant_chars) || EMPTY.contains(&chunk) {
-            return (VAR, shared);
+            return (VAR, form(VAR));
         }
         let key: &str = if variable { &self.shape } else { chunk };
         if let Some(&id) = self.shape_ids.get(key) {
-            return (id, shared);
+            return (id, form(id));
         }
         if self.shapes.len() >= self.config.max_chunks {
             self.stats.chunks_over_cap += 1;
-            return (VAR, false);
+            return (VAR, None);
         }
         let id = self.shapes.len() as u32;
         self.plain.push(!variable && is_plain_word(key));
@@ -517,7 +506,7 @@ impl Miner {
         self.unit.push(!variable && is_unit(bare));
         self.shapes.push(key.into());
         self.shape_ids.insert(key.into(), id);
-        (id, shared)
+        (id, form(id))
     }
 
     /// The leaf for `self.line`: its length and first chunks, with wildcards and
@@ -968,6 +957,19 @@ mod tests {
             "the cached slot now holds another template"
         );
         assert_eq!(m.template(again).unwrap(), "disk full on node");
+    }
+
+    #[test]
+    fn words_past_a_full_shape_table_stay_wildcards_every_time() {
+        let mut m = Miner::new(MinerConfig {
+            max_chunks: 4,
+            ..MinerConfig::default()
+        });
+        for _ in 0..3 {
+            let id = m.add("alpha bravo charlie delta echo");
+            assert_eq!(m.template(id).unwrap(), "alpha bravo <*>");
+        }
+        assert_eq!(m.stats.chunks_over_cap, 9, "counted on every line");
     }
 
     #[test]
