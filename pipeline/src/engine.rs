@@ -65,7 +65,7 @@ impl Default for EngineConfig {
 }
 
 /// What a reload changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Reload {
     pub kept: usize,
     pub added: usize,
@@ -102,8 +102,6 @@ pub struct Engine {
     inbox: VecDeque<(IncidentKey, EventTime, Input)>,
     records: Vec<Record>,
     stats: Stats,
-    max_line_bytes: usize,
-    execute: bool,
     /// Requests for the executor, and those sent and not yet answered.
     outbox: Vec<ActionRequest>,
     in_flight: FxHashMap<u64, PendingAction>,
@@ -175,8 +173,6 @@ impl Engine {
             inbox: VecDeque::new(),
             records: Vec::new(),
             stats: Stats::default(),
-            max_line_bytes: config.max_line_bytes,
-            execute: config.execute,
             outbox: Vec::new(),
             in_flight: FxHashMap::default(),
             probes_in_flight: FxHashMap::default(),
@@ -203,7 +199,7 @@ impl Engine {
 
     /// The maximum line length this engine accepts.
     pub fn max_line_bytes(&self) -> usize {
-        self.max_line_bytes
+        self.config.max_line_bytes
     }
 
     /// Counts a line the reader could not deliver whole.
@@ -218,7 +214,7 @@ impl Engine {
         self.admitted = None;
         self.stats.lines += 1;
         self.stats.bytes += line.len() as u64 + 1;
-        if line.len() > self.max_line_bytes {
+        if line.len() > self.config.max_line_bytes {
             return self.stats.skip(SkipReason::LineTooLong);
         }
         let text = match std::str::from_utf8(line) {
@@ -337,12 +333,7 @@ impl Engine {
         let mut incoming: Vec<Option<logheal_rules::Rule>> =
             new.rules.into_iter().map(Some).collect();
         let (mut rules, mut retired, mut correlators) = (Vec::new(), Vec::new(), Vec::new());
-        let mut summary = Reload {
-            kept: 0,
-            added: 0,
-            removed: 0,
-            closed: 0,
-        };
+        let mut summary = Reload::default();
         let mut removed = Vec::new();
         let max_traces = self.config.max_traces_per_rule;
         for (i, previous) in old.into_iter().enumerate() {
@@ -395,7 +386,7 @@ impl Engine {
             receivers: new.receivers,
             field_names: new.field_names,
         };
-        let at = self.now.max(self.clock.newest());
+        let at = self.current_time();
         for rule in removed {
             for key in self.registry.keys_of_rule(rule) {
                 summary.closed += self.close_removed(key, at) as usize;
@@ -482,7 +473,7 @@ impl Engine {
         let Some(p) = self.in_flight.remove(&request) else {
             return;
         };
-        let at = self.now.max(self.clock.newest());
+        let at = self.current_time();
         let action = self.action_record(&p, at);
         self.records.push(Record::ActionResult {
             action,
@@ -531,8 +522,7 @@ impl Engine {
             ReceiverKind::Slack => payload::slack_body(&view),
             ReceiverKind::Webhook | ReceiverKind::Probe => payload::webhook_body(&view),
         };
-        let id = self.next_request;
-        self.next_request += 1;
+        let id = self.request_id();
         self.outbox.push(ActionRequest {
             id,
             receiver,
@@ -580,11 +570,7 @@ impl Engine {
             },
         );
         let (services, traces, templates, counts, first, last) = snapshot.unwrap_or_else(|| {
-            let none = Counts {
-                chains: 0,
-                failed_events: 0,
-                suspicions: 0,
-            };
+            let none = Counts::default();
             (Vec::new(), Vec::new(), Vec::new(), none, p.due, p.due)
         });
         IncidentView {
@@ -607,7 +593,7 @@ impl Engine {
             counts,
             first_seen: first.to_rfc3339(),
             last_seen: last.to_rfc3339(),
-            dry_run: !self.execute,
+            dry_run: !self.config.execute,
         }
     }
 
@@ -873,7 +859,7 @@ impl Engine {
         }
         // Probes are run only when actions are executed; a dry run cannot know.
         if let (true, IncidentState::Recovering, Some(probe)) =
-            (self.execute, to, &rule.incident.probe)
+            (self.config.execute, to, &rule.incident.probe)
         {
             self.agenda.probe(at.plus(probe.interval), key, seq);
             self.registry.with(key, || None, |i| i.probe_passes = 0);
@@ -889,13 +875,8 @@ impl Engine {
         else {
             return;
         };
-        let probe = self.rules.rules[key.rule as usize]
-            .incident
-            .probe
-            .clone()
-            .expect("probes are scheduled for rules that have one");
-        let id = self.next_request;
-        self.next_request += 1;
+        let probe = self.probe(key);
+        let id = self.request_id();
         self.outbox.push(ActionRequest {
             id,
             receiver: probe.receiver,
@@ -910,19 +891,18 @@ impl Engine {
     /// Counts a probe result; enough passes in a row restore (as the rule says), and
     /// the next probe is scheduled while the incident is still recovering.
     fn probe_outcome(&mut self, key: IncidentKey, seq: u32, incident: Arc<str>, outcome: &Outcome) {
-        let at = self.now.max(self.clock.newest());
-        let probe = self.rules.rules[key.rule as usize]
-            .incident
-            .probe
-            .clone()
-            .expect("probes belong to rules that have one");
+        let at = self.current_time();
+        let probe = self.probe(key);
         let passed = matches!(outcome, Outcome::Succeeded { .. });
+        // A probe sent in an earlier state does not count towards this one's passes.
         let passes = self.registry.with(
             key,
             || None,
             |i| {
-                i.probe_passes = if passed { i.probe_passes + 1 } else { 0 };
-                (i.seq == seq).then_some(i.probe_passes)
+                (i.seq == seq).then(|| {
+                    i.probe_passes = if passed { i.probe_passes + 1 } else { 0 };
+                    i.probe_passes
+                })
             },
         );
         let Some(Some(passes)) = passes else {
@@ -944,6 +924,26 @@ impl Engine {
         if still && !matches!(outcome, Outcome::NotConfigured { .. }) {
             self.agenda.probe(at.plus(probe.interval), key, seq);
         }
+    }
+
+    /// The health probe of an incident's rule (probes are only scheduled for rules
+    /// that have one).
+    fn probe(&self, key: IncidentKey) -> logheal_rules::HealthProbe {
+        self.rules.rules[key.rule as usize]
+            .incident
+            .probe
+            .expect("probes belong to rules that have one")
+    }
+
+    /// A fresh id for a request to the executor.
+    fn request_id(&mut self) -> u64 {
+        self.next_request += 1;
+        self.next_request
+    }
+
+    /// The event time now: the latest of what happened and what was read.
+    fn current_time(&self) -> EventTime {
+        self.now.max(self.clock.newest())
     }
 
     /// The rule's action a pending action stands for.
@@ -972,7 +972,7 @@ impl Engine {
                 p.state.as_str().to_ascii_lowercase(),
                 action.name
             ),
-            dry_run: !self.execute,
+            dry_run: !self.config.execute,
         }
     }
 
@@ -984,7 +984,7 @@ impl Engine {
                     self.now = self.now.max(p.due);
                     self.stats.actions += 1;
                     let record = self.action_record(&p, p.due);
-                    if self.execute {
+                    if self.config.execute {
                         self.dispatch(p, &record);
                     } else if !self.agenda.has_pending(p.key, p.seq) {
                         self.inbox.push_back((p.key, p.due, Input::ActionsDone));

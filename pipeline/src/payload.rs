@@ -30,7 +30,7 @@ pub struct IncidentView {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Counts {
     pub chains: u32,
     pub failed_events: u64,

@@ -136,12 +136,12 @@ impl Registry {
             .collect()
     }
 
-    /// Current state of every live incident.
     /// The first event time of the oldest live incident.
     pub fn oldest(&self) -> Option<EventTime> {
         self.live.iter().map(|e| e.first_seen).min()
     }
 
+    /// Current state of every live incident.
     pub fn states(&self) -> Vec<(IncidentKey, Arc<str>, incident::IncidentState)> {
         let mut out: Vec<_> = self
             .live

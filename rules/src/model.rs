@@ -192,7 +192,7 @@ pub struct IncidentPolicy {
 }
 
 /// An HTTP check of the failing service, run while the incident is recovering.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct HealthProbe {
     /// Index into [`RuleSet::receivers`] (a [`ReceiverKind::Probe`]).
     pub receiver: usize,
