@@ -213,6 +213,7 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
     let (mut live, tx) = Live::start(settings)?;
     spawn_reader(args.inputs.clone(), tx);
     live.metrics.set_ready(true);
+    let mut next_observe = Instant::now();
     loop {
         let engine = &mut live.job.engine;
         match live.rx.recv_timeout(settings.tick) {
@@ -224,8 +225,14 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
         }
         live.job.engine.advance_to(wall_clock_now());
         live.after_input()?;
-        live.metrics.observe(&live.job.engine);
+        // The gauges need the live incidents listed: once per tick, not per line.
+        let now = Instant::now();
+        if now >= next_observe {
+            next_observe = now + settings.tick;
+            live.metrics.observe(&live.job.engine);
+        }
     }
+    live.metrics.observe(&live.job.engine);
     // End of input: let calls in flight finish (their timeouts and retries bound the wait).
     live.exchange(true)?;
     eprintln!("{}", live.job.engine.stats());
@@ -267,9 +274,7 @@ fn reload(
             }
         }
         Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
+            crate::output::report(&diagnostics);
             eprintln!(
                 "logheal: reload failed ({why}): {} error(s); the previous rules keep running",
                 diagnostics.len()
