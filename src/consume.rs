@@ -48,13 +48,6 @@ pub struct KafkaArgs {
     pub until_end: bool,
 }
 
-impl KafkaArgs {
-    /// Whether `--group` was left to its default.
-    pub fn group_unset(&self) -> bool {
-        self.group.is_none()
-    }
-}
-
 fn parse_property(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
@@ -63,6 +56,11 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 }
 
 impl KafkaArgs {
+    /// Whether `--group` was left to its default.
+    pub fn group_unset(&self) -> bool {
+        self.group.is_none()
+    }
+
     /// The Kafka settings from the flags over the file's `kafka` section; `None` when
     /// neither names brokers.
     pub fn resolve(

@@ -184,12 +184,13 @@ impl Handoff {
                     engine.action_outcome(request.id, &outcome);
                     return;
                 }
-                Decision::Pending if self.calling.contains_key(&key) => {
-                    let waiters = self.calling.get_mut(&key).expect("checked");
-                    waiters.push((generation, request.id));
-                    return;
+                Decision::Pending => {
+                    // Being called here already: answer this request with that call.
+                    if let Some(waiters) = self.calling.get_mut(&key) {
+                        waiters.push((generation, request.id));
+                        return;
+                    }
                 }
-                Decision::Pending => {}
                 Decision::Call => {
                     let receiver = &engine.receivers()[request.receiver].name;
                     if let Err(e) = ledger.hand_off(&request, receiver) {

@@ -5,7 +5,7 @@ use clap::ValueEnum;
 use logheal_pipeline::executor::Executor;
 use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{Engine, EngineConfig, Record};
-use logheal_rules::RuleSet;
+use logheal_rules::{Diagnostic, RuleSet};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -47,17 +47,16 @@ impl Job {
 
 /// The rule files given, or the built-in rules; errors are printed with positions.
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet> {
-    if paths.is_empty() {
-        return Ok(logheal_rules::builtin());
-    }
-    match logheal_rules::load_paths(paths) {
-        Ok(set) => Ok(set),
-        Err(diagnostics) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            bail!("the rule files have {} error(s)", diagnostics.len());
-        }
+    logheal_rules::load_or_builtin(paths).or_else(|diagnostics| {
+        report(&diagnostics);
+        bail!("the rule files have {} error(s)", diagnostics.len())
+    })
+}
+
+/// Prints rule-file errors, one `file:line:col: message` per line, on stderr.
+pub fn report(diagnostics: &[Diagnostic]) {
+    for d in diagnostics {
+        eprintln!("{d}");
     }
 }
 

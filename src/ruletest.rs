@@ -9,6 +9,7 @@ use logheal_pipeline::{Engine, EngineConfig, Record};
 use logheal_rules::{
     load_test_file, ActionExpectation, IncidentExpectation, Input, RuleSet, TestCase,
 };
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -26,18 +27,14 @@ pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
                 continue;
             }
         };
-        let rules = if file.rule_files.is_empty() {
-            logheal_rules::builtin()
-        } else {
-            match logheal_rules::load_paths(&file.rule_files) {
-                Ok(set) => set,
-                Err(diagnostics) => {
-                    for d in diagnostics {
-                        println!("ERROR {d}");
-                    }
-                    failed += file.cases.len() as u32;
-                    continue;
+        let rules = match logheal_rules::load_or_builtin(&file.rule_files) {
+            Ok(set) => set,
+            Err(diagnostics) => {
+                for d in diagnostics {
+                    println!("ERROR {d}");
                 }
+                failed += file.cases.len() as u32;
+                continue;
             }
         };
         for case in &file.cases {
@@ -92,11 +89,13 @@ fn replay(rules: &RuleSet, case: &TestCase) -> Result<Vec<Record>> {
         ..EngineConfig::default()
     };
     let mut engine = Engine::new(rules.clone(), &config).map_err(anyhow::Error::msg)?;
-    let text = match &case.input {
-        Input::Inline(text) => text.clone(),
-        Input::File(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read input {}", case.location, path.display()))?,
-    };
+    let text =
+        match &case.input {
+            Input::Inline(text) => Cow::Borrowed(text.as_str()),
+            Input::File(path) => Cow::Owned(std::fs::read_to_string(path).with_context(|| {
+                format!("{}: cannot read input {}", case.location, path.display())
+            })?),
+        };
     let mut records = Vec::new();
     for line in text.lines() {
         engine.push_line(line.as_bytes());

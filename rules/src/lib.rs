@@ -18,7 +18,9 @@ pub use compile::{
     DEFAULT_RETRIES,
 };
 pub use lint::lint;
-pub use load::{builtin, load_paths, load_sources, parse_yaml, BUILTIN_NAME, BUILTIN_RULES};
+pub use load::{
+    builtin, load_or_builtin, load_paths, load_sources, parse_yaml, BUILTIN_NAME, BUILTIN_RULES,
+};
 pub use model::*;
 pub use testfile::{
     load_test_file, ActionExpectation, IncidentExpectation, Input, TestCase, TestFile,

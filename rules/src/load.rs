@@ -37,6 +37,15 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
     load_sources(&sources)
 }
 
+/// The rule files given, or the built-in rules when none are.
+pub fn load_or_builtin(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
+    if paths.is_empty() {
+        Ok(builtin())
+    } else {
+        load_paths(paths)
+    }
+}
+
 /// Loads `(name, text)` pairs as one set.
 pub fn load_sources(sources: &[(String, String)]) -> Result<RuleSet, Vec<Diagnostic>> {
     let mut files = Vec::new();
