@@ -53,10 +53,10 @@ pub fn slack_body(view: &IncidentView) -> String {
         IncidentState::Normal => (":white_circle:", "CLEARED"),
     };
     let root = view.root_cause.as_deref().unwrap_or("unknown");
-    let title = format!("{icon} {verb}: {} — {root}", view.rule);
+    let headline = format!("{verb}: {} — {root}", view.rule);
     let field = |label: &str, value: String| serde_json::json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")});
     let mut blocks = vec![
-        serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": format!("{verb}: {} — {root}", view.rule)}}),
+        serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": headline}}),
         serde_json::json!({"type": "section", "fields": [
             field("What failed", view.services.join(" → ")),
             field("Root cause candidate", root.to_string()),
@@ -81,7 +81,8 @@ pub fn slack_body(view: &IncidentView) -> String {
             view.incident, view.previous_state.as_str(), view.state.as_str(), view.action
         )}]}),
     );
-    serde_json::json!({"text": title, "blocks": blocks}).to_string()
+    let fallback = format!("{icon} {headline}");
+    serde_json::json!({"text": fallback, "blocks": blocks}).to_string()
 }
 
 #[cfg(test)]

@@ -6,23 +6,14 @@ use crate::model::{ActionState, ReceiverKind, Rule, RuleSet};
 use crate::Diagnostic;
 use std::time::Duration;
 
-const STATES: [ActionState; 5] = [
-    ActionState::Suspected,
-    ActionState::Confirmed,
-    ActionState::Recovering,
-    ActionState::Restored,
-    ActionState::Escalated,
-];
-
 /// Warnings for a valid rule set, given the allowed lateness it will run with.
 pub fn lint(set: &RuleSet, lateness: Duration) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (i, receiver) in set.receivers.iter().enumerate() {
-        let used = set.rules.iter().any(|r| {
-            STATES
-                .iter()
-                .any(|s| r.actions.for_state(*s).iter().any(|a| a.receiver == i))
-        });
+        let used = set
+            .rules
+            .iter()
+            .any(|r| r.actions.all().any(|a| a.receiver == i));
         if !used && receiver.kind != ReceiverKind::Probe {
             out.push(Diagnostic::warning(
                 receiver.location.clone(),
@@ -55,7 +46,7 @@ pub fn lint(set: &RuleSet, lateness: Duration) -> Vec<Diagnostic> {
                 ));
             }
         }
-        if STATES.iter().all(|s| rule.actions.for_state(*s).is_empty()) {
+        if rule.actions.all().next().is_none() {
             out.push(Diagnostic::warning(
                 at(),
                 "has no actions: its incidents open and close without telling anyone",
@@ -81,19 +72,13 @@ fn double_notify<'a>(set: &'a RuleSet, a: &Rule, b: &Rule) -> Option<(&'a str, A
     if signature(a) != signature(b) {
         return None;
     }
-    STATES.iter().find_map(|s| {
-        let calls = |r: &Rule| {
-            r.actions
-                .for_state(*s)
-                .iter()
-                .map(|x| x.receiver)
-                .collect::<Vec<_>>()
-        };
-        let theirs = calls(b);
-        calls(a)
-            .into_iter()
-            .find(|r| theirs.contains(r))
-            .map(|r| (set.receivers[r].name.as_str(), *s))
+    ActionState::ALL.into_iter().find_map(|s| {
+        let theirs = b.actions.for_state(s);
+        a.actions
+            .for_state(s)
+            .iter()
+            .find(|x| theirs.iter().any(|y| y.receiver == x.receiver))
+            .map(|x| (set.receivers[x.receiver].name.as_str(), s))
     })
 }
 

@@ -223,6 +223,16 @@ pub enum ActionState {
     Escalated,
 }
 
+impl ActionState {
+    pub const ALL: [ActionState; 5] = [
+        ActionState::Suspected,
+        ActionState::Confirmed,
+        ActionState::Recovering,
+        ActionState::Restored,
+        ActionState::Escalated,
+    ];
+}
+
 /// One call made when an incident enters a state.
 #[derive(Debug, Clone)]
 pub struct Action {
@@ -250,5 +260,10 @@ impl StateActions {
             ActionState::Restored => &self.restored,
             ActionState::Escalated => &self.escalated,
         }
+    }
+
+    /// Every action, of every state.
+    pub fn all(&self) -> impl Iterator<Item = &Action> {
+        ActionState::ALL.into_iter().flat_map(|s| self.for_state(s))
     }
 }
