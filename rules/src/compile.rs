@@ -405,7 +405,7 @@ impl<'f> Compiler<'f> {
             probe: spec
                 .health_probe
                 .as_ref()
-                .and_then(|p| self.probe(fi, &rule.name, p, receivers)),
+                .map(|p| self.probe(fi, &rule.name, p, receivers)),
             restore_when: self.restore_when(fi, spec),
         };
         let positive = [
@@ -437,7 +437,7 @@ impl<'f> Compiler<'f> {
         rule: &S<String>,
         spec: &schema::ProbeSpec,
         receivers: &mut Vec<Receiver>,
-    ) -> Option<HealthProbe> {
+    ) -> HealthProbe {
         if let Err(msg) = check_url(&spec.url) {
             self.error(fi, &spec.url, msg);
         }
@@ -474,12 +474,12 @@ impl<'f> Compiler<'f> {
             secret: None,
             headers: Vec::new(),
         });
-        Some(HealthProbe {
+        HealthProbe {
             receiver: receivers.len() - 1,
             expect_status,
             interval,
             passes,
-        })
+        }
     }
 
     fn restore_when(&mut self, fi: usize, spec: &schema::IncidentSpec) -> RestoreWhen {

@@ -25,10 +25,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
         let name = path.display().to_string();
         match std::fs::read_to_string(&path) {
             Ok(text) => sources.push((name, text)),
-            Err(e) => errors.push(Diagnostic::new(
-                at(&name, 1, 1),
-                format!("cannot read: {e}"),
-            )),
+            Err(e) => errors.push(unreadable(&name, &e)),
         }
     }
     if !errors.is_empty() {
@@ -97,6 +94,11 @@ fn is_rule_file(p: &Path) -> bool {
     let hidden = name.starts_with('.') || name.contains(".test.");
     let yaml = p.extension().is_some_and(|e| e == "yaml" || e == "yml");
     yaml && !hidden && p.is_file()
+}
+
+/// A file that cannot be read, reported at its start.
+pub(crate) fn unreadable(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::new(at(file, 1, 1), format!("cannot read: {e}"))
 }
 
 fn at(file: &str, line: usize, col: usize) -> Location {

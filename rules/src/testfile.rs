@@ -128,14 +128,8 @@ const STATES: &[&str] = &[
 /// Loads a test file, reporting every error at its `file:line:col`.
 pub fn load_test_file(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let at = Location {
-            file: name.clone(),
-            line: 1,
-            col: 1,
-        };
-        vec![Diagnostic::new(at, format!("cannot read: {e}"))]
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![crate::load::unreadable(&name, &e)])?;
     let spec: FileSpec = crate::load::parse_yaml(&name, &text).map_err(|d| vec![d])?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut r = Reader {
