@@ -13,7 +13,7 @@
 mod loggen;
 
 use logheal_pipeline::kafka::source::{Polled, Source};
-use logheal_pipeline::kafka::KafkaConfig;
+use logheal_pipeline::kafka::{send_waiting, KafkaConfig};
 use logheal_pipeline::{Engine, EngineConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -74,16 +74,8 @@ fn produce(brokers: &str, topic: &str, buf: &[u8]) -> u64 {
     let mut n = 0;
     for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let (key, ts) = key_and_time(line);
-        let mut record = BaseRecord::to(topic).key(&key).payload(line).timestamp(ts);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    producer.poll(Duration::from_millis(5));
-                    record = r;
-                }
-            }
-        }
+        let record = BaseRecord::to(topic).key(&key).payload(line).timestamp(ts);
+        send_waiting(&producer, record).expect("produced");
         n += 1;
     }
     producer.flush(Duration::from_secs(120)).expect("flushed");

@@ -229,16 +229,8 @@ impl Broker {
             if let Some(ts) = ts {
                 record = record.timestamp(ts);
             }
-            let mut record = record;
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, r)) => {
-                        producer.poll(Duration::from_millis(10));
-                        record = r;
-                    }
-                }
-            }
+            logheal_pipeline::kafka::send_waiting(&producer, record)
+                .unwrap_or_else(|e| panic!("cannot produce to {topic}: {e}"));
         }
         producer.flush(TIMEOUT).unwrap();
     }

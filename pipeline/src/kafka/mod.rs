@@ -10,7 +10,34 @@ pub mod rekey;
 pub mod source;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
 use std::time::Duration;
+
+/// Queues one record, waiting for room while the producer's queue is full; any other
+/// error is returned.
+pub fn send_waiting<'a, K, P, C>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> Result<(), KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+    C: ProducerContext,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                producer.poll(Duration::from_millis(10));
+                record = r;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
 
 /// How a job talks to Kafka.
 #[derive(Debug, Clone)]

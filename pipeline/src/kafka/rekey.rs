@@ -12,7 +12,6 @@ use logheal_parsers::{EventTime, FieldNames, LineParser};
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -128,7 +127,7 @@ fn trace_key(parser: &mut LineParser, payload: &[u8], stats: &mut RekeyStats) ->
     }
 }
 
-/// Queues one record, waiting for room when the producer's queue is full.
+/// Queues one record under `key` with its timestamp.
 fn send(
     producer: &BaseProducer<Failures>,
     to: &str,
@@ -143,14 +142,5 @@ fn send(
     if let Some(t) = time {
         record = record.timestamp(t);
     }
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                producer.poll(Duration::from_millis(10));
-                record = r;
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
+    super::send_waiting(producer, record)
 }
