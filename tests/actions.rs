@@ -9,7 +9,7 @@ use receiver::{Received, Reply, Server, SECRET};
 use serde_json::Value;
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn example() -> PathBuf {
@@ -32,12 +32,29 @@ fn replay(server: &Server, extra: &[&str]) -> (Vec<Value>, Output) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let records = String::from_utf8(out.stdout.clone())
+    (json_lines(&out.stdout), out)
+}
+
+/// One JSON record per line of `stdout`.
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    std::str::from_utf8(stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (records, out)
+        .collect()
+}
+
+/// The built-in rule with `from` replaced by `to`, in a temporary file named for `name`.
+fn builtin_rule_with(name: &str, from: &str, to: &str) -> PathBuf {
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
+    )
+    .unwrap();
+    let edited = builtin.replacen(from, to, 1);
+    assert_ne!(edited, builtin, "{from:?} is in the built-in rule");
+    let path = std::env::temp_dir().join(format!("logheal-{name}-{}.yaml", std::process::id()));
+    std::fs::write(&path, edited).unwrap();
+    path
 }
 
 fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -236,18 +253,11 @@ fn retry_after_is_honoured() {
 #[test]
 fn a_hanging_receiver_gives_up_escalates_and_blocks_no_one() {
     // Restart never answers within the timeout; the rule gives it 300 ms and one retry.
-    let rules = std::env::temp_dir().join(format!("logheal-hang-{}.yaml", std::process::id()));
-    let builtin = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
-    )
-    .unwrap();
-    let fast = builtin.replacen(
+    let rules = builtin_rule_with(
+        "hang",
         "url: ${LOGHEAL_RESTART_URL}\n    timeout: 5s\n    retries: 3",
         "url: ${LOGHEAL_RESTART_URL}\n    timeout: 300ms\n    retries: 1",
-        1,
     );
-    assert_ne!(fast, builtin);
-    std::fs::write(&rules, fast).unwrap();
     let hang = Reply::Hang(Duration::from_secs(5));
     let server = Server::start(&[("/restart", vec![hang.clone(), hang])]);
     let started = Instant::now();
@@ -278,22 +288,13 @@ fn a_hanging_receiver_gives_up_escalates_and_blocks_no_one() {
 
 #[test]
 fn unset_variables_report_not_configured() {
-    let out = Command::new(env!("CARGO_BIN_EXE_logheal"))
-        .env_remove("LOGHEAL_RESTART_URL")
-        .env_remove("LOGHEAL_FAILOVER_URL")
-        .env_remove("LOGHEAL_FAILBACK_URL")
-        .env_remove("LOGHEAL_SLACK_WEBHOOK_URL")
-        .env_remove("LOGHEAL_WEBHOOK_SECRET")
+    let out = receiver::logheal()
         .args(["replay", "--execute", "--output", "json"])
         .arg(example())
         .output()
         .unwrap();
     assert!(out.status.success());
-    let records: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = json_lines(&out.stdout);
     let results = of_type(&records, "action_result");
     assert!(!results.is_empty());
     assert!(results.iter().all(|r| r["outcome"] == "not_configured"));
@@ -331,18 +332,11 @@ fn a_slow_receiver_does_not_hold_up_another() {
 fn the_health_probe_gates_restoring() {
     // The rule asks for both a quiet minute and the probe; the service's health check
     // fails for its first 40 probes (200 s of event time), well past the quiet minute.
-    let builtin = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
-    )
-    .unwrap();
-    let both = builtin.replacen(
+    let rules = builtin_rule_with(
+        "probe",
         "        passes: 3",
         "        passes: 3\n      restore_when: quiet_and_probe",
-        1,
     );
-    assert_ne!(both, builtin);
-    let rules = std::env::temp_dir().join(format!("logheal-probe-{}.yaml", std::process::id()));
-    std::fs::write(&rules, both).unwrap();
     let server = Server::start(&[("/health", vec![Reply::Status(503); 40])]);
     let (records, _) = replay(&server, &["--rules", rules.to_str().unwrap()]);
     let probes = server

@@ -129,13 +129,19 @@ fn write(path: &PathBuf, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-#[test]
-fn hot_reload_keeps_incidents_and_survives_broken_files() {
-    let dir = std::env::temp_dir().join(format!("logheal-live-{}", std::process::id()));
+/// A run over stdin with one rule (`cascades`) in `rules.yaml` of a fresh directory.
+fn start_with_one_rule(name: &str) -> (PathBuf, PathBuf, Live) {
+    let dir = std::env::temp_dir().join(format!("logheal-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let rules = dir.join("rules.yaml");
     write(&rules, &format!("{HEAD}{}", rule("cascades")));
-    let mut live = Live::start(&rules);
+    let live = Live::start(&rules);
+    (dir, rules, live)
+}
+
+#[test]
+fn hot_reload_keeps_incidents_and_survives_broken_files() {
+    let (dir, rules, mut live) = start_with_one_rule("live");
 
     live.cascade("t1", "payment");
     let confirmed = live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
@@ -220,11 +226,7 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
 
 #[test]
 fn sigterm_ends_the_run_gracefully() {
-    let dir = std::env::temp_dir().join(format!("logheal-term-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("rules.yaml");
-    write(&rules, &format!("{HEAD}{}", rule("cascades")));
-    let mut live = Live::start(&rules);
+    let (dir, _, mut live) = start_with_one_rule("term");
     live.cascade("t1", "payment");
     live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
     // stdin stays open: only the signal can end the run.
