@@ -57,6 +57,18 @@ fn builtin_rule_with(name: &str, from: &str, to: &str) -> PathBuf {
     path
 }
 
+/// The confirmed incident escalated, and Slack was told.
+fn assert_escalated_and_told(records: &[Value], server: &Server) {
+    let story = transitions(records);
+    assert!(
+        story.contains(&"CONFIRMED->ESCALATED".to_string()),
+        "{story:?}"
+    );
+    let slack = server.requests_to("/slack");
+    assert!(!slack.is_empty(), "humans are told");
+    assert!(slack[0].body.contains("ESCALATED"));
+}
+
 fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == kind).collect()
 }
@@ -183,11 +195,7 @@ fn the_reference_story_against_real_receivers() {
 fn retries_keep_the_idempotency_key_and_recover() {
     let server = Server::start(&[("/restart", vec![Reply::Status(500), Reply::Status(502)])]);
     let (records, _) = replay(&server, &[]);
-    let restarts: Vec<Received> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/restart")
-        .collect();
+    let restarts: Vec<Received> = server.requests_to("/restart");
     assert_eq!(restarts.len(), 3, "two failures, then success");
     let keys: Vec<_> = restarts
         .iter()
@@ -207,35 +215,17 @@ fn retries_keep_the_idempotency_key_and_recover() {
 fn a_rejected_call_is_final_and_escalates() {
     let server = Server::start(&[("/restart", vec![Reply::Status(403)])]);
     let (records, _) = replay(&server, &[]);
-    let restarts = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/restart")
-        .count();
+    let restarts = server.requests_to("/restart").len();
     assert_eq!(restarts, 1, "a 403 is not retried");
     assert_eq!(of_type(&records, "action_result")[0]["outcome"], "rejected");
-    let story = transitions(&records);
-    assert!(
-        story.contains(&"CONFIRMED->ESCALATED".to_string()),
-        "{story:?}"
-    );
-    let escalated = server
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/slack")
-        .unwrap();
-    assert!(escalated.body.contains("ESCALATED"));
+    assert_escalated_and_told(&records, &server);
 }
 
 #[test]
 fn retry_after_is_honoured() {
     let server = Server::start(&[("/slack", vec![Reply::RetryAfter(1)])]);
     let (records, _) = replay(&server, &[]);
-    let slack: Vec<Received> = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/slack")
-        .collect();
+    let slack: Vec<Received> = server.requests_to("/slack");
     let first = &slack[0];
     let retry = slack[1..]
         .iter()
@@ -272,17 +262,7 @@ fn a_hanging_receiver_gives_up_escalates_and_blocks_no_one() {
         .unwrap();
     assert_eq!(result["outcome"], "gave_up");
     assert_eq!(result["attempts"], 2);
-    let story = transitions(&records);
-    assert!(
-        story.contains(&"CONFIRMED->ESCALATED".to_string()),
-        "{story:?}"
-    );
-    let slack = server
-        .requests()
-        .into_iter()
-        .find(|r| r.path == "/slack")
-        .expect("humans are told");
-    assert!(slack.body.contains("ESCALATED"));
+    assert_escalated_and_told(&records, &server);
     std::fs::remove_file(rules).unwrap();
 }
 
@@ -339,11 +319,7 @@ fn the_health_probe_gates_restoring() {
     );
     let server = Server::start(&[("/health", vec![Reply::Status(503); 40])]);
     let (records, _) = replay(&server, &["--rules", rules.to_str().unwrap()]);
-    let probes = server
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/health")
-        .count();
+    let probes = server.requests_to("/health").len();
     assert_eq!(probes, 43, "40 failures, then three passes in a row");
     let restored = of_type(&records, "transition")
         .into_iter()

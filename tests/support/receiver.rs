@@ -103,6 +103,13 @@ impl Server {
     pub fn requests(&self) -> Vec<Received> {
         self.receiver.log.lock().unwrap().clone()
     }
+
+    /// The requests received on `path`, in order.
+    pub fn requests_to(&self, path: &str) -> Vec<Received> {
+        let mut all = self.requests();
+        all.retain(|r| r.path == path);
+        all
+    }
 }
 
 /// The key the receivers' requests are signed with in the tests.
