@@ -33,7 +33,7 @@
 //! (every constant equal) joins it without a search; a search would change nothing.
 //!
 //! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
-//! evicted when full, counted), at most `max_chunks` distinct shapes (unknown shapes past
+//! evicted when full, counted, with the sibling groups and aliases only they had), at most `max_chunks` distinct shapes (unknown shapes past
 //! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
 
 use crate::memo::{Key, Memo};
@@ -273,8 +273,18 @@ impl Miner {
                 slot
             }
             Match::Sibling { of, position } => {
+                // Making room for the new template may evict the one it is a sibling of
+                // (and hand its slot to the new one).
+                let of_id = self.clusters[of as usize].as_ref().expect("matched").id;
                 let slot = self.create(leaf);
-                self.sibling(of, slot, position)
+                let still_live = self.clusters[of as usize]
+                    .as_ref()
+                    .is_some_and(|c| c.id == of_id);
+                if still_live {
+                    self.sibling(of, slot, position)
+                } else {
+                    slot
+                }
             }
             Match::None => self.create(leaf),
         }
@@ -603,11 +613,12 @@ impl Miner {
         let mut key = c(of).tokens.clone();
         key[position] = VAR;
         let (of_id, new_id) = (c(of).id, c(new).id);
-        let group = self
-            .siblings
-            .entry(key.clone())
-            .or_insert_with(|| vec![(of, of_id)]);
-        group.push((new, new_id));
+        let group = self.siblings.entry(key.clone()).or_default();
+        for member in [(of, of_id), (new, new_id)] {
+            if !group.contains(&member) {
+                group.push(member);
+            }
+        }
         let clusters = &self.clusters;
         group.retain(|&(slot, id)| clusters[slot as usize].as_ref().is_some_and(|c| c.id == id));
         if group.len() < self.config.siblings_to_merge {
@@ -704,6 +715,23 @@ impl Miner {
             self.live -= 1;
             self.stats.templates_evicted += 1;
             self.stats.changes += 1;
+        }
+        // Forget what only evicted templates had: sibling groups without a live member,
+        // and aliases of evicted templates.
+        let clusters = &self.clusters;
+        self.siblings.retain(|_, group| {
+            group
+                .retain(|&(slot, id)| clusters[slot as usize].as_ref().is_some_and(|c| c.id == id));
+            !group.is_empty()
+        });
+        let gone: Vec<_> = self
+            .aliases
+            .keys()
+            .filter(|&&id| !self.is_live(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.aliases.remove(&id);
         }
     }
 }
@@ -970,6 +998,37 @@ mod tests {
             assert_eq!(m.template(id).unwrap(), "alpha bravo <*>");
         }
         assert_eq!(m.stats.chunks_over_cap, 9, "counted on every line");
+    }
+
+    #[test]
+    fn eviction_while_opening_a_sibling_does_not_lose_its_template() {
+        // Lines that differ by one settled word open siblings; at the template cap,
+        // making room for the new sibling may evict the template it is a sibling of.
+        let mut m = Miner::new(MinerConfig {
+            max_templates: 20,
+            ..MinerConfig::default()
+        });
+        let words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+        let mut state = 1u32;
+        for _ in 0..20_000 {
+            let line: Vec<_> = (0..5)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    words[(state >> 16) as usize % words.len()]
+                })
+                .collect();
+            let id = m.add(&line.join(" "));
+            assert!(m.is_live(id), "the line's template is live");
+        }
+        assert!(m.len() <= 20);
+        assert!(m.stats.templates_evicted > 0);
+        // What only evicted templates had is forgotten: memory stays bounded.
+        assert!(
+            m.siblings.len() <= 20 * 5,
+            "{} sibling groups",
+            m.siblings.len()
+        );
+        assert!(m.aliases.len() <= 20 * 5, "{} aliases", m.aliases.len());
     }
 
     #[test]
