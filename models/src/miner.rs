@@ -126,6 +126,42 @@ enum Match {
     None,
 }
 
+/// The clusters of one leaf with their tokens side by side (a leaf's templates all have
+/// its length), so a search reads one array instead of a template per cluster.
+#[derive(Debug, Default)]
+struct Leaf {
+    slots: Vec<u32>,
+    tokens: Vec<u32>,
+}
+
+impl Leaf {
+    fn rows(&self, len: usize) -> impl Iterator<Item = (u32, &[u32])> {
+        let rows = (0..self.slots.len()).map(move |i| &self.tokens[i * len..(i + 1) * len]);
+        self.slots.iter().copied().zip(rows)
+    }
+
+    fn push(&mut self, slot: u32, tokens: &[u32]) {
+        self.slots.push(slot);
+        self.tokens.extend_from_slice(tokens);
+    }
+
+    /// Copies a cluster's changed tokens.
+    fn update(&mut self, slot: u32, tokens: &[u32]) {
+        if let Some(i) = self.slots.iter().position(|&s| s == slot) {
+            let len = tokens.len();
+            self.tokens[i * len..(i + 1) * len].copy_from_slice(tokens);
+        }
+    }
+
+    /// Drops a cluster, keeping the others in order (earlier ones win ties).
+    fn remove(&mut self, slot: u32, len: usize) {
+        if let Some(i) = self.slots.iter().position(|&s| s == slot) {
+            self.slots.remove(i);
+            self.tokens.drain(i * len..(i + 1) * len);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Cluster {
     id: TemplateId,
@@ -147,7 +183,7 @@ pub struct Miner {
     plain: Vec<bool>,
     /// Per shape: a unit of measure (`KB`, `sec,`), part of a number before it.
     unit: Vec<bool>,
-    leaves: FxHashMap<LeafKey, Vec<u32>>,
+    leaves: FxHashMap<LeafKey, Leaf>,
     /// Children seen per tree node: (length) and (length, first chunk).
     children: FxHashMap<(u32, u32, u32), FxHashSet<u32>>,
     clusters: Vec<Option<Cluster>>,
@@ -553,47 +589,56 @@ impl Miner {
     /// template, as in Drain). A cluster whose settled words clash with the line is not
     /// joined; if the clash is at one position and all else agrees, the line is its sibling.
     fn best_match(&self, leaf: LeafKey) -> Match {
-        let Some(slots) = self.leaves.get(&leaf) else {
+        let Some(members) = self.leaves.get(&leaf) else {
             return Match::None;
         };
         let line = &self.line;
         let mut best: Option<(f64, usize, u32)> = None;
         let mut sibling = None;
-        for &slot in slots {
-            let c = self.clusters[slot as usize]
-                .as_ref()
-                .expect("leaf slots are live");
-            let settled = c.count >= self.config.settle_after;
-            // Equal constants, variables facing variables (the line is masked too), and
-            // template variables facing anything.
+        for (slot, tokens) in members.rows(line.len()) {
+            // Equal constants, variables facing variables (the line is masked too),
+            // template variables facing anything, and differing plain words.
             let (mut same, mut both_var, mut wild) = (0usize, 0usize, 0usize);
-            let (mut clashes, mut clash_at) = (0usize, 0usize);
-            for (i, (t, l)) in c.tokens.iter().zip(line).enumerate() {
+            let (mut words, mut word_at) = (0usize, 0usize);
+            for (i, (t, l)) in tokens.iter().zip(line).enumerate() {
                 if *t == VAR {
                     wild += 1;
                     both_var += usize::from(*l == VAR);
                 } else if t == l {
                     same += 1;
-                } else if settled && self.plain[*t as usize] && self.plain[*l as usize] {
-                    clashes += 1;
-                    clash_at = i;
+                } else if self.plain[*t as usize] && self.plain[*l as usize] {
+                    words += 1;
+                    word_at = i;
                 }
             }
-            if clashes > 0 {
-                if clashes == 1 && same + wild + 1 == line.len() && sibling.is_none() {
-                    sibling = Some(Match::Sibling {
-                        of: slot,
-                        position: clash_at,
-                    });
-                }
-                continue;
-            }
-            let same = same + both_var;
             let sim = if line.is_empty() {
                 1.0
             } else {
-                same as f64 / line.len() as f64
+                (same + both_var) as f64 / line.len() as f64
             };
+            if words > 0 {
+                // Differing words clash with a settled template: it is not joined, but
+                // one clash with all else equal makes the line its sibling. Whether it
+                // is settled is only looked up when the answer could matter.
+                let could_join = sim >= self.config.similarity;
+                let could_sibling =
+                    words == 1 && same + wild + 1 == line.len() && sibling.is_none();
+                if !could_join && !could_sibling {
+                    continue;
+                }
+                let c = self.clusters[slot as usize]
+                    .as_ref()
+                    .expect("leaf slots are live");
+                if c.count >= self.config.settle_after {
+                    if could_sibling {
+                        sibling = Some(Match::Sibling {
+                            of: slot,
+                            position: word_at,
+                        });
+                    }
+                    continue;
+                }
+            }
             if best.is_none_or(|(s, w, _)| sim > s || (sim == s && wild > w)) {
                 best = Some((sim, wild, slot));
             }
@@ -629,9 +674,7 @@ impl Miner {
         let (survivor, survivor_id) = members[0];
         for &(slot, id) in &members[1..] {
             let gone = self.clusters[slot as usize].take().expect("live member");
-            if let Some(v) = self.leaves.get_mut(&gone.leaf) {
-                v.retain(|s| *s != slot);
-            }
+            self.leave(&gone, slot);
             self.slot_of.remove(&id);
             self.aliases.insert(id, survivor_id);
             self.free.push(slot);
@@ -640,10 +683,11 @@ impl Miner {
             s.count += gone.count;
             s.last_used = s.last_used.max(gone.last_used);
         }
-        self.clusters[survivor as usize]
-            .as_mut()
-            .expect("live")
-            .tokens[position] = VAR;
+        let s = self.clusters[survivor as usize].as_mut().expect("live");
+        s.tokens[position] = VAR;
+        if let Some(leaf) = self.leaves.get_mut(&s.leaf) {
+            leaf.update(survivor, &s.tokens);
+        }
         self.stats.changes += 1;
         survivor
     }
@@ -651,15 +695,29 @@ impl Miner {
     fn merge(&mut self, slot: u32) {
         let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
         let positions = cluster.tokens.iter_mut().zip(cluster.display.iter_mut());
+        let mut generalised = false;
         for ((t, d), (l, ld)) in positions.zip(self.line.iter().zip(&self.display)) {
             if t != l && *t != VAR {
                 *t = VAR;
+                generalised = true;
                 self.stats.changes += 1;
             }
             if *t == VAR && d != ld && *d != VAR {
                 *d = VAR;
                 self.stats.changes += 1;
             }
+        }
+        if generalised {
+            if let Some(leaf) = self.leaves.get_mut(&cluster.leaf) {
+                leaf.update(slot, &cluster.tokens);
+            }
+        }
+    }
+
+    /// Takes a removed cluster out of its leaf.
+    fn leave(&mut self, cluster: &Cluster, slot: u32) {
+        if let Some(leaf) = self.leaves.get_mut(&cluster.leaf) {
+            leaf.remove(slot, cluster.tokens.len());
         }
     }
 
@@ -689,7 +747,7 @@ impl Miner {
                 (self.clusters.len() - 1) as u32
             }
         };
-        self.leaves.entry(leaf).or_default().push(slot);
+        self.leaves.entry(leaf).or_default().push(slot, &self.line);
         self.slot_of.insert(id, slot);
         self.live += 1;
         slot
@@ -707,9 +765,7 @@ impl Miner {
         by_age.select_nth_unstable(n - 1);
         for &(_, slot) in &by_age[..n] {
             let c = self.clusters[slot as usize].take().expect("live");
-            if let Some(v) = self.leaves.get_mut(&c.leaf) {
-                v.retain(|s| *s != slot);
-            }
+            self.leave(&c, slot);
             self.slot_of.remove(&c.id);
             self.free.push(slot);
             self.live -= 1;
@@ -898,6 +954,7 @@ mod tests {
         );
         assert_eq!(m.template(ids[1]).unwrap(), "session opened for user <*>");
         assert_eq!(m.add("session opened for user zoe"), first);
+        assert_leaves_mirror_clusters(&m);
         assert_eq!(m.template(started).unwrap(), "VM Started (Lifecycle Event)");
     }
 
@@ -1029,6 +1086,20 @@ mod tests {
             m.siblings.len()
         );
         assert!(m.aliases.len() <= 20 * 5, "{} aliases", m.aliases.len());
+        assert_leaves_mirror_clusters(&m);
+    }
+
+    /// Every live template is in its leaf once, with its current tokens, and nothing else is.
+    fn assert_leaves_mirror_clusters(m: &Miner) {
+        let mut seen = 0;
+        for (key, leaf) in &m.leaves {
+            for (slot, tokens) in leaf.rows(key.0 as usize) {
+                let c = m.clusters[slot as usize].as_ref().expect("live");
+                assert_eq!((c.leaf, c.tokens.as_slice()), (*key, tokens));
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, m.len());
     }
 
     #[test]
@@ -1056,5 +1127,6 @@ mod tests {
         assert!(m.stats.templates_evicted > 0 || m.stats.chunks_over_cap > 0);
         let live = m.clusters.iter().flatten().count();
         assert_eq!(live, m.len());
+        assert_leaves_mirror_clusters(&m);
     }
 }
