@@ -33,8 +33,9 @@
 //! (every constant equal) joins it without a search; a search would change nothing.
 //!
 //! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
-//! evicted when full, counted, with the sibling groups and aliases only they had), at most `max_chunks` distinct shapes (unknown shapes past
-//! the cap count as wildcards, counted), and at most `max_tokens` chunks per message.
+//! evicted when full, counted, with the sibling groups and aliases only they had), at
+//! most `max_chunks` distinct shapes (unknown shapes past the cap count as wildcards,
+//! counted), and at most `max_tokens` chunks per message.
 
 use crate::memo::{Key, Memo};
 use logheal_parsers::lexer::{is_unit, tokens, Kind};
@@ -128,16 +129,34 @@ enum Match {
 
 /// The clusters of one leaf with their tokens side by side (a leaf's templates all have
 /// its length), so a search reads one array instead of a template per cluster.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Leaf {
+    width: usize,
     slots: Vec<u32>,
     tokens: Vec<u32>,
 }
 
 impl Leaf {
-    fn rows(&self, len: usize) -> impl Iterator<Item = (u32, &[u32])> {
-        let rows = (0..self.slots.len()).map(move |i| &self.tokens[i * len..(i + 1) * len]);
+    fn new(width: usize) -> Self {
+        Leaf {
+            width,
+            slots: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+
+    fn rows(&self) -> impl Iterator<Item = (u32, &[u32])> {
+        let rows = (0..self.slots.len()).map(|i| &self.tokens[self.row(i)]);
         self.slots.iter().copied().zip(rows)
+    }
+
+    /// Where the tokens of the `i`th cluster are.
+    fn row(&self, i: usize) -> std::ops::Range<usize> {
+        i * self.width..(i + 1) * self.width
+    }
+
+    fn index(&self, slot: u32) -> Option<usize> {
+        self.slots.iter().position(|&s| s == slot)
     }
 
     fn push(&mut self, slot: u32, tokens: &[u32]) {
@@ -147,19 +166,24 @@ impl Leaf {
 
     /// Copies a cluster's changed tokens.
     fn update(&mut self, slot: u32, tokens: &[u32]) {
-        if let Some(i) = self.slots.iter().position(|&s| s == slot) {
-            let len = tokens.len();
-            self.tokens[i * len..(i + 1) * len].copy_from_slice(tokens);
+        if let Some(i) = self.index(slot) {
+            let row = self.row(i);
+            self.tokens[row].copy_from_slice(tokens);
         }
     }
 
     /// Drops a cluster, keeping the others in order (earlier ones win ties).
-    fn remove(&mut self, slot: u32, len: usize) {
-        if let Some(i) = self.slots.iter().position(|&s| s == slot) {
+    fn remove(&mut self, slot: u32) {
+        if let Some(i) = self.index(slot) {
             self.slots.remove(i);
-            self.tokens.drain(i * len..(i + 1) * len);
+            self.tokens.drain(self.row(i));
         }
     }
+}
+
+/// Whether `slot` still holds template `id` (not evicted, merged away or reused).
+fn holds(clusters: &[Option<Cluster>], slot: u32, id: TemplateId) -> bool {
+    clusters[slot as usize].as_ref().is_some_and(|c| c.id == id)
 }
 
 #[derive(Debug)]
@@ -313,10 +337,7 @@ impl Miner {
                 // (and hand its slot to the new one).
                 let of_id = self.clusters[of as usize].as_ref().expect("matched").id;
                 let slot = self.create(leaf);
-                let still_live = self.clusters[of as usize]
-                    .as_ref()
-                    .is_some_and(|c| c.id == of_id);
-                if still_live {
+                if holds(&self.clusters, of, of_id) {
                     self.sibling(of, slot, position)
                 } else {
                     slot
@@ -595,7 +616,7 @@ impl Miner {
         let line = &self.line;
         let mut best: Option<(f64, usize, u32)> = None;
         let mut sibling = None;
-        for (slot, tokens) in members.rows(line.len()) {
+        for (slot, tokens) in members.rows() {
             // Equal constants, variables facing variables (the line is masked too),
             // template variables facing anything, and differing plain words.
             let (mut same, mut both_var, mut wild) = (0usize, 0usize, 0usize);
@@ -665,7 +686,7 @@ impl Miner {
             }
         }
         let clusters = &self.clusters;
-        group.retain(|&(slot, id)| clusters[slot as usize].as_ref().is_some_and(|c| c.id == id));
+        group.retain(|&(slot, id)| holds(clusters, slot, id));
         if group.len() < self.config.siblings_to_merge {
             return new;
         }
@@ -683,11 +704,11 @@ impl Miner {
             s.count += gone.count;
             s.last_used = s.last_used.max(gone.last_used);
         }
-        let s = self.clusters[survivor as usize].as_mut().expect("live");
-        s.tokens[position] = VAR;
-        if let Some(leaf) = self.leaves.get_mut(&s.leaf) {
-            leaf.update(survivor, &s.tokens);
-        }
+        self.clusters[survivor as usize]
+            .as_mut()
+            .expect("live")
+            .tokens[position] = VAR;
+        self.sync_leaf(survivor);
         self.stats.changes += 1;
         survivor
     }
@@ -708,16 +729,22 @@ impl Miner {
             }
         }
         if generalised {
-            if let Some(leaf) = self.leaves.get_mut(&cluster.leaf) {
-                leaf.update(slot, &cluster.tokens);
-            }
+            self.sync_leaf(slot);
+        }
+    }
+
+    /// Copies a template's generalised tokens into its leaf.
+    fn sync_leaf(&mut self, slot: u32) {
+        let c = self.clusters[slot as usize].as_ref().expect("live");
+        if let Some(leaf) = self.leaves.get_mut(&c.leaf) {
+            leaf.update(slot, &c.tokens);
         }
     }
 
     /// Takes a removed cluster out of its leaf.
     fn leave(&mut self, cluster: &Cluster, slot: u32) {
         if let Some(leaf) = self.leaves.get_mut(&cluster.leaf) {
-            leaf.remove(slot, cluster.tokens.len());
+            leaf.remove(slot);
         }
     }
 
@@ -747,7 +774,10 @@ impl Miner {
                 (self.clusters.len() - 1) as u32
             }
         };
-        self.leaves.entry(leaf).or_default().push(slot, &self.line);
+        self.leaves
+            .entry(leaf)
+            .or_insert_with(|| Leaf::new(self.line.len()))
+            .push(slot, &self.line);
         self.slot_of.insert(id, slot);
         self.live += 1;
         slot
@@ -776,8 +806,7 @@ impl Miner {
         // and aliases of evicted templates.
         let clusters = &self.clusters;
         self.siblings.retain(|_, group| {
-            group
-                .retain(|&(slot, id)| clusters[slot as usize].as_ref().is_some_and(|c| c.id == id));
+            group.retain(|&(slot, id)| holds(clusters, slot, id));
             !group.is_empty()
         });
         let gone: Vec<_> = self
@@ -1093,7 +1122,7 @@ mod tests {
     fn assert_leaves_mirror_clusters(m: &Miner) {
         let mut seen = 0;
         for (key, leaf) in &m.leaves {
-            for (slot, tokens) in leaf.rows(key.0 as usize) {
+            for (slot, tokens) in leaf.rows() {
                 let c = m.clusters[slot as usize].as_ref().expect("live");
                 assert_eq!((c.leaf, c.tokens.as_slice()), (*key, tokens));
                 seen += 1;
