@@ -9,6 +9,7 @@ pub mod anomaly;
 pub mod families;
 mod memo;
 pub mod miner;
+mod seen;
 pub mod services;
 
 pub use anomaly::{AnomalyConfig, Detector, Flags};

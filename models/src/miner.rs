@@ -31,6 +31,8 @@
 //!
 //! A line whose masked shape was seen recently and still fits that template exactly
 //! (every constant equal) joins it without a search; a search would change nothing.
+//! Before all that, a line whose whole digit-blind form was seen (`seen`) joins the
+//! template that form's line joined, if it is still live: it would encode alike.
 //!
 //! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
 //! evicted when full, counted, with the sibling groups and aliases only they had), at
@@ -38,6 +40,7 @@
 //! counted), and at most `max_tokens` chunks per message.
 
 use crate::memo::{Key, Memo};
+use crate::seen::Seen;
 use logheal_parsers::lexer::{is_unit, tokens, Kind};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -92,6 +95,9 @@ pub struct MinerStats {
     pub truncated: u64,
     /// Template creations, generalisations and evictions: any change of a template text.
     pub changes: u64,
+    /// Lines that joined the template of an earlier line of the same digit-blind form
+    /// (see `seen`), without being encoded or matched.
+    pub repeated: u64,
 }
 
 /// The wildcard chunk id.
@@ -236,6 +242,11 @@ pub struct Miner {
     lexed_key: Vec<u8>,
     /// Shape ids of chunks up to 32 bytes by their digit-blind form (or `OWN_TEXT`).
     memo: Memo,
+    /// Lines by digit-blind form → the template they joined (see `seen`).
+    seen: Seen,
+    /// Whether every chunk of the line being encoded took its shape from its digit-blind
+    /// form, and the line was not cut: then its form may be remembered in `seen`.
+    exact: bool,
     /// The same for variables with their brackets shown (`(<*>)`).
     shown: Memo,
     pub stats: MinerStats,
@@ -268,6 +279,8 @@ impl Miner {
             lexed: FxHashMap::default(),
             lexed_key: Vec::new(),
             memo: Memo::default(),
+            seen: Seen::default(),
+            exact: false,
             shown: Memo::default(),
             stats: MinerStats::default(),
         }
@@ -286,9 +299,34 @@ impl Miner {
     pub fn add(&mut self, message: &str) -> TemplateId {
         self.tick += 1;
         self.stats.lines += 1;
+        let seen = self.seen.get(message.as_bytes());
+        let slot = match seen.filter(|&(slot, id)| holds(&self.clusters, slot, id)) {
+            Some((slot, _)) => {
+                self.stats.repeated += 1;
+                slot
+            }
+            None => {
+                self.exact = true;
+                let slot = self.mine(message);
+                if self.exact {
+                    let id = self.clusters[slot as usize].as_ref().expect("placed").id;
+                    self.seen.remember((slot, id));
+                }
+                slot
+            }
+        };
+        let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
+        cluster.count += 1;
+        cluster.last_used = self.tick;
+        cluster.id
+    }
+
+    /// The slot of the template `message` joins: encoded, then the template its masked
+    /// shape joined last if it still fits, or the full search.
+    fn mine(&mut self, message: &str) -> u32 {
         self.encode(message);
         let shape = line_hash(&self.line);
-        let slot = match self.recent.get(&shape).copied().filter(|&r| self.fits(r)) {
+        match self.recent.get(&shape).copied().filter(|&r| self.fits(r)) {
             Some((slot, _)) => slot,
             None => {
                 let slot = self.place();
@@ -299,11 +337,7 @@ impl Miner {
                 self.recent.insert(shape, (slot, id));
                 slot
             }
-        };
-        let cluster = self.clusters[slot as usize].as_mut().expect("live slot");
-        cluster.count += 1;
-        cluster.last_used = self.tick;
-        cluster.id
+        }
     }
 
     /// Whether the current line fits the remembered template exactly (still in its
@@ -396,6 +430,7 @@ impl Miner {
                 self.line.push(CUT);
                 self.display.push(CUT);
                 self.stats.truncated += 1;
+                self.exact = false;
                 break;
             }
             // A unit after a number is part of its value: `5 ms`, `1.2 KB)`, `<1 sec`.
@@ -489,6 +524,7 @@ impl Miner {
     #[inline(never)]
     fn chunk_id_slow(&mut self, chunk: &str, digits: bool, short: Option<Key>) -> u32 {
         let (id, form) = self.looked_up(chunk, digits);
+        self.exact &= form == Some(id);
         if let (Some(key), Some(form)) = (short, form) {
             self.memo.put(key, form);
         }
@@ -1052,6 +1088,23 @@ mod tests {
         assert_eq!(m.template(id).unwrap().split(' ').count(), 257);
         assert_eq!(m.stats.truncated, 1);
         m.add("\u{0}\u{1}\u{fffd}\u{fffd} binary ÿÿ junk");
+    }
+
+    #[test]
+    fn lines_of_a_seen_form_join_directly_unless_a_constant_has_digits() {
+        let mut m = miner();
+        let took = m.add("took 15 ms on node-3");
+        assert_eq!(m.add("took 72 ms on node-9"), took);
+        assert_eq!(m.stats.repeated, 1, "the same form but for digits");
+        assert_eq!(m.add("took 720 ms on node-9"), took);
+        assert_eq!(m.stats.repeated, 1, "another length is another form");
+        // `hadoop2` and `hadoop3` are constants of their own: the second line is not a
+        // repeat of the first, and generalises the template.
+        let first = m.add("org.apache.hadoop2.Foo started");
+        let second = m.add("org.apache.hadoop3.Foo started");
+        assert_eq!(m.stats.repeated, 1);
+        assert_eq!(first, second);
+        assert_eq!(m.template(first).unwrap(), "<*> started");
     }
 
     #[test]
