@@ -29,11 +29,12 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let ids: Vec<_> = messages.iter().map(|m| miner.add(m)).collect();
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!(
-        "mined {} lines in {:.3} s ({:.0} lines/s): {} templates",
+        "mined {} lines in {:.3} s ({:.0} lines/s): {} templates; {} repeated an earlier line's digit-blind form",
         ids.len(),
         elapsed,
         ids.len() as f64 / elapsed.max(1e-9),
-        miner.len()
+        miner.len(),
+        miner.stats.repeated
     );
     if let Some(path) = &args.csv {
         let mut out = csv::Writer::from_path(path)

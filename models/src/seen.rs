@@ -1,11 +1,11 @@
 //! Lines seen before, by their digit-blind form (every digit made `1`, as in `memo`).
 //!
-//! Most lines of a log repeat an earlier line but for their numbers: in each Loghub
-//! sample, 70 to 98 % of the lines do, read once in order. When every chunk of a line
-//! took its shape from its digit-blind form (no constant with digits of its own, no
-//! chunk past the shape cap), a line of the same form encodes exactly alike, so it can
-//! join the template the first one joined without being split, looked up or matched.
-//! Keys are whole forms, compared exactly; the table starts over when full.
+//! Most lines of a log repeat an earlier line but for their numbers: in the Loghub
+//! samples, read once in order, 57 to 96 % of lines join this way. When every chunk of
+//! a line took its shape from its digit-blind form (no constant with digits of its own,
+//! no chunk past the shape cap), a line of the same form encodes exactly alike, so it
+//! can join the template the first one joined without being split, looked up or
+//! matched. Keys are whole forms, compared exactly; the table starts over when full.
 
 use crate::miner::TemplateId;
 use rustc_hash::FxHashMap;
