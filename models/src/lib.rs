@@ -6,6 +6,7 @@
 //! per-template rate baselines with new-template and rate-spike signals (`anomaly`).
 
 pub mod anomaly;
+mod blind;
 pub mod families;
 mod memo;
 pub mod miner;

@@ -22,7 +22,7 @@ fn equal(x: u64, b: u8) -> u64 {
 }
 
 /// `word` with each digit made `1`, but a `0` before `x` or `X` (see
-/// `miner::digit_blind`); `next_x` tells whether the byte after the word is one.
+/// `blind::digit_blind`); `next_x` tells whether the byte after the word is one.
 #[inline]
 fn digit_blind(word: u64, next_x: bool) -> u64 {
     let low7 = word & LOW7;
@@ -243,7 +243,7 @@ mod tests {
         ];
         for chunk in chunks {
             let mut blind = Vec::new();
-            crate::miner::digit_blind(chunk, &mut blind);
+            crate::blind::digit_blind(chunk.as_bytes(), &mut blind);
             // Alone and inside a longer message (whole words read past both ends).
             let inside = format!("{chunk} {chunk} and some more text after it");
             for (message, start) in [(chunk.to_string(), 0), (inside, chunk.len() + 1)] {

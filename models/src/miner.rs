@@ -39,6 +39,7 @@
 //! most `max_chunks` distinct shapes (unknown shapes past the cap count as wildcards,
 //! counted), and at most `max_tokens` chunks per message.
 
+use crate::blind::digit_blind;
 use crate::memo::{Key, Memo};
 use crate::seen::Seen;
 use logheal_parsers::lexer::{is_unit, tokens, Kind};
@@ -543,7 +544,7 @@ impl Miner {
         }
         // The digit-blind form finds the shape (`blk_-562`), or says the chunk is a
         // constant with digits of its own.
-        digit_blind(chunk, &mut self.lexed_key);
+        digit_blind(chunk.as_bytes(), &mut self.lexed_key);
         match self.lexed.get(self.lexed_key.as_slice()) {
             Some(&OWN_TEXT) => {
                 if let Some(&id) = self.shape_ids.get(chunk) {
@@ -906,24 +907,6 @@ fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
         // Both ends are at ASCII whitespace or the ends of the message: char boundaries.
         Some((start, &message[start..i], class))
     })
-}
-
-/// `chunk` with its digits made alike, so chunks the lexer cannot tell apart share a
-/// form: every digit becomes `1`, except a `0` before `x`, which may start a hex number
-/// (the only pattern that tells digits apart).
-pub(crate) fn digit_blind(chunk: &str, out: &mut Vec<u8>) {
-    let bytes = chunk.as_bytes();
-    out.clear();
-    out.extend(
-        bytes
-            .iter()
-            .map(|&b| if b.is_ascii_digit() { b'1' } else { b }),
-    );
-    for (i, pair) in bytes.windows(2).enumerate() {
-        if pair[0] == b'0' && pair[1] | 0x20 == b'x' {
-            out[i] = b'0';
-        }
-    }
 }
 
 /// The opening brackets before and the closing brackets and punctuation after a chunk's

@@ -7,6 +7,7 @@
 //! can join the template the first one joined without being split, looked up or
 //! matched. Keys are whole forms, compared exactly; the table starts over when full.
 
+use crate::blind::digit_blind;
 use crate::miner::TemplateId;
 use rustc_hash::FxHashMap;
 
@@ -36,7 +37,7 @@ impl Seen {
         if !self.ready {
             return None;
         }
-        blind(message, &mut self.form);
+        digit_blind(message, &mut self.form);
         self.lines.get(self.form.as_slice()).copied()
     }
 
@@ -54,62 +55,9 @@ impl Seen {
     }
 }
 
-/// The digit-blind form of `message` in `out`: each digit made `1`, but a `0` before
-/// `x` or `X`. Sixteen bytes at a time, read along with the sixteen after each (the last
-/// block overlaps the one before), in array code the compiler makes vector instructions.
-fn blind(message: &[u8], out: &mut Vec<u8>) {
-    const BLOCK: usize = 16;
-    out.clear();
-    out.extend_from_slice(message);
-    let n = message.len();
-    if n <= BLOCK {
-        for (k, o) in out.iter_mut().enumerate() {
-            *o = blind_byte(message[k], message.get(k + 1).copied().unwrap_or(0));
-        }
-        return;
-    }
-    let block = |at: usize| -> [u8; BLOCK] { message[at..at + BLOCK].try_into().expect("block") };
-    for start in (0..n - 1).step_by(BLOCK) {
-        let at = start.min(n - 1 - BLOCK);
-        let (bytes, next) = (block(at), block(at + 1));
-        let form: [u8; BLOCK] = std::array::from_fn(|k| blind_byte(bytes[k], next[k]));
-        out[at..at + BLOCK].copy_from_slice(&form);
-    }
-    out[n - 1] = blind_byte(message[n - 1], 0);
-}
-
-/// A byte of the digit-blind form, given the byte after it; without branches.
-#[inline(always)]
-fn blind_byte(b: u8, next: u8) -> u8 {
-    let digit = b.wrapping_sub(b'0') < 10;
-    let hex = (b == b'0') & (next | 0x20 == b'x');
-    let blinded = u8::from(digit & !hex).wrapping_neg();
-    b ^ ((b ^ b'1') & blinded)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_are_the_bytewise_digit_blind_text() {
-        let lines = [
-            "",
-            "a",
-            "blk_-562 of size 67108864 from /10.251.42.84",
-            "0x1f3a 0X9 a0x 00xx 1234567x 0",
-            "exactly8",
-            "seven0x",
-            "eight0x1 and 9",
-        ];
-        for line in lines {
-            let mut form = Vec::new();
-            blind(line.as_bytes(), &mut form);
-            let mut bytewise = Vec::new();
-            crate::miner::digit_blind(line, &mut bytewise);
-            assert_eq!(form, bytewise, "{line}");
-        }
-    }
 
     #[test]
     fn remembers_lines_by_form_until_full() {
