@@ -31,8 +31,9 @@
 //!
 //! A line whose masked shape was seen recently and still fits that template exactly
 //! (every constant equal) joins it without a search; a search would change nothing.
-//! Before all that, a line whose whole digit-blind form was seen (`seen`) joins the
-//! template that form's line joined, if it is still live: it would encode alike.
+//! Before all that, a line whose whole digit-blind form was seen (`seen`), with the same
+//! constants with digits of their own, joins the template that form's line joined, if it
+//! is still live: it would encode alike.
 //!
 //! Memory is bounded: at most `max_templates` clusters (the least recently used tenth is
 //! evicted when full, counted, with the sibling groups and aliases only they had), at
@@ -246,8 +247,11 @@ pub struct Miner {
     /// Lines by digit-blind form → the template they joined (see `seen`).
     seen: Seen,
     /// Whether every chunk of the line being encoded took its shape from its digit-blind
-    /// form, and the line was not cut: then its form may be remembered in `seen`.
+    /// form or from its own text (`own_digits`), and the line was not cut: then its form
+    /// may be remembered in `seen`.
     exact: bool,
+    /// Where the line's constants with digits of their own are (start, length).
+    own_digits: Vec<(u32, u32)>,
     /// The same for variables with their brackets shown (`(<*>)`).
     shown: Memo,
     pub stats: MinerStats,
@@ -282,6 +286,7 @@ impl Miner {
             memo: Memo::default(),
             seen: Seen::default(),
             exact: false,
+            own_digits: Vec::new(),
             shown: Memo::default(),
             stats: MinerStats::default(),
         }
@@ -308,10 +313,12 @@ impl Miner {
             }
             None => {
                 self.exact = true;
+                self.own_digits.clear();
                 let slot = self.mine(message);
                 if self.exact {
                     let id = self.clusters[slot as usize].as_ref().expect("placed").id;
-                    self.seen.remember((slot, id));
+                    self.seen
+                        .remember(message.as_bytes(), (slot, id), &self.own_digits);
                 }
                 slot
             }
@@ -517,15 +524,25 @@ impl Miner {
         let short = Key::of(message, start, chunk.len(), digits);
         match short.and_then(|key| self.memo.get(&key)) {
             Some(id) if id != OWN_TEXT => id,
-            _ => self.chunk_id_slow(chunk, digits, short),
+            _ => self.chunk_id_slow(start, chunk, digits, short),
         }
     }
 
     /// `chunk_id` past the memo: the tables, then the lexer; the memo learns the answer.
     #[inline(never)]
-    fn chunk_id_slow(&mut self, chunk: &str, digits: bool, short: Option<Key>) -> u32 {
+    fn chunk_id_slow(
+        &mut self,
+        start: usize,
+        chunk: &str,
+        digits: bool,
+        short: Option<Key>,
+    ) -> u32 {
         let (id, form) = self.looked_up(chunk, digits);
-        self.exact &= form == Some(id);
+        if form == Some(OWN_TEXT) {
+            self.own_digits.push((start as u32, chunk.len() as u32));
+        } else {
+            self.exact &= form == Some(id);
+        }
         if let (Some(key), Some(form)) = (short, form) {
             self.memo.put(key, form);
         }
@@ -1074,7 +1091,7 @@ mod tests {
     }
 
     #[test]
-    fn lines_of_a_seen_form_join_directly_unless_a_constant_has_digits() {
+    fn lines_of_a_seen_form_join_directly_if_their_own_digits_agree() {
         let mut m = miner();
         let took = m.add("took 15 ms on node-3");
         assert_eq!(m.add("took 72 ms on node-9"), took);
@@ -1082,12 +1099,14 @@ mod tests {
         assert_eq!(m.add("took 720 ms on node-9"), took);
         assert_eq!(m.stats.repeated, 1, "another length is another form");
         // `hadoop2` and `hadoop3` are constants of their own: the second line is not a
-        // repeat of the first, and generalises the template.
+        // repeat of the first, and generalises the template; the third repeats it.
         let first = m.add("org.apache.hadoop2.Foo started");
         let second = m.add("org.apache.hadoop3.Foo started");
         assert_eq!(m.stats.repeated, 1);
         assert_eq!(first, second);
         assert_eq!(m.template(first).unwrap(), "<*> started");
+        assert_eq!(m.add("org.apache.hadoop3.Foo started"), first);
+        assert_eq!(m.stats.repeated, 2);
     }
 
     #[test]
