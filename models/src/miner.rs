@@ -244,6 +244,8 @@ pub struct Miner {
     lexed_key: Vec<u8>,
     /// Shape ids of chunks up to 32 bytes by their digit-blind form (or `OWN_TEXT`).
     memo: Memo,
+    /// The same for variables with their brackets shown (`(<*>)`).
+    shown: Memo,
     /// Lines by digit-blind form → the template they joined (see `seen`).
     seen: Seen,
     /// Whether every chunk of the line being encoded took its shape from its digit-blind
@@ -252,8 +254,6 @@ pub struct Miner {
     exact: bool,
     /// Where the line's constants with digits of their own are (start, length).
     own_digits: Vec<(u32, u32)>,
-    /// The same for variables with their brackets shown (`(<*>)`).
-    shown: Memo,
     pub stats: MinerStats,
 }
 
@@ -284,10 +284,10 @@ impl Miner {
             lexed: FxHashMap::default(),
             lexed_key: Vec::new(),
             memo: Memo::default(),
+            shown: Memo::default(),
             seen: Seen::default(),
             exact: false,
             own_digits: Vec::new(),
-            shown: Memo::default(),
             stats: MinerStats::default(),
         }
     }
