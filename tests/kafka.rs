@@ -25,6 +25,17 @@ fn scenario() -> Vec<String> {
         .collect()
 }
 
+/// The scenario produced without keys to a new 3-partition topic, and a new 4-partition
+/// topic to re-key it into: (broker, lines, raw topic, keyed topic).
+fn unkeyed_scenario() -> (Broker, Vec<String>, String, String) {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let raw = broker.topic("raw", 3);
+    let keyed = broker.topic("keyed", 4);
+    broker.produce_unkeyed(&raw, &lines);
+    (broker, lines, raw, keyed)
+}
+
 fn seconds_in(line: &str) -> i64 {
     let v: Value = serde_json::from_str(line).unwrap();
     let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap();
@@ -246,11 +257,7 @@ fn malformed_records_are_counted_and_the_partition_goes_on() {
 
 #[test]
 fn rekey_routes_every_event_of_a_trace_to_one_partition() {
-    let broker = Broker::from_env();
-    let lines = scenario();
-    let raw = broker.topic("raw", 3);
-    let keyed = broker.topic("keyed", 4);
-    broker.produce_unkeyed(&raw, &lines);
+    let (broker, lines, raw, keyed) = unkeyed_scenario();
     let out = broker::logheal()
         .args([
             "rekey",
@@ -285,12 +292,8 @@ fn rekey_routes_every_event_of_a_trace_to_one_partition() {
 
 #[test]
 fn a_config_file_runs_the_job_with_its_rekeying_stage() {
-    let broker = Broker::from_env();
-    let lines = scenario();
-    let raw = broker.topic("raw", 3);
-    let keyed = broker.topic("keyed", 4);
+    let (broker, _, raw, keyed) = unkeyed_scenario();
     let ledger = broker.topic("actions", 1);
-    broker.produce_unkeyed(&raw, &lines);
     let dir = std::env::temp_dir().join(format!("logheal-config-{keyed}"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("logheal.yaml");
