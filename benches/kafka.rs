@@ -119,8 +119,8 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
             engine = engine.fresh();
         }
         let now = Instant::now();
-        source.merge.release(now, false, |record, _| {
-            engine.push_line(record);
+        source.merge.release(now, false, |record, _, partition| {
+            engine.push_record(partition, record);
             (engine.admitted(), false)
         });
         if now >= next_commit {

@@ -131,7 +131,7 @@ pub fn run(
     loop {
         match live.rx.try_recv() {
             Ok(Message::Reload(why)) => live.request_reload(why),
-            Ok(Message::End) | Err(TryRecvError::Disconnected) => {
+            Ok(Message::Shutdown | Message::End) | Err(TryRecvError::Disconnected) => {
                 shutdown = true;
                 break;
             }
@@ -148,9 +148,10 @@ pub fn run(
         feed(&mut live, &mut source, now, false, settings.engine.lateness)?;
         let engine = &mut live.job.engine;
         let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
+        engine.set_wall_clock(wall_clock_now());
         if idle {
-            // Caught up: the wall clock drives timers on a quiet stream.
-            engine.advance_to(wall_clock_now());
+            // Caught up: the wall clock moves time on, from the newest record.
+            engine.advance_idle(live.last_admitted.elapsed());
         }
         live.after_input()?;
         if now >= next_commit {
@@ -168,8 +169,14 @@ pub fn run(
         }
     }
     if shutdown {
-        // SIGTERM: finish the calls in flight, then commit what a successor needs.
-        live.exchange(true)?;
+        // SIGTERM: let calls in flight finish (within the shutdown timeout), then
+        // commit what a successor needs: it re-reads from before every open incident
+        // and schedules the pending actions again; the ledger hands it the calls that
+        // did not finish, under the same keys.
+        live.shut_down(
+            settings.shutdown_timeout,
+            "shutdown: the consumer that takes the partition over carries it on",
+        )?;
         commit(&mut live, &mut source, &kafka, CommitMode::Sync);
     } else {
         // --until-end: the partitions are drained; end like a replay, commit everything.
@@ -201,6 +208,7 @@ pub fn run(
         .iter()
         .map(|(t, p, o)| format!("{t}/{p}@{o}"))
         .collect();
+    live.finish_output()?;
     eprintln!("{}", live.job.engine.stats());
     eprintln!(
         "  kafka           {} records consumed, {} rebalances, {} consumer errors; {} actions answered from the ledger; positions {}",
@@ -234,9 +242,13 @@ fn feed(
     loop {
         let engine = &mut live.job.engine;
         let mut paused = false;
-        source.merge.release(now, flush, |record, _| {
-            engine.push_line(record);
+        let last_admitted = &mut live.last_admitted;
+        source.merge.release(now, flush, |record, _, partition| {
+            engine.push_record(partition, record);
             let admitted = engine.admitted();
+            if admitted.is_some() {
+                *last_admitted = now;
+            }
             paused = execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();
             (admitted, paused)
         });

@@ -68,11 +68,11 @@ impl Handoff {
     pub fn resume_pending(&mut self, engine: &Engine, executor: &Executor) {
         let Some(ledger) = &self.ledger else { return };
         for (key, handoff) in ledger.pending() {
-            let Some(receiver) = engine
+            if !engine
                 .receivers()
                 .iter()
-                .position(|r| r.name == handoff.receiver)
-            else {
+                .any(|r| r.name == handoff.receiver)
+            {
                 tracing::warn!(
                     key,
                     receiver = handoff.receiver,
@@ -83,7 +83,7 @@ impl Handoff {
             tracing::info!(key, "calling again an action left pending");
             let id = self.track(u64::MAX, u64::MAX, Some(key.clone()));
             self.calling.entry(key.clone()).or_default();
-            executor.submit(ActionRequest::from_handoff(id, receiver, key, handoff));
+            executor.submit(ActionRequest::from_handoff(id, key, handoff));
         }
     }
 
@@ -192,8 +192,7 @@ impl Handoff {
                     }
                 }
                 Decision::Call => {
-                    let receiver = &engine.receivers()[request.receiver].name;
-                    if let Err(e) = ledger.hand_off(&request, receiver) {
+                    if let Err(e) = ledger.hand_off(&request, &request.receiver) {
                         // Still called: the committed offsets stay before the incident,
                         // so a restart replays it and calls again under the same key.
                         tracing::warn!(key, error = %e, "action hand-off not written to the ledger");

@@ -67,6 +67,15 @@ pub fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result
     Ok(())
 }
 
+/// Closes `--output json` with the run's `{"type":"summary",...}` record (text output
+/// has the human summary on stderr instead).
+pub fn summary(engine: &Engine, out: &mut impl Write, format: Output) -> Result<()> {
+    if let Output::Json = format {
+        writeln!(out, "{}", engine.stats().to_json())?;
+    }
+    Ok(())
+}
+
 pub fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result<()> {
     let line = match format {
         Output::Text => record.to_text(),

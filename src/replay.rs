@@ -5,7 +5,7 @@ use crate::output::{emit, Job, Output};
 use anyhow::{Context, Result};
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::EngineConfig;
-use std::io::{self, BufRead, BufReader, BufWriter};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -79,6 +79,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
     }
     handoff.run_out(&mut engine, executor.as_ref(), &mut out, args.output)?;
+    crate::output::summary(&engine, &mut out, args.output)?;
+    out.flush()?;
     eprintln!("{}", engine.stats());
     Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// save, a ConfigMap's symlink swap).
 const RELOAD_SETTLE: Duration = Duration::from_millis(300);
 
+/// How far ahead of the wall clock a live record may be stamped.
+const LIVE_FUTURE_SKEW: Duration = Duration::from_secs(60);
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Log files to read, in order, then `-` for stdin (the default; not with Kafka).
@@ -45,9 +48,15 @@ pub struct Args {
     /// timers when the stream is quiet [default: 10s].
     #[arg(long, value_parser = humantime::parse_duration)]
     lateness: Option<Duration>,
-    /// How often the wall clock advances time when no line arrives.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How long the input must be quiet before the wall clock moves time on (from the
+    /// newest record, never to the wall clock itself); also how often gauges update.
+    #[arg(long, default_value = "1s", value_parser = parse_tick)]
     tick: Duration,
+    /// On SIGTERM or SIGINT: how long calls in flight may still finish before they are
+    /// abandoned (each with an `action_cancelled` record); a second signal exits at
+    /// once. Keep it below the orchestrator's grace period (the manifests give 60s).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
     /// Where to serve `POST /-/reload`, `/healthz`, `/readyz` and `/metrics` (port 0:
     /// any free port, printed at start) [default: 127.0.0.1:9464].
     #[arg(long)]
@@ -56,19 +65,33 @@ pub struct Args {
     kafka: crate::consume::KafkaArgs,
 }
 
+fn parse_tick(s: &str) -> Result<Duration, String> {
+    let tick = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if tick < Duration::from_millis(10) {
+        return Err("the tick must be at least 10ms (0 would busy-loop)".into());
+    }
+    Ok(tick)
+}
+
 /// A live job's settings: the flags over the configuration file over the defaults.
 pub struct Settings {
     pub rules: Vec<PathBuf>,
     pub output: Output,
     pub engine: EngineConfig,
     pub tick: Duration,
+    pub shutdown_timeout: Duration,
     pub listen: std::net::SocketAddr,
 }
 
 pub enum Message {
     Line(Vec<u8>),
     TooLong(usize),
+    /// The input ended.
     End,
+    /// The input could not be read: the job fails with this error.
+    Failed(String),
+    /// SIGTERM or SIGINT: stop (a second one: stop now).
+    Shutdown,
     Reload(&'static str),
 }
 
@@ -99,9 +122,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         engine: EngineConfig {
             lateness,
             execute: !(args.dry_run || file.dry_run == Some(true)),
+            // Live records are stamped now: one far ahead of the wall clock has a
+            // broken clock.
+            future_skew: LIVE_FUTURE_SKEW,
             ..EngineConfig::default()
         },
         tick: args.tick,
+        shutdown_timeout: args.shutdown_timeout,
         listen: args
             .listen
             .or(file.listen)
@@ -127,6 +154,8 @@ pub struct Live {
     pub metrics: Metrics,
     pub rx: mpsc::Receiver<Message>,
     pub out: BufWriter<io::Stdout>,
+    /// When the input's newest admitted record arrived (for `Engine::advance_idle`).
+    pub last_admitted: Instant,
     output: Output,
     rules: Vec<PathBuf>,
     reload_at: Option<(Instant, &'static str)>,
@@ -162,6 +191,7 @@ impl Live {
             metrics,
             rx,
             out: BufWriter::new(io::stdout()),
+            last_admitted: Instant::now(),
             output: settings.output,
             rules: settings.rules.clone(),
             reload_at: None,
@@ -170,10 +200,10 @@ impl Live {
         Ok((live, tx))
     }
 
-    /// Asks for a reload once the rule files have settled.
+    /// Asks for a reload once the rule files have settled: each change starts the
+    /// wait again, so a slow, non-atomic write is not loaded half-written.
     pub fn request_reload(&mut self, why: &'static str) {
-        self.reload_at
-            .get_or_insert((Instant::now() + RELOAD_SETTLE, why));
+        self.reload_at = Some((Instant::now() + RELOAD_SETTLE, why));
     }
 
     /// After input: reloads when due, exchanges with the executor, prints the records.
@@ -210,33 +240,125 @@ impl Live {
 
 /// The live job over stdin or files.
 fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
+    check_inputs(&args.inputs)?;
     let (mut live, tx) = Live::start(settings)?;
     spawn_reader(args.inputs.clone(), tx);
     live.metrics.set_ready(true);
     let mut next_observe = Instant::now();
-    loop {
+    let ended = loop {
         let engine = &mut live.job.engine;
         match live.rx.recv_timeout(settings.tick) {
-            Ok(Message::Line(bytes)) => engine.push_line(&bytes),
+            Ok(Message::Line(bytes)) => {
+                engine.push_line(&bytes);
+                if engine.admitted().is_some() {
+                    live.last_admitted = Instant::now();
+                }
+            }
             Ok(Message::TooLong(len)) => engine.skip_too_long(len),
             Ok(Message::Reload(why)) => live.request_reload(why),
-            Ok(Message::End) | Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Message::End) | Err(RecvTimeoutError::Disconnected) => break Ended::Input,
+            Ok(Message::Failed(error)) => break Ended::Failed(error),
+            Ok(Message::Shutdown) => break Ended::Signal,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle and caught up: the wall clock moves time on from the newest record.
+                engine.set_wall_clock(wall_clock_now());
+                engine.advance_idle(live.last_admitted.elapsed());
+            }
         }
-        live.job.engine.advance_to(wall_clock_now());
         live.after_input()?;
         // The gauges need the live incidents listed: once per tick, not per line.
         let now = Instant::now();
         if now >= next_observe {
             next_observe = now + settings.tick;
+            live.job.engine.set_wall_clock(wall_clock_now());
             live.metrics.observe(&live.job.engine);
+        }
+    };
+    match &ended {
+        // End of input: as in a replay, time runs out, each outcome fed back first.
+        Ended::Input => live.run_out()?,
+        Ended::Signal | Ended::Failed(_) => {
+            live.shut_down(settings.shutdown_timeout, "shutdown")?
         }
     }
     live.metrics.observe(&live.job.engine);
-    // End of input: let calls in flight finish (their timeouts and retries bound the wait).
-    live.exchange(true)?;
+    live.finish_output()?;
     eprintln!("{}", live.job.engine.stats());
-    Ok(ExitCode::SUCCESS)
+    match ended {
+        Ended::Failed(error) => Err(anyhow::anyhow!(error)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// How a live job's input loop ended.
+enum Ended {
+    Input,
+    Signal,
+    Failed(String),
+}
+
+/// Every input must be a readable file (or `-`): a typo is an error before the job
+/// starts, not an empty run.
+fn check_inputs(inputs: &[PathBuf]) -> Result<()> {
+    for path in inputs.iter().filter(|p| p.as_os_str() != "-") {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read input {}", path.display()))?;
+        if meta.is_dir() {
+            anyhow::bail!("input {} is a directory, not a log file", path.display());
+        }
+    }
+    Ok(())
+}
+
+impl Live {
+    /// End of input: time runs out as in a replay, with each call's outcome fed back
+    /// before the next thing falls due.
+    pub fn run_out(&mut self) -> Result<()> {
+        let Live {
+            job, handoff, out, ..
+        } = self;
+        handoff.run_out(&mut job.engine, job.executor.as_ref(), out, self.output)
+    }
+
+    /// SIGTERM, SIGINT or a failed input: pending actions are cancelled (`why`), calls
+    /// in flight may finish until `timeout`, or until a second signal; whatever is
+    /// left then is recorded as abandoned.
+    pub fn shut_down(&mut self, timeout: Duration, why: &str) -> Result<()> {
+        self.job.engine.cancel_pending(why);
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.exchange(false)?;
+            if !self.job.engine.awaiting_outcomes() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                eprintln!(
+                    "logheal: shutdown timeout ({}) reached with calls in flight",
+                    humantime::format_duration(timeout)
+                );
+                break;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(50));
+            if let Ok(Message::Shutdown) = self.rx.recv_timeout(slice) {
+                eprintln!("logheal: second signal: exiting now");
+                break;
+            }
+        }
+        self.job
+            .engine
+            .abandon_in_flight(&format!("{why}: the call was still in flight"));
+        self.job.engine.cancel_pending(why);
+        emit(&mut self.job.engine, &mut self.out, self.output)?;
+        Ok(())
+    }
+
+    /// The closing records (`--output json`: the summary) and a flush.
+    pub fn finish_output(&mut self) -> Result<()> {
+        crate::output::summary(&self.job.engine, &mut self.out, self.output)?;
+        self.out.flush()?;
+        Ok(())
+    }
 }
 
 /// Reloads the rule files; `false` (and the previous rules kept) on any error.
@@ -298,16 +420,26 @@ fn spawn_reader(inputs: Vec<PathBuf>, tx: mpsc::SyncSender<Message>) {
                 match std::fs::File::open(&path) {
                     Ok(f) => Box::new(BufReader::new(f)),
                     Err(e) => {
-                        eprintln!("logheal: cannot open {}: {e}", path.display());
-                        continue;
+                        let _ = tx.send(Message::Failed(format!(
+                            "cannot open {}: {e}",
+                            path.display()
+                        )));
+                        return;
                     }
                 }
             };
             let mut reader = LineReader::new(input, 1 << 20);
-            while let Some(Ok(line)) = reader.next_line() {
+            while let Some(line) = reader.next_line() {
                 let message = match line {
-                    Line::Full(bytes) => Message::Line(bytes.to_vec()),
-                    Line::TooLong(len) => Message::TooLong(len),
+                    Ok(Line::Full(bytes)) => Message::Line(bytes.to_vec()),
+                    Ok(Line::TooLong(len)) => Message::TooLong(len),
+                    Err(e) => {
+                        let _ = tx.send(Message::Failed(format!(
+                            "cannot read {}: {e}",
+                            path.display()
+                        )));
+                        return;
+                    }
                 };
                 if tx.send(message).is_err() {
                     return;
@@ -352,7 +484,8 @@ fn watch_rules(
 }
 
 /// SIGHUP reloads the rules; SIGTERM and SIGINT end the run gracefully (stop reading,
-/// let calls in flight finish, print the summary).
+/// let calls in flight finish within the shutdown timeout, print the summary); a second
+/// one ends it at once.
 pub fn spawn_signals(tx: mpsc::SyncSender<Message>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
@@ -361,7 +494,7 @@ pub fn spawn_signals(tx: mpsc::SyncSender<Message>) -> Result<()> {
             let message = if signal == SIGHUP {
                 Message::Reload("SIGHUP")
             } else {
-                Message::End
+                Message::Shutdown
             };
             if tx.send(message).is_err() {
                 return;

@@ -21,8 +21,10 @@ pub struct PendingAction {
     /// The state left by that transition, and why it happened.
     pub from: IncidentState,
     pub reason: Arc<str>,
-    /// Index into the rule's actions for `state`.
-    pub action: usize,
+    /// The action's name in the rule's actions for `state`, and its receiver's name:
+    /// names, not indices, so that a reload can never make it point elsewhere.
+    pub action: Arc<str>,
+    pub receiver: Arc<str>,
     /// Set by the agenda: ties at one time keep scheduling order.
     pub order: u64,
 }
@@ -95,6 +97,25 @@ impl Agenda {
         gone
     }
 
+    /// Removes and returns every action `cancel` says no longer stands (a reload), and
+    /// lets it update the rest.
+    pub fn cancel_where(
+        &mut self,
+        mut cancel: impl FnMut(&mut PendingAction) -> bool,
+    ) -> Vec<PendingAction> {
+        let (gone, kept) = std::mem::take(&mut self.actions)
+            .into_iter()
+            .map(|mut a| (cancel(&mut a), a))
+            .partition::<Vec<_>, _>(|(gone, _)| *gone);
+        self.actions = kept.into_iter().map(|(_, a)| a).collect();
+        gone.into_iter().map(|(_, a)| a).collect()
+    }
+
+    /// Removes and returns every pending action (shutdown).
+    pub fn cancel_everything(&mut self) -> Vec<PendingAction> {
+        std::mem::take(&mut self.actions)
+    }
+
     /// Whether any action of `key` from transition `seq` is still waiting.
     pub fn has_pending(&self, key: IncidentKey, seq: u32) -> bool {
         self.actions.iter().any(|a| a.key == key && a.seq == seq)
@@ -151,7 +172,8 @@ mod tests {
             state,
             from: IncidentState::Normal,
             reason: "r".into(),
-            action,
+            action: format!("a{action}").into(),
+            receiver: "hook".into(),
             order: 0,
         }
     }
@@ -172,7 +194,7 @@ mod tests {
         assert_eq!(a.pop_due(EventTime(2)), None);
         let order: Vec<_> = std::iter::from_fn(|| a.pop_due(EventTime(9)))
             .map(|d| match d {
-                Due::Action(p) => format!("a{}", p.action),
+                Due::Action(p) => p.action.to_string(),
                 Due::Timeout { .. } => "t".to_string(),
                 Due::Probe { .. } => "p".to_string(),
             })

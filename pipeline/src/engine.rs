@@ -7,7 +7,7 @@
 //! be called, and treats the call as successful when it comes due (dry run).
 
 use crate::agenda::{Agenda, Due, PendingAction};
-use crate::clock::{EventClock, TimeRejection};
+use crate::clock::{Admission, ClockConfig, EventClock, SourceId};
 use crate::correlator::{ChainSignal, Correlator, Signal, TraceEvent};
 use crate::executor::{ActionRequest, Attempt, Outcome};
 use crate::incident::{Ctx, Effect, IncidentState, Input, Timing};
@@ -33,8 +33,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Settings of one engine. `Default` gives what `logheal replay` uses.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// How far behind the newest record a record may arrive and still count.
+    /// How far behind time a record may arrive and still count.
     pub lateness: Duration,
+    /// A source (a service within a partition) that has not spoken while the stream
+    /// moved on by this much no longer holds time back.
+    pub idle_timeout: Duration,
+    /// A source further behind the stream than this no longer holds time back, and
+    /// a source may join this far behind.
+    pub max_source_lag: Duration,
+    /// A record further ahead of every other active source than this is held until the
+    /// others catch up or a second source agrees.
+    pub max_ahead: Duration,
     /// Records stamped further than this ahead of the wall clock are skipped.
     pub future_skew: Duration,
     /// Lines longer than this are skipped.
@@ -50,10 +59,26 @@ pub struct EngineConfig {
     pub execute: bool,
 }
 
+impl EngineConfig {
+    fn clock(&self) -> ClockConfig {
+        ClockConfig {
+            lateness: self.lateness,
+            idle_timeout: self.idle_timeout,
+            max_lag: self.max_source_lag,
+            max_ahead: self.max_ahead,
+            ..ClockConfig::default()
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
+        let clock = ClockConfig::default();
         EngineConfig {
-            lateness: Duration::from_secs(10),
+            lateness: clock.lateness,
+            idle_timeout: clock.idle_timeout,
+            max_source_lag: clock.max_lag,
+            max_ahead: clock.max_ahead,
             future_skew: Duration::from_secs(300),
             max_line_bytes: 1 << 20,
             max_traces_per_rule: 100_000,
@@ -157,7 +182,10 @@ impl Engine {
                 .collect(),
             rules,
             parser,
-            clock: EventClock::new(config.lateness, wall_clock_now().plus(config.future_skew)),
+            clock: EventClock::new(
+                config.clock(),
+                wall_clock_now().plus(config.future_skew),
+            ),
             interner: Interner::default(),
             templates: ServiceTemplates::new(MinerConfig::default()),
             families: Families::new(DEFAULT_FAMILY_SIMILARITY),
@@ -209,18 +237,36 @@ impl Engine {
         self.stats.skip(SkipReason::LineTooLong);
     }
 
-    /// Processes one line (without its terminator).
+    /// Processes one line (without its terminator) of partition 0 (stdin, files).
     pub fn push_line(&mut self, line: &[u8]) {
+        self.push_record(0, line);
+    }
+
+    /// Processes one record (without a line terminator) of `partition`: each partition,
+    /// and each service within it, is a source of event time of its own.
+    pub fn push_record(&mut self, partition: u32, line: &[u8]) {
         self.admitted = None;
         self.stats.lines += 1;
         self.stats.bytes += line.len() as u64 + 1;
         if line.len() > self.config.max_line_bytes {
             return self.stats.skip(SkipReason::LineTooLong);
         }
+        self.process(partition, line, false);
+        // Records held for being far ahead of their peers, now admitted.
+        while let Some(held) = self.clock.take_released() {
+            self.process(held.source.partition, &held.line, true);
+        }
+    }
+
+    /// Parses and admits one line (`released`: it was held before), then mines,
+    /// selects and correlates it.
+    fn process(&mut self, partition: u32, line: &[u8], released: bool) {
         let text = match std::str::from_utf8(line) {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => {
-                self.stats.repaired_utf8 += 1;
+                if !released {
+                    self.stats.repaired_utf8 += 1;
+                }
                 String::from_utf8_lossy(line)
             }
         };
@@ -228,20 +274,34 @@ impl Engine {
             Ok(e) => e,
             Err(e) => return self.stats.skip(SkipReason::Parse(e)),
         };
-        self.stats.parsed += 1;
+        if !released {
+            self.stats.parsed += 1;
+        }
         let Some(ts) = event.ts else {
             return self.stats.skip(SkipReason::MissingTimestamp);
         };
-        match self.clock.admit(ts) {
-            Ok(()) => {}
-            Err(TimeRejection::Late) => return self.stats.skip(SkipReason::Late),
-            Err(TimeRejection::Future) => return self.stats.skip(SkipReason::FutureTimestamp),
-        }
-        self.admitted = Some(ts);
-        self.run_until(ts);
         let service = self
             .interner
             .intern(event.service.as_deref().unwrap_or_default());
+        let source = SourceId {
+            partition,
+            service: service.0,
+        };
+        let admission = if released {
+            self.clock.admit_released(source, ts)
+        } else {
+            self.clock.admit(source, ts, line)
+        };
+        match admission {
+            Admission::Admitted => {}
+            Admission::Held => return,
+            Admission::Late => return self.stats.skip(SkipReason::Late),
+            Admission::Future => return self.stats.skip(SkipReason::FutureTimestamp),
+        }
+        if !released {
+            self.admitted = Some(ts);
+        }
+        self.run_until(self.clock.time());
         let (template, new) = self.templates.add(service.0, &event.message);
         let flags = self.anomalies.observe(template, ts.nanos(), new);
         self.refresh_models();
@@ -281,10 +341,7 @@ impl Engine {
             self.correlators[ri].observe(key, selected, &mut self.signals);
             self.signal_rules.resize(self.signals.len(), ri as u32);
         }
-        let watermark = self.clock.watermark();
-        for c in &mut self.correlators {
-            c.expire(watermark);
-        }
+        self.expire_windows();
         if !self.signals.is_empty() {
             let signals = std::mem::take(&mut self.signals);
             for (signal, rule) in signals.iter().zip(std::mem::take(&mut self.signal_rules)) {
@@ -293,7 +350,15 @@ impl Engine {
             self.signals = signals;
             self.signals.clear();
         }
-        self.run_until(self.clock.newest());
+        self.run_until(self.clock.time());
+    }
+
+    /// Drops the trace windows no record can reach any more.
+    fn expire_windows(&mut self) {
+        let point = self.clock.retention_point();
+        for c in &mut self.correlators {
+            c.expire(point);
+        }
     }
 
     /// Keeps the model-derived state in step with the templates: match caches are dropped
@@ -392,7 +457,88 @@ impl Engine {
                 summary.closed += self.close_removed(key, at) as usize;
             }
         }
+        self.reconcile_pending(at);
         Ok(summary)
+    }
+
+    /// After a reload: a pending action still stands if its rule still has an action
+    /// of that name for that state, and then calls that action's receiver as now
+    /// declared; any other is cancelled, with the reason in its record.
+    fn reconcile_pending(&mut self, at: EventTime) {
+        let rules = &self.rules;
+        let cancelled = self.agenda.cancel_where(|p| {
+            let rule = &rules.rules[p.key.rule as usize];
+            let now = p
+                .state
+                .action_state()
+                .and_then(|s| rule.actions.for_state(s).iter().find(|a| *a.name == *p.action));
+            match now {
+                Some(action) => {
+                    let receiver = rules.receivers[action.receiver].name.as_str();
+                    if *p.receiver != *receiver {
+                        p.receiver = receiver.into();
+                    }
+                    false
+                }
+                None => true,
+            }
+        });
+        for p in cancelled {
+            self.stats.actions_cancelled += 1;
+            let reason = format!(
+                "action {:?} of state {} was removed from rule {:?} by a reload",
+                p.action,
+                p.state.as_str(),
+                self.rule_names[p.key.rule as usize]
+            );
+            let action = self.action_record(&p, at);
+            self.records.push(Record::ActionCancelled { action, reason });
+            // Its state's work is done if nothing else of it is pending or in flight.
+            self.check_state_done(p.key, p.seq, at);
+        }
+        self.settle();
+    }
+
+    /// Whether the actions of transition `seq` of `key` are all done: if so (and the
+    /// incident is still there), the incident is told.
+    fn check_state_done(&mut self, key: IncidentKey, seq: u32, at: EventTime) {
+        let current = self.registry.with(key, || None, |i| i.seq) == Some(seq);
+        if current
+            && !self.agenda.has_pending(key, seq)
+            && !self.in_flight.values().any(|q| q.key == key && q.seq == seq)
+        {
+            self.inbox.push_back((key, at, Input::ActionsDone));
+        }
+    }
+
+    /// Shutdown: every pending action is cancelled, with `why` in its record.
+    pub fn cancel_pending(&mut self, why: &str) {
+        let at = self.current_time();
+        for p in self.agenda.cancel_everything() {
+            self.stats.actions_cancelled += 1;
+            let action = self.action_record(&p, at);
+            self.records.push(Record::ActionCancelled {
+                action,
+                reason: why.to_string(),
+            });
+        }
+    }
+
+    /// Shutdown past its deadline: calls still in flight are recorded as abandoned
+    /// (`why`); their outcomes, if any come, are ignored.
+    pub fn abandon_in_flight(&mut self, why: &str) {
+        let at = self.current_time();
+        let mut abandoned: Vec<(u64, PendingAction)> = self.in_flight.drain().collect();
+        abandoned.sort_by_key(|(id, _)| *id);
+        for (_, p) in abandoned {
+            self.stats.actions_cancelled += 1;
+            let action = self.action_record(&p, at);
+            self.records.push(Record::ActionCancelled {
+                action,
+                reason: why.to_string(),
+            });
+        }
+        self.probes_in_flight.clear();
     }
 
     /// Closes an incident whose rule was removed, cancelling what it had scheduled.
@@ -424,15 +570,23 @@ impl Engine {
         true
     }
 
-    /// Live mode: lets event time follow the wall clock, so timers fire on a quiet
-    /// stream, and keeps the far-future limit moving with it.
-    pub fn advance_to(&mut self, wall: EventTime) {
+    /// Live mode: the wall clock now. It only bounds how far ahead a record may be
+    /// stamped; it never moves time (see [`advance_idle`](Self::advance_idle)).
+    pub fn set_wall_clock(&mut self, wall: EventTime) {
         self.clock.set_horizon(wall.plus(self.config.future_skew));
-        let until = wall.minus(self.config.lateness);
-        if until > self.now {
-            self.run_until(until);
-            self.now = self.now.max(until);
+    }
+
+    /// Live mode, when the input is idle and caught up and its newest record arrived
+    /// `quiet` ago: time moves to that record's time plus `quiet`, minus the lateness,
+    /// so timers fire on a quiet stream. A backlog never gets here, so it decides what
+    /// a replay decides.
+    pub fn advance_idle(&mut self, quiet: Duration) {
+        self.clock.advance_idle(quiet);
+        while let Some(held) = self.clock.take_released() {
+            self.process(held.source.partition, &held.line, true);
         }
+        self.run_until(self.clock.time());
+        self.expire_windows();
     }
 
     /// The receivers of the loaded rules, by index (as in [`ActionRequest::receiver`]).
@@ -487,15 +641,13 @@ impl Engine {
         }
         if !outcome.is_done() {
             self.inbox.push_back((p.key, at, Input::ActionFailed));
-        } else if !self.agenda.has_pending(p.key, p.seq)
-            && !self
-                .in_flight
-                .values()
-                .any(|q| q.key == p.key && q.seq == p.seq)
-        {
-            self.inbox.push_back((p.key, at, Input::ActionsDone));
+        } else {
+            self.check_state_done(p.key, p.seq, at);
         }
         self.settle();
+        // What the outcome made due now (an escalation's page) goes out now, not at
+        // the next record: a quiet stream or a shutdown must not hold it back.
+        self.run_until(at);
     }
 
     /// The audit record of one attempt of an executed action.
@@ -516,16 +668,22 @@ impl Engine {
 
     /// Builds the request for a due action and remembers it until its outcome.
     fn dispatch(&mut self, p: PendingAction, record: &crate::record::ActionRecord) {
-        let receiver = self.action_of(&p).receiver;
+        // Reloads cancel the actions whose receiver went away, so it is there.
+        let kind = self
+            .rules
+            .receivers
+            .iter()
+            .find(|r| *r.name == *p.receiver)
+            .map_or(ReceiverKind::Webhook, |r| r.kind);
         let view = self.view(&p, record);
-        let body = match self.rules.receivers[receiver].kind {
+        let body = match kind {
             ReceiverKind::Slack => payload::slack_body(&view),
             ReceiverKind::Webhook | ReceiverKind::Probe => payload::webhook_body(&view),
         };
         let id = self.request_id();
         self.outbox.push(ActionRequest {
             id,
-            receiver,
+            receiver: p.receiver.clone(),
             action: record.action.clone(),
             idempotency_key: record.idempotency_key.clone(),
             body,
@@ -600,6 +758,7 @@ impl Engine {
     /// End of input: lets event time run on until every timer has fired, so each open
     /// incident shows how it would end if the stream stayed quiet.
     pub fn finish(&mut self) {
+        self.clock.drop_held();
         self.refit_families();
         self.run_until(EventTime::MAX);
         for c in &mut self.correlators {
@@ -625,6 +784,7 @@ impl Engine {
             return newest;
         }
         let limit = newest.minus(max_rewind);
+        let retained = self.clock.retention_point();
         let window = self
             .rules
             .rules
@@ -632,7 +792,7 @@ impl Engine {
             .map(|r| r.correlate.window)
             .max()
             .unwrap_or_default();
-        let mut point = newest.minus(window + self.config.lateness);
+        let mut point = retained.minus(window);
         if let Some(first) = self.registry.oldest() {
             point = point.min(first);
         }
@@ -668,6 +828,10 @@ impl Engine {
         for (_, _, state) in self.registry.states() {
             s.count_incident(state);
         }
+        s.confirmed_incidents += self.registry.confirmed();
+        s.held = self.clock.stats.held;
+        s.skip_n(SkipReason::Ahead, self.clock.stats.dropped_ahead);
+        s.sources = self.clock.sources().0 as u64;
         s.templates_live = self.templates.live() as u64;
         s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;
@@ -841,7 +1005,7 @@ impl Engine {
         let actions = to
             .action_state()
             .map_or(&[][..], |s| rule.actions.for_state(s));
-        for (i, action) in actions.iter().enumerate() {
+        for action in actions {
             self.agenda.action(PendingAction {
                 due: at.plus(action.after),
                 key,
@@ -850,7 +1014,8 @@ impl Engine {
                 state: to,
                 from,
                 reason: reason.clone(),
-                action: i,
+                action: action.name.as_str().into(),
+                receiver: self.rules.receivers[action.receiver].name.as_str().into(),
                 order: 0,
             });
         }
@@ -875,11 +1040,14 @@ impl Engine {
         else {
             return;
         };
-        let probe = self.probe(key);
+        // A reload may have removed the probe: then it is simply not asked again.
+        let Some(probe) = self.probe(key) else {
+            return;
+        };
         let id = self.request_id();
         self.outbox.push(ActionRequest {
             id,
-            receiver: probe.receiver,
+            receiver: self.rules.receivers[probe.receiver].name.as_str().into(),
             action: "health-probe".into(),
             idempotency_key: format!("{incident}/{seq}-probe/{id}"),
             body: String::new(),
@@ -892,7 +1060,6 @@ impl Engine {
     /// the next probe is scheduled while the incident is still recovering.
     fn probe_outcome(&mut self, key: IncidentKey, seq: u32, incident: Arc<str>, outcome: &Outcome) {
         let at = self.current_time();
-        let probe = self.probe(key);
         let passed = matches!(outcome, Outcome::Succeeded { .. });
         // A probe sent in an earlier state does not count towards this one's passes.
         let passes = self.registry.with(
@@ -916,6 +1083,9 @@ impl Engine {
             consecutive: passes,
             detail: outcome.detail(),
         });
+        let Some(probe) = self.probe(key) else {
+            return;
+        };
         if passes >= probe.passes {
             self.inbox.push_back((key, at, Input::ProbePassed));
             self.settle();
@@ -926,13 +1096,9 @@ impl Engine {
         }
     }
 
-    /// The health probe of an incident's rule (probes are only scheduled for rules
-    /// that have one).
-    fn probe(&self, key: IncidentKey) -> logheal_rules::HealthProbe {
-        self.rules.rules[key.rule as usize]
-            .incident
-            .probe
-            .expect("probes belong to rules that have one")
+    /// The health probe of an incident's rule, if it (still) has one.
+    fn probe(&self, key: IncidentKey) -> Option<logheal_rules::HealthProbe> {
+        self.rules.rules[key.rule as usize].incident.probe
     }
 
     /// A fresh id for a request to the executor.
@@ -943,34 +1109,23 @@ impl Engine {
 
     /// The event time now: the latest of what happened and what was read.
     fn current_time(&self) -> EventTime {
-        self.now.max(self.clock.newest())
-    }
-
-    /// The rule's action a pending action stands for.
-    fn action_of(&self, p: &PendingAction) -> &logheal_rules::Action {
-        let rule = &self.rules.rules[p.key.rule as usize];
-        let state = p
-            .state
-            .action_state()
-            .expect("actions belong to action states");
-        &rule.actions.for_state(state)[p.action]
+        self.now.max(self.clock.time())
     }
 
     fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {
-        let action = self.action_of(p);
         ActionRecord {
             at: at.to_rfc3339(),
             incident: p.incident.clone(),
             rule: self.rule_names[p.key.rule as usize].clone(),
             state: p.state,
-            action: action.name.clone(),
-            receiver: self.rules.receivers[action.receiver].name.clone(),
+            action: p.action.to_string(),
+            receiver: p.receiver.to_string(),
             idempotency_key: format!(
                 "{}/{}-{}/{}",
                 p.incident,
                 p.seq,
                 p.state.as_str().to_ascii_lowercase(),
-                action.name
+                p.action
             ),
             dry_run: !self.config.execute,
         }

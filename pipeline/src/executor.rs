@@ -10,6 +10,7 @@
 
 use crate::receivers::{Endpoint, Resolved};
 use hmac::{Hmac, Mac};
+use rustc_hash::FxHashMap;
 use sha2::Sha256;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -33,7 +34,8 @@ pub const BREAKER_OPEN_FOR: Duration = Duration::from_secs(30);
 pub struct ActionRequest {
     /// Chosen by the caller to match outcomes to requests.
     pub id: u64,
-    pub receiver: usize,
+    /// The receiver's name (names survive reloads; indices would not).
+    pub receiver: Arc<str>,
     pub action: String,
     pub idempotency_key: String,
     /// The JSON body.
@@ -131,7 +133,7 @@ pub enum Event {
     Done { request: u64, outcome: Outcome },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
@@ -146,7 +148,7 @@ struct ReceiverState {
 pub struct Executor {
     runtime: tokio::runtime::Handle,
     client: reqwest::Client,
-    receivers: Vec<Arc<ReceiverState>>,
+    receivers: FxHashMap<Arc<str>, Arc<ReceiverState>>,
     tx: mpsc::Sender<Event>,
     /// Attempts and outcomes, in the order they happen.
     pub events: mpsc::Receiver<Event>,
@@ -154,7 +156,7 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(runtime: tokio::runtime::Handle, receivers: Vec<Resolved>) -> Self {
+    pub fn new(runtime: tokio::runtime::Handle, receivers: Vec<(Arc<str>, Resolved)>) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("logheal/", env!("CARGO_PKG_VERSION")))
@@ -164,7 +166,10 @@ impl Executor {
         Executor {
             runtime,
             client,
-            receivers: receivers.into_iter().map(receiver_state).collect(),
+            receivers: receivers
+                .into_iter()
+                .map(|(name, r)| (name, receiver_state(r, Breaker::default())))
+                .collect(),
             tx,
             events,
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -172,9 +177,20 @@ impl Executor {
     }
 
     /// Replaces the receivers after a rule reload; calls in flight finish with the
-    /// receiver they started with.
-    pub fn set_receivers(&mut self, receivers: Vec<Resolved>) {
-        self.receivers = receivers.into_iter().map(receiver_state).collect();
+    /// receiver they started with. A receiver that keeps its name keeps its circuit
+    /// breaker's state: a reload is no way around an open circuit.
+    pub fn set_receivers(&mut self, receivers: Vec<(Arc<str>, Resolved)>) {
+        let old = std::mem::take(&mut self.receivers);
+        self.receivers = receivers
+            .into_iter()
+            .map(|(name, r)| {
+                let breaker = old
+                    .get(&name)
+                    .map(|s| s.breaker.lock().expect("breaker").clone())
+                    .unwrap_or_default();
+                (name, receiver_state(r, breaker))
+            })
+            .collect();
     }
 
     /// Requests submitted and not yet finished.
@@ -184,7 +200,18 @@ impl Executor {
 
     /// Starts a request; returns at once.
     pub fn submit(&self, request: ActionRequest) {
-        let state = self.receivers[request.receiver].clone();
+        let state = match self.receivers.get(&request.receiver) {
+            Some(state) => state.clone(),
+            // Removed by a reload between the request and now.
+            None => Arc::new(ReceiverState {
+                resolved: Resolved::NotConfigured(format!(
+                    "receiver {} is no longer configured",
+                    request.receiver
+                )),
+                limit: Semaphore::new(1),
+                breaker: Mutex::new(Breaker::default()),
+            }),
+        };
         let client = self.client.clone();
         let tx = self.tx.clone();
         let in_flight = self.in_flight.clone();
@@ -201,11 +228,11 @@ impl Executor {
     }
 }
 
-fn receiver_state(resolved: Resolved) -> Arc<ReceiverState> {
+fn receiver_state(resolved: Resolved, breaker: Breaker) -> Arc<ReceiverState> {
     Arc::new(ReceiverState {
         resolved,
         limit: Semaphore::new(CONCURRENCY_PER_RECEIVER),
-        breaker: Mutex::new(Breaker::default()),
+        breaker: Mutex::new(breaker),
     })
 }
 

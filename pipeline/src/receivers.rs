@@ -37,9 +37,15 @@ pub enum Resolved {
     NotConfigured(String),
 }
 
-/// Resolves every receiver with `env` (the process environment in production).
-pub fn resolve_all(receivers: &[Receiver], env: &dyn Fn(&str) -> Option<String>) -> Vec<Resolved> {
-    receivers.iter().map(|r| resolve(r, env)).collect()
+/// Resolves every receiver with `env` (the process environment in production), by name.
+pub fn resolve_all(
+    receivers: &[Receiver],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(std::sync::Arc<str>, Resolved)> {
+    receivers
+        .iter()
+        .map(|r| (r.name.as_str().into(), resolve(r, env)))
+        .collect()
 }
 
 fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {

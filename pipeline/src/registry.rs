@@ -141,6 +141,11 @@ impl Registry {
         self.live.iter().map(|e| e.first_seen).min()
     }
 
+    /// Live incidents that have been confirmed.
+    pub fn confirmed(&self) -> u64 {
+        self.live.iter().filter(|e| e.confirmed).count() as u64
+    }
+
     /// Current state of every live incident.
     pub fn states(&self) -> Vec<(IncidentKey, Arc<str>, incident::IncidentState)> {
         let mut out: Vec<_> = self

@@ -17,10 +17,13 @@ pub enum SkipReason {
     Late,
     /// Further in the future than the allowed clock skew.
     FutureTimestamp,
+    /// Held for being far ahead of every other source, and never corroborated (the
+    /// bounded hold overflowed, or the input ended first).
+    Ahead,
 }
 
 impl SkipReason {
-    pub const COUNT: usize = ParseError::ALL.len() + 4;
+    pub const COUNT: usize = ParseError::ALL.len() + 5;
 
     fn index(self) -> usize {
         match self {
@@ -32,6 +35,7 @@ impl SkipReason {
             SkipReason::MissingTimestamp => ParseError::ALL.len() + 1,
             SkipReason::Late => ParseError::ALL.len() + 2,
             SkipReason::FutureTimestamp => ParseError::ALL.len() + 3,
+            SkipReason::Ahead => ParseError::ALL.len() + 4,
         }
     }
 
@@ -41,6 +45,7 @@ impl SkipReason {
             SkipReason::MissingTimestamp,
             SkipReason::Late,
             SkipReason::FutureTimestamp,
+            SkipReason::Ahead,
         ])
     }
 
@@ -51,6 +56,7 @@ impl SkipReason {
             SkipReason::MissingTimestamp => "missing_timestamp",
             SkipReason::Late => "late",
             SkipReason::FutureTimestamp => "future_timestamp",
+            SkipReason::Ahead => "ahead",
         }
     }
 }
@@ -78,15 +84,24 @@ pub struct Stats {
     pub transitions: u64,
     pub actions: u64,
     pub actions_cancelled: u64,
+    /// Records held for being far ahead of their peers (admitted later or skipped as
+    /// `ahead`), and the sources of event time tracked now.
+    pub held: u64,
+    pub sources: u64,
     /// Incidents by the state they ended in (or are in, for live ones at the end).
     pub incidents: Vec<(IncidentState, u64)>,
-    /// The ended incidents that had been confirmed.
+    /// Incidents that reached CONFIRMED, ended or still open.
     pub confirmed_incidents: u64,
 }
 
 impl Stats {
     pub fn skip(&mut self, reason: SkipReason) {
         self.skipped[reason.index()] += 1;
+    }
+
+    /// Counts `n` lines skipped for `reason` at once.
+    pub fn skip_n(&mut self, reason: SkipReason, n: u64) {
+        self.skipped[reason.index()] += n;
     }
 
     pub fn skipped(&self, reason: SkipReason) -> u64 {
@@ -105,6 +120,42 @@ impl Stats {
                 self.incidents.sort();
             }
         }
+    }
+}
+
+impl Stats {
+    /// The `{"type":"summary",...}` record that closes `--output json`.
+    pub fn to_json(&self) -> String {
+        let skipped: serde_json::Map<String, serde_json::Value> = SkipReason::all()
+            .filter(|r| self.skipped(*r) > 0)
+            .map(|r| (r.name().to_string(), self.skipped(r).into()))
+            .collect();
+        let by_state: serde_json::Map<String, serde_json::Value> = self
+            .incidents
+            .iter()
+            .map(|(s, n)| (s.as_str().to_string(), (*n).into()))
+            .collect();
+        serde_json::json!({
+            "type": "summary",
+            "lines": self.lines,
+            "bytes": self.bytes,
+            "parsed": self.parsed,
+            "skipped": skipped,
+            "held": self.held,
+            "selected": self.selected,
+            "unkeyed": self.unkeyed,
+            "suspicions": self.suspicions,
+            "chains": self.chains,
+            "incidents": self.incidents.iter().map(|(_, n)| n).sum::<u64>(),
+            "confirmed": self.confirmed_incidents,
+            "by_state": by_state,
+            "transitions": self.transitions,
+            "actions": self.actions,
+            "actions_cancelled": self.actions_cancelled,
+            "templates": self.templates_live,
+            "families": self.families,
+        })
+        .to_string()
     }
 }
 
@@ -128,6 +179,13 @@ impl fmt::Display for Stats {
                 f,
                 "  repaired        {} lines with invalid UTF-8",
                 self.repaired_utf8
+            )?;
+        }
+        if self.held > 0 {
+            writeln!(
+                f,
+                "  held            {} records far ahead of the other sources",
+                self.held
             )?;
         }
         writeln!(

@@ -240,10 +240,10 @@ impl Ledger {
 
 impl ActionRequest {
     /// A request that calls a ledger's pending hand-off again.
-    pub fn from_handoff(id: u64, receiver: usize, key: String, handoff: Handoff) -> Self {
+    pub fn from_handoff(id: u64, key: String, handoff: Handoff) -> Self {
         ActionRequest {
             id,
-            receiver,
+            receiver: handoff.receiver.as_str().into(),
             action: handoff.action,
             idempotency_key: key,
             body: handoff.body,

@@ -176,7 +176,7 @@ impl Merge {
         &mut self,
         now: Instant,
         flush: bool,
-        mut f: impl FnMut(&[u8], Option<i64>) -> (Option<EventTime>, bool),
+        mut f: impl FnMut(&[u8], Option<i64>, u32) -> (Option<EventTime>, bool),
     ) -> usize {
         let mut released = 0;
         loop {
@@ -199,7 +199,8 @@ impl Merge {
                 .pop_front()
                 .expect("the earliest partition has a record");
             let stamp = b.stamped.then_some(b.time);
-            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len], stamp);
+            let partition = u32::try_from(p.partition).unwrap_or_default();
+            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len], stamp, partition);
             p.consumed = b.start + b.len;
             p.checkpoints.processed(b.offset, admitted);
             self.buffered_bytes -= b.len;
@@ -231,7 +232,7 @@ mod tests {
 
     fn drain(m: &mut Merge, now: Instant, flush: bool) -> Vec<String> {
         let mut out = Vec::new();
-        m.release(now, flush, |b, _| {
+        m.release(now, flush, |b, _, _| {
             out.push(String::from_utf8(b.to_vec()).unwrap());
             (None, false)
         });

@@ -73,7 +73,7 @@ pub fn run(
         let polled = source.poll(Duration::from_millis(100));
         let copied = source
             .merge
-            .release(Instant::now(), false, |payload, time| {
+            .release(Instant::now(), false, |payload, time, _| {
                 if error.is_none() {
                     let key = trace_key(&mut parser, payload, &mut stats);
                     if let Err(e) = send(&producer, to, key.as_deref(), payload, time) {
