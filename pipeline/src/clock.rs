@@ -18,10 +18,13 @@
 //!   source that joins, or lags, behind the others). Trace windows are kept until the
 //!   retention point (`max_lag` behind the front), so such a source still finds them.
 //! - A record **far ahead** of the front (more than `max_ahead`) while other sources are
-//!   active is *held*, not admitted: one bad clock never moves time for everyone. Held
-//!   records are admitted when the stream catches up, or at once when a second source
-//!   agrees (the whole stream jumped, as after a gap); the oldest is dropped (counted as
-//!   `ahead`) when the bounded hold is full.
+//!   active is *held*, not admitted: one bad clock (a host, a node with several
+//!   services) never moves time for everyone. When a run of consecutive records are all
+//!   held, with nothing in time among them, the whole stream has jumped (a gap in a
+//!   recording, a consumer back after an outage): the held records go through, in
+//!   arrival order. Otherwise they are dropped, counted as `ahead`: when the stream
+//!   reaches them (their time was wrong: placing them then would be wrong too), when the
+//!   bounded hold is full, or at the end of input.
 //! - A record further ahead of the wall clock than the allowed skew is `future`.
 //! - The wall clock moves time only through [`EventClock::advance_idle`], which a live
 //!   job calls when its input is idle and caught up: time becomes the newest record's
@@ -123,6 +126,9 @@ pub struct ClockStats {
     pub sources_forgotten: u64,
 }
 
+/// Consecutive held records that mean the whole stream jumped ahead.
+const JUMP_RUN: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct EventClock {
     config: ClockConfig,
@@ -142,6 +148,8 @@ pub struct EventClock {
     /// The front at the last pruning of silent sources.
     pruned_at: EventTime,
     held: VecDeque<Held>,
+    /// Records held in a row, with none admitted between them.
+    held_run: usize,
     /// The oldest time held (`EventTime::MAX` when nothing is).
     held_min: EventTime,
     released: VecDeque<Held>,
@@ -162,6 +170,7 @@ impl EventClock {
             speakers: [(u64::MAX, EventTime::MIN); 2],
             pruned_at: EventTime::MIN,
             held: VecDeque::new(),
+            held_run: 0,
             held_min: EventTime::MAX,
             released: VecDeque::new(),
             stats: ClockStats::default(),
@@ -227,6 +236,7 @@ impl EventClock {
             self.hold(source, at, line);
             return Admission::Held;
         }
+        self.held_run = 0;
         self.accept(id, at);
         Admission::Admitted
     }
@@ -268,7 +278,7 @@ impl EventClock {
         let floor = virtual_front.minus(self.config.lateness);
         self.time = self.time.max(floor);
         self.update_time();
-        self.release_caught_up();
+        self.drop_caught_up();
     }
 
     /// Behind the watermark, a record still counts when it is in order for its own
@@ -295,26 +305,26 @@ impl EventClock {
 
     fn hold(&mut self, source: SourceId, at: EventTime, line: &[u8]) {
         self.stats.held += 1;
-        let agree = self.config.max_ahead;
-        let near = |h: &Held| h.at <= at.plus(agree) && at <= h.at.plus(agree);
-        let corroborated = self.held.iter().any(|h| h.source != source && near(h));
+        self.held_run += 1;
         self.held.push_back(Held {
             source,
             at,
             line: line.into(),
         });
-        if corroborated {
-            // A second source is as far ahead: the stream itself moved (a gap, a
-            // catch-up). Everything held near this time goes through, in arrival order.
-            let (go, stay): (VecDeque<Held>, VecDeque<Held>) =
-                std::mem::take(&mut self.held).into_iter().partition(near);
-            self.held = stay;
-            self.released.extend(go);
+        if self.held_run >= JUMP_RUN {
+            // Nothing in time for a while: the stream itself moved on.
+            self.held_run = 0;
+            self.released.extend(self.held.drain(..));
         } else if self.held.len() > self.config.max_held {
             self.held.pop_front();
             self.stats.dropped_ahead += 1;
         }
-        self.held_min = self.held.iter().map(|h| h.at).min().unwrap_or(EventTime::MAX);
+        self.held_min = self
+            .held
+            .iter()
+            .map(|h| h.at)
+            .min()
+            .unwrap_or(EventTime::MAX);
     }
 
     fn accept(&mut self, id: u64, at: EventTime) {
@@ -358,8 +368,8 @@ impl EventClock {
         if front >= self.pruned_at.plus(self.config.idle_timeout) {
             self.prune();
         }
-        if self.held_min <= front.plus(self.config.max_ahead) {
-            self.release_caught_up();
+        if self.held_min <= front {
+            self.drop_caught_up();
         }
     }
 
@@ -393,18 +403,22 @@ impl EventClock {
         self.stats.sources_forgotten += (before - self.sources.len()) as u64;
     }
 
-    /// Held records the stream has caught up with go through.
-    fn release_caught_up(&mut self) {
-        let limit = self.front.plus(self.config.max_ahead);
-        if self.held_min > limit {
+    /// Held records the stream has caught up with were never corroborated by another
+    /// source: their clock was wrong, and they are dropped.
+    fn drop_caught_up(&mut self) {
+        let front = self.front;
+        if self.held_min > front {
             return;
         }
-        let (go, stay): (VecDeque<Held>, VecDeque<Held>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|h| h.at <= limit);
-        self.held = stay;
-        self.released.extend(go);
-        self.held_min = self.held.iter().map(|h| h.at).min().unwrap_or(EventTime::MAX);
+        let before = self.held.len();
+        self.held.retain(|h| h.at > front);
+        self.stats.dropped_ahead += (before - self.held.len()) as u64;
+        self.held_min = self
+            .held
+            .iter()
+            .map(|h| h.at)
+            .min()
+            .unwrap_or(EventTime::MAX);
     }
 }
 
@@ -430,7 +444,11 @@ mod tests {
         let mut c = EventClock::new(ClockConfig::default(), s(1000));
         assert_eq!(c.watermark(), EventTime::MIN);
         assert_eq!(c.admit(src(1), s(100), b""), Admission::Admitted);
-        assert_eq!(c.admit(src(1), s(95), b""), Admission::Admitted, "within lateness");
+        assert_eq!(
+            c.admit(src(1), s(95), b""),
+            Admission::Admitted,
+            "within lateness"
+        );
         assert_eq!(c.time(), s(100));
         assert_eq!(c.admit(src(1), s(89), b""), Admission::Late);
         assert_eq!(c.admit(src(1), s(1001), b""), Admission::Future);
@@ -497,13 +515,13 @@ mod tests {
         }
         assert!(c.take_released().is_none());
         assert_eq!(c.held(), 1);
-        // The others catch up: it goes through.
+        // The others reach its time: its clock was wrong; it is dropped, counted.
         for t in 20..300 {
             c.admit(src(1), s(1000 + t), b"");
             c.admit(src(2), s(1000 + t), b"");
         }
-        let released = c.take_released().expect("released once the stream caught up");
-        assert_eq!((released.at, &*released.line), (s(1294), &b"x"[..]));
+        assert!(c.take_released().is_none());
+        assert_eq!((c.held(), c.stats.dropped_ahead), (0, 1));
     }
 
     #[test]
@@ -513,16 +531,43 @@ mod tests {
             c.admit(src(1), s(1000 + t), b"");
             c.admit(src(2), s(1000 + t), b"");
         }
-        // An hour's gap: the first source back is held, the second corroborates it.
-        assert_eq!(c.admit(src(1), s(4600), b"a"), Admission::Held);
-        assert_eq!(c.admit(src(2), s(4601), b"b"), Admission::Held);
-        let a = c.take_released().unwrap();
-        let b = c.take_released().unwrap();
-        assert_eq!((&*a.line, &*b.line), (&b"a"[..], &b"b"[..]));
-        assert_eq!(c.admit_released(a.source, a.at), Admission::Admitted);
-        assert_eq!(c.admit_released(b.source, b.at), Admission::Admitted);
-        assert_eq!(c.time(), s(4601));
-        assert_eq!(c.admit(src(1), s(4602), b""), Admission::Admitted);
+        // An hour's gap: the records after it are held until a run of them shows that
+        // the whole stream moved; then they go through in arrival order.
+        for i in 0..JUMP_RUN as i64 - 1 {
+            assert_eq!(
+                c.admit(src(1 + (i % 2) as u32), s(4600 + i), b"a"),
+                Admission::Held
+            );
+        }
+        assert!(c.take_released().is_none());
+        assert_eq!(c.admit(src(1), s(4700), b"b"), Admission::Held);
+        let mut released = Vec::new();
+        while let Some(h) = c.take_released() {
+            assert_eq!(c.admit_released(h.source, h.at), Admission::Admitted);
+            released.push(h.at);
+        }
+        assert_eq!(released.len(), JUMP_RUN);
+        assert_eq!(released[0], s(4600), "arrival order");
+        assert_eq!(c.time(), s(4700));
+        assert_eq!(c.admit(src(1), s(4701), b""), Admission::Admitted);
+    }
+
+    #[test]
+    fn a_skewed_node_interleaved_with_the_stream_is_never_followed() {
+        let mut c = clock();
+        for t in 0..200 {
+            c.admit(src(1), s(1000 + t), b"");
+            // Two services of one node with a clock 100 s fast.
+            assert_eq!(c.admit(src(7), s(1100 + t), b""), Admission::Held);
+            assert_eq!(c.admit(src(8), s(1100 + t), b""), Admission::Held);
+        }
+        assert!(c.take_released().is_none());
+        assert_eq!(c.time(), s(1199));
+        assert_eq!(
+            (c.stats.dropped_ahead, c.held()),
+            (200, 200),
+            "dropped once reached"
+        );
     }
 
     #[test]

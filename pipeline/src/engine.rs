@@ -182,10 +182,7 @@ impl Engine {
                 .collect(),
             rules,
             parser,
-            clock: EventClock::new(
-                config.clock(),
-                wall_clock_now().plus(config.future_skew),
-            ),
+            clock: EventClock::new(config.clock(), wall_clock_now().plus(config.future_skew)),
             interner: Interner::default(),
             templates: ServiceTemplates::new(MinerConfig::default()),
             families: Families::new(DEFAULT_FAMILY_SIMILARITY),
@@ -468,10 +465,12 @@ impl Engine {
         let rules = &self.rules;
         let cancelled = self.agenda.cancel_where(|p| {
             let rule = &rules.rules[p.key.rule as usize];
-            let now = p
-                .state
-                .action_state()
-                .and_then(|s| rule.actions.for_state(s).iter().find(|a| *a.name == *p.action));
+            let now = p.state.action_state().and_then(|s| {
+                rule.actions
+                    .for_state(s)
+                    .iter()
+                    .find(|a| *a.name == *p.action)
+            });
             match now {
                 Some(action) => {
                     let receiver = rules.receivers[action.receiver].name.as_str();
@@ -492,7 +491,8 @@ impl Engine {
                 self.rule_names[p.key.rule as usize]
             );
             let action = self.action_record(&p, at);
-            self.records.push(Record::ActionCancelled { action, reason });
+            self.records
+                .push(Record::ActionCancelled { action, reason });
             // Its state's work is done if nothing else of it is pending or in flight.
             self.check_state_done(p.key, p.seq, at);
         }
@@ -505,7 +505,10 @@ impl Engine {
         let current = self.registry.with(key, || None, |i| i.seq) == Some(seq);
         if current
             && !self.agenda.has_pending(key, seq)
-            && !self.in_flight.values().any(|q| q.key == key && q.seq == seq)
+            && !self
+                .in_flight
+                .values()
+                .any(|q| q.key == key && q.seq == seq)
         {
             self.inbox.push_back((key, at, Input::ActionsDone));
         }
