@@ -14,7 +14,7 @@ use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{wall_clock_now, Engine, EngineConfig};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -84,7 +84,9 @@ pub struct Settings {
 }
 
 pub enum Message {
-    Line(Vec<u8>),
+    /// Lines, each ended by `\n` (a batch of what one read delivered: no allocation
+    /// and no channel hand-off per line).
+    Lines(Vec<u8>),
     TooLong(usize),
     /// The input ended.
     End,
@@ -168,7 +170,8 @@ impl Live {
     /// returns the sender for input messages.
     pub fn start(settings: &Settings) -> Result<(Live, mpsc::SyncSender<Message>)> {
         let job = Job::start(&settings.rules, &settings.engine)?;
-        let (tx, rx) = mpsc::sync_channel::<Message>(8192);
+        // Bounded: at most 64 batches of 64 KiB wait for the engine (back-pressure on the input).
+        let (tx, rx) = mpsc::sync_channel::<Message>(64);
         let metrics = Metrics::new();
         let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
         let bound = http::serve(&job.runtime, settings.listen, metrics.clone(), reload_tx)
@@ -248,9 +251,15 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
     let ended = loop {
         let engine = &mut live.job.engine;
         match live.rx.recv_timeout(settings.tick) {
-            Ok(Message::Line(bytes)) => {
-                engine.push_line(&bytes);
-                if engine.admitted().is_some() {
+            Ok(Message::Lines(batch)) => {
+                let mut admitted = false;
+                for line in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    live.job.engine.push_line(line);
+                    admitted |= live.job.engine.admitted().is_some();
+                    // A decision goes out at once, not at the end of the batch.
+                    live.after_input()?;
+                }
+                if admitted {
                     live.last_admitted = Instant::now();
                 }
             }
@@ -407,18 +416,21 @@ fn reload(
 }
 
 fn spawn_reader(inputs: Vec<PathBuf>, tx: mpsc::SyncSender<Message>) {
+    /// A batch is sent when it reaches this size, or when nothing more is buffered.
+    const BATCH_BYTES: usize = 64 << 10;
     std::thread::spawn(move || {
         let inputs = if inputs.is_empty() {
             vec![PathBuf::from("-")]
         } else {
             inputs
         };
+        let mut batch = Vec::with_capacity(BATCH_BYTES + 4096);
         for path in inputs {
-            let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
-                Box::new(BufReader::new(io::stdin()))
+            let input: Box<dyn io::Read + Send> = if path.as_os_str() == "-" {
+                Box::new(io::stdin())
             } else {
                 match std::fs::File::open(&path) {
-                    Ok(f) => Box::new(BufReader::new(f)),
+                    Ok(f) => Box::new(f),
                     Err(e) => {
                         let _ = tx.send(Message::Failed(format!(
                             "cannot open {}: {e}",
@@ -428,23 +440,39 @@ fn spawn_reader(inputs: Vec<PathBuf>, tx: mpsc::SyncSender<Message>) {
                     }
                 }
             };
-            let mut reader = LineReader::new(input, 1 << 20);
+            let mut reader = LineReader::new(BufReader::with_capacity(1 << 16, input), 1 << 20);
             while let Some(line) = reader.next_line() {
                 let message = match line {
-                    Ok(Line::Full(bytes)) => Message::Line(bytes.to_vec()),
-                    Ok(Line::TooLong(len)) => Message::TooLong(len),
-                    Err(e) => {
-                        let _ = tx.send(Message::Failed(format!(
-                            "cannot read {}: {e}",
-                            path.display()
-                        )));
+                    Ok(Line::Full(bytes)) => {
+                        batch.extend_from_slice(bytes);
+                        batch.push(b'\n');
+                        None
+                    }
+                    Ok(Line::TooLong(len)) => Some(Message::TooLong(len)),
+                    Err(e) => Some(Message::Failed(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    ))),
+                };
+                let drained = reader.get_ref().buffer().is_empty();
+                if !batch.is_empty() && (message.is_some() || drained || batch.len() >= BATCH_BYTES)
+                {
+                    let full =
+                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH_BYTES + 4096));
+                    if tx.send(Message::Lines(full)).is_err() {
                         return;
                     }
-                };
-                if tx.send(message).is_err() {
-                    return;
+                }
+                if let Some(message) = message {
+                    let failed = matches!(message, Message::Failed(_));
+                    if tx.send(message).is_err() || failed {
+                        return;
+                    }
                 }
             }
+        }
+        if !batch.is_empty() && tx.send(Message::Lines(batch)).is_err() {
+            return;
         }
         let _ = tx.send(Message::End);
     });

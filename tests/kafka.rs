@@ -99,6 +99,60 @@ fn a_keyed_topic_gives_the_incidents_and_calls_of_a_replay() {
 }
 
 #[test]
+fn a_backlog_consumed_live_decides_what_replay_decides() {
+    // Records produced before the consumer starts, as after an hour away: the live job
+    // (not --until-end) must confirm what replay confirms, call what replay calls on
+    // confirmation, and let the wall clock move time only from the newest record once
+    // caught up (no instant RESTORED because the data is months old).
+    let broker = Broker::from_env();
+    // The data ends 30 s after the inventory outage, before its quiet minute passed.
+    let lines: Vec<String> = scenario()
+        .into_iter()
+        .filter(|l| seconds_in(l) < 750)
+        .collect();
+    let topic = broker.topic("backlog", 4);
+    broker.produce_keyed(&topic, &lines);
+    let server = Server::start(&[]);
+    let running = Consumer::new(&broker, &topic, &server).dry_run().spawn();
+    running.wait_for_output(Duration::from_secs(90), |r| {
+        of_type(r, "transition")
+            .filter(|t| t["to"] == "CONFIRMED")
+            .count()
+            >= 2
+    });
+    // Caught up and idle for a few seconds: still just what the backlog decided.
+    std::thread::sleep(Duration::from_secs(4));
+    let live = running.stop().records;
+    let replay = broker::replay_dry(&lines);
+    assert_eq!(confirmed(&live), confirmed(&replay));
+    let confirmations = |records: &[Value]| {
+        of_type(records, "transition")
+            .filter(|t| t["to"] == "CONFIRMED")
+            .count()
+    };
+    assert_eq!(confirmations(&live), 2);
+    let restarts = |records: &[Value]| -> BTreeSet<String> {
+        of_type(records, "action")
+            .filter(|a| a["action"] == "restart-downstream")
+            .map(|a| a["idempotency_key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(restarts(&live), restarts(&replay));
+    // The inventory outage ended at minute 12, 30 s before the data does: its quiet
+    // minute has not passed on the wall clock since the consumer caught up (replay,
+    // at the end of its input, lets it pass).
+    let restored: Vec<&str> = of_type(&live, "transition")
+        .filter(|t| t["to"] == "RESTORED")
+        .map(|t| t["key"]["root_service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        restored,
+        ["payment"],
+        "only the outage whose quiet minute is in the data"
+    );
+}
+
+#[test]
 fn kill_9_mid_stream_loses_no_incident_skips_no_offset_and_calls_nothing_twice() {
     let broker = Broker::from_env();
     let lines = scenario();

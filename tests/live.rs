@@ -176,8 +176,8 @@ fn a_source_sixty_seconds_behind_the_others_still_has_its_chains_found() {
 fn one_line_stamped_far_ahead_changes_no_incident() {
     let text = loggen::two_cascades().render();
     let baseline = decisions(&replay(&text));
-    // In the middle of the payment outage, one host with a clock 290 s fast logs an
-    // ordinary line, and the failing service logs a 503 as fast.
+    // In the middle of the payment outage, a node whose clock is 290 s fast logs two
+    // lines in a row: an ordinary one, and a 503 of the failing service.
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let middle = lines
         .iter()

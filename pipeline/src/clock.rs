@@ -18,13 +18,14 @@
 //!   source that joins, or lags, behind the others). Trace windows are kept until the
 //!   retention point (`max_lag` behind the front), so such a source still finds them.
 //! - A record **far ahead** of the front (more than `max_ahead`) while other sources are
-//!   active is *held*, not admitted: one bad clock (a host, a node with several
-//!   services) never moves time for everyone. When a run of consecutive records are all
-//!   held, with nothing in time among them, the whole stream has jumped (a gap in a
-//!   recording, a consumer back after an outage): the held records go through, in
-//!   arrival order. Otherwise they are dropped, counted as `ahead`: when the stream
-//!   reaches them (their time was wrong: placing them then would be wrong too), when the
-//!   bounded hold is full, or at the end of input.
+//!   active is *held*, not admitted: one bad clock never moves time for everyone. The
+//!   records that follow decide. A record in time from another source *contradicts* the
+//!   held ones (a bad clock: they are dropped, counted as `ahead`, once the stream
+//!   reaches their time, or when the bounded hold is full). A run of held records that
+//!   nothing contradicts means the whole stream jumped (a gap in a recording, a consumer
+//!   back after an outage): they go through, in arrival order. At the end of input,
+//!   uncontradicted records go through too (a sparse stream's last lines after a quiet
+//!   spell), in order, so holding them changed nothing; contradicted ones are dropped.
 //! - A record further ahead of the wall clock than the allowed skew is `future`.
 //! - The wall clock moves time only through [`EventClock::advance_idle`], which a live
 //!   job calls when its input is idle and caught up: time becomes the newest record's
@@ -102,6 +103,8 @@ pub struct Held {
     pub source: SourceId,
     pub at: EventTime,
     pub line: Box<[u8]>,
+    /// A record in time from another source came after it: its clock is wrong.
+    contradicted: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -126,8 +129,8 @@ pub struct ClockStats {
     pub sources_forgotten: u64,
 }
 
-/// Consecutive held records that mean the whole stream jumped ahead.
-const JUMP_RUN: usize = 64;
+/// Uncontradicted held records that mean the whole stream jumped ahead.
+const JUMP_RUN: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct EventClock {
@@ -148,8 +151,8 @@ pub struct EventClock {
     /// The front at the last pruning of silent sources.
     pruned_at: EventTime,
     held: VecDeque<Held>,
-    /// Records held in a row, with none admitted between them.
-    held_run: usize,
+    /// Held records not contradicted (yet).
+    fresh: usize,
     /// The oldest time held (`EventTime::MAX` when nothing is).
     held_min: EventTime,
     released: VecDeque<Held>,
@@ -170,7 +173,7 @@ impl EventClock {
             speakers: [(u64::MAX, EventTime::MIN); 2],
             pruned_at: EventTime::MIN,
             held: VecDeque::new(),
-            held_run: 0,
+            fresh: 0,
             held_min: EventTime::MAX,
             released: VecDeque::new(),
             stats: ClockStats::default(),
@@ -236,7 +239,9 @@ impl EventClock {
             self.hold(source, at, line);
             return Admission::Held;
         }
-        self.held_run = 0;
+        if self.fresh > 0 {
+            self.contradict(id);
+        }
         self.accept(id, at);
         Admission::Admitted
     }
@@ -258,10 +263,17 @@ impl EventClock {
         Some(held)
     }
 
-    /// End of input: records still held were never corroborated; they are dropped.
-    pub fn drop_held(&mut self) {
-        self.stats.dropped_ahead += self.held.len() as u64;
-        self.held.clear();
+    /// End of input: held records nothing contradicted go through (see
+    /// [`take_released`](Self::take_released)); contradicted ones are dropped.
+    pub fn end_of_input(&mut self) {
+        for h in std::mem::take(&mut self.held) {
+            if h.contradicted {
+                self.stats.dropped_ahead += 1;
+            } else {
+                self.released.push_back(h);
+            }
+        }
+        self.fresh = 0;
         self.held_min = EventTime::MAX;
     }
 
@@ -305,18 +317,24 @@ impl EventClock {
 
     fn hold(&mut self, source: SourceId, at: EventTime, line: &[u8]) {
         self.stats.held += 1;
-        self.held_run += 1;
         self.held.push_back(Held {
             source,
             at,
             line: line.into(),
+            contradicted: false,
         });
-        if self.held_run >= JUMP_RUN {
-            // Nothing in time for a while: the stream itself moved on.
-            self.held_run = 0;
-            self.released.extend(self.held.drain(..));
+        self.fresh += 1;
+        if self.fresh >= JUMP_RUN {
+            // The stream itself moved on: what nothing contradicted goes through.
+            let (go, stay): (VecDeque<Held>, VecDeque<Held>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|h| !h.contradicted);
+            self.held = stay;
+            self.released.extend(go);
+            self.fresh = 0;
         } else if self.held.len() > self.config.max_held {
-            self.held.pop_front();
+            let dropped = self.held.pop_front().expect("over the cap");
+            self.fresh -= usize::from(!dropped.contradicted);
             self.stats.dropped_ahead += 1;
         }
         self.held_min = self
@@ -325,6 +343,16 @@ impl EventClock {
             .map(|h| h.at)
             .min()
             .unwrap_or(EventTime::MAX);
+    }
+
+    /// A record of `id` came in time: held records of other sources were wrong.
+    fn contradict(&mut self, id: u64) {
+        for h in self.held.iter_mut() {
+            if !h.contradicted && h.source.packed() != id {
+                h.contradicted = true;
+                self.fresh -= 1;
+            }
+        }
     }
 
     fn accept(&mut self, id: u64, at: EventTime) {
@@ -403,16 +431,23 @@ impl EventClock {
         self.stats.sources_forgotten += (before - self.sources.len()) as u64;
     }
 
-    /// Held records the stream has caught up with were never corroborated by another
-    /// source: their clock was wrong, and they are dropped.
+    /// Held records the stream has reached: contradicted ones are dropped (their clock
+    /// was wrong: placing them now would be wrong too), the others go through.
     fn drop_caught_up(&mut self) {
         let front = self.front;
         if self.held_min > front {
             return;
         }
-        let before = self.held.len();
-        self.held.retain(|h| h.at > front);
-        self.stats.dropped_ahead += (before - self.held.len()) as u64;
+        for h in std::mem::take(&mut self.held) {
+            if h.at > front {
+                self.held.push_back(h);
+            } else if h.contradicted {
+                self.stats.dropped_ahead += 1;
+            } else {
+                self.fresh -= 1;
+                self.released.push_back(h);
+            }
+        }
         self.held_min = self
             .held
             .iter()
@@ -531,13 +566,12 @@ mod tests {
             c.admit(src(1), s(1000 + t), b"");
             c.admit(src(2), s(1000 + t), b"");
         }
-        // An hour's gap: the records after it are held until a run of them shows that
-        // the whole stream moved; then they go through in arrival order.
+        // An hour's gap: the records after it are held until a run of them that nothing
+        // in time contradicts shows that the stream moved; then they go through in
+        // arrival order.
         for i in 0..JUMP_RUN as i64 - 1 {
-            assert_eq!(
-                c.admit(src(1 + (i % 2) as u32), s(4600 + i), b"a"),
-                Admission::Held
-            );
+            let source = src(1 + (i % 2) as u32);
+            assert_eq!(c.admit(source, s(4600 + i), b"a"), Admission::Held);
         }
         assert!(c.take_released().is_none());
         assert_eq!(c.admit(src(1), s(4700), b"b"), Admission::Held);
@@ -549,7 +583,7 @@ mod tests {
         assert_eq!(released.len(), JUMP_RUN);
         assert_eq!(released[0], s(4600), "arrival order");
         assert_eq!(c.time(), s(4700));
-        assert_eq!(c.admit(src(1), s(4701), b""), Admission::Admitted);
+        assert_eq!(c.admit(src(2), s(4701), b""), Admission::Admitted);
     }
 
     #[test]
@@ -557,8 +591,10 @@ mod tests {
         let mut c = clock();
         for t in 0..200 {
             c.admit(src(1), s(1000 + t), b"");
-            // Two services of one node with a clock 100 s fast.
+            // Two services of one node with a clock 100 s fast, each between lines
+            // in time.
             assert_eq!(c.admit(src(7), s(1100 + t), b""), Admission::Held);
+            c.admit(src(2), s(1000 + t), b"");
             assert_eq!(c.admit(src(8), s(1100 + t), b""), Admission::Held);
         }
         assert!(c.take_released().is_none());
@@ -568,6 +604,23 @@ mod tests {
             (200, 200),
             "dropped once reached"
         );
+        c.admit(src(1), s(1200), b"");
+        c.end_of_input();
+        assert!(
+            c.take_released().is_none(),
+            "contradicted: dropped at the end too"
+        );
+        assert_eq!(c.stats.dropped_ahead, 400);
+    }
+
+    #[test]
+    fn the_last_records_after_a_gap_go_through_at_the_end() {
+        let mut c = clock();
+        c.admit(src(1), s(1000), b"");
+        c.admit(src(2), s(1000), b"");
+        assert_eq!(c.admit(src(2), s(1090), b"late heartbeat"), Admission::Held);
+        c.end_of_input();
+        assert_eq!(&*c.take_released().unwrap().line, b"late heartbeat");
     }
 
     #[test]

@@ -761,7 +761,10 @@ impl Engine {
     /// End of input: lets event time run on until every timer has fired, so each open
     /// incident shows how it would end if the stream stayed quiet.
     pub fn finish(&mut self) {
-        self.clock.drop_held();
+        self.clock.end_of_input();
+        while let Some(held) = self.clock.take_released() {
+            self.process(held.source.partition, &held.line, true);
+        }
         self.refit_families();
         self.run_until(EventTime::MAX);
         for c in &mut self.correlators {

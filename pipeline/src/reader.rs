@@ -27,6 +27,11 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
+    /// The underlying reader (to ask a `BufReader` whether more is buffered).
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The next line, `None` at the end of input.
     pub fn next_line(&mut self) -> Option<io::Result<Line<'_>>> {
         self.buf.clear();
