@@ -5,7 +5,8 @@
 //! `cargo bench --bench latency` measures `logheal run -` (stdin). With
 //! `LOGHEAL_TEST_BROKERS` set (`scripts/kafka-bench.sh` starts a broker and sets it), it
 //! also measures the Kafka path: a producer writes the same stream to a topic that a
-//! live `logheal run --brokers …` consumes.
+//! live `logheal run --brokers …` consumes. `LOGHEAL_LATENCY_RATE` changes the rate;
+//! `LOGHEAL_LATENCY_RECORDS` / `LOGHEAL_LATENCY_STDERR` keep the job's output.
 //!
 //! Each cascade has a root service of its own, so each confirms its own incident and
 //! calls the restart receiver once: one sample per cascade. Percentiles are of all
@@ -20,9 +21,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const RATE: u64 = 100_000;
-/// Lines written per millisecond-slot.
-const PER_SLOT: u64 = RATE / 1000;
+/// Lines per second: 100,000, or `LOGHEAL_LATENCY_RATE`.
+fn rate() -> u64 {
+    std::env::var("LOGHEAL_LATENCY_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(100_000)
+}
 const CASCADES: usize = 300;
 /// A cascade every this many slots (ms).
 const CASCADE_EVERY: u64 = 20;
@@ -66,9 +71,10 @@ fn rules_file() -> std::path::PathBuf {
 fn stream() -> Vec<(u64, String, Option<usize>)> {
     let mut out = Vec::new();
     let slots = CASCADES as u64 * CASCADE_EVERY + 200;
+    let per_slot = rate() / 1000;
     let mut trace = 0u64;
     for slot in 0..slots {
-        for i in 0..PER_SLOT {
+        for i in 0..per_slot {
             trace += 1;
             let svc = ["gateway", "catalog", "search", "auth"][(i % 4) as usize];
             out.push((
@@ -107,7 +113,7 @@ fn now_rfc3339() -> String {
 fn feed(mut send: impl FnMut(&[String]), stream: &[(u64, String, Option<usize>)]) -> Vec<Instant> {
     let mut completed = vec![Instant::now(); CASCADES];
     let start = Instant::now();
-    let mut batch: Vec<String> = Vec::with_capacity(PER_SLOT as usize + 3);
+    let mut batch: Vec<String> = Vec::with_capacity(rate() as usize / 1000 + 3);
     let mut i = 0;
     while i < stream.len() {
         let slot = stream[i].0;
@@ -142,8 +148,14 @@ fn spawn_job(args: &[&str], base: &str) -> Child {
         .arg(rules_file())
         .env("LOGHEAL_RESTART_URL", format!("{base}/restart"))
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(match std::env::var_os("LOGHEAL_LATENCY_RECORDS") {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        })
+        .stderr(match std::env::var_os("LOGHEAL_LATENCY_STDERR") {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("the logheal binary")
 }
@@ -279,6 +291,10 @@ fn kafka_path(
             &format!("{topic}-ledger"),
             "-X",
             "fetch.wait.max.ms=5",
+            "-X",
+            "fetch.error.backoff.ms=5",
+            "-X",
+            "fetch.queue.backoff.ms=1",
         ],
         &base,
     );
@@ -320,8 +336,9 @@ fn main() {
         .unwrap();
     let stream = stream();
     println!(
-        "{} lines at {RATE} lines/s, {CASCADES} cascades",
-        stream.len()
+        "{} lines at {} lines/s, {CASCADES} cascades",
+        stream.len(),
+        rate()
     );
     stdin_path(&runtime, &stream);
     if let Ok(brokers) = std::env::var("LOGHEAL_TEST_BROKERS") {

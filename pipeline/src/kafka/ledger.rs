@@ -67,6 +67,9 @@ impl Ledger {
             .client()
             .set("acks", "all")
             .set("batch.num.messages", "1")
+            // A hand-off is waited for before the call: send it at once, not after
+            // librdkafka's default 5 ms of lingering.
+            .set("linger.ms", "0")
             .create()
             .map_err(|e| fail("cannot create the producer", e))?;
         let tail: BaseConsumer = config
