@@ -85,8 +85,19 @@ impl Level {
             ("emergency", Level::Fatal),
             ("alert", Level::Fatal),
             ("panic", Level::Fatal),
+            ("dpanic", Level::Error),
+            ("fine", Level::Debug),
+            ("finer", Level::Trace),
+            ("finest", Level::Trace),
+            ("config", Level::Info),
+            ("informational", Level::Info),
+            ("i", Level::Info),
+            ("w", Level::Warn),
+            ("e", Level::Error),
+            ("f", Level::Fatal),
         ];
-        let s = s.trim();
+        // OTel severity texts may carry a number: ERROR2, FATAL4.
+        let s = s.trim().trim_end_matches(|c: char| c.is_ascii_digit());
         NAMES
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(s))
@@ -119,6 +130,8 @@ pub struct LogEvent<'a> {
     pub trace_id: Option<Cow<'a, str>>,
     pub span_id: Option<Cow<'a, str>>,
     pub parent_span_id: Option<Cow<'a, str>>,
+    /// A request id (`x-request-id`): stands in for the trace id where a record has none.
+    pub request_id: Option<Cow<'a, str>>,
     pub message: Cow<'a, str>,
     /// Values of the extra fields the parser was asked to capture, by their index in
     /// [`crate::FieldNames::extra`]. Empty (and unallocated) unless rules match on fields.

@@ -16,8 +16,34 @@ pub enum Field {
     SpanId,
     ParentSpanId,
     Message,
+    /// A request id (`x-request-id`): the correlation key of records without a trace id.
+    RequestId,
+    /// A gRPC status (name or number): UNAVAILABLE counts as HTTP 503.
+    Grpc,
+    /// A container name: the service when nothing better names it (not a sidecar's).
+    Container,
+    /// A pod name: the service, without its ReplicaSet and pod hashes, as a last resort.
+    Pod,
     /// An extra field a rule matches on, by index into [`FieldNames::extra`].
     Extra(u16),
+}
+
+impl Field {
+    /// The fields with candidate lists in [`FieldNames`], in its order.
+    pub const LISTED: [Field; 12] = [
+        Field::Ts,
+        Field::Level,
+        Field::Service,
+        Field::Status,
+        Field::TraceId,
+        Field::SpanId,
+        Field::ParentSpanId,
+        Field::Message,
+        Field::RequestId,
+        Field::Grpc,
+        Field::Container,
+        Field::Pod,
+    ];
 }
 
 /// Candidate key paths per field, in order of preference. The defaults cover the flat
@@ -34,6 +60,10 @@ pub struct FieldNames {
     pub span_id: Vec<String>,
     pub parent_span_id: Vec<String>,
     pub message: Vec<String>,
+    pub request_id: Vec<String>,
+    pub grpc: Vec<String>,
+    pub container: Vec<String>,
+    pub pod: Vec<String>,
     /// Further keys to capture for rules that match on them (`select.fields`).
     #[serde(skip)]
     pub extra: Vec<String>,
@@ -44,6 +74,10 @@ fn strings(names: &[&str]) -> Vec<String> {
 }
 
 impl Default for FieldNames {
+    /// The candidates of `REAL-LOGS.md` §10: application conventions first, then the
+    /// envelopes of Fluent Bit (`log`, `kubernetes.labels.*`), Vector (`message`,
+    /// `kubernetes.pod_labels.*`), Filebeat (ECS, de-dotted labels), Envoy/Istio JSON and
+    /// ingress-nginx JSON.
     fn default() -> Self {
         FieldNames {
             ts: strings(&[
@@ -51,8 +85,11 @@ impl Default for FieldNames {
                 "time",
                 "timestamp",
                 "@timestamp",
+                "@t",
                 "time_unix_nano",
                 "timeUnixNano",
+                "start_time",
+                "asctime",
             ]),
             level: strings(&[
                 "level",
@@ -60,26 +97,106 @@ impl Default for FieldNames {
                 "severity_text",
                 "severityText",
                 "severity",
+                "levelname",
+                "@l",
+                "LogLevel",
                 "lvl",
+                "severity_number",
+                "severityNumber",
             ]),
             service: strings(&[
                 "service",
                 "service.name",
                 "resource.service.name",
                 "resource.attributes.service.name",
+                "resources.service.name",
+                "otelServiceName",
+                "dd.service",
+                "kubernetes.labels.app.kubernetes.io/name",
+                "kubernetes.labels.app",
+                "kubernetes.labels.service.istio.io/canonical-name",
+                "kubernetes.labels.k8s-app",
+                "kubernetes.pod_labels.app.kubernetes.io/name",
+                "kubernetes.pod_labels.app",
+                "kubernetes.pod_labels.service.istio.io/canonical-name",
+                "kubernetes.pod_labels.k8s-app",
+                "kubernetes.labels.app_kubernetes_io/name",
+                "kubernetes.labels.service_istio_io/canonical-name",
+                "kubernetes.deployment.name",
+                "k8s.deployment.name",
             ]),
             status: strings(&[
                 "status",
                 "status_code",
+                "statusCode",
                 "http.response.status_code",
                 "http.status_code",
                 "attributes.http.response.status_code",
                 "attributes.http.status_code",
+                "response_code",
+                "res.statusCode",
+                "httpRequest.status",
             ]),
-            trace_id: strings(&["trace_id", "trace.id", "traceId", "traceID"]),
-            span_id: strings(&["span_id", "span.id", "spanId", "spanID"]),
+            trace_id: strings(&[
+                "trace_id",
+                "trace.id",
+                "traceId",
+                "traceID",
+                "otelTraceID",
+                "dd.trace_id",
+                "@tr",
+                "traceparent",
+                "traceParent",
+                "httpRequest.traceParent",
+                "x-b3-traceid",
+                "X-B3-TraceId",
+                "b3",
+            ]),
+            span_id: strings(&[
+                "span_id",
+                "span.id",
+                "spanId",
+                "spanID",
+                "otelSpanID",
+                "dd.span_id",
+                "@sp",
+            ]),
             parent_span_id: strings(&["parent_span_id", "parent.id", "parentSpanId", "parent_id"]),
-            message: strings(&["msg", "message", "body", "body.stringValue"]),
+            message: strings(&[
+                "msg",
+                "message",
+                "event",
+                "@m",
+                "@mt",
+                "short_message",
+                "Message",
+                "body",
+                "body.stringValue",
+                "log",
+                "MESSAGE",
+            ]),
+            request_id: strings(&[
+                "request_id",
+                "x_request_id",
+                "x-request-id",
+                "requestID",
+                "requestId",
+                "req_id",
+                "request.id",
+            ]),
+            grpc: strings(&[
+                "grpc.code",
+                "rpc.grpc.status_code",
+                "attributes.rpc.grpc.status_code",
+                "grpc_status",
+                "grpc.status_code",
+            ]),
+            container: strings(&[
+                "kubernetes.container_name",
+                "kubernetes.container.name",
+                "k8s.container.name",
+            ]),
+            pod: strings(&["kubernetes.pod_name", "kubernetes.pod.name", "k8s.pod.name"]),
             extra: Vec::new(),
         }
     }
@@ -98,7 +215,8 @@ impl FieldNames {
         out
     }
 
-    fn lists(&self) -> [&Vec<String>; 8] {
+    /// The candidates of every field, in [`Field::LISTED`] order.
+    pub fn lists(&self) -> [&Vec<String>; 12] {
         [
             &self.ts,
             &self.level,
@@ -108,10 +226,14 @@ impl FieldNames {
             &self.span_id,
             &self.parent_span_id,
             &self.message,
+            &self.request_id,
+            &self.grpc,
+            &self.container,
+            &self.pod,
         ]
     }
 
-    fn lists_mut(&mut self) -> [&mut Vec<String>; 8] {
+    fn lists_mut(&mut self) -> [&mut Vec<String>; 12] {
         [
             &mut self.ts,
             &mut self.level,
@@ -121,6 +243,10 @@ impl FieldNames {
             &mut self.span_id,
             &mut self.parent_span_id,
             &mut self.message,
+            &mut self.request_id,
+            &mut self.grpc,
+            &mut self.container,
+            &mut self.pod,
         ]
     }
 
@@ -154,16 +280,7 @@ pub struct FieldIndex {
 
 impl FieldIndex {
     pub fn new(names: &FieldNames) -> Self {
-        let fields = [
-            Field::Ts,
-            Field::Level,
-            Field::Service,
-            Field::Status,
-            Field::TraceId,
-            Field::SpanId,
-            Field::ParentSpanId,
-            Field::Message,
-        ];
+        let fields = Field::LISTED;
         let mut paths: FxHashMap<Box<str>, PathEntry> = FxHashMap::default();
         let named = fields.iter().zip(names.lists()).flat_map(|(f, list)| {
             list.iter()
@@ -227,6 +344,10 @@ mod tests {
                 span_id: vec![],
                 parent_span_id: vec![],
                 message: vec![],
+                request_id: vec![],
+                grpc: vec![],
+                container: vec![],
+                pod: vec![],
                 extra: vec![],
             }
         };

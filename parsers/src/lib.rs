@@ -10,11 +10,14 @@ pub mod fields;
 mod json;
 pub mod lexer;
 mod logfmt;
+pub mod otlp;
 mod parser;
 mod pattern;
 mod record;
+mod text;
 pub mod time;
 
 pub use event::{EventTime, Level, LogEvent};
 pub use fields::FieldNames;
-pub use parser::{LineParser, ParseError};
+pub use parser::{LineParser, ParseError, Recognised};
+pub use text::TextShape;

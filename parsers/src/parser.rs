@@ -1,11 +1,13 @@
 //! [`LineParser`]: detects the format of each line (JSON object, header pattern if one is
 //! configured, else logfmt) and reads it into a [`LogEvent`].
 
-use crate::fields::{FieldIndex, FieldNames};
+use crate::fields::{Field, FieldIndex, FieldNames};
 use crate::pattern::HeaderPattern;
-use crate::record::RawRecord;
+use crate::record::{Raw, RawRecord};
+use crate::text::{self, Finders};
 use crate::time::HeaderTimeReader;
 use crate::{json, logfmt, LogEvent};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a line could not be read. Each is counted under [`ParseError::reason`].
@@ -19,19 +21,16 @@ pub enum ParseError {
     HeaderMismatch,
     /// A timestamp field is present but is not a time.
     InvalidTimestamp,
-    /// A status field is present but is not an HTTP status code (100–599).
-    InvalidStatus,
 }
 
 impl ParseError {
     /// Every error, in the order summaries list them.
-    pub const ALL: [ParseError; 6] = [
+    pub const ALL: [ParseError; 5] = [
         ParseError::Empty,
         ParseError::MalformedJson,
         ParseError::Unrecognised,
         ParseError::HeaderMismatch,
         ParseError::InvalidTimestamp,
-        ParseError::InvalidStatus,
     ];
 
     /// A short snake_case name for counters and summaries.
@@ -42,7 +41,6 @@ impl ParseError {
             ParseError::Unrecognised => "unrecognised_format",
             ParseError::HeaderMismatch => "header_mismatch",
             ParseError::InvalidTimestamp => "invalid_timestamp",
-            ParseError::InvalidStatus => "invalid_status",
         }
     }
 }
@@ -55,14 +53,31 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// What a line was read as (`logheal inspect` reports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Recognised {
+    /// `json` (an object: flat, ECS, or a shipper's envelope), `text`, or `header` (the
+    /// configured `--format`).
+    pub record: &'static str,
+    /// What the record's message held, read again: `json`, a text shape
+    /// (`envoy`, `nginx`, `klog`, `app-header`, `logfmt`) or `plain`.
+    pub payload: &'static str,
+}
+
 /// Reads lines into events. Holds scratch buffers, so one parser serves one thread.
 #[derive(Debug, Clone)]
 pub struct LineParser {
     index: FieldIndex,
+    names: FieldNames,
     pattern: Option<HeaderPattern>,
     times: HeaderTimeReader,
+    finders: Finders,
+    assumed_year: i32,
     path_buf: String,
     time_buf: String,
+    /// What the last line was read as, and which candidate supplied each field.
+    last: Recognised,
+    last_ranks: [Option<u8>; 12],
 }
 
 impl LineParser {
@@ -79,14 +94,25 @@ impl LineParser {
             .transpose()?;
         Ok(LineParser {
             index,
+            names: names.clone(),
             pattern,
             times: HeaderTimeReader::new(assumed_year),
+            finders: Finders::default(),
+            assumed_year,
             path_buf: String::new(),
             time_buf: String::new(),
+            last: Recognised::default(),
+            last_ranks: [None; 12],
         })
     }
 
     /// Reads one line (without or with its line terminator).
+    ///
+    /// A JSON object is read with the field candidates; its message, when it is a string,
+    /// is the payload of a shipper's envelope and is read again: as JSON (the app's own
+    /// record, whose values win), or as text (a line shape's header and `key=value`
+    /// pairs, which fill in what the envelope lacks). Any other line is read with the
+    /// configured header format, or as text.
     pub fn parse<'a>(&mut self, line: &'a str) -> Result<LogEvent<'a>, ParseError> {
         let line = line.trim();
         if line.is_empty() {
@@ -95,13 +121,119 @@ impl LineParser {
         let mut record = RawRecord::default();
         if line.starts_with('{') {
             json::read(line, &self.index, &mut self.path_buf, &mut record)?;
+            self.last = Recognised {
+                record: "json",
+                payload: "none",
+            };
+            self.read_payload(&mut record);
         } else if let Some(pattern) = &self.pattern {
             if !pattern.read(line, &mut record, &mut self.times, &mut self.time_buf) {
                 return Err(ParseError::HeaderMismatch);
             }
-        } else if logfmt::read(line, &self.index, &mut record) == 0 {
-            return Err(ParseError::Unrecognised);
+            self.last = Recognised {
+                record: "header",
+                payload: "none",
+            };
+        } else {
+            // logfmt first: its values are unescaped, and win ties with the text scan.
+            let pairs = logfmt::read(line, &self.index, &mut record);
+            let (shape, found) = text::read(
+                line,
+                &self.index,
+                &self.finders,
+                self.assumed_year,
+                &mut record,
+            );
+            if found == 0 && pairs == 0 {
+                return Err(ParseError::Unrecognised);
+            }
+            if record.message_text().is_none() {
+                record.offer(
+                    Field::Message,
+                    text::HEADER_RANK,
+                    Raw::Str(Cow::Borrowed(line)),
+                );
+            }
+            self.last = Recognised {
+                record: "text",
+                payload: shape.name(),
+            };
+        }
+        for (rank, field) in self.last_ranks.iter_mut().zip(Field::LISTED) {
+            *rank = record.rank(field);
         }
         record.into_event()
+    }
+
+    /// The record's message read again as the payload of an envelope.
+    fn read_payload<'a>(&mut self, record: &mut RawRecord<'a>) {
+        let Some(message) = record.message_text().cloned() else {
+            return;
+        };
+        let text = message.trim();
+        if text.is_empty() {
+            return;
+        }
+        let mut payload = RawRecord::default();
+        let kind = if text.starts_with('{') && text.ends_with('}') {
+            let mut path = String::new();
+            if json::read(text, &self.index, &mut path, &mut payload).is_err() {
+                return;
+            }
+            "json"
+        } else {
+            let (shape, found) = text::read(
+                text,
+                &self.index,
+                &self.finders,
+                self.assumed_year,
+                &mut payload,
+            );
+            if found == 0 {
+                self.last.payload = "plain";
+                return;
+            }
+            shape.name()
+        };
+        self.last.payload = kind;
+        match message {
+            Cow::Borrowed(line) => {
+                // Borrowed from the line: re-read with the line's lifetime (no copy).
+                let text = line.trim();
+                let mut payload = RawRecord::default();
+                if kind == "json" {
+                    let mut path = String::new();
+                    let _ = json::read(text, &self.index, &mut path, &mut payload);
+                } else {
+                    text::read(
+                        text,
+                        &self.index,
+                        &self.finders,
+                        self.assumed_year,
+                        &mut payload,
+                    );
+                }
+                record.absorb_payload(payload, kind == "json");
+            }
+            Cow::Owned(_) => record.absorb_payload(payload.into_owned(), kind == "json"),
+        }
+    }
+
+    /// What the last line given to [`parse`](Self::parse) was read as.
+    pub fn recognised(&self) -> Recognised {
+        self.last
+    }
+
+    /// The key (candidate path) that supplied `field` for the last line, or `header` when
+    /// a text header did.
+    pub fn source_of(&self, field: Field) -> Option<&str> {
+        let i = Field::LISTED.iter().position(|f| *f == field)?;
+        let rank = self.last_ranks[i]?;
+        if rank >= text::HEADER_RANK {
+            return Some("text header");
+        }
+        self.names.lists()[i]
+            .get(usize::from(rank))
+            .map(String::as_str)
     }
 }

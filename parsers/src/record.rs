@@ -51,6 +51,10 @@ pub(crate) struct RawRecord<'a> {
     span_id: Slot<'a>,
     parent_span_id: Slot<'a>,
     message: Slot<'a>,
+    request_id: Slot<'a>,
+    grpc: Slot<'a>,
+    container: Slot<'a>,
+    pod: Slot<'a>,
     extra: Vec<(u16, Cow<'a, str>)>,
 }
 
@@ -66,6 +70,10 @@ impl<'a> RawRecord<'a> {
             Field::SpanId => &mut self.span_id,
             Field::ParentSpanId => &mut self.parent_span_id,
             Field::Message => &mut self.message,
+            Field::RequestId => &mut self.request_id,
+            Field::Grpc => &mut self.grpc,
+            Field::Container => &mut self.container,
+            Field::Pod => &mut self.pod,
             Field::Extra(i) => {
                 if let Some(text) = value.into_text() {
                     self.extra.retain(|(j, _)| *j != i);
@@ -79,30 +87,299 @@ impl<'a> RawRecord<'a> {
         }
     }
 
-    /// Interprets the collected values. A timestamp or status that is present but
-    /// unreadable is an error: guessing would risk a wrong incident.
+    /// The message as found, if it is a string (a payload to read again).
+    pub(crate) fn message_text(&self) -> Option<&Cow<'a, str>> {
+        match &self.message {
+            Some((_, Raw::Str(s))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The rank of the value `field` holds (for `logheal inspect`: which key supplied it).
+    pub(crate) fn rank(&self, field: Field) -> Option<u8> {
+        self.slots()
+            .into_iter()
+            .zip(Field::LISTED)
+            .find(|(_, f)| *f == field)?
+            .0
+            .as_ref()
+            .map(|(r, _)| *r)
+    }
+
+    fn slots(&self) -> [&Slot<'a>; 12] {
+        [
+            &self.ts,
+            &self.level,
+            &self.service,
+            &self.status,
+            &self.trace_id,
+            &self.span_id,
+            &self.parent_span_id,
+            &self.message,
+            &self.request_id,
+            &self.grpc,
+            &self.container,
+            &self.pod,
+        ]
+    }
+
+    fn slots_mut(&mut self) -> [&mut Slot<'a>; 12] {
+        [
+            &mut self.ts,
+            &mut self.level,
+            &mut self.service,
+            &mut self.status,
+            &mut self.trace_id,
+            &mut self.span_id,
+            &mut self.parent_span_id,
+            &mut self.message,
+            &mut self.request_id,
+            &mut self.grpc,
+            &mut self.container,
+            &mut self.pod,
+        ]
+    }
+
+    /// Takes in the record read from this record's message (the payload of an envelope).
+    /// A JSON payload is the app's own record: its values win. A text payload only fills
+    /// in what the record lacks (a flat JSON record's own fields are facts; a guess from
+    /// its message text is not), except that the message becomes the payload's own (a
+    /// `msg=` pair, or the text after a line header that places the line in time; a
+    /// level word alone ranks below `HEADER_RANK`: see `text::read`).
+    pub(crate) fn absorb_payload(&mut self, payload: RawRecord<'a>, structured: bool) {
+        let mut payload = payload;
+        for (i, v) in std::mem::take(&mut payload.extra) {
+            if structured || !self.extra.iter().any(|(j, _)| *j == i) {
+                self.extra.retain(|(j, _)| *j != i);
+                self.extra.push((i, v));
+            }
+        }
+        const MESSAGE: usize = 7;
+        for (i, (mine, theirs)) in self
+            .slots_mut()
+            .into_iter()
+            .zip(payload.slots_mut())
+            .enumerate()
+        {
+            let Some((rank, value)) = theirs.take() else {
+                continue;
+            };
+            // The message after a timed header, or a `msg=` pair of a logfmt payload.
+            let header_message = i == MESSAGE && rank <= crate::text::HEADER_RANK;
+            if structured || header_message || mine.is_none() {
+                *mine = Some((rank, value));
+            }
+        }
+    }
+
+    /// The same record owning its strings (a payload decoded from an escaped string).
+    pub(crate) fn into_owned(self) -> RawRecord<'static> {
+        let own = |slot: Slot<'a>| slot.map(|(r, v)| (r, v.into_owned()));
+        RawRecord {
+            ts: own(self.ts),
+            level: own(self.level),
+            service: own(self.service),
+            status: own(self.status),
+            trace_id: own(self.trace_id),
+            span_id: own(self.span_id),
+            parent_span_id: own(self.parent_span_id),
+            message: own(self.message),
+            request_id: own(self.request_id),
+            grpc: own(self.grpc),
+            container: own(self.container),
+            pod: own(self.pod),
+            extra: self
+                .extra
+                .into_iter()
+                .map(|(i, v)| (i, Cow::Owned(v.into_owned())))
+                .collect(),
+        }
+    }
+
+    /// Interprets the collected values. A timestamp that is present but unreadable is an
+    /// error (guessing would risk a wrong incident); a status that is not an HTTP code
+    /// (`"error"`, `"-"`, `0`) is read as none, and a list of them (`"503, 503"`) by its
+    /// last element.
     pub(crate) fn into_event(self) -> Result<LogEvent<'a>, ParseError> {
         let value = |slot: Slot<'a>| slot.map(|(_, v)| v);
         let ts = value(self.ts).map(read_time).transpose()?.flatten();
-        let status = value(self.status).map(read_status).transpose()?.flatten();
-        let level = match value(self.level) {
-            Some(Raw::Str(s)) => Level::parse(&s),
-            _ => Level::Unknown,
-        };
+        let status = value(self.status)
+            .and_then(read_status)
+            .or_else(|| value(self.grpc).and_then(grpc_as_http));
+        let level = value(self.level).map_or(Level::Unknown, read_level);
+        let service = value(self.service)
+            .and_then(Raw::into_text)
+            .or_else(|| {
+                value(self.container)
+                    .and_then(Raw::into_text)
+                    .filter(|c| !matches!(c.as_ref(), "istio-proxy" | "envoy" | "linkerd-proxy"))
+            })
+            .or_else(|| value(self.pod).and_then(Raw::into_text).map(workload_of));
         Ok(LogEvent {
             ts,
-            service: value(self.service).and_then(Raw::into_text),
+            service,
             level,
             status,
-            trace_id: value(self.trace_id).and_then(Raw::into_text),
-            span_id: value(self.span_id).and_then(Raw::into_text),
-            parent_span_id: value(self.parent_span_id).and_then(Raw::into_text),
+            trace_id: value(self.trace_id)
+                .and_then(Raw::into_text)
+                .and_then(normalise_trace),
+            span_id: value(self.span_id)
+                .and_then(Raw::into_text)
+                .and_then(normalise_id),
+            parent_span_id: value(self.parent_span_id)
+                .and_then(Raw::into_text)
+                .and_then(normalise_id),
+            request_id: value(self.request_id)
+                .and_then(Raw::into_text)
+                .filter(|r| r != "-"),
             message: value(self.message)
                 .and_then(Raw::into_text)
                 .unwrap_or_default(),
             extra: self.extra,
         })
     }
+}
+
+impl<'a> Raw<'a> {
+    fn into_owned(self) -> Raw<'static> {
+        match self {
+            Raw::Str(s) => Raw::Str(Cow::Owned(s.into_owned())),
+            Raw::U64(n) => Raw::U64(n),
+            Raw::I64(n) => Raw::I64(n),
+            Raw::F64(n) => Raw::F64(n),
+            Raw::Bool(b) => Raw::Bool(b),
+            Raw::Null => Raw::Null,
+            Raw::Time(t) => Raw::Time(t),
+            Raw::Compound => Raw::Compound,
+        }
+    }
+}
+
+/// A level from a name, or a number on the scale it must be on: OTel severity numbers
+/// (1–24), pino/bunyan (10–60) or syslog/GELF (0–7).
+fn read_level(raw: Raw<'_>) -> Level {
+    let n = match raw {
+        Raw::Str(s) => {
+            let level = Level::parse(&s);
+            if level != Level::Unknown {
+                return level;
+            }
+            match s.trim().parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => return Level::Unknown,
+            }
+        }
+        Raw::U64(n) => n,
+        Raw::F64(f) if f.fract() == 0.0 && f >= 0.0 => f as u64,
+        _ => return Level::Unknown,
+    };
+    match n {
+        // syslog / GELF
+        0..=2 => Level::Fatal,
+        3 => Level::Error,
+        4 => Level::Warn,
+        5..=6 => Level::Info,
+        7 => Level::Debug,
+        // OTel severityNumber
+        8 => Level::Debug,
+        9..=12 => Level::Info,
+        13..=16 => Level::Warn,
+        17..=20 => Level::Error,
+        21..=24 => Level::Fatal,
+        // pino / bunyan
+        25..=35 => Level::Info,
+        36..=45 => Level::Warn,
+        46..=55 => Level::Error,
+        56..=69 => Level::Fatal,
+        _ => Level::Unknown,
+    }
+}
+
+/// gRPC UNAVAILABLE is the 503 of gRPC, DEADLINE_EXCEEDED its 504.
+fn grpc_as_http(raw: Raw<'_>) -> Option<u16> {
+    let code = match raw {
+        Raw::U64(n) => n,
+        Raw::Str(s) => {
+            let s = s.trim();
+            if let Ok(n) = s.parse::<u64>() {
+                n
+            } else {
+                let name: String = s.chars().filter(|c| *c != '_').collect();
+                match name.to_ascii_lowercase().as_str() {
+                    "unavailable" => 14,
+                    "deadlineexceeded" => 4,
+                    _ => return None,
+                }
+            }
+        }
+        _ => return None,
+    };
+    match code {
+        14 => Some(503),
+        4 => Some(504),
+        _ => None,
+    }
+}
+
+/// `checkout-7d9f8b6c5d-x2x7q` → `checkout` (a Deployment's pod); `db-0` stays.
+fn workload_of(pod: Cow<'_, str>) -> Cow<'_, str> {
+    let looks_hash = |s: &str, lens: &[usize]| {
+        lens.contains(&s.len())
+            && s.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    let mut parts: Vec<&str> = pod.rsplitn(3, '-').collect();
+    parts.reverse();
+    match parts.as_slice() {
+        [name, rs, id] if looks_hash(rs, &[5, 6, 7, 8, 9, 10]) && looks_hash(id, &[5]) => {
+            Cow::Owned(name.to_string())
+        }
+        _ => match pod.rsplit_once('-') {
+            // A DaemonSet's pod: name-xxxxx.
+            Some((name, id)) if looks_hash(id, &[5]) && id.bytes().any(|c| c.is_ascii_digit()) => {
+                Cow::Owned(name.to_string())
+            }
+            _ => pod,
+        },
+    }
+}
+
+/// Ids compare as lowercase hex; `""`, `"0"` and all-zero ids mean none.
+fn normalise_id(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let t = id.trim();
+    if t.is_empty() || t.bytes().all(|c| c == b'0') || t == "-" {
+        return None;
+    }
+    if t.len() != id.len() || t.bytes().any(|c| c.is_ascii_uppercase()) {
+        return Some(Cow::Owned(t.to_ascii_lowercase()));
+    }
+    Some(id)
+}
+
+/// A trace id in its comparable form: a `traceparent` or `b3` value gives its trace
+/// part, a 64-bit id zero-padded to 128 bits matches its short form, case is folded.
+fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let t = id.trim();
+    let b = t.as_bytes();
+    // traceparent: 00-<32>-<16>-<2>
+    if b.len() == 55 && b[2] == b'-' && b[35] == b'-' {
+        return normalise_trace(Cow::Owned(t[3..35].to_string()));
+    }
+    // b3: trace-span[-sampled[-parent]]
+    if let Some((trace, _)) = t.split_once('-') {
+        if (trace.len() == 16 || trace.len() == 32) && trace.bytes().all(|c| c.is_ascii_hexdigit())
+        {
+            return normalise_trace(Cow::Owned(trace.to_string()));
+        }
+    }
+    // projects/<p>/traces/<id> (Google Cloud)
+    if let Some((_, trace)) = t.rsplit_once("/traces/") {
+        return normalise_trace(Cow::Owned(trace.to_string()));
+    }
+    if b.len() == 32 && t.starts_with("0000000000000000") {
+        return normalise_id(Cow::Owned(t[16..].to_string()));
+    }
+    normalise_id(id)
 }
 
 fn read_time(raw: Raw<'_>) -> Result<Option<EventTime>, ParseError> {
@@ -117,16 +394,16 @@ fn read_time(raw: Raw<'_>) -> Result<Option<EventTime>, ParseError> {
     t.map(Some).ok_or(ParseError::InvalidTimestamp)
 }
 
-fn read_status(raw: Raw<'_>) -> Result<Option<u16>, ParseError> {
+fn read_status(raw: Raw<'_>) -> Option<u16> {
     let n = match raw {
-        Raw::Null => return Ok(None),
         Raw::U64(n) => Some(n),
         Raw::F64(f) if f.fract() == 0.0 && f >= 0.0 => Some(f as u64),
-        Raw::Str(s) => s.trim().parse::<u64>().ok(),
-        Raw::I64(_) | Raw::F64(_) | Raw::Bool(_) | Raw::Time(_) | Raw::Compound => None,
+        // "503", or a list of upstream attempts ("502, 503"): the last one.
+        Raw::Str(s) => s
+            .rsplit([',', ':', ' '])
+            .find(|p| !p.trim().is_empty())
+            .and_then(|p| p.trim().parse::<u64>().ok()),
+        _ => None,
     };
-    match n {
-        Some(code @ 100..=599) => Ok(Some(code as u16)),
-        _ => Err(ParseError::InvalidStatus),
-    }
+    n.filter(|c| (100..=599).contains(c)).map(|c| c as u16)
 }

@@ -184,15 +184,37 @@ fn bad_input_is_an_error_with_a_reason() {
         ),
         (r#"{"ts":true,"msg":"x"}"#, ParseError::InvalidTimestamp),
         (r#"{"ts":-5,"msg":"x"}"#, ParseError::InvalidTimestamp),
-        (r#"{"ts":1,"status":"abc"}"#, ParseError::InvalidStatus),
-        (r#"{"ts":1,"status":99999}"#, ParseError::InvalidStatus),
-        (r#"{"ts":1,"status":503.5}"#, ParseError::InvalidStatus),
-        (r#"{"ts":1,"status":[503]}"#, ParseError::InvalidStatus),
-        ("ts=1 status=oops", ParseError::InvalidStatus),
     ];
     for (line, want) in cases {
         assert_eq!(parse(line).err(), Some(want), "{line:?}");
     }
+}
+
+#[test]
+fn a_status_that_is_not_an_http_code_is_no_status_never_a_lost_event() {
+    for line in [
+        r#"{"ts":1,"status":"abc"}"#,
+        r#"{"ts":1,"status":"error"}"#,
+        r#"{"ts":1,"status":"-"}"#,
+        r#"{"ts":1,"status":99999}"#,
+        r#"{"ts":1,"status":503.5}"#,
+        r#"{"ts":1,"status":[503]}"#,
+        r#"{"ts":1,"status":{"code":2}}"#,
+        r#"{"ts":1,"response_code":0}"#,
+        "ts=1 status=oops",
+    ] {
+        let e = parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!((e.ts.is_some(), e.status), (true, None), "{line}");
+    }
+    // A list of upstream attempts: the last one counts.
+    assert_eq!(
+        parse(r#"{"ts":1,"status":"502, 503"}"#).unwrap().status,
+        Some(503)
+    );
+    assert_eq!(
+        parse(r#"{"ts":1,"status":"503"}"#).unwrap().status,
+        Some(503)
+    );
 }
 
 #[test]

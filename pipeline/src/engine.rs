@@ -20,7 +20,7 @@ use logheal_models::{
     AnomalyConfig, Detector, Families, Flags, MinerConfig, ServiceTemplates, TemplateKey,
     DEFAULT_FAMILY_SIMILARITY,
 };
-use logheal_parsers::{EventTime, FieldNames, LineParser};
+use logheal_parsers::{otlp, EventTime, FieldNames, LineParser, ParseError};
 use logheal_rules::{
     AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, Receiver, ReceiverKind, RuleSet,
 };
@@ -121,6 +121,8 @@ pub struct Engine {
     correlators: Vec<Correlator>,
     registry: Registry,
     agenda: Agenda,
+    /// The records of the current OTLP batch, as flat JSON (reused across batches).
+    batch: Vec<String>,
     /// Signals of the current line, and (same index) the rule that raised each.
     signals: Vec<Signal>,
     signal_rules: Vec<u32>,
@@ -193,6 +195,7 @@ impl Engine {
             correlators,
             registry: Registry::default(),
             agenda: Agenda::default(),
+            batch: Vec::new(),
             signals: Vec::new(),
             signal_rules: Vec::new(),
             inbox: VecDeque::new(),
@@ -248,7 +251,33 @@ impl Engine {
         if line.len() > self.config.max_line_bytes {
             return self.stats.skip(SkipReason::LineTooLong);
         }
-        self.process(partition, line, false);
+        let json_batch = otlp::is_otlp_json(line);
+        if json_batch || otlp::may_be_otlp_proto(line) {
+            // The OTel Collector's batches: every log record is a record of its own.
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.clear();
+            let split = if json_batch {
+                std::str::from_utf8(line)
+                    .map_err(|_| ParseError::MalformedJson)
+                    .and_then(|text| otlp::split_json(text, &mut batch))
+            } else {
+                otlp::split_proto(line, &mut batch)
+            };
+            match split {
+                Ok(()) => {
+                    self.stats.batched += batch.len() as u64;
+                    for record in &batch {
+                        self.process(partition, record.as_bytes(), false);
+                    }
+                }
+                Err(e) if json_batch => self.stats.skip(SkipReason::Parse(e)),
+                // Not protobuf after all: a line that starts with a newline byte.
+                Err(_) => self.process(partition, line, false),
+            }
+            self.batch = batch;
+        } else {
+            self.process(partition, line, false);
+        }
         // Records held for being far ahead of their peers, now admitted.
         while let Some(held) = self.clock.take_released() {
             self.process(held.source.partition, &held.line, true);
@@ -322,7 +351,10 @@ impl Engine {
             }
             self.stats.selected += 1;
             let key = match rule.correlate.key {
-                CorrelationKey::TraceId => event.trace_id.as_deref(),
+                CorrelationKey::TraceId => {
+                    event.trace_id.as_deref().or(event.request_id.as_deref())
+                }
+                CorrelationKey::RequestId => event.request_id.as_deref(),
                 CorrelationKey::Service => event.service.as_deref(),
                 CorrelationKey::Field(i) => event.extra(i),
             };

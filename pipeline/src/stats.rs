@@ -65,6 +65,8 @@ impl SkipReason {
 pub struct Stats {
     pub lines: u64,
     pub bytes: u64,
+    /// Records taken out of batches (OTLP: one line, many records).
+    pub batched: u64,
     pub parsed: u64,
     skipped: [u64; SkipReason::COUNT],
     /// Lines with invalid UTF-8, read with U+FFFD in place of the bad bytes.
@@ -139,6 +141,7 @@ impl Stats {
             "type": "summary",
             "lines": self.lines,
             "bytes": self.bytes,
+            "batched": self.batched,
             "parsed": self.parsed,
             "skipped": skipped,
             "held": self.held,
@@ -163,6 +166,13 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "summary:")?;
         writeln!(f, "  lines read      {} ({} bytes)", self.lines, self.bytes)?;
+        if self.batched > 0 {
+            writeln!(
+                f,
+                "  batched         {} records taken out of OTLP batches",
+                self.batched
+            )?;
+        }
         writeln!(f, "  parsed          {}", self.parsed)?;
         let reasons: Vec<String> = SkipReason::all()
             .filter(|r| self.skipped(*r) > 0)

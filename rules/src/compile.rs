@@ -338,6 +338,7 @@ impl<'f> Compiler<'f> {
     fn correlation(&mut self, fi: usize, spec: &S<schema::CorrelateSpec>) -> Option<Correlation> {
         let key = match spec.by.as_ref().map(|b| b.as_str()) {
             None | Some("trace_id") => CorrelationKey::TraceId,
+            Some("request_id") => CorrelationKey::RequestId,
             Some("service") => CorrelationKey::Service,
             Some(path) => CorrelationKey::Field(self.field_names.extra_index(path)),
         };

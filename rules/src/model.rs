@@ -146,7 +146,11 @@ impl Selector {
 /// What ties a rule's events together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorrelationKey {
+    /// The trace id, or where a record has none, its request id (`x-request-id`: the
+    /// only id of default mesh and ingress access logs).
     TraceId,
+    /// The request id only.
+    RequestId,
     Service,
     /// An extra field, by index.
     Field(u16),

@@ -83,7 +83,7 @@ pub const KEYS: &[KeyDoc] = &[
     key!("select", "template", "glob", "any", "Over the event's mined template.", "`template: \"*connection refused*\"`"),
     key!("select", "family", "glob", "any", "Some template of the event's TF-IDF family matches it.", "`family: \"*redis*\"`"),
     key!("select", "anomaly", "list", "any", "`new_template` (after a 10-minute warm-up) and/or `rate_spike` (≥ 5× the template's per-minute baseline and ≥ 10).", "`anomaly: [new_template]`"),
-    key!("correlate", "by", "`trace_id` \\| `service` \\| field path", "`trace_id`", "The key events are grouped by.", "`by: trace_id`"),
+    key!("correlate", "by", "`trace_id` \\| `request_id` \\| `service` \\| field path", "`trace_id`", "The key events are grouped by. `trace_id` falls back to the request id (`x-request-id`) for records without a trace id.", "`by: trace_id`"),
     key!("correlate", "window", "duration", "required", "Sliding window per key, on event time.", "`window: 30s`"),
     key!("correlate", "min_events", "integer ≥ 1", "required", "Selected events in one window that make a chain.", "`min_events: 3`"),
     key!("correlate", "min_services", "integer ≥ 1", "`1`", "Distinct services among them (at most `min_events`).", "`min_services: 2`"),

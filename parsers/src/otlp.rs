@@ -1,0 +1,375 @@
+//! The OpenTelemetry Collector's `kafka` exporter: one Kafka message is one exported
+//! batch (`ExportLogsServiceRequest`), many records of many resources, as `otlp_json` or
+//! as `otlp_proto` (binary protobuf, the default encoding).
+//!
+//! Each log record becomes one flat JSON record that the ordinary reader takes in:
+//! resource attributes (`service.name`, `k8s.*`) and record attributes (HTTP and gRPC
+//! status) as dotted keys, `timeUnixNano` (or `observedTimeUnixNano` when 0), severity,
+//! lowercase hex ids, and the body as `body` (a string body is read again as a payload;
+//! a map body becomes a JSON payload).
+
+use crate::ParseError;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Whether a line is an `otlp_json` batch.
+pub fn is_otlp_json(line: &[u8]) -> bool {
+    let rest = line.strip_prefix(b"{").unwrap_or(b"");
+    let start = rest
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(0);
+    rest[start..].starts_with(b"\"resourceLogs\"")
+}
+
+/// Whether a record may be an `otlp_proto` batch (field 1, length-delimited).
+pub fn may_be_otlp_proto(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x0a) && bytes.len() > 2
+}
+
+/// The records of an `otlp_json` batch, one JSON line each, appended to `out`.
+pub fn split_json(line: &str, out: &mut Vec<String>) -> Result<(), ParseError> {
+    let request: JsonRequest = serde_json::from_str(line).map_err(|_| ParseError::MalformedJson)?;
+    for rl in request.resource_logs {
+        let mut resource = Map::new();
+        for kv in rl.resource.map(|r| r.attributes).unwrap_or_default() {
+            if let Some(v) = kv.value.and_then(JsonAny::into_value) {
+                resource.insert(kv.key, v);
+            }
+        }
+        for sl in rl.scope_logs {
+            for r in sl.log_records {
+                let attributes = r
+                    .attributes
+                    .into_iter()
+                    .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
+                    .collect();
+                out.push(flat(
+                    &resource,
+                    attributes,
+                    [
+                        r.time_unix_nano.and_then(|n| n.as_u64()),
+                        r.observed_time_unix_nano.and_then(|n| n.as_u64()),
+                    ],
+                    r.severity_number.and_then(|n| n.as_u64()),
+                    r.severity_text,
+                    r.body.and_then(JsonAny::into_value),
+                    r.trace_id.unwrap_or_default().to_ascii_lowercase(),
+                    r.span_id.unwrap_or_default().to_ascii_lowercase(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The records of an `otlp_proto` batch, one JSON line each, appended to `out`.
+pub fn split_proto(bytes: &[u8], out: &mut Vec<String>) -> Result<(), ParseError> {
+    use prost::Message;
+    let request =
+        proto::ExportLogsServiceRequest::decode(bytes).map_err(|_| ParseError::Unrecognised)?;
+    if request.resource_logs.is_empty() {
+        return Err(ParseError::Unrecognised);
+    }
+    for rl in request.resource_logs {
+        let mut resource = Map::new();
+        for kv in rl.resource.map(|r| r.attributes).unwrap_or_default() {
+            if let Some(v) = kv.value.and_then(proto::AnyValue::into_value) {
+                resource.insert(kv.key, v);
+            }
+        }
+        for sl in rl.scope_logs {
+            for r in sl.log_records {
+                let attributes = r
+                    .attributes
+                    .into_iter()
+                    .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
+                    .collect();
+                out.push(flat(
+                    &resource,
+                    attributes,
+                    [Some(r.time_unix_nano), Some(r.observed_time_unix_nano)],
+                    u64::try_from(r.severity_number).ok(),
+                    Some(r.severity_text).filter(|s| !s.is_empty()),
+                    r.body.and_then(proto::AnyValue::into_value),
+                    hex::encode(&r.trace_id),
+                    hex::encode(&r.span_id),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flat(
+    resource: &Map<String, Value>,
+    attributes: Map<String, Value>,
+    [time, observed]: [Option<u64>; 2],
+    severity_number: Option<u64>,
+    severity_text: Option<String>,
+    body: Option<Value>,
+    trace_id: String,
+    span_id: String,
+) -> String {
+    let mut o = Map::new();
+    // Resource attributes are dotted keys: `service.name`, `k8s.pod.name`, ...
+    for (k, v) in resource {
+        o.insert(k.clone(), v.clone());
+    }
+    let time = time.filter(|t| *t > 0).or(observed.filter(|t| *t > 0));
+    if let Some(t) = time {
+        o.insert("timeUnixNano".into(), t.into());
+    }
+    if let Some(n) = severity_number.filter(|n| *n > 0) {
+        o.insert("severityNumber".into(), n.into());
+    }
+    if let Some(s) = severity_text {
+        o.insert("severityText".into(), s.into());
+    }
+    match body {
+        Some(Value::String(s)) => {
+            o.insert("body".into(), s.into());
+        }
+        // A structured body is the app's record: read it as a JSON payload.
+        Some(v @ Value::Object(_)) => {
+            o.insert("body".into(), v.to_string().into());
+        }
+        Some(other) => {
+            o.insert("body".into(), other.to_string().into());
+        }
+        None => {}
+    }
+    if !trace_id.is_empty() {
+        o.insert("traceId".into(), trace_id.into());
+    }
+    if !span_id.is_empty() {
+        o.insert("spanId".into(), span_id.into());
+    }
+    o.insert("attributes".into(), Value::Object(attributes));
+    Value::Object(o).to_string()
+}
+
+// ------------------------------------------------------------------ otlp_json
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonRequest {
+    #[serde(default)]
+    resource_logs: Vec<JsonResourceLogs>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonResourceLogs {
+    resource: Option<JsonResource>,
+    #[serde(default)]
+    scope_logs: Vec<JsonScopeLogs>,
+}
+
+#[derive(Deserialize)]
+struct JsonResource {
+    #[serde(default)]
+    attributes: Vec<JsonKeyValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonScopeLogs {
+    #[serde(default)]
+    log_records: Vec<JsonLogRecord>,
+}
+
+/// A 64-bit integer the Collector writes as a string (or a number).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonInt {
+    Num(u64),
+    Str(String),
+}
+
+impl JsonInt {
+    fn as_u64(&self) -> Option<u64> {
+        match self {
+            JsonInt::Num(n) => Some(*n),
+            JsonInt::Str(s) => s.parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonLogRecord {
+    time_unix_nano: Option<JsonInt>,
+    observed_time_unix_nano: Option<JsonInt>,
+    severity_number: Option<JsonInt>,
+    severity_text: Option<String>,
+    body: Option<JsonAny>,
+    #[serde(default)]
+    attributes: Vec<JsonKeyValue>,
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JsonKeyValue {
+    key: String,
+    value: Option<JsonAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonAny {
+    string_value: Option<String>,
+    int_value: Option<JsonInt>,
+    double_value: Option<f64>,
+    bool_value: Option<bool>,
+    kvlist_value: Option<JsonKvList>,
+}
+
+#[derive(Deserialize)]
+struct JsonKvList {
+    #[serde(default)]
+    values: Vec<JsonKeyValue>,
+}
+
+impl JsonAny {
+    fn into_value(self) -> Option<Value> {
+        if let Some(s) = self.string_value {
+            return Some(s.into());
+        }
+        if let Some(n) = self.int_value.and_then(|n| n.as_u64()) {
+            return Some(n.into());
+        }
+        if let Some(f) = self.double_value {
+            return Some(f.into());
+        }
+        if let Some(b) = self.bool_value {
+            return Some(b.into());
+        }
+        let list = self.kvlist_value?;
+        Some(Value::Object(
+            list.values
+                .into_iter()
+                .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
+                .collect(),
+        ))
+    }
+}
+
+// ------------------------------------------------------------------ otlp_proto
+
+/// The messages of `opentelemetry/proto/collector/logs/v1` and `logs/v1` that logheal
+/// reads, with their field numbers.
+mod proto {
+    use serde_json::Value;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportLogsServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_logs: Vec<ResourceLogs>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceLogs {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_logs: Vec<ScopeLogs>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeLogs {
+        #[prost(message, repeated, tag = "2")]
+        pub log_records: Vec<LogRecord>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LogRecord {
+        #[prost(fixed64, tag = "1")]
+        pub time_unix_nano: u64,
+        #[prost(int32, tag = "2")]
+        pub severity_number: i32,
+        #[prost(string, tag = "3")]
+        pub severity_text: String,
+        #[prost(message, optional, tag = "5")]
+        pub body: Option<AnyValue>,
+        #[prost(message, repeated, tag = "6")]
+        pub attributes: Vec<KeyValue>,
+        #[prost(bytes = "vec", tag = "9")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "10")]
+        pub span_id: Vec<u8>,
+        #[prost(fixed64, tag = "11")]
+        pub observed_time_unix_nano: u64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValueList {
+        #[prost(message, repeated, tag = "1")]
+        pub values: Vec<KeyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(oneof = "Any", tags = "1, 2, 3, 4, 6")]
+        pub value: Option<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Any {
+        #[prost(string, tag = "1")]
+        String(String),
+        #[prost(bool, tag = "2")]
+        Bool(bool),
+        #[prost(int64, tag = "3")]
+        Int(i64),
+        #[prost(double, tag = "4")]
+        Double(f64),
+        #[prost(message, tag = "6")]
+        KvList(KeyValueList),
+    }
+
+    impl AnyValue {
+        pub fn into_value(self) -> Option<Value> {
+            Some(match self.value? {
+                Any::String(s) => s.into(),
+                Any::Bool(b) => b.into(),
+                Any::Int(n) => n.into(),
+                Any::Double(f) => f.into(),
+                Any::KvList(list) => Value::Object(
+                    list.values
+                        .into_iter()
+                        .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
+                        .collect(),
+                ),
+            })
+        }
+    }
+
+    /// Encodes a request (tests and benches build `otlp_proto` fixtures with it).
+    pub fn encode(request: &ExportLogsServiceRequest) -> Vec<u8> {
+        prost::Message::encode_to_vec(request)
+    }
+}
+
+pub use proto::{
+    encode as encode_proto, Any as ProtoAny, AnyValue as ProtoAnyValue,
+    ExportLogsServiceRequest as ProtoRequest, KeyValue as ProtoKeyValue,
+    LogRecord as ProtoLogRecord, Resource as ProtoResource, ResourceLogs as ProtoResourceLogs,
+    ScopeLogs as ProtoScopeLogs,
+};
