@@ -7,6 +7,7 @@ mod config;
 mod consume;
 mod handoff;
 mod http;
+mod inspect;
 mod output;
 mod rekey;
 mod replay;
@@ -75,6 +76,10 @@ enum Command {
     },
     /// Validate rule files; print `file:line:col: message` per error and warning.
     Check(check::Args),
+    /// Show what is read in each record (envelope, payload, time, service, level, status,
+    /// trace id, message, template) and which rules select it or why not; then how often
+    /// each field was recognised.
+    Inspect(inspect::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
         Command::Rekey(args) => rekey::run(&args),
         Command::Templates(args) => templates::run(&args),
         Command::Check(args) => Ok(check::run(&args)),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Test { paths } => ruletest::run(&paths),
     };
     match result {

@@ -109,6 +109,9 @@ pub(crate) fn read<'a>(
     let pairs = pairs(line, index, record);
     found += pairs;
     found += markers(b, line, finders, record);
+    if !matches!(shape, TextShape::Envoy | TextShape::Nginx) {
+        found += status_phrase(line, record);
+    }
     let shape = if shape == TextShape::Plain && pairs > 0 {
         TextShape::Logfmt
     } else {
@@ -475,7 +478,8 @@ fn app_header<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
         at = used;
     }
     let header_start = at;
-    let timed = found > 0;
+    // A time of day cannot place the line, but it marks a real header.
+    let timed = at > 0;
     let mut level_seen = false;
     let mut dashes = false;
     let mut groups_after_dashes = 0;
@@ -541,7 +545,18 @@ fn app_header<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
         return 0;
     }
     let from = message_from.unwrap_or(at).min(line.len());
-    let message = line[from..].trim();
+    let mut message = line[from..].trim();
+    // `logger TraceID: … SpanID: … text` (TrainTicket's pattern): the logger and the ids
+    // are header, not message (the ids are read as fields by `markers`).
+    if let Some(p) = message.find(" TraceID: ") {
+        if let Some(q) = message[p..].find("SpanID: ") {
+            let after = &message[p + q + 8..];
+            let rest = after.find(' ').map_or("", |i| after[i..].trim_start());
+            if message[..p].bytes().all(|c| c != b' ') {
+                message = rest;
+            }
+        }
+    }
     if !message.is_empty() {
         // Only a header that places the line in time makes its rest the message of an
         // envelope's payload (`RawRecord::absorb_payload`); a level word alone does not.
@@ -552,6 +567,56 @@ fn app_header<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
 }
 
 // ---------------------------------------------------------------- anywhere
+
+/// An HTTP status in words, offered below every other source: a request summary
+/// (`POST /api/checkout 503`), `HTTP 503`, `status: 503`, `503 Service Unavailable`.
+fn status_phrase<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
+    let mut offer = |code: u16| {
+        record.offer(Field::Status, HEADER_RANK + 1, Raw::U64(u64::from(code)));
+        1
+    };
+    let b = line.as_bytes();
+    // A request summary: METHOD /path CODE
+    for at in memchr::memchr_iter(b'/', b).take(4) {
+        let before = &line[..at];
+        let Some(method) = before.trim_end().rsplit(' ').next() else {
+            continue;
+        };
+        if !matches!(
+            method,
+            "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" | "CONNECT"
+        ) {
+            continue;
+        }
+        let path_end = line[at..].find(' ').map_or(line.len(), |e| at + e);
+        let code = line[path_end..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(status_of);
+        if let Some(code) = code {
+            return offer(code);
+        }
+    }
+    for marker in ["HTTP ", "status: ", "Status: ", "status code "] {
+        if let Some(p) = memchr::memmem::find(b, marker.as_bytes()) {
+            let rest = &line[p + marker.len()..];
+            let code = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(status_of);
+            if let Some(code) = code {
+                return offer(code);
+            }
+        }
+    }
+    if let Some(p) = memchr::memmem::find(b, b" Service Unavailable") {
+        if let Some(code) = line[..p].rsplit(' ').next().and_then(status_of) {
+            return offer(code);
+        }
+    }
+    0
+}
 
 /// `key=value` pairs anywhere in the line; keys the field index knows are offered at their
 /// own rank (they are as good as structured fields). Brackets and separators around them
