@@ -51,8 +51,10 @@ const FIELDS: [(&str, Field); 6] = [
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let rules = load_rules(&args.rules)?;
-    let mut names = FieldNames::default();
-    names.extra = rules.field_names.extra.clone();
+    let names = FieldNames {
+        extra: rules.field_names.extra.clone(),
+        ..FieldNames::default()
+    };
     let mut parser = LineParser::new(
         &names,
         args.format.as_deref(),

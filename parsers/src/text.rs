@@ -152,12 +152,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 fn to_time(
-    y: i64,
-    mo: i64,
-    d: i64,
-    h: i64,
-    mi: i64,
-    s: i64,
+    (y, mo, d): (i64, i64, i64),
+    (h, mi, s): (i64, i64, i64),
     nanos: i64,
     offset_s: i64,
 ) -> Option<EventTime> {
@@ -217,7 +213,7 @@ pub(crate) fn iso_prefix(b: &[u8]) -> Option<(EventTime, usize)> {
         }
         _ => {}
     }
-    Some((to_time(y, mo, d, h, mi, s, nanos, offset)?, at))
+    Some((to_time((y, mo, d), (h, mi, s), nanos, offset)?, at))
 }
 
 /// `HH:MM:SS[.,frac]` at the start of `b`: a time of day, which cannot place a line; the
@@ -251,7 +247,7 @@ fn clf(b: &[u8]) -> Option<EventTime> {
         _ => return None,
     };
     let offset = (digits(b, 22, 2)? * 3600 + digits(b, 24, 2)? * 60) * sign;
-    to_time(y, mo, d, h, mi, s, 0, offset)
+    to_time((y, mo, d), (h, mi, s), 0, offset)
 }
 
 // ---------------------------------------------------------------- shapes
@@ -404,7 +400,7 @@ fn klog<'a>(line: &'a str, assumed_year: i32, record: &mut RawRecord<'a>) -> Opt
     let (h, mi, s) = (digits(b, 6, 2)?, digits(b, 9, 2)?, digits(b, 12, 2)?);
     let (nanos, _) = fraction(b, 14);
     let bracket = memchr::memmem::find(b, b"] ")?;
-    if let Some(t) = to_time(i64::from(assumed_year), mo, d, h, mi, s, nanos, 0) {
+    if let Some(t) = to_time((i64::from(assumed_year), mo, d), (h, mi, s), nanos, 0) {
         record.offer(Field::Ts, HEADER_RANK, Raw::Time(t));
     }
     record.offer(Field::Level, HEADER_RANK, Raw::Str(Cow::Borrowed(level)));

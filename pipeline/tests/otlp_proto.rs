@@ -81,11 +81,11 @@ fn a_protobuf_batch_is_many_events() {
     let confirmed: Vec<String> = engine
         .take_records()
         .filter_map(|r| match r {
-            Record::Transition { to, key, .. }
-                if to == logheal_pipeline::incident::IncidentState::Confirmed =>
-            {
-                Some(key["root_service"].as_str().unwrap().to_string())
-            }
+            Record::Transition {
+                to: logheal_pipeline::incident::IncidentState::Confirmed,
+                key,
+                ..
+            } => Some(key["root_service"].as_str().unwrap().to_string()),
             _ => None,
         })
         .collect();
