@@ -1,48 +1,12 @@
-//! logfmt / key=value lines: `ts=... level=error service=payment msg="upstream timeout"`.
-//! A `logos` lexer finds the `key=` tokens; the value after each runs to the next blank,
-//! or is a double-quoted string with backslash escapes. `k=` with nothing after is empty.
+//! logfmt values: after `key=`, a value runs to the next blank, or is a double-quoted
+//! string with backslash escapes; `k=` with nothing after is empty. The pairs themselves
+//! are found by the text reader (`text.rs`), which reads `key=value` anywhere in a line
+//! (`ts=... level=error service=payment msg="upstream timeout"`, or inside a header).
 
-use crate::fields::FieldIndex;
-use crate::record::{Raw, RawRecord};
-use logos::Logos;
 use std::borrow::Cow;
 
-#[derive(Logos, Debug, PartialEq, Clone, Copy)]
-#[logos(skip r"[ \t\r\n]+")]
-enum Token {
-    /// `key=`; its value is read by hand from the remainder.
-    #[regex(r#"[^\s="]+="#)]
-    Key,
-    /// A stray quoted string (not after a key): ignored.
-    #[regex(r#""([^"\\]|\\.)*""#)]
-    Quoted,
-    /// A stray word (not after a key): ignored.
-    #[regex(r#"[^\s="]+"#)]
-    Word,
-}
-
-/// Reads the pairs of `line` into `record`; returns how many pairs it found.
-pub(crate) fn read<'a>(line: &'a str, index: &FieldIndex, record: &mut RawRecord<'a>) -> usize {
-    let mut lex = Token::lexer(line);
-    let mut pairs = 0;
-    while let Some(tok) = lex.next() {
-        if tok != Ok(Token::Key) {
-            continue;
-        }
-        let key = &lex.slice()[..lex.slice().len() - 1];
-        let rest = lex.remainder();
-        let (value, used) = value_at(rest);
-        lex.bump(used);
-        pairs += 1;
-        if let Some((field, rank)) = index.lookup(key).and_then(|e| e.field) {
-            record.offer(field, rank, Raw::Str(value));
-        }
-    }
-    pairs
-}
-
 /// The value at the start of `rest` and how many bytes it spans.
-fn value_at(rest: &str) -> (Cow<'_, str>, usize) {
+pub(crate) fn value_at(rest: &str) -> (Cow<'_, str>, usize) {
     if !rest.starts_with('"') {
         let end = rest
             .find(|c: char| c.is_ascii_whitespace())

@@ -6,7 +6,7 @@ use crate::pattern::HeaderPattern;
 use crate::record::{Raw, RawRecord};
 use crate::text::{self, Finders};
 use crate::time::HeaderTimeReader;
-use crate::{json, logfmt, LogEvent};
+use crate::{json, LogEvent};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -74,6 +74,8 @@ pub struct LineParser {
     finders: Finders,
     assumed_year: i32,
     path_buf: String,
+    /// The path buffer of a payload's JSON (the record's is in use meanwhile).
+    payload_path: String,
     time_buf: String,
     /// What the last line was read as, and which candidate supplied each field.
     last: Recognised,
@@ -100,6 +102,7 @@ impl LineParser {
             finders: Finders::default(),
             assumed_year,
             path_buf: String::new(),
+            payload_path: String::new(),
             time_buf: String::new(),
             last: Recognised::default(),
             last_ranks: [None; 12],
@@ -135,8 +138,6 @@ impl LineParser {
                 payload: "none",
             };
         } else {
-            // logfmt first: its values are unescaped, and win ties with the text scan.
-            let pairs = logfmt::read(line, &self.index, &mut record);
             let (shape, found) = text::read(
                 line,
                 &self.index,
@@ -144,7 +145,7 @@ impl LineParser {
                 self.assumed_year,
                 &mut record,
             );
-            if found == 0 && pairs == 0 {
+            if found == 0 {
                 return Err(ParseError::Unrecognised);
             }
             if record.message_text().is_none() {
@@ -165,7 +166,9 @@ impl LineParser {
         record.into_event()
     }
 
-    /// The record's message read again as the payload of an envelope.
+    /// The record's message read again as the payload of an envelope. A record that
+    /// already has a level and a trace or request id is an application's own record:
+    /// its message is a message (unless it holds a JSON object), and is left as it is.
     fn read_payload<'a>(&mut self, record: &mut RawRecord<'a>) {
         let Some(message) = record.message_text().cloned() else {
             return;
@@ -174,49 +177,47 @@ impl LineParser {
         if text.is_empty() {
             return;
         }
-        let mut payload = RawRecord::default();
-        let kind = if text.starts_with('{') && text.ends_with('}') {
-            let mut path = String::new();
-            if json::read(text, &self.index, &mut path, &mut payload).is_err() {
-                return;
-            }
-            "json"
-        } else {
-            let (shape, found) = text::read(
-                text,
-                &self.index,
-                &self.finders,
-                self.assumed_year,
-                &mut payload,
-            );
-            if found == 0 {
-                self.last.payload = "plain";
-                return;
-            }
-            shape.name()
-        };
-        self.last.payload = kind;
+        let complete = record.has(Field::Level)
+            && (record.has(Field::TraceId) || record.has(Field::RequestId));
+        if complete && !text.starts_with('{') {
+            return;
+        }
         match message {
             Cow::Borrowed(line) => {
-                // Borrowed from the line: re-read with the line's lifetime (no copy).
-                let text = line.trim();
-                let mut payload = RawRecord::default();
-                if kind == "json" {
-                    let mut path = String::new();
-                    let _ = json::read(text, &self.index, &mut path, &mut payload);
-                } else {
-                    text::read(
-                        text,
-                        &self.index,
-                        &self.finders,
-                        self.assumed_year,
-                        &mut payload,
-                    );
+                // Borrowed from the line: the payload borrows from it too (no copy).
+                if let Some((payload, structured)) = self.payload_of(line.trim()) {
+                    record.absorb_payload(payload, structured);
                 }
-                record.absorb_payload(payload, kind == "json");
             }
-            Cow::Owned(_) => record.absorb_payload(payload.into_owned(), kind == "json"),
+            Cow::Owned(owned) => {
+                if let Some((payload, structured)) = self.payload_of(owned.trim()) {
+                    record.absorb_payload(payload.into_owned(), structured);
+                }
+            }
         }
+    }
+
+    /// A payload read as JSON (`true`: the app's own record) or as text; `None` when
+    /// nothing in it is recognised.
+    fn payload_of<'b>(&mut self, text: &'b str) -> Option<(RawRecord<'b>, bool)> {
+        let mut payload = RawRecord::default();
+        if text.starts_with('{') && text.ends_with('}') {
+            let mut path = std::mem::take(&mut self.payload_path);
+            let read = json::read(text, &self.index, &mut path, &mut payload);
+            self.payload_path = path;
+            read.ok()?;
+            self.last.payload = "json";
+            return Some((payload, true));
+        }
+        let (shape, found) = text::read(
+            text,
+            &self.index,
+            &self.finders,
+            self.assumed_year,
+            &mut payload,
+        );
+        self.last.payload = shape.name();
+        (found > 0).then_some((payload, false))
     }
 
     /// What the last line given to [`parse`](Self::parse) was read as.

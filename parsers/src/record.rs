@@ -87,6 +87,11 @@ impl<'a> RawRecord<'a> {
         }
     }
 
+    /// Whether some key supplied `field`.
+    pub(crate) fn has(&self, field: Field) -> bool {
+        self.rank(field).is_some()
+    }
+
     /// The message as found, if it is a string (a payload to read again).
     pub(crate) fn message_text(&self) -> Option<&Cow<'a, str>> {
         match &self.message {

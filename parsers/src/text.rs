@@ -58,21 +58,23 @@ impl TextShape {
 /// Substring finders built once per parser.
 #[derive(Debug, Clone)]
 pub(crate) struct Finders {
-    trace_colon: memmem::Finder<'static>,
-    span_colon: memmem::Finder<'static>,
-    tid: memmem::Finder<'static>,
-    sw_ctx: memmem::Finder<'static>,
-    traceparent: memmem::Finder<'static>,
+    id_colon: memmem::Finder<'static>,
+    status: memmem::Finder<'static>,
+    dash_sep: memmem::Finder<'static>,
+    colon_sep: memmem::Finder<'static>,
+    http: memmem::Finder<'static>,
+    unavailable: memmem::Finder<'static>,
 }
 
 impl Default for Finders {
     fn default() -> Self {
         Finders {
-            trace_colon: memmem::Finder::new("TraceID: "),
-            span_colon: memmem::Finder::new("SpanID: "),
-            tid: memmem::Finder::new("[TID:"),
-            sw_ctx: memmem::Finder::new("[SW_CTX:["),
-            traceparent: memmem::Finder::new("00-"),
+            id_colon: memmem::Finder::new("ID: "),
+            status: memmem::Finder::new("tatus"),
+            dash_sep: memmem::Finder::new(" - "),
+            colon_sep: memmem::Finder::new(" : "),
+            http: memmem::Finder::new("HTTP "),
+            unavailable: memmem::Finder::new(" Service Unavailable"),
         }
     }
 }
@@ -91,14 +93,14 @@ pub(crate) fn read<'a>(
     let shape = if let Some(n) = envoy(line, record) {
         found += n;
         TextShape::Envoy
-    } else if let Some(n) = nginx(line, record) {
+    } else if let Some(n) = nginx(line, finders, record) {
         found += n;
         TextShape::Nginx
     } else if let Some(n) = klog(line, assumed_year, record) {
         found += n;
         TextShape::Klog
     } else {
-        let n = app_header(line, record);
+        let n = app_header(line, finders, record);
         found += n;
         if n > 0 {
             TextShape::AppHeader
@@ -109,8 +111,8 @@ pub(crate) fn read<'a>(
     let pairs = pairs(line, index, record);
     found += pairs;
     found += markers(b, line, finders, record);
-    if !matches!(shape, TextShape::Envoy | TextShape::Nginx) {
-        found += status_phrase(line, record);
+    if !matches!(shape, TextShape::Envoy | TextShape::Nginx) && !record.has(Field::Status) {
+        found += status_phrase(line, finders, record);
     }
     let shape = if shape == TextShape::Plain && pairs > 0 {
         TextShape::Logfmt
@@ -348,10 +350,13 @@ fn envoy<'a>(line: &'a str, record: &mut RawRecord<'a>) -> Option<usize> {
     Some(found)
 }
 
-fn nginx<'a>(line: &'a str, record: &mut RawRecord<'a>) -> Option<usize> {
+fn nginx<'a>(line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> Option<usize> {
     let b = line.as_bytes();
     // ADDR - USER [time] "request" status ...
-    let dash = memchr::memmem::find(b.get(..64.min(b.len()))?, b" - ")?;
+    if !b.first()?.is_ascii_alphanumeric() {
+        return None;
+    }
+    let dash = f.dash_sep.find(b.get(..64.min(b.len()))?)?;
     if dash == 0 || b[..dash].contains(&b'"') {
         return None;
     }
@@ -462,7 +467,7 @@ fn bracket<'a>(inner: &'a str, after_dashes: bool, record: &mut RawRecord<'a>) -
 }
 
 /// Spring Boot, logback, log4j2, Python logging, Go and similar headers.
-fn app_header<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
+fn app_header<'a>(line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> usize {
     let b = line.as_bytes();
     let mut found = 0;
     let mut at = 0;
@@ -523,13 +528,13 @@ fn app_header<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
             break;
         } else {
             // The logger (or a thread name): the message follows ` : ` or ` - `.
-            if let Some(sep) = [" : ", " - "]
+            let window = &b[end..(end + 163).min(b.len())];
+            if let Some(sep) = [&f.colon_sep, &f.dash_sep]
                 .iter()
-                .filter_map(|s| memchr::memmem::find(&b[end..], s.as_bytes()).map(|p| (p, s.len())))
-                .filter(|(p, _)| *p < 160)
+                .filter_map(|s| s.find(window))
                 .min()
             {
-                message_from = Some(end + sep.0 + sep.1);
+                message_from = Some(end + sep + 3);
             } else {
                 message_from = Some(at);
             }
@@ -566,47 +571,54 @@ fn app_header<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
 
 /// An HTTP status in words, offered below every other source: a request summary
 /// (`POST /api/checkout 503`), `HTTP 503`, `status: 503`, `503 Service Unavailable`.
-fn status_phrase<'a>(line: &'a str, record: &mut RawRecord<'a>) -> usize {
+fn status_phrase<'a>(line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> usize {
     let mut offer = |code: u16| {
         record.offer(Field::Status, HEADER_RANK + 1, Raw::U64(u64::from(code)));
         1
     };
     let b = line.as_bytes();
+    let code_at = |from: usize| {
+        line.get(from..)?
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(status_of)
+    };
     // A request summary: METHOD /path CODE
     for at in memchr::memchr_iter(b'/', b).take(4) {
-        let before = &line[..at];
-        let Some(method) = before.trim_end().rsplit(' ').next() else {
-            continue;
-        };
+        let method = line[..at].trim_end().rsplit(' ').next().unwrap_or("");
         if !matches!(
             method,
             "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" | "CONNECT"
         ) {
             continue;
         }
-        let path_end = line[at..].find(' ').map_or(line.len(), |e| at + e);
-        let code = line[path_end..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(status_of);
-        if let Some(code) = code {
+        let path_end = memchr::memchr(b' ', &b[at..]).map_or(b.len(), |e| at + e);
+        let digits = path_end + b[path_end..].iter().take_while(|c| **c == b' ').count();
+        if let Some(code) = code_at(digits) {
             return offer(code);
         }
     }
-    for marker in ["HTTP ", "status: ", "Status: ", "status code "] {
-        if let Some(p) = memchr::memmem::find(b, marker.as_bytes()) {
-            let rest = &line[p + marker.len()..];
-            let code = rest
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(status_of);
-            if let Some(code) = code {
-                return offer(code);
-            }
+    // `status: 503`, `Status: 503`, `status code 503`
+    for p in f.status.find_iter(b).take(4) {
+        let rest = &b[p + 5..];
+        let skip = if rest.starts_with(b": ") {
+            2
+        } else if rest.starts_with(b" code ") {
+            6
+        } else {
+            continue;
+        };
+        if let Some(code) = code_at(p + 5 + skip) {
+            return offer(code);
         }
     }
-    if let Some(p) = memchr::memmem::find(b, b" Service Unavailable") {
+    // `HTTP 503`, `503 Service Unavailable`
+    if let Some(p) = f.http.find(b) {
+        if let Some(code) = code_at(p + 5) {
+            return offer(code);
+        }
+    }
+    if let Some(p) = f.unavailable.find(b) {
         if let Some(code) = line[..p].rsplit(' ').next().and_then(status_of) {
             return offer(code);
         }
@@ -633,20 +645,20 @@ fn pairs<'a>(line: &'a str, index: &FieldIndex, record: &mut RawRecord<'a>) -> u
             continue;
         };
         let rest = &line[eq + 1..];
-        let value = if let Some(q) = rest.strip_prefix('"') {
-            &q[..q.find('"').unwrap_or(q.len())]
+        let value = if rest.starts_with('"') {
+            // Quoted, with backslash escapes (logfmt).
+            crate::logfmt::value_at(rest).0
         } else {
             let end = rest
                 .find(|c: char| {
                     c == ' ' || c == ']' || c == ',' || c == ';' || c == ')' || c == '"'
                 })
                 .unwrap_or(rest.len());
-            &rest[..end]
+            Cow::Borrowed(&rest[..end])
         };
-        if !value.is_empty() {
-            record.offer(field, rank, Raw::Str(Cow::Borrowed(value)));
-            found += 1;
-        }
+        // An empty value (`msg=""`) is there, and empty.
+        record.offer(field, rank, Raw::Str(value));
+        found += 1;
     }
     found
 }
@@ -656,60 +668,66 @@ fn is_key_byte(c: u8) -> bool {
 }
 
 /// `TraceID: …`, `SpanID: …`, `[TID:…]`, `[SW_CTX:[svc,inst,trace,seg,span]]` and W3C
-/// trace parents anywhere in the line.
+/// trace parents anywhere in the line. One substring search and two byte scans: this runs
+/// on every text line.
 fn markers<'a>(b: &[u8], line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> usize {
     let mut found = 0;
     let word_at = |at: usize| {
+        let at = at.min(b.len());
         let end = b[at..]
             .iter()
             .position(|c| !c.is_ascii_alphanumeric() && *c != b'-' && *c != b'.')
             .map_or(b.len(), |p| at + p);
         &line[at..end]
     };
-    if let Some(p) = f.trace_colon.find(b) {
-        offer_str(record, Field::TraceId, word_at(p + 9));
-        found += 1;
-        if let Some(q) = f.span_colon.find(b) {
-            offer_str(record, Field::SpanId, word_at(q + 8));
-        }
-    }
-    if let Some(p) = f.tid.find(b) {
-        let id = word_at(p + 5);
-        if id != "N/A" && !id.is_empty() {
-            offer_str(record, Field::TraceId, id);
+    // `TraceID: x` and `SpanID: y`.
+    for p in f.id_colon.find_iter(b).take(4) {
+        if p >= 5 && &b[p - 5..p] == b"Trace" {
+            offer_str(record, Field::TraceId, word_at(p + 4));
             found += 1;
+        } else if p >= 4 && &b[p - 4..p] == b"Span" {
+            offer_str(record, Field::SpanId, word_at(p + 4));
         }
     }
-    if let Some(p) = f.sw_ctx.find(b) {
-        let inner = &line[p + 9..];
-        let inner = &inner[..inner.find(']').unwrap_or(inner.len())];
-        let mut parts = inner.split(',');
-        let (svc, _inst, trace) = (parts.next(), parts.next(), parts.next());
-        if let (Some(svc), Some(trace)) = (svc, trace) {
-            if trace != "N/A" && !trace.is_empty() {
-                offer_str(record, Field::Service, svc.trim());
-                offer_str(record, Field::TraceId, trace.trim());
+    // SkyWalking's `[TID:…]` and `[SW_CTX:[…]]`.
+    for p in memchr::memchr_iter(b'[', b).take(16) {
+        let rest = &line[p..];
+        if rest.starts_with("[TID:") {
+            let id = word_at(p + 5);
+            if id != "N" && !id.is_empty() {
+                offer_str(record, Field::TraceId, id);
                 found += 1;
+            }
+        } else if let Some(inner) = rest.strip_prefix("[SW_CTX:[") {
+            let inner = &inner[..inner.find(']').unwrap_or(inner.len())];
+            let mut parts = inner.split(',');
+            let (svc, _inst, trace) = (parts.next(), parts.next(), parts.next());
+            if let (Some(svc), Some(trace)) = (svc, trace) {
+                if trace != "N/A" && !trace.is_empty() {
+                    offer_str(record, Field::Service, svc.trim());
+                    offer_str(record, Field::TraceId, trace.trim());
+                    found += 1;
+                }
             }
         }
     }
-    // traceparent: 00-<32 hex>-<16 hex>-<2 hex>
-    let mut from = 0;
-    while let Some(p) = f.traceparent.find(&b[from..]) {
-        let at = from + p;
-        from = at + 3;
-        if at > 0 && b[at - 1].is_ascii_hexdigit() {
-            continue;
-        }
-        let Some(tp) = line.get(at..at + 55) else {
-            break;
-        };
-        let tb = tp.as_bytes();
-        if tb[35] == b'-' && tb[52] == b'-' && is_hex(&tp[3..35]) && is_hex(&tp[36..52]) {
-            offer_str(record, Field::TraceId, &line[at + 3..at + 35]);
-            offer_str(record, Field::SpanId, &line[at + 36..at + 52]);
-            found += 1;
-            break;
+    // traceparent: 00-<32 hex>-<16 hex>-<2 hex>; found by the dash after the version.
+    if !record.has(Field::TraceId) {
+        for p in memchr::memchr_iter(b'-', b) {
+            if p < 2 || &b[p - 2..p] != b"00" || (p >= 3 && b[p - 3].is_ascii_hexdigit()) {
+                continue;
+            }
+            let at = p - 2;
+            let Some(tp) = line.get(at..at + 55) else {
+                break;
+            };
+            let tb = tp.as_bytes();
+            if tb[35] == b'-' && tb[52] == b'-' && is_hex(&tp[3..35]) && is_hex(&tp[36..52]) {
+                offer_str(record, Field::TraceId, &line[at + 3..at + 35]);
+                offer_str(record, Field::SpanId, &line[at + 36..at + 52]);
+                found += 1;
+                break;
+            }
         }
     }
     found
