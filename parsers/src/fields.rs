@@ -276,6 +276,9 @@ pub struct PathEntry {
 #[derive(Debug, Clone)]
 pub struct FieldIndex {
     paths: FxHashMap<Box<str>, PathEntry>,
+    /// Per first byte, a bit per length (up to 63) of the paths that begin with it: a
+    /// cheap "certainly not a key" before the hash lookup (text lines are full of `=`).
+    shapes: Box<[u64; 256]>,
 }
 
 impl FieldIndex {
@@ -302,7 +305,21 @@ impl FieldIndex {
                 paths.entry(path[..i].into()).or_default().is_prefix = true;
             }
         }
-        FieldIndex { paths }
+        let mut shapes = Box::new([0u64; 256]);
+        for path in paths.keys() {
+            if let Some(&first) = path.as_bytes().first() {
+                shapes[usize::from(first)] |= 1 << path.len().min(63);
+            }
+        }
+        FieldIndex { paths, shapes }
+    }
+
+    /// `false` when no path has `key`'s first byte and length (then `lookup` is `None`).
+    #[inline]
+    pub fn may_be_key(&self, key: &str) -> bool {
+        key.as_bytes()
+            .first()
+            .is_some_and(|&b| self.shapes[usize::from(b)] & (1 << key.len().min(63)) != 0)
     }
 
     /// What `path` (a dotted key path) means, if anything.

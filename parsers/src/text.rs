@@ -549,13 +549,22 @@ fn app_header<'a>(line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> usi
     let mut message = line[from..].trim();
     // `logger TraceID: … SpanID: … text` (TrainTicket's pattern): the logger and the ids
     // are header, not message (the ids are read as fields by `markers`).
-    if let Some(p) = message.find(" TraceID: ") {
-        if let Some(q) = message[p..].find("SpanID: ") {
-            let after = &message[p + q + 8..];
-            let rest = after.find(' ').map_or("", |i| after[i..].trim_start());
-            if message[..p].bytes().all(|c| c != b' ') {
-                message = rest;
-            }
+    let mb = message.as_bytes();
+    let mut trace_at = None;
+    let mut span_end = None;
+    for p in f.id_colon.find_iter(mb).take(4) {
+        if p >= 6 && &mb[p - 6..p] == b" Trace" {
+            trace_at = Some(p - 6);
+        } else if p >= 4 && &mb[p - 4..p] == b"Span" && trace_at.is_some() {
+            span_end = Some(p + 4);
+            break;
+        }
+    }
+    if let (Some(t), Some(e)) = (trace_at, span_end) {
+        let after = &message[e..];
+        let rest = memchr::memchr(b' ', after.as_bytes()).map_or("", |i| after[i..].trim_start());
+        if !mb[..t].contains(&b' ') {
+            message = rest;
         }
     }
     if !message.is_empty() {
@@ -641,6 +650,9 @@ fn pairs<'a>(line: &'a str, index: &FieldIndex, record: &mut RawRecord<'a>) -> u
             continue;
         }
         let key = &line[start..eq];
+        if !index.may_be_key(key) {
+            continue;
+        }
         let Some((field, rank)) = index.lookup(key).and_then(|e| e.field) else {
             continue;
         };
