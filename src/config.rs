@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub output: Option<String>,
     pub lateness: Option<String>,
     pub dry_run: Option<bool>,
+    /// Field names tried before the built-in candidates, per field (`service:
+    /// [app_name]`, `trace_id: [x_trace]`, ...); see the README's field table.
+    pub fields: Option<logheal_parsers::FieldNames>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,5 +113,24 @@ mod tests {
             .rules
             .iter()
             .all(|r| r.starts_with(path.parent().unwrap())));
+    }
+
+    #[test]
+    fn a_fields_section_names_keys_first_and_a_typo_is_a_positioned_error() {
+        let dir = std::env::temp_dir().join(format!("logheal-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("job.yaml");
+        std::fs::write(
+            &path,
+            "fields:\n  service: [app_name]\n  trace_id: [x_trace]\n",
+        )
+        .unwrap();
+        let fields = FileConfig::load(&path).unwrap().fields.unwrap();
+        let names = logheal_parsers::FieldNames::with_overrides(&fields);
+        assert_eq!(names.service[0], "app_name");
+        assert_eq!(names.trace_id[0], "x_trace");
+        std::fs::write(&path, "fields:\n  servce: [app_name]\n").unwrap();
+        let err = FileConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("job.yaml:2:"), "{err}");
     }
 }

@@ -127,6 +127,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             // Live records are stamped now: one far ahead of the wall clock has a
             // broken clock.
             future_skew: LIVE_FUTURE_SKEW,
+            fields: file.fields.clone(),
             ..EngineConfig::default()
         },
         tick: args.tick,
