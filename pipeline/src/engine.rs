@@ -298,10 +298,21 @@ impl Engine {
         };
         let event = match self.parser.parse(&text) {
             Ok(e) => e,
+            // A bare stack-trace line (no envelope, no header).
+            Err(ParseError::Unrecognised) if is_continuation_text(&text) => {
+                self.stats.continuations += 1;
+                return;
+            }
             Err(e) => return self.stats.skip(SkipReason::Parse(e)),
         };
         if !released {
             self.stats.parsed += 1;
+        }
+        if is_continuation(&event) {
+            // A stack-trace line the shipper did not join: part of the record before it,
+            // not an event of its own (nothing is buffered: memory stays bounded).
+            self.stats.continuations += 1;
+            return;
         }
         let Some(ts) = event.ts else {
             return self.stats.skip(SkipReason::MissingTimestamp);
@@ -1206,6 +1217,26 @@ impl Engine {
             self.deliver(key, at, input, None);
         }
     }
+}
+
+/// A continuation line of a multi-line record (a Java or Python stack trace) that a
+/// shipper delivered on its own: `\tat com.x.Y(Y.java:22)`, `Caused by: …`, `... 12 more`,
+/// `  File "x.py", line 3, in f`. It carries no level, trace id or status of its own.
+fn is_continuation(e: &logheal_parsers::LogEvent<'_>) -> bool {
+    e.level == logheal_parsers::Level::Unknown
+        && e.trace_id.is_none()
+        && e.status.is_none()
+        && is_continuation_text(&e.message)
+}
+
+fn is_continuation_text(m: &str) -> bool {
+    let t = m.trim_start();
+    let indented = t.len() < m.len();
+    (t.starts_with("at ") && t.contains('(') && (indented || t.contains(".java:")))
+        || t.starts_with("Caused by: ")
+        || t.starts_with("Suppressed: ")
+        || (t.starts_with("... ") && t.trim_end().ends_with(" more"))
+        || (indented && t.starts_with("File \"") && t.contains("\", line "))
 }
 
 /// Whether an event with `template` and anomaly `flags` meets a rule's model conditions.

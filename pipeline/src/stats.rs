@@ -68,6 +68,8 @@ pub struct Stats {
     /// Records taken out of batches (OTLP: one line, many records).
     pub batched: u64,
     pub parsed: u64,
+    /// Stack-trace lines counted with the record before them (not events of their own).
+    pub continuations: u64,
     skipped: [u64; SkipReason::COUNT],
     /// Lines with invalid UTF-8, read with U+FFFD in place of the bad bytes.
     pub repaired_utf8: u64,
@@ -143,6 +145,7 @@ impl Stats {
             "bytes": self.bytes,
             "batched": self.batched,
             "parsed": self.parsed,
+            "continuations": self.continuations,
             "skipped": skipped,
             "held": self.held,
             "selected": self.selected,
@@ -174,6 +177,13 @@ impl fmt::Display for Stats {
             )?;
         }
         writeln!(f, "  parsed          {}", self.parsed)?;
+        if self.continuations > 0 {
+            writeln!(
+                f,
+                "  joined          {} stack-trace lines to the record before them",
+                self.continuations
+            )?;
+        }
         let reasons: Vec<String> = SkipReason::all()
             .filter(|r| self.skipped(*r) > 0)
             .map(|r| format!("{} {}", r.name(), self.skipped(r)))
