@@ -8,8 +8,6 @@ mod receiver;
 mod support;
 
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::Stdio;
 use support::loggen;
 
 /// The scenario's records as values.
@@ -32,27 +30,10 @@ fn pod(service: &str) -> String {
 /// `logheal replay` of `input` with the built-in rules: the root services confirmed, one
 /// entry per confirmation.
 fn confirmed(input: &str) -> Vec<String> {
-    let mut child = receiver::logheal()
-        .args(["replay", "--output", "json", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let text = input.to_string();
-    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut roots: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let mut cmd = receiver::logheal();
+    cmd.args(["replay", "--output", "json", "-"]);
+    let mut roots: Vec<String> = support::cli::json_records_of(cmd, input)
+        .into_iter()
         .filter(|r| r["type"] == "transition" && r["to"] == "CONFIRMED")
         .map(|r| r["key"]["root_service"].as_str().unwrap().to_string())
         .collect();

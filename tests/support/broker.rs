@@ -40,26 +40,8 @@ fn replay_with(lines: &[String], args: &[&str], server: Option<&Server>) -> Vec<
     if let Some(server) = server {
         point_receivers(&mut cmd, &server.base);
     }
-    let mut child = cmd
-        .args(["replay", "--output", "json"])
-        .args(args)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let text = lines.join("\n");
-    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_records(&String::from_utf8(out.stdout).unwrap())
+    cmd.args(["replay", "--output", "json"]).args(args).arg("-");
+    crate::support::cli::json_records_of(cmd, &lines.join("\n"))
 }
 
 /// `logheal replay --execute` of `lines` against `server`.
