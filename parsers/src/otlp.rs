@@ -30,36 +30,7 @@ pub fn may_be_otlp_proto(bytes: &[u8]) -> bool {
 /// The records of an `otlp_json` batch, one JSON line each, appended to `out`.
 pub fn split_json(line: &str, out: &mut Vec<String>) -> Result<(), ParseError> {
     let request: JsonRequest = serde_json::from_str(line).map_err(|_| ParseError::MalformedJson)?;
-    for rl in request.resource_logs {
-        let mut resource = Map::new();
-        for kv in rl.resource.map(|r| r.attributes).unwrap_or_default() {
-            if let Some(v) = kv.value.and_then(JsonAny::into_value) {
-                resource.insert(kv.key, v);
-            }
-        }
-        for sl in rl.scope_logs {
-            for r in sl.log_records {
-                let attributes = r
-                    .attributes
-                    .into_iter()
-                    .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
-                    .collect();
-                out.push(flat(
-                    &resource,
-                    attributes,
-                    [
-                        r.time_unix_nano.and_then(|n| n.as_u64()),
-                        r.observed_time_unix_nano.and_then(|n| n.as_u64()),
-                    ],
-                    r.severity_number.and_then(|n| n.as_u64()),
-                    r.severity_text,
-                    r.body.and_then(JsonAny::into_value),
-                    r.trace_id.unwrap_or_default().to_ascii_lowercase(),
-                    r.span_id.unwrap_or_default().to_ascii_lowercase(),
-                ));
-            }
-        }
-    }
+    split(request.into_proto(), out);
     Ok(())
 }
 
@@ -71,6 +42,12 @@ pub fn split_proto(bytes: &[u8], out: &mut Vec<String>) -> Result<(), ParseError
     if request.resource_logs.is_empty() {
         return Err(ParseError::Unrecognised);
     }
+    split(request, out);
+    Ok(())
+}
+
+/// One flat JSON record per log record (both encodings end here).
+fn split(request: proto::ExportLogsServiceRequest, out: &mut Vec<String>) {
     for rl in request.resource_logs {
         let mut resource = Map::new();
         for kv in rl.resource.map(|r| r.attributes).unwrap_or_default() {
@@ -98,7 +75,6 @@ pub fn split_proto(bytes: &[u8], out: &mut Vec<String>) -> Result<(), ParseError
             }
         }
     }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -185,6 +161,7 @@ struct JsonScopeLogs {
 #[serde(untagged)]
 enum JsonInt {
     Num(u64),
+    Neg(i64),
     Str(String),
 }
 
@@ -192,6 +169,15 @@ impl JsonInt {
     fn as_u64(&self) -> Option<u64> {
         match self {
             JsonInt::Num(n) => Some(*n),
+            JsonInt::Neg(_) => None,
+            JsonInt::Str(s) => s.parse().ok(),
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            JsonInt::Num(n) => i64::try_from(*n).ok(),
+            JsonInt::Neg(n) => Some(*n),
             JsonInt::Str(s) => s.parse().ok(),
         }
     }
@@ -233,27 +219,91 @@ struct JsonKvList {
     values: Vec<JsonKeyValue>,
 }
 
-impl JsonAny {
-    fn into_value(self) -> Option<Value> {
-        if let Some(s) = self.string_value {
-            return Some(s.into());
-        }
-        if let Some(n) = self.int_value.and_then(|n| n.as_u64()) {
-            return Some(n.into());
-        }
-        if let Some(f) = self.double_value {
-            return Some(f.into());
-        }
-        if let Some(b) = self.bool_value {
-            return Some(b.into());
-        }
-        let list = self.kvlist_value?;
-        Some(Value::Object(
-            list.values
+impl JsonRequest {
+    /// The same batch as the protobuf messages (ids from hex to bytes, string integers
+    /// to numbers), so that one path reads both encodings.
+    fn into_proto(self) -> proto::ExportLogsServiceRequest {
+        let kvs = |list: Vec<JsonKeyValue>| -> Vec<proto::KeyValue> {
+            list.into_iter().map(JsonKeyValue::into_proto).collect()
+        };
+        proto::ExportLogsServiceRequest {
+            resource_logs: self
+                .resource_logs
                 .into_iter()
-                .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
+                .map(|rl| proto::ResourceLogs {
+                    resource: rl.resource.map(|r| proto::Resource {
+                        attributes: kvs(r.attributes),
+                    }),
+                    scope_logs: rl
+                        .scope_logs
+                        .into_iter()
+                        .map(|sl| proto::ScopeLogs {
+                            log_records: sl
+                                .log_records
+                                .into_iter()
+                                .map(|r| proto::LogRecord {
+                                    time_unix_nano: r
+                                        .time_unix_nano
+                                        .and_then(|n| n.as_u64())
+                                        .unwrap_or(0),
+                                    observed_time_unix_nano: r
+                                        .observed_time_unix_nano
+                                        .and_then(|n| n.as_u64())
+                                        .unwrap_or(0),
+                                    severity_number: r
+                                        .severity_number
+                                        .and_then(|n| n.as_u64())
+                                        .and_then(|n| i32::try_from(n).ok())
+                                        .unwrap_or(0),
+                                    severity_text: r.severity_text.unwrap_or_default(),
+                                    body: r.body.map(JsonAny::into_proto),
+                                    attributes: kvs(r.attributes),
+                                    trace_id: hex::decode(r.trace_id.unwrap_or_default())
+                                        .unwrap_or_default(),
+                                    span_id: hex::decode(r.span_id.unwrap_or_default())
+                                        .unwrap_or_default(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })
                 .collect(),
-        ))
+        }
+    }
+}
+
+impl JsonKeyValue {
+    fn into_proto(self) -> proto::KeyValue {
+        proto::KeyValue {
+            key: self.key,
+            value: self.value.map(JsonAny::into_proto),
+        }
+    }
+}
+
+impl JsonAny {
+    fn into_proto(self) -> proto::AnyValue {
+        use proto::Any;
+        let value = if let Some(s) = self.string_value {
+            Some(Any::String(s))
+        } else if let Some(n) = self.int_value.and_then(|n| n.as_i64()) {
+            Some(Any::Int(n))
+        } else if let Some(f) = self.double_value {
+            Some(Any::Double(f))
+        } else if let Some(b) = self.bool_value {
+            Some(Any::Bool(b))
+        } else {
+            self.kvlist_value.map(|list| {
+                Any::KvList(proto::KeyValueList {
+                    values: list
+                        .values
+                        .into_iter()
+                        .map(JsonKeyValue::into_proto)
+                        .collect(),
+                })
+            })
+        };
+        proto::AnyValue { value }
     }
 }
 
