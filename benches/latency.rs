@@ -301,7 +301,9 @@ fn kafka_path(
     std::thread::sleep(Duration::from_secs(5));
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "0")
+        // A real producer batches: a millisecond's records go in one request.
+        .set("linger.ms", "1")
+        .set("compression.type", "lz4")
         .create()
         .expect("producer");
     let completed = feed(
