@@ -17,8 +17,12 @@ pub enum Format {
 #[derive(clap::Args)]
 pub struct Args {
     /// Rule files or directories of them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "config")]
     paths: Vec<PathBuf>,
+    /// Also check a job configuration file (`logheal run --config`): its YAML, its
+    /// `fields:` and its `patterns:`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// The allowed lateness the rules will run with (windows shorter than it are flagged).
@@ -27,6 +31,25 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> ExitCode {
+    if let Some(path) = &args.config {
+        match crate::config::FileConfig::check(path) {
+            Ok(config) => eprintln!(
+                "ok: {} ({} pattern(s))",
+                path.display(),
+                config.patterns.len()
+            ),
+            Err(errors) => {
+                for e in &errors {
+                    println!("{e}");
+                }
+                eprintln!("{} error(s)", errors.len());
+                return ExitCode::FAILURE;
+            }
+        }
+        if args.paths.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+    }
     let (diagnostics, summary) = match logheal_rules::load_paths(&args.paths) {
         Ok(set) => {
             let summary = format!(

@@ -22,6 +22,10 @@ pub struct FileConfig {
     /// Field names tried before the built-in candidates, per field (`service:
     /// [app_name]`, `trace_id: [x_trace]`, ...); see the README's field table.
     pub fields: Option<logheal_parsers::FieldNames>,
+    /// Text line shapes, as Loghub-style header formats (`<Date> <Time> <Level>
+    /// \[<Component>\] <Content>`), tried in order before the built-in shapes.
+    #[serde(default)]
+    pub patterns: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +52,28 @@ pub struct RekeySection {
 }
 
 impl FileConfig {
+    /// Every error of the file as `file:line:col: message` (YAML errors, and text line
+    /// patterns that do not compile, located at their text).
+    pub fn check(path: &Path) -> Result<FileConfig, Vec<String>> {
+        let config = FileConfig::load(path).map_err(|e| vec![e.to_string()])?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let index =
+            logheal_parsers::LineParser::new(&logheal_parsers::FieldNames::default(), None, 2026)
+                .expect("the default field names compile");
+        let mut errors = Vec::new();
+        for pattern in &config.patterns {
+            if let Err((_, e)) = index.clone().with_patterns(std::slice::from_ref(pattern)) {
+                let (line, col) = position_of(&text, pattern);
+                errors.push(format!("{}:{line}:{col}: pattern: {e}", path.display()));
+            }
+        }
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+
     pub fn load(path: &Path) -> Result<FileConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
@@ -60,6 +86,16 @@ impl FileConfig {
             ..config
         })
     }
+}
+
+/// Line and column (1-based) of the first occurrence of `needle` in `text` (1:1 if none).
+fn position_of(text: &str, needle: &str) -> (usize, usize) {
+    let Some(at) = text.find(needle) else {
+        return (1, 1);
+    };
+    let line = text[..at].matches('\n').count() + 1;
+    let col = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+    (line, col)
 }
 
 impl KafkaSection {
@@ -132,5 +168,13 @@ mod tests {
         std::fs::write(&path, "fields:\n  servce: [app_name]\n").unwrap();
         let err = FileConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("job.yaml:2:"), "{err}");
+        std::fs::write(
+            &path,
+            "patterns:\n  - '<Date> <Time> <Level> <Content>'\n  - '<Date> <Unclosed'\n",
+        )
+        .unwrap();
+        let errors = FileConfig::check(&path).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("job.yaml:3:6: pattern:"), "{errors:?}");
     }
 }

@@ -279,6 +279,9 @@ fn show(
     if let Some(r) = e.request_id.as_deref() {
         writeln!(out, "  request  {}{}", clean(r), from(Field::RequestId))?;
     }
+    if let Some(c) = e.callee.as_deref() {
+        writeln!(out, "  callee   {}{}", clean(c), from(Field::Callee))?;
+    }
     writeln!(out, "  message  {}", clean(&e.message))?;
     writeln!(out, "  template {}", clean(&template))?;
     for v in verdicts {

@@ -99,7 +99,7 @@ pub enum Message {
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
+        Some(path) => FileConfig::check(path).map_err(|e| anyhow::anyhow!(e.join("\n")))?,
         None => FileConfig::default(),
     };
     let lateness = match (args.lateness, &file.lateness) {
@@ -128,6 +128,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             // broken clock.
             future_skew: LIVE_FUTURE_SKEW,
             fields: file.fields.clone(),
+            patterns: file.patterns.clone(),
             ..EngineConfig::default()
         },
         tick: args.tick,

@@ -132,6 +132,8 @@ pub struct LogEvent<'a> {
     pub parent_span_id: Option<Cow<'a, str>>,
     /// A request id (`x-request-id`): stands in for the trace id where a record has none.
     pub request_id: Option<Cow<'a, str>>,
+    /// The service this record's request called (a proxy's upstream), if it says.
+    pub callee: Option<Cow<'a, str>>,
     pub message: Cow<'a, str>,
     /// Values of the extra fields the parser was asked to capture, by their index in
     /// [`crate::FieldNames::extra`]. Empty (and unallocated) unless rules match on fields.

@@ -24,13 +24,15 @@ pub enum Field {
     Container,
     /// A pod name: the service, without its ReplicaSet and pod hashes, as a last resort.
     Pod,
+    /// The service called (a proxy's upstream cluster or authority).
+    Callee,
     /// An extra field a rule matches on, by index into [`FieldNames::extra`].
     Extra(u16),
 }
 
 impl Field {
     /// The fields with candidate lists in [`FieldNames`], in its order.
-    pub const LISTED: [Field; 12] = [
+    pub const LISTED: [Field; 13] = [
         Field::Ts,
         Field::Level,
         Field::Service,
@@ -43,6 +45,7 @@ impl Field {
         Field::Grpc,
         Field::Container,
         Field::Pod,
+        Field::Callee,
     ];
 }
 
@@ -64,6 +67,7 @@ pub struct FieldNames {
     pub grpc: Vec<String>,
     pub container: Vec<String>,
     pub pod: Vec<String>,
+    pub callee: Vec<String>,
     /// Further keys to capture for rules that match on them (`select.fields`).
     #[serde(skip)]
     pub extra: Vec<String>,
@@ -197,6 +201,12 @@ impl Default for FieldNames {
                 "k8s.container.name",
             ]),
             pod: strings(&["kubernetes.pod_name", "kubernetes.pod.name", "k8s.pod.name"]),
+            callee: strings(&[
+                "upstream_cluster",
+                "upstreamCluster",
+                "authority",
+                "upstream_host_name",
+            ]),
             extra: Vec::new(),
         }
     }
@@ -216,7 +226,7 @@ impl FieldNames {
     }
 
     /// The candidates of every field, in [`Field::LISTED`] order.
-    pub fn lists(&self) -> [&Vec<String>; 12] {
+    pub fn lists(&self) -> [&Vec<String>; 13] {
         [
             &self.ts,
             &self.level,
@@ -230,10 +240,11 @@ impl FieldNames {
             &self.grpc,
             &self.container,
             &self.pod,
+            &self.callee,
         ]
     }
 
-    fn lists_mut(&mut self) -> [&mut Vec<String>; 12] {
+    fn lists_mut(&mut self) -> [&mut Vec<String>; 13] {
         [
             &mut self.ts,
             &mut self.level,
@@ -247,6 +258,7 @@ impl FieldNames {
             &mut self.grpc,
             &mut self.container,
             &mut self.pod,
+            &mut self.callee,
         ]
     }
 
@@ -365,6 +377,7 @@ mod tests {
                 grpc: vec![],
                 container: vec![],
                 pod: vec![],
+                callee: vec![],
                 extra: vec![],
             }
         };

@@ -70,6 +70,8 @@ pub struct LineParser {
     index: FieldIndex,
     names: FieldNames,
     pattern: Option<HeaderPattern>,
+    /// Text line shapes of the job's configuration, tried before the built-in ones.
+    patterns: Vec<HeaderPattern>,
     times: HeaderTimeReader,
     finders: Finders,
     assumed_year: i32,
@@ -79,7 +81,7 @@ pub struct LineParser {
     time_buf: String,
     /// What the last line was read as, and which candidate supplied each field.
     last: Recognised,
-    last_ranks: [Option<u8>; 12],
+    last_ranks: [Option<u8>; 13],
 }
 
 impl LineParser {
@@ -98,6 +100,7 @@ impl LineParser {
             index,
             names: names.clone(),
             pattern,
+            patterns: Vec::new(),
             times: HeaderTimeReader::new(assumed_year),
             finders: Finders::default(),
             assumed_year,
@@ -105,8 +108,34 @@ impl LineParser {
             payload_path: String::new(),
             time_buf: String::new(),
             last: Recognised::default(),
-            last_ranks: [None; 12],
+            last_ranks: [None; 13],
         })
+    }
+
+    /// Adds text line shapes (Loghub-style header formats, as `--format` takes), tried in
+    /// order before the built-in shapes, for text lines and for envelopes' text payloads.
+    /// An error names the pattern (by position in `patterns`) and what is wrong with it.
+    pub fn with_patterns(mut self, patterns: &[String]) -> Result<Self, (usize, String)> {
+        for (i, p) in patterns.iter().enumerate() {
+            self.patterns
+                .push(HeaderPattern::new(p, &self.index).map_err(|e| (i, e))?);
+        }
+        Ok(self)
+    }
+
+    /// The first configured pattern that reads `text` into `record` (a pattern with a
+    /// date or time fits only when they read as a time).
+    fn configured<'b>(&mut self, text: &'b str, record: &mut RawRecord<'b>) -> bool {
+        for pattern in &self.patterns {
+            let mut attempt = RawRecord::default();
+            if pattern.read(text, &mut attempt, &mut self.times, &mut self.time_buf)
+                && (!pattern.has_time() || attempt.has(Field::Ts))
+            {
+                *record = attempt;
+                return true;
+            }
+        }
+        false
     }
 
     /// Reads one line (without or with its line terminator).
@@ -135,6 +164,11 @@ impl LineParser {
             }
             self.last = Recognised {
                 record: "header",
+                payload: "none",
+            };
+        } else if self.configured(line, &mut record) {
+            self.last = Recognised {
+                record: "pattern",
                 payload: "none",
             };
         } else {
@@ -207,6 +241,11 @@ impl LineParser {
             self.payload_path = path;
             read.ok()?;
             self.last.payload = "json";
+            return Some((payload, true));
+        }
+        if self.configured(text, &mut payload) {
+            self.last.payload = "pattern";
+            // A configured shape is as good as structured fields.
             return Some((payload, true));
         }
         let (shape, found) = text::read(

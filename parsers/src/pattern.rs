@@ -86,6 +86,11 @@ impl HeaderPattern {
         Ok(HeaderPattern { regex, roles })
     }
 
+    /// Whether the format captures a date or time.
+    pub(crate) fn has_time(&self) -> bool {
+        self.roles.iter().any(|(_, r)| matches!(r, Role::Time))
+    }
+
     /// Reads `line` into `record`; `false` when the line does not fit the format.
     /// `time_buf` is a scratch buffer for joining date and time parts.
     pub(crate) fn read<'a>(

@@ -55,6 +55,7 @@ pub(crate) struct RawRecord<'a> {
     grpc: Slot<'a>,
     container: Slot<'a>,
     pod: Slot<'a>,
+    callee: Slot<'a>,
     extra: Vec<(u16, Cow<'a, str>)>,
 }
 
@@ -74,6 +75,7 @@ impl<'a> RawRecord<'a> {
             Field::Grpc => &mut self.grpc,
             Field::Container => &mut self.container,
             Field::Pod => &mut self.pod,
+            Field::Callee => &mut self.callee,
             Field::Extra(i) => {
                 if let Some(text) = value.into_text() {
                     self.extra.retain(|(j, _)| *j != i);
@@ -111,7 +113,7 @@ impl<'a> RawRecord<'a> {
             .map(|(r, _)| *r)
     }
 
-    fn slots(&self) -> [&Slot<'a>; 12] {
+    fn slots(&self) -> [&Slot<'a>; 13] {
         [
             &self.ts,
             &self.level,
@@ -125,10 +127,11 @@ impl<'a> RawRecord<'a> {
             &self.grpc,
             &self.container,
             &self.pod,
+            &self.callee,
         ]
     }
 
-    fn slots_mut(&mut self) -> [&mut Slot<'a>; 12] {
+    fn slots_mut(&mut self) -> [&mut Slot<'a>; 13] {
         [
             &mut self.ts,
             &mut self.level,
@@ -142,6 +145,7 @@ impl<'a> RawRecord<'a> {
             &mut self.grpc,
             &mut self.container,
             &mut self.pod,
+            &mut self.callee,
         ]
     }
 
@@ -193,6 +197,7 @@ impl<'a> RawRecord<'a> {
             grpc: own(self.grpc),
             container: own(self.container),
             pod: own(self.pod),
+            callee: own(self.callee),
             extra: self
                 .extra
                 .into_iter()
@@ -237,6 +242,9 @@ impl<'a> RawRecord<'a> {
             request_id: value(self.request_id)
                 .and_then(Raw::into_text)
                 .filter(|r| r != "-"),
+            callee: value(self.callee)
+                .and_then(Raw::into_text)
+                .and_then(service_of_upstream),
             message: value(self.message)
                 .and_then(Raw::into_text)
                 .unwrap_or_default(),
@@ -347,6 +355,22 @@ fn workload_of(pod: Cow<'_, str>) -> Cow<'_, str> {
             _ => pod,
         },
     }
+}
+
+/// The service a proxy called: `outbound|8080||payment.shop.svc.cluster.local` and
+/// `payment:8080` are both `payment` (`inbound|…||` and `-` are none).
+fn service_of_upstream(upstream: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let u = upstream.trim();
+    let host = match u.rsplit_once('|') {
+        Some((_, host)) => host,
+        None => u,
+    };
+    let host = host.split(':').next().unwrap_or("");
+    let name = host.split('.').next().unwrap_or("");
+    if name.is_empty() || name == "-" || name.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(Cow::Owned(name.to_string()))
 }
 
 /// Ids compare as lowercase hex; `""`, `"0"` and all-zero ids mean none.

@@ -339,7 +339,20 @@ fn envoy<'a>(line: &'a str, record: &mut RawRecord<'a>) -> Option<usize> {
     if n >= 5 {
         let (s, e) = q[n - 3];
         offer_str(record, Field::RequestId, &line[s..e]);
+        let (s, e) = q[n - 2];
+        offer_str(record, Field::Callee, &line[s..e]);
         found += 1;
+        // Istio: the upstream cluster follows the upstream host.
+        let (_, last) = q[n - 1];
+        if let Some((cluster, _)) = token(line, last + 1) {
+            if cluster.starts_with("outbound|") {
+                record.offer(
+                    Field::Callee,
+                    HEADER_RANK - 1,
+                    Raw::Str(Cow::Borrowed(cluster)),
+                );
+            }
+        }
     }
     let message = line[request_at - 1..].trim_end();
     record.offer(

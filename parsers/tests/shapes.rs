@@ -21,6 +21,7 @@ fn parse(line: &str) -> LogEvent<'static> {
         span_id: e.span_id.map(|s| s.into_owned().into()),
         parent_span_id: None,
         request_id: e.request_id.map(|s| s.into_owned().into()),
+        callee: e.callee.map(|s| s.into_owned().into()),
         message: e.message.into_owned().into(),
         extra: Vec::new(),
     }
@@ -193,6 +194,11 @@ fn envoy_and_istio_access_lines() {
         default.request_id.as_deref(),
         Some("84961386-6d84-929d-98bd-c5aee93b5c88")
     );
+    assert_eq!(
+        default.callee.as_deref(),
+        Some("httpbin"),
+        "the upstream cluster"
+    );
     assert_eq!(time(&default), "2026-03-14T10:00:02.409Z");
     let plain_envoy = parse(
         r#"[2026-03-14T10:00:02.409Z] "POST /api/pay HTTP/2" 200 - 120 45 12 11 "10.0.0.1" "okhttp/4" "0b6c3d4e-1f2a-4b5c-8d9e-0a1b2c3d4e5f" "payment:8080" "10.44.2.7:8080""#,
@@ -207,6 +213,7 @@ fn envoy_and_istio_access_lines() {
         r#"{"time":"2026-03-14T10:00:02.410Z","log":"{\"start_time\":\"2026-03-14T10:00:02.409Z\",\"method\":\"GET\",\"path\":\"/api/pay\",\"response_code\":503,\"response_flags\":\"UF\",\"request_id\":\"3a7cbcc1-af72-47fb-bbac-a7672951f50f\",\"authority\":\"payment:8080\",\"upstream_cluster\":\"outbound|8080||payment.shop.svc.cluster.local\"}","kubernetes":{"container_name":"istio-proxy","labels":{"app":"checkout"}}}"#,
     );
     assert_eq!(json.service.as_deref(), Some("checkout"));
+    assert_eq!(json.callee.as_deref(), Some("payment"));
     assert_eq!(json.status, Some(503));
     assert_eq!(
         json.request_id.as_deref(),
@@ -318,4 +325,34 @@ fn a_flat_record_keeps_its_own_fields_over_its_message_text() {
         (Some("a"), Some(503), Some("t1"))
     );
     assert_eq!(e.message, "status=200 trace_id=t2 service=b");
+}
+
+#[test]
+fn configured_patterns_come_before_the_built_in_shapes() {
+    let mut p = parser()
+        .with_patterns(&["<Date> <Time> <Service> <Level> <Content>".to_string()])
+        .unwrap();
+    let e = p
+        .parse("2026-03-14 10:00:02 payment ERROR upstream failed status=503")
+        .unwrap();
+    assert_eq!(e.service.as_deref(), Some("payment"));
+    assert_eq!(e.level, Level::Error);
+    assert_eq!(e.message, "upstream failed status=503");
+    assert_eq!(p.recognised().record, "pattern");
+    // The same line as an envelope's payload.
+    let e = p
+        .parse(
+            r#"{"time":"2026-03-14T10:00:02.5Z","log":"2026-03-14 10:00:02 checkout WARN slow"}"#,
+        )
+        .unwrap();
+    assert_eq!(e.service.as_deref(), Some("checkout"));
+    assert_eq!(e.level, Level::Warn);
+    assert_eq!(p.recognised().payload, "pattern");
+    // A line the pattern does not fit falls back to the built-in shapes.
+    let e = p
+        .parse("2026-03-14T10:00:02Z ERROR [x] c.e.A : boom")
+        .unwrap();
+    assert_eq!(e.level, Level::Error);
+    let bad = parser().with_patterns(&["<Date".to_string()]);
+    assert!(bad.is_err());
 }

@@ -54,6 +54,8 @@ pub struct EngineConfig {
     pub fields: Option<FieldNames>,
     /// A Loghub-style header format for text logs.
     pub header_format: Option<String>,
+    /// Text line shapes (Loghub-style header formats) tried before the built-in ones.
+    pub patterns: Vec<String>,
     /// Hand due actions to an executor (`take_outbox`, `action_outcome`) instead of
     /// recording them as a dry run that succeeds.
     pub execute: bool,
@@ -84,6 +86,7 @@ impl Default for EngineConfig {
             max_traces_per_rule: 100_000,
             fields: None,
             header_format: None,
+            patterns: Vec::new(),
             execute: false,
         }
     }
@@ -153,7 +156,9 @@ fn parser_for(rules: &RuleSet, config: &EngineConfig) -> Result<LineParser, Stri
     };
     names.extra = rules.field_names.extra.clone();
     let year = logheal_parsers::time::current_year();
-    LineParser::new(&names, config.header_format.as_deref(), year)
+    LineParser::new(&names, config.header_format.as_deref(), year)?
+        .with_patterns(&config.patterns)
+        .map_err(|(i, e)| format!("pattern {}: {e}", i + 1))
 }
 
 /// The wall clock as event time.
