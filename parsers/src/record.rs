@@ -61,6 +61,7 @@ pub(crate) struct RawRecord<'a> {
 
 impl<'a> RawRecord<'a> {
     /// Keeps `value` for `field` unless a better-ranked key already supplied it.
+    #[inline]
     pub(crate) fn offer(&mut self, field: Field, rank: u8, value: Raw<'a>) {
         let slot = match field {
             Field::Ts => &mut self.ts,
@@ -375,6 +376,14 @@ fn service_of_upstream(upstream: Cow<'_, str>) -> Option<Cow<'_, str>> {
 
 /// Ids compare as lowercase hex; `""`, `"0"` and all-zero ids mean none.
 fn normalise_id(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    let b = id.as_bytes();
+    if !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        && b.iter().any(|c| *c != b'0')
+    {
+        return Some(id);
+    }
     let t = id.trim();
     if t.is_empty() || t.bytes().all(|c| c == b'0') || t == "-" {
         return None;
@@ -388,6 +397,15 @@ fn normalise_id(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
 /// A trace id in its comparable form: a `traceparent` or `b3` value gives its trace
 /// part, a 64-bit id zero-padded to 128 bits matches its short form, case is folded.
 fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    // The common case, checked in one pass: lowercase hex, not zero-padded.
+    let b = id.as_bytes();
+    if (b.len() == 32 || b.len() == 16)
+        && b.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        && !b.starts_with(b"0000000000000000")
+    {
+        return Some(id);
+    }
     let t = id.trim();
     let b = t.as_bytes();
     // traceparent: 00-<32>-<16>-<2>
@@ -402,8 +420,10 @@ fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
         }
     }
     // projects/<p>/traces/<id> (Google Cloud)
-    if let Some((_, trace)) = t.rsplit_once("/traces/") {
-        return normalise_trace(Cow::Owned(trace.to_string()));
+    if b.contains(&b'/') {
+        if let Some((_, trace)) = t.rsplit_once("/traces/") {
+            return normalise_trace(Cow::Owned(trace.to_string()));
+        }
     }
     if b.len() == 32 && t.starts_with("0000000000000000") {
         return normalise_id(Cow::Owned(t[16..].to_string()));
