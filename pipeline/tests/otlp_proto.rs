@@ -91,3 +91,20 @@ fn a_protobuf_batch_is_many_events() {
         .collect();
     assert_eq!(confirmed, ["payment"]);
 }
+
+#[test]
+fn a_malformed_otlp_json_batch_is_a_counted_skip_and_the_next_line_is_read() {
+    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+    engine.push_line(br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"#);
+    engine.push_line(br#"{"resourceLogs":"not a list"}"#);
+    engine.push_line(br#"{"ts":"2026-03-14T10:00:00Z","service":"a","msg":"fine"}"#);
+    let stats = engine.stats();
+    assert_eq!(stats.lines, 3);
+    assert_eq!(
+        stats.skipped(logheal_pipeline::SkipReason::Parse(
+            logheal_parsers::ParseError::MalformedJson
+        )),
+        2
+    );
+    assert_eq!(stats.parsed, 1);
+}
