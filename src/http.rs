@@ -54,6 +54,10 @@ pub struct Metrics {
     rebalances: Gauge,
     consumer_errors: Gauge,
     answered_from_ledger: Gauge,
+    held: Counter,
+    sources: Gauge,
+    lagging_sources: Gauge,
+    continuations: Counter,
     seen: Arc<Mutex<Stats>>,
 }
 
@@ -77,6 +81,10 @@ impl Metrics {
             rebalances: Gauge::default(),
             consumer_errors: Gauge::default(),
             answered_from_ledger: Gauge::default(),
+            held: Counter::default(),
+            sources: Gauge::default(),
+            lagging_sources: Gauge::default(),
+            continuations: Counter::default(),
             seen: Arc::default(),
         };
         let r = &mut registry;
@@ -86,6 +94,26 @@ impl Metrics {
             m.reloads.clone(),
         );
         r.register("logheal_lines", "Lines (records) consumed", m.lines.clone());
+        r.register(
+            "logheal_records_held",
+            "Records held for being far ahead of the other sources (admitted later, or skipped as ahead)",
+            m.held.clone(),
+        );
+        r.register(
+            "logheal_time_sources",
+            "Sources of event time tracked (a service within a partition; at most 16384)",
+            m.sources.clone(),
+        );
+        r.register(
+            "logheal_time_lagging_sources",
+            "Sources whose records arrive later than the lateness, holding time back",
+            m.lagging_sources.clone(),
+        );
+        r.register(
+            "logheal_stack_trace_lines",
+            "Stack-trace lines counted with the record before them",
+            m.continuations.clone(),
+        );
         r.register(
             "logheal_lines_parsed",
             "Lines parsed into events",
@@ -173,6 +201,11 @@ impl Metrics {
         self.transitions
             .inc_by(delta(now.transitions, seen.transitions));
         self.actions.inc_by(delta(now.actions, seen.actions));
+        self.held.inc_by(delta(now.held, seen.held));
+        self.continuations
+            .inc_by(delta(now.continuations, seen.continuations));
+        self.sources.set(now.sources as i64);
+        self.lagging_sources.set(now.lagging_sources as i64);
         for reason in SkipReason::all() {
             let n = delta(now.skipped(reason), seen.skipped(reason));
             if n > 0 {

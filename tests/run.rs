@@ -216,6 +216,30 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
         metrics.contains("logheal_rule_reloads_total{result=\"failure\"} 1"),
         "{metrics}"
     );
+    // The clock's sources: one per service the cascades came from (gauges update once
+    // a tick).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = http(&addr, "GET", "/metrics");
+        let sources = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("logheal_time_sources "))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        if sources >= 3 {
+            assert!(
+                metrics.contains("logheal_time_lagging_sources 0"),
+                "{metrics}"
+            );
+            assert!(
+                metrics.contains("logheal_records_held_total 0"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(http(&addr, "GET", "/healthz").ends_with("ok\n"));
 
     drop(live.stdin.take());

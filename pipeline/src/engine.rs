@@ -885,7 +885,9 @@ impl Engine {
         s.confirmed_incidents += self.registry.confirmed();
         s.held = self.clock.stats.held;
         s.skip_n(SkipReason::Ahead, self.clock.stats.dropped_ahead);
-        s.sources = self.clock.sources().0 as u64;
+        let (sources, lagging) = self.clock.sources();
+        s.sources = sources as u64;
+        s.lagging_sources = lagging as u64;
         s.templates_live = self.templates.live() as u64;
         s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;

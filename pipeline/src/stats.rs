@@ -92,6 +92,8 @@ pub struct Stats {
     /// `ahead`), and the sources of event time tracked now.
     pub held: u64,
     pub sources: u64,
+    /// Sources holding time back now (their records arrive later than the lateness).
+    pub lagging_sources: u64,
     /// Incidents by the state they ended in (or are in, for live ones at the end).
     pub incidents: Vec<(IncidentState, u64)>,
     /// Incidents that reached CONFIRMED, ended or still open.
