@@ -31,6 +31,27 @@ pub enum Field {
 }
 
 impl Field {
+    /// This field's position in [`Field::LISTED`] (`None` for extra fields).
+    #[inline]
+    pub const fn slot(self) -> Option<usize> {
+        Some(match self {
+            Field::Ts => 0,
+            Field::Level => 1,
+            Field::Service => 2,
+            Field::Status => 3,
+            Field::TraceId => 4,
+            Field::SpanId => 5,
+            Field::ParentSpanId => 6,
+            Field::Message => 7,
+            Field::RequestId => 8,
+            Field::Grpc => 9,
+            Field::Container => 10,
+            Field::Pod => 11,
+            Field::Callee => 12,
+            Field::Extra(_) => return None,
+        })
+    }
+
     /// The fields with candidate lists in [`FieldNames`], in its order.
     pub const LISTED: [Field; 13] = [
         Field::Ts,
@@ -344,6 +365,19 @@ impl FieldIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_are_positions_in_the_listed_order() {
+        for (i, f) in Field::LISTED.iter().enumerate() {
+            assert_eq!(f.slot(), Some(i), "{f:?}");
+        }
+        assert_eq!(Field::Extra(3).slot(), None);
+        assert_eq!(
+            FieldNames::default().lists().len(),
+            Field::LISTED.len(),
+            "one candidate list per field"
+        );
+    }
 
     #[test]
     fn prefixes_and_ranks() {

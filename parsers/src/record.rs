@@ -40,22 +40,11 @@ impl<'a> Raw<'a> {
 
 type Slot<'a> = Option<(u8, Raw<'a>)>;
 
-/// The best-ranked value seen so far for each field of one record.
+/// The best-ranked value seen so far for each field of one record: one slot per
+/// [`Field::LISTED`] entry, at that entry's position.
 #[derive(Debug, Default)]
 pub(crate) struct RawRecord<'a> {
-    ts: Slot<'a>,
-    level: Slot<'a>,
-    service: Slot<'a>,
-    status: Slot<'a>,
-    trace_id: Slot<'a>,
-    span_id: Slot<'a>,
-    parent_span_id: Slot<'a>,
-    message: Slot<'a>,
-    request_id: Slot<'a>,
-    grpc: Slot<'a>,
-    container: Slot<'a>,
-    pod: Slot<'a>,
-    callee: Slot<'a>,
+    slots: [Slot<'a>; Field::LISTED.len()],
     extra: Vec<(u16, Cow<'a, str>)>,
 }
 
@@ -63,28 +52,14 @@ impl<'a> RawRecord<'a> {
     /// Keeps `value` for `field` unless a better-ranked key already supplied it.
     #[inline]
     pub(crate) fn offer(&mut self, field: Field, rank: u8, value: Raw<'a>) {
-        let slot = match field {
-            Field::Ts => &mut self.ts,
-            Field::Level => &mut self.level,
-            Field::Service => &mut self.service,
-            Field::Status => &mut self.status,
-            Field::TraceId => &mut self.trace_id,
-            Field::SpanId => &mut self.span_id,
-            Field::ParentSpanId => &mut self.parent_span_id,
-            Field::Message => &mut self.message,
-            Field::RequestId => &mut self.request_id,
-            Field::Grpc => &mut self.grpc,
-            Field::Container => &mut self.container,
-            Field::Pod => &mut self.pod,
-            Field::Callee => &mut self.callee,
-            Field::Extra(i) => {
-                if let Some(text) = value.into_text() {
-                    self.extra.retain(|(j, _)| *j != i);
-                    self.extra.push((i, text));
-                }
-                return;
+        let Some(i) = field.slot() else {
+            if let (Field::Extra(i), Some(text)) = (field, value.into_text()) {
+                self.extra.retain(|(j, _)| *j != i);
+                self.extra.push((i, text));
             }
+            return;
         };
+        let slot = &mut self.slots[i];
         if slot.as_ref().is_none_or(|(r, _)| rank < *r) {
             *slot = Some((rank, value));
         }
@@ -97,7 +72,7 @@ impl<'a> RawRecord<'a> {
 
     /// The message as found, if it is a string (a payload to read again).
     pub(crate) fn message_text(&self) -> Option<&Cow<'a, str>> {
-        match &self.message {
+        match &self.slots[Field::Message.slot()?] {
             Some((_, Raw::Str(s))) => Some(s),
             _ => None,
         }
@@ -105,49 +80,11 @@ impl<'a> RawRecord<'a> {
 
     /// The rank of the value `field` holds (for `logheal inspect`: which key supplied it).
     pub(crate) fn rank(&self, field: Field) -> Option<u8> {
-        self.slots()
-            .into_iter()
-            .zip(Field::LISTED)
-            .find(|(_, f)| *f == field)?
-            .0
-            .as_ref()
-            .map(|(r, _)| *r)
+        self.slots[field.slot()?].as_ref().map(|(r, _)| *r)
     }
 
-    fn slots(&self) -> [&Slot<'a>; 13] {
-        [
-            &self.ts,
-            &self.level,
-            &self.service,
-            &self.status,
-            &self.trace_id,
-            &self.span_id,
-            &self.parent_span_id,
-            &self.message,
-            &self.request_id,
-            &self.grpc,
-            &self.container,
-            &self.pod,
-            &self.callee,
-        ]
-    }
-
-    fn slots_mut(&mut self) -> [&mut Slot<'a>; 13] {
-        [
-            &mut self.ts,
-            &mut self.level,
-            &mut self.service,
-            &mut self.status,
-            &mut self.trace_id,
-            &mut self.span_id,
-            &mut self.parent_span_id,
-            &mut self.message,
-            &mut self.request_id,
-            &mut self.grpc,
-            &mut self.container,
-            &mut self.pod,
-            &mut self.callee,
-        ]
+    fn take(&mut self, field: Field) -> Option<Raw<'a>> {
+        self.slots[field.slot()?].take().map(|(_, v)| v)
     }
 
     /// Takes in the record read from this record's message (the payload of an envelope).
@@ -164,18 +101,13 @@ impl<'a> RawRecord<'a> {
                 self.extra.push((i, v));
             }
         }
-        const MESSAGE: usize = 7;
-        for (i, (mine, theirs)) in self
-            .slots_mut()
-            .into_iter()
-            .zip(payload.slots_mut())
-            .enumerate()
-        {
+        let message = Field::Message.slot();
+        for (i, (mine, theirs)) in self.slots.iter_mut().zip(&mut payload.slots).enumerate() {
             let Some((rank, value)) = theirs.take() else {
                 continue;
             };
             // The message after a timed header, or a `msg=` pair of a logfmt payload.
-            let header_message = i == MESSAGE && rank <= crate::text::HEADER_RANK;
+            let header_message = Some(i) == message && rank <= crate::text::HEADER_RANK;
             if structured || header_message || mine.is_none() {
                 *mine = Some((rank, value));
             }
@@ -184,21 +116,10 @@ impl<'a> RawRecord<'a> {
 
     /// The same record owning its strings (a payload decoded from an escaped string).
     pub(crate) fn into_owned(self) -> RawRecord<'static> {
-        let own = |slot: Slot<'a>| slot.map(|(r, v)| (r, v.into_owned()));
         RawRecord {
-            ts: own(self.ts),
-            level: own(self.level),
-            service: own(self.service),
-            status: own(self.status),
-            trace_id: own(self.trace_id),
-            span_id: own(self.span_id),
-            parent_span_id: own(self.parent_span_id),
-            message: own(self.message),
-            request_id: own(self.request_id),
-            grpc: own(self.grpc),
-            container: own(self.container),
-            pod: own(self.pod),
-            callee: own(self.callee),
+            slots: self
+                .slots
+                .map(|slot| slot.map(|(r, v)| (r, v.into_owned()))),
             extra: self
                 .extra
                 .into_iter()
@@ -211,44 +132,31 @@ impl<'a> RawRecord<'a> {
     /// error (guessing would risk a wrong incident); a status that is not an HTTP code
     /// (`"error"`, `"-"`, `0`) is read as none, and a list of them (`"503, 503"`) by its
     /// last element.
-    pub(crate) fn into_event(self) -> Result<LogEvent<'a>, ParseError> {
-        let value = |slot: Slot<'a>| slot.map(|(_, v)| v);
-        let ts = value(self.ts).map(read_time).transpose()?.flatten();
-        let status = value(self.status)
+    pub(crate) fn into_event(mut self) -> Result<LogEvent<'a>, ParseError> {
+        let ts = self.take(Field::Ts).map(read_time).transpose()?.flatten();
+        let status = self
+            .take(Field::Status)
             .and_then(read_status)
-            .or_else(|| value(self.grpc).and_then(grpc_as_http));
-        let level = value(self.level).map_or(Level::Unknown, read_level);
-        let service = value(self.service)
-            .and_then(Raw::into_text)
+            .or_else(|| self.take(Field::Grpc).and_then(grpc_as_http));
+        let level = self.take(Field::Level).map_or(Level::Unknown, read_level);
+        let mut text = |field: Field| self.take(field).and_then(Raw::into_text);
+        let service = text(Field::Service)
             .or_else(|| {
-                value(self.container)
-                    .and_then(Raw::into_text)
+                text(Field::Container)
                     .filter(|c| !matches!(c.as_ref(), "istio-proxy" | "envoy" | "linkerd-proxy"))
             })
-            .or_else(|| value(self.pod).and_then(Raw::into_text).map(workload_of));
+            .or_else(|| text(Field::Pod).map(workload_of));
         Ok(LogEvent {
             ts,
             service,
             level,
             status,
-            trace_id: value(self.trace_id)
-                .and_then(Raw::into_text)
-                .and_then(normalise_trace),
-            span_id: value(self.span_id)
-                .and_then(Raw::into_text)
-                .and_then(normalise_id),
-            parent_span_id: value(self.parent_span_id)
-                .and_then(Raw::into_text)
-                .and_then(normalise_id),
-            request_id: value(self.request_id)
-                .and_then(Raw::into_text)
-                .filter(|r| r != "-"),
-            callee: value(self.callee)
-                .and_then(Raw::into_text)
-                .and_then(service_of_upstream),
-            message: value(self.message)
-                .and_then(Raw::into_text)
-                .unwrap_or_default(),
+            trace_id: text(Field::TraceId).and_then(normalise_trace),
+            span_id: text(Field::SpanId).and_then(normalise_id),
+            parent_span_id: text(Field::ParentSpanId).and_then(normalise_id),
+            request_id: text(Field::RequestId).filter(|r| r != "-"),
+            callee: text(Field::Callee).and_then(service_of_upstream),
+            message: text(Field::Message).unwrap_or_default(),
             extra: self.extra,
         })
     }
