@@ -1,10 +1,13 @@
 //! The engine: one stream's path from a raw line to incident records, on event time.
 //!
-//! Per line: read UTF-8 (repairing bad bytes), parse, admit the timestamp, fire what is
-//! due up to it, offer the event to each rule's selector and correlator, feed the
-//! resulting signals to the incidents, and carry out the machines' effects (records,
-//! deadlines, actions). Actions are not executed here: the engine records what would
-//! be called, and treats the call as successful when it comes due (dry run).
+//! Per record: split OTLP batches into records, read UTF-8 (repairing bad bytes), parse,
+//! admit the timestamp through the clock (`clock.rs`: per-source time, late, held or
+//! future), fire what is due up to time, offer the event to each rule's selector and
+//! correlator, feed the resulting signals to the incidents, and carry out the machines'
+//! effects (records, deadlines, actions). The engine reads no clock and does no I/O:
+//! live jobs pass the wall clock in (`set_wall_clock`, `advance_idle`). Actions are not
+//! executed here: the engine records what would be called, and treats the call as
+//! successful when it comes due (dry run), or hands requests to an executor.
 
 use crate::agenda::{Agenda, Due, PendingAction};
 use crate::clock::{Admission, ClockConfig, EventClock, SourceId};
