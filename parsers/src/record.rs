@@ -318,7 +318,9 @@ fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
     let b = t.as_bytes();
     // traceparent: 00-<32>-<16>-<2>
     if b.len() == 55 && b[2] == b'-' && b[35] == b'-' {
-        return normalise_trace(Cow::Owned(t[3..35].to_string()));
+        if let Some(trace) = t.get(3..35) {
+            return normalise_trace(Cow::Owned(trace.to_string()));
+        }
     }
     // b3: trace-span[-sampled[-parent]]
     if let Some((trace, _)) = t.split_once('-') {

@@ -743,11 +743,12 @@ fn markers<'a>(b: &[u8], line: &'a str, f: &Finders, record: &mut RawRecord<'a>)
                 continue;
             }
             let at = p - 2;
-            let Some(tp) = line.get(at..at + 55) else {
+            let Some(tb) = b.get(at..at + 55) else {
                 break;
             };
-            let tb = tp.as_bytes();
-            if tb[35] == b'-' && tb[52] == b'-' && is_hex(&tp[3..35]) && is_hex(&tp[36..52]) {
+            let hex = |r: std::ops::Range<usize>| tb[r].iter().all(u8::is_ascii_hexdigit);
+            // All-hex byte runs are ASCII: slicing the line there is on char boundaries.
+            if tb[35] == b'-' && tb[52] == b'-' && hex(3..35) && hex(36..52) {
                 offer_str(record, Field::TraceId, &line[at + 3..at + 35]);
                 offer_str(record, Field::SpanId, &line[at + 36..at + 52]);
                 found += 1;

@@ -63,4 +63,21 @@ proptest! {
         let e = p.parse(&line).unwrap();
         prop_assert_eq!(e.message.as_ref(), value.as_str());
     }
+
+    #[test]
+    fn text_lines_and_payloads_never_panic(
+        head in proptest::sample::select(vec![
+            "", "2026-03-14T10:00:00Z ERROR ", "[2026-03-14T10:00:00.000Z] \"GET /x HTTP/1.1\" ",
+            "10.0.0.1 - - [14/Mar/2026:10:00:02 +0000] \"GET / HTTP/1.1\" ", "E0314 10:00:02.000000 1 a.go:1] ",
+            "17:11:21.191 INFO  a.B#1 TraceID: ", "00-", "[TID:", "[SW_CTX:[", "status: ", "POST /", "trace_id=",
+        ]),
+        body in "\\PC{0,120}",
+        tail in proptest::sample::select(vec!["", "]", "\"", " - x", " : y", "=", "-00-", " 503 Service Unavailable"]),
+    ) {
+        let line = format!("{head}{body}{tail}");
+        let mut p = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
+        let _ = p.parse(&line);
+        let envelope = serde_json::json!({"time": "2026-03-14T10:00:00Z", "log": line}).to_string();
+        prop_assert!(p.parse(&envelope).is_ok());
+    }
 }
