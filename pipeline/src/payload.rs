@@ -52,37 +52,76 @@ pub fn slack_body(view: &IncidentView) -> String {
         IncidentState::Suspected => (":large_yellow_circle:", "SUSPECTED"),
         IncidentState::Normal => (":white_circle:", "CLEARED"),
     };
-    let root = view.root_cause.as_deref().unwrap_or("unknown");
-    let headline = format!("{verb}: {} — {root}", view.rule);
+    // Everything below but the fixed labels comes from logs (services, templates) or
+    // rule files: it is escaped for mrkdwn (no `<!channel>`, no `<url|link>`), kept out
+    // of code-fence breakouts, and cut to Slack's limits with "…".
+    let root = mrkdwn(view.root_cause.as_deref().unwrap_or("unknown"), 200);
+    let headline = cut(
+        &format!(
+            "{verb}: {} — {}",
+            view.rule,
+            view.root_cause.as_deref().unwrap_or("unknown")
+        ),
+        150,
+    );
     let field = |label: &str, value: String| serde_json::json!({"type": "mrkdwn", "text": format!("*{label}*\n{value}")});
+    let services: Vec<&str> = view.services.iter().map(String::as_str).collect();
     let mut blocks = vec![
         serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": headline}}),
         serde_json::json!({"type": "section", "fields": [
-            field("What failed", view.services.join(" → ")),
-            field("Root cause candidate", root.to_string()),
+            field("What failed", mrkdwn(&services.join(" → "), 1_500)),
+            field("Root cause candidate", root.clone()),
             field("Since", view.first_seen.clone()),
             field("Last seen", view.last_seen.clone()),
         ]}),
         serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
             "*Why:* {}\n*Chains:* {}  *Failed events:* {}",
-            view.reason, view.counts.chains, view.counts.failed_events
+            mrkdwn(&view.reason, 2_000), view.counts.chains, view.counts.failed_events
         )}}),
     ];
     if !view.top_templates.is_empty() {
+        let templates = mrkdwn(&view.top_templates.join("\n"), 2_500).replace('`', "ˋ");
         blocks.push(
             serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": format!(
-                "*Top templates*\n```{}```", view.top_templates.join("\n")
+                "*Top templates*\n```{templates}```"
             )}}),
         );
     }
     blocks.push(
         serde_json::json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
             "{} · {} → {} · logheal action `{}`",
-            view.incident, view.previous_state.as_str(), view.state.as_str(), view.action
+            mrkdwn(&view.incident, 500), view.previous_state.as_str(), view.state.as_str(),
+            mrkdwn(&view.action, 200).replace('`', "ˋ")
         )}]}),
     );
-    let fallback = format!("{icon} {headline}");
+    let fallback = format!("{icon} {}", mrkdwn(&headline, 200));
     serde_json::json!({"text": fallback, "blocks": blocks}).to_string()
+}
+
+/// `s` escaped for Slack mrkdwn (`&`, `<`, `>`), cut to at most `max` characters.
+pub fn mrkdwn(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 8);
+    for (n, c) in s.chars().enumerate() {
+        if n >= max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` cut to at most `max` characters, with "…" when it was longer.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max.saturating_sub(1)) {
+        Some((i, _)) if s.chars().count() > max => format!("{}…", &s[..i]),
+        _ => s.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +188,44 @@ mod tests {
         let resolved: serde_json::Value =
             serde_json::from_str(&slack_body(&view(IncidentState::Restored))).unwrap();
         assert!(resolved["text"].as_str().unwrap().contains("RESOLVED"));
+    }
+
+    #[test]
+    fn slack_text_from_logs_is_escaped_and_bounded() {
+        let mut v = view(IncidentState::Confirmed);
+        v.services = vec!["<!channel>".into(), "checkout".into()];
+        v.root_cause = Some("<https://evil.example|click here>".into());
+        v.top_templates = vec!["``` break out ``` & <!here>".into(), "x".repeat(100_000)];
+        let body = slack_body(&v);
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        // Every text Slack reads as mrkdwn (the header is plain text, shown as is).
+        let mut mrkdwn_texts = vec![parsed["text"].as_str().unwrap().to_string()];
+        for block in parsed["blocks"].as_array().unwrap() {
+            let texts = [&block["text"], &block["fields"], &block["elements"]];
+            for t in texts {
+                match t {
+                    serde_json::Value::Array(items) => mrkdwn_texts.extend(
+                        items
+                            .iter()
+                            .map(|i| i["text"].as_str().unwrap().to_string()),
+                    ),
+                    serde_json::Value::Object(_) if t["type"] == "mrkdwn" => {
+                        mrkdwn_texts.push(t["text"].as_str().unwrap().to_string())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let all = mrkdwn_texts.join("\n");
+        assert!(
+            !all.contains("<!channel>") && !all.contains("<!here>"),
+            "{all}"
+        );
+        assert!(!all.contains("<https://evil"), "{all}");
+        assert!(all.contains("&lt;!channel&gt;"));
+        assert!(!all.contains("``` break"), "no code-fence breakout");
+        assert!(body.len() < 12_000, "bounded: {} bytes", body.len());
+        let header = parsed["blocks"][0]["text"]["text"].as_str().unwrap();
+        assert!(header.chars().count() <= 151, "{header}");
     }
 }
