@@ -222,6 +222,21 @@ fn a_rejected_call_is_final_and_escalates() {
 }
 
 #[test]
+fn a_redirect_is_not_followed_and_is_final() {
+    let server = Server::start(&[("/restart", vec![Reply::RedirectTo("/elsewhere")])]);
+    let (records, _) = replay(&server, &[]);
+    assert_eq!(server.requests_to("/restart").len(), 1, "not retried");
+    assert!(
+        server.requests_to("/elsewhere").is_empty(),
+        "the body and the signature go nowhere else"
+    );
+    let result = &of_type(&records, "action_result")[0];
+    assert_eq!(result["outcome"], "rejected");
+    assert_eq!(result["detail"], "(HTTP 307)");
+    assert_escalated_and_told(&records, &server);
+}
+
+#[test]
 fn retry_after_is_honoured() {
     let server = Server::start(&[("/slack", vec![Reply::RetryAfter(1)])]);
     let (records, _) = replay(&server, &[]);

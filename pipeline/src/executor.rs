@@ -159,6 +159,9 @@ impl Executor {
     pub fn new(runtime: tokio::runtime::Handle, receivers: Vec<(Arc<str>, Resolved)>) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            // A redirect is an answer, not an instruction: following it would send the
+            // body, the signature and the receiver's headers to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("logheal/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with default TLS builds");
@@ -302,7 +305,8 @@ async fn deliver(
             Ok(r) => {
                 let code = r.status().as_u16();
                 last = format!("HTTP {code}");
-                if (400..500).contains(&code) && code != 408 && code != 429 {
+                // 3xx (redirects are not followed) and 4xx other than 408/429 are final.
+                if (300..500).contains(&code) && code != 408 && code != 429 {
                     state.breaker.lock().expect("breaker").failure();
                     return Outcome::Rejected {
                         status: code,

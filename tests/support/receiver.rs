@@ -17,6 +17,8 @@ pub enum Reply {
     Status(u16),
     RetryAfter(u64),
     Hang(Duration),
+    /// 307 to this path on the same server.
+    RedirectTo(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +61,9 @@ async fn answer(State(r): State<Receiver>, uri: Uri, headers: HeaderMap, body: B
         Some(Reply::Hang(d)) => {
             tokio::time::sleep(d).await;
             StatusCode::OK.into_response()
+        }
+        Some(Reply::RedirectTo(path)) => {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", path)]).into_response()
         }
     }
 }
