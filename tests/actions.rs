@@ -237,6 +237,34 @@ fn a_redirect_is_not_followed_and_is_final() {
 }
 
 #[test]
+fn a_failed_notification_is_reported_and_changes_no_incident() {
+    // Slack answers 400 to every message: the failover still counts, the incident
+    // restores, and nothing escalates.
+    let server = Server::start(&[("/slack", vec![Reply::Status(400); 10])]);
+    let (records, out) = replay(&server, &[]);
+    let results = of_type(&records, "action_result");
+    assert!(results
+        .iter()
+        .any(|r| r["action"] == "notify-recovering" && r["outcome"] == "rejected"));
+    assert_eq!(
+        transitions(&records),
+        [
+            "NORMAL->SUSPECTED",
+            "SUSPECTED->CONFIRMED",
+            "CONFIRMED->RECOVERING",
+            "RECOVERING->RESTORED"
+        ]
+    );
+    let summary = records.last().unwrap();
+    assert_eq!(
+        summary["notifications_failed"],
+        2,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn retry_after_is_honoured() {
     let server = Server::start(&[("/slack", vec![Reply::RetryAfter(1)])]);
     let (records, _) = replay(&server, &[]);

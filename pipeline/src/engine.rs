@@ -693,7 +693,18 @@ impl Engine {
         if !current {
             return;
         }
-        if !outcome.is_done() {
+        // A notification that failed is reported (its record above, and the counters),
+        // never a reason to change what the incident is: the recovery itself did not fail.
+        let notification = self
+            .rules
+            .receivers
+            .iter()
+            .find(|r| *r.name == *p.receiver)
+            .is_some_and(|r| r.kind == ReceiverKind::Slack);
+        if !outcome.is_done() && notification {
+            self.stats.notifications_failed += 1;
+        }
+        if !outcome.is_done() && !notification {
             self.inbox.push_back((p.key, at, Input::ActionFailed));
         } else {
             self.check_state_done(p.key, p.seq, at);

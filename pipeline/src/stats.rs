@@ -88,6 +88,8 @@ pub struct Stats {
     pub transitions: u64,
     pub actions: u64,
     pub actions_cancelled: u64,
+    /// Notifications (Slack) that failed: reported, never a change of an incident's state.
+    pub notifications_failed: u64,
     /// Records held for being far ahead of their peers (admitted later or skipped as
     /// `ahead`), and the sources of event time tracked now.
     pub held: u64,
@@ -160,6 +162,7 @@ impl Stats {
             "transitions": self.transitions,
             "actions": self.actions,
             "actions_cancelled": self.actions_cancelled,
+            "notifications_failed": self.notifications_failed,
             "templates": self.templates_live,
             "families": self.families,
         })
