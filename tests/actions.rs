@@ -265,6 +265,28 @@ fn a_failed_notification_is_reported_and_changes_no_incident() {
 }
 
 #[test]
+fn a_slow_slack_gets_each_message_once() {
+    // Slack takes 1 s, the receiver waits 300 ms: a message that timed out may have been
+    // posted, so it is not sent again.
+    let rules = builtin_rule_with(
+        "slow-slack",
+        "url: ${LOGHEAL_SLACK_WEBHOOK_URL}",
+        "url: ${LOGHEAL_SLACK_WEBHOOK_URL}\n    timeout: 300ms\n    retries: 3",
+    );
+    let server = Server::start(&[("/slack", vec![Reply::Hang(Duration::from_secs(1)); 10])]);
+    let (records, _) = replay(&server, &["--rules", rules.to_str().unwrap()]);
+    let slack = server.requests_to("/slack");
+    let mut keys: Vec<String> = slack
+        .iter()
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+        .collect();
+    let sent = keys.len();
+    keys.dedup();
+    assert_eq!((sent, keys.len()), (2, 2), "each message once: {keys:?}");
+    assert!(transitions(&records).contains(&"RECOVERING->RESTORED".to_string()));
+}
+
+#[test]
 fn retry_after_is_honoured() {
     let server = Server::start(&[("/slack", vec![Reply::RetryAfter(1)])]);
     let (records, _) = replay(&server, &[]);

@@ -10,6 +10,7 @@
 
 use crate::receivers::{Endpoint, Resolved};
 use hmac::{Hmac, Mac};
+use logheal_rules::ReceiverKind;
 use rustc_hash::FxHashMap;
 use sha2::Sha256;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -263,7 +264,9 @@ async fn deliver(
         .map(|key| sign(key, request.body.as_bytes()));
     let attempts = endpoint.retries + 1;
     let mut last = String::new();
+    let mut made = 0;
     for attempt in 1..=attempts {
+        made = attempt;
         let started = Instant::now();
         let result = send(client, endpoint, request, signature.as_deref()).await;
         let latency = started.elapsed();
@@ -318,8 +321,13 @@ async fn deliver(
                     .flatten();
                 hinted.unwrap_or_else(|| backoff(attempt))
             }
-            Err(_) => {
+            Err(e) => {
                 last = error.unwrap_or_default();
+                // A message that timed out may well have been posted: sending it again
+                // would post it twice. Notifications retry only on 429 and 5xx.
+                if endpoint.kind == ReceiverKind::Slack && e.is_timeout() {
+                    break;
+                }
                 backoff(attempt)
             }
         };
@@ -328,7 +336,10 @@ async fn deliver(
         }
     }
     state.breaker.lock().expect("breaker").failure();
-    Outcome::GaveUp { last, attempts }
+    Outcome::GaveUp {
+        last,
+        attempts: made,
+    }
 }
 
 async fn send(
