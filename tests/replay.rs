@@ -279,7 +279,7 @@ fn check_accepts_the_shipped_rules_and_reports_errors_with_positions() {
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
-        "receivers:\n  hook: {type: webhook, url: \"${HOOK}\"}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: soon, min_events: 3, min_services: 4}\n    actions:\n      confirmed: [{name: a, receiver: nobody}]\n",
+        "receivers:\n  hook: {type: webhook, url: \"${LOGHEAL_HOOK}\"}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: soon, min_events: 3, min_services: 4}\n    actions:\n      confirmed: [{name: a, receiver: nobody}]\n",
     )
     .unwrap();
     let out = logheal().arg("check").arg(&bad).output().unwrap();
@@ -471,7 +471,7 @@ fn rules_select_new_templates_after_the_warmup() {
 fn check_warns_and_speaks_json_for_ci() {
     let rules = write_rules(
         "lint",
-        "receivers:\n  hook: {type: webhook, url: \"${HOOK}\"}\n  spare: {type: slack, url: \"${SLACK}\"}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: 5s, min_events: 3, min_services: 2}\n    actions: {confirmed: [{name: a, receiver: hook}]}\n",
+        "receivers:\n  hook: {type: webhook, url: \"${LOGHEAL_HOOK}\"}\n  spare: {type: slack, url: \"${LOGHEAL_SLACK}\"}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: 5s, min_events: 3, min_services: 2}\n    actions: {confirmed: [{name: a, receiver: hook}]}\n",
     );
     let text = logheal().arg("check").arg(&rules).output().unwrap();
     assert!(text.status.success(), "warnings do not fail the check");

@@ -49,17 +49,23 @@ pub fn resolve_all(
 }
 
 fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
+    // A rule file's references: the rules' policy is checked again here (a rule set
+    // built some other way than through `logheal check` gets no more than it allows).
+    let expand = |template: &str| {
+        logheal_rules::check_references(template)?;
+        expand(template, env)
+    };
     let resolved = (|| {
-        let url = expand(&r.url, env)?;
+        let url = expand(&r.url)?;
         let headers = r
             .headers
             .iter()
-            .map(|(k, v)| Ok((k.clone(), expand(v, env)?)))
+            .map(|(k, v)| Ok((k.clone(), expand(v)?)))
             .collect::<Result<Vec<_>, String>>()?;
         let secret = r
             .secret
             .as_deref()
-            .map(|s| expand(s, env).map(String::into_bytes))
+            .map(|s| expand(s).map(String::into_bytes))
             .transpose()?;
         let method = reqwest::Method::from_bytes(r.method.as_bytes())
             .map_err(|_| format!("method {} is not valid", r.method))?;
@@ -81,7 +87,9 @@ fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
 }
 
 /// Replaces every `${NAME}` with the variable's value; a whole value `file:PATH` is the
-/// file's content (trimmed). Errors name what is missing, never a value.
+/// file's content (trimmed). Errors name what is missing, never a value. No policy: the
+/// job's own configuration uses it as is (`KAFKA_PASSWORD`); a rule file's references
+/// are checked first (`resolve`).
 pub fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     if let Some(path) = template.strip_prefix("file:") {
         return std::fs::read_to_string(path)
@@ -112,8 +120,9 @@ mod tests {
 
     fn env(name: &str) -> Option<String> {
         match name {
-            "HOOK" => Some("http://127.0.0.1:9/hook?token=abc".into()),
-            "KEY" => Some("s3cret".into()),
+            "LOGHEAL_HOOK" => Some("http://127.0.0.1:9/hook?token=abc".into()),
+            "LOGHEAL_KEY" => Some("s3cret".into()),
+            "KAFKA_PASSWORD" => Some("kafka-s3cret".into()),
             _ => None,
         }
     }
@@ -127,14 +136,14 @@ mod tests {
             timeout: Duration::from_secs(1),
             retries: 2,
             secret: secret.map(str::to_string),
-            headers: vec![("X-Team".into(), "sre-${KEY}".into())],
+            headers: vec![("X-Team".into(), "sre-${LOGHEAL_KEY}".into())],
             location: Default::default(),
         }
     }
 
     #[test]
     fn references_expand_or_say_what_is_missing() {
-        match resolve(&receiver("${HOOK}", Some("${KEY}")), &env) {
+        match resolve(&receiver("${LOGHEAL_HOOK}", Some("${LOGHEAL_KEY}")), &env) {
             Resolved::Ready(e) => {
                 assert_eq!(e.url, "http://127.0.0.1:9/hook?token=abc");
                 assert_eq!(e.secret.as_deref(), Some(&b"s3cret"[..]));
@@ -146,23 +155,46 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match resolve(&receiver("${NOPE_URL}", None), &env) {
-            Resolved::NotConfigured(why) => assert_eq!(why, "NOPE_URL is not set"),
+        match resolve(&receiver("${LOGHEAL_NOPE_URL}", None), &env) {
+            Resolved::NotConfigured(why) => assert_eq!(why, "LOGHEAL_NOPE_URL is not set"),
             other => panic!("{other:?}"),
         }
-        match resolve(&receiver("${HOOK}", Some("${NOPE_KEY}")), &env) {
-            Resolved::NotConfigured(why) => assert_eq!(why, "NOPE_KEY is not set"),
+        match resolve(
+            &receiver("${LOGHEAL_HOOK}", Some("${LOGHEAL_NOPE_KEY}")),
+            &env,
+        ) {
+            Resolved::NotConfigured(why) => assert_eq!(why, "LOGHEAL_NOPE_KEY is not set"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn rule_references_reach_logheal_variables_only() {
+        let exfil = receiver("http://127.0.0.1:9/x?pw=${KAFKA_PASSWORD}", None);
+        match resolve(&exfil, &env) {
+            Resolved::NotConfigured(why) => {
+                assert!(why.contains("LOGHEAL_* variables only"), "{why}");
+                assert!(!why.contains("kafka-s3cret"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The job's own configuration is not a rule file: no policy there.
+        assert_eq!(expand("${KAFKA_PASSWORD}", &env).unwrap(), "kafka-s3cret");
     }
 
     #[test]
     fn secrets_from_files() {
         let path = std::env::temp_dir().join(format!("logheal-key-{}", std::process::id()));
         std::fs::write(&path, "filekey\n").unwrap();
-        let r = receiver("${HOOK}", Some(&format!("file:{}", path.display())));
+        // The job's configuration may read any file it names...
+        let reference = format!("file:{}", path.display());
+        assert_eq!(expand(&reference, &env).unwrap(), "filekey");
+        // ...a rule file only those under the secrets directory.
+        let r = receiver("${LOGHEAL_HOOK}", Some(&reference));
         match resolve(&r, &env) {
-            Resolved::Ready(e) => assert_eq!(e.secret.as_deref(), Some(&b"filekey"[..])),
+            Resolved::NotConfigured(why) => {
+                assert!(why.contains("/run/secrets/logheal/"), "{why}")
+            }
             other => panic!("{other:?}"),
         }
         std::fs::remove_file(path).unwrap();

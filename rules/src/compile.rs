@@ -163,6 +163,8 @@ impl<'f> Compiler<'f> {
                     secret,
                     "secrets must come from the environment (${NAME}) or a file (file:/path), never the rule file",
                 );
+            } else if let Err(msg) = check_references(secret) {
+                self.error(fi, secret, format!("secret: {msg}"));
             }
         }
         for (header, value) in in_file_order(&spec.headers) {
@@ -580,8 +582,25 @@ fn is_env_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Every `${...}` in `s` names a valid environment variable.
-fn check_references(s: &str) -> Result<(), String> {
+/// The environment variables a rule file may read: whoever can edit rules (a ConfigMap)
+/// must not be able to read every Secret of the job's environment.
+pub const RULE_ENV_PREFIX: &str = "LOGHEAL_";
+
+/// The directory under which a rule file may read `file:` references.
+pub const RULE_SECRETS_DIR: &str = "/run/secrets/logheal/";
+
+/// Every `${...}` in `s` names an environment variable a rule file may read, and a
+/// `file:` reference lies under [`RULE_SECRETS_DIR`] (the same checks run again when the
+/// references are resolved).
+pub fn check_references(s: &str) -> Result<(), String> {
+    if let Some(path) = s.trim().strip_prefix("file:") {
+        if !path.starts_with(RULE_SECRETS_DIR) || path.split('/').any(|p| p == "..") {
+            return Err(format!(
+                "file:{path}: rule files may read files under {RULE_SECRETS_DIR} only"
+            ));
+        }
+        return Ok(());
+    }
     let mut rest = s;
     while let Some(start) = rest.find("${") {
         let Some(end) = rest[start..].find('}') else {
@@ -590,6 +609,11 @@ fn check_references(s: &str) -> Result<(), String> {
         let name = &rest[start + 2..start + end];
         if !is_env_name(name) {
             return Err(format!("bad environment variable name {name:?}"));
+        }
+        if !name.starts_with(RULE_ENV_PREFIX) {
+            return Err(format!(
+                "${{{name}}}: rule files may read {RULE_ENV_PREFIX}* variables only"
+            ));
         }
         rest = &rest[start + end + 1..];
     }
@@ -602,9 +626,18 @@ fn check_url(url: &str) -> Result<(), String> {
     if url.starts_with("${") || url.starts_with("file:") {
         return Ok(());
     }
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return Err(format!(
             "url {url:?} must be http(s)://..., ${{ENV}} or file:/path"
+        ));
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.contains("${") {
+        return Err(format!(
+            "url {url:?}: a reference may not build the host of a URL written in the rule"
         ));
     }
     Ok(())
@@ -629,8 +662,19 @@ mod tests {
         assert!(is_reference("file:/run/secrets/key"));
         assert!(!is_reference("hunter2"));
         assert!(!is_reference("${1BAD}"));
-        assert!(check_url("https://hooks.example/${TOKEN}").is_ok());
+        assert!(check_url("https://hooks.example/${LOGHEAL_TOKEN}").is_ok());
+        assert!(
+            check_url("https://hooks.example/${TOKEN}").is_err(),
+            "not LOGHEAL_*"
+        );
+        assert!(
+            check_url("https://${LOGHEAL_HOST}/x").is_err(),
+            "no host from a reference"
+        );
         assert!(check_url("${URL").is_err());
+        assert!(check_references("file:/run/secrets/logheal/hmac").is_ok());
+        assert!(check_references("file:/etc/hostname").is_err());
+        assert!(check_references("file:/run/secrets/logheal/../../../etc/shadow").is_err());
         assert!(check_url("ftp://x").is_err());
     }
 }

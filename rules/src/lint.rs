@@ -119,7 +119,7 @@ mod tests {
             .collect()
     }
 
-    const RECEIVERS: &str = "receivers:\n  hook: {type: webhook, url: \"${HOOK}\"}\n  spare: {type: slack, url: \"${SLACK}\"}\n";
+    const RECEIVERS: &str = "receivers:\n  hook: {type: webhook, url: \"${LOGHEAL_HOOK}\"}\n  spare: {type: slack, url: \"${LOGHEAL_SLACK}\"}\n";
 
     #[test]
     fn each_kind_of_warning() {

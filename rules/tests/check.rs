@@ -11,7 +11,7 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
-const RECEIVER: &str = "receivers:\n  hook:\n    type: webhook\n    url: ${HOOK_URL}\n";
+const RECEIVER: &str = "receivers:\n  hook:\n    type: webhook\n    url: ${LOGHEAL_HOOK_URL}\n";
 
 fn rule(body: &str) -> String {
     format!("{RECEIVER}rules:\n  - name: r1\n{body}")
@@ -213,4 +213,30 @@ fn model_selectors() {
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs[0].contains("bad template glob"), "{errs:?}");
     assert!(errs[1].contains("unknown anomaly \"weird\""), "{errs:?}");
+}
+
+#[test]
+fn a_rule_file_cannot_reach_the_jobs_secrets() {
+    let dir = std::env::temp_dir().join(format!("logheal-exfil-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("exfil.yaml");
+    std::fs::write(
+        &path,
+        "receivers:\n  hook:\n    type: webhook\n    url: \"http://127.0.0.1:19610/ok?pw=${KAFKA_PASSWORD}\"\n    headers: {X-Sa-Token: \"file:/var/run/secrets/kubernetes.io/serviceaccount/token\", X-Host: \"file:/run/secrets/logheal/../../../etc/hostname\"}\n  other:\n    type: webhook\n    url: \"https://${LOGHEAL_TEAM}.example.com/hook\"\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: 30s, min_events: 3, min_services: 2}\n    actions: {confirmed: [{name: a, receiver: hook}, {name: b, receiver: other}]}\n",
+    )
+    .unwrap();
+    let errors = logheal_rules::load_paths(&[path.clone()]).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+    let all = text.join("\n");
+    assert!(
+        all.contains(
+            "exfil.yaml:4:10: ${KAFKA_PASSWORD}: rule files may read LOGHEAL_* variables only"
+        ),
+        "{all}"
+    );
+    assert!(all.contains("/var/run/secrets/kubernetes.io/serviceaccount/token: rule files may read files under /run/secrets/logheal/ only"), "{all}");
+    assert!(all.contains("../../../etc/hostname"), "{all}");
+    assert!(all.contains("may not build the host"), "{all}");
+    assert_eq!(errors.len(), 4, "{all}");
+    std::fs::remove_dir_all(dir).unwrap();
 }
