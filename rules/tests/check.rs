@@ -225,7 +225,7 @@ fn a_rule_file_cannot_reach_the_jobs_secrets() {
         "receivers:\n  hook:\n    type: webhook\n    url: \"http://127.0.0.1:19610/ok?pw=${KAFKA_PASSWORD}\"\n    headers: {X-Sa-Token: \"file:/var/run/secrets/kubernetes.io/serviceaccount/token\", X-Host: \"file:/run/secrets/logheal/../../../etc/hostname\"}\n  other:\n    type: webhook\n    url: \"https://${LOGHEAL_TEAM}.example.com/hook\"\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: 30s, min_events: 3, min_services: 2}\n    actions: {confirmed: [{name: a, receiver: hook}, {name: b, receiver: other}]}\n",
     )
     .unwrap();
-    let errors = logheal_rules::load_paths(&[path.clone()]).unwrap_err();
+    let errors = logheal_rules::load_paths(std::slice::from_ref(&path)).unwrap_err();
     let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
     let all = text.join("\n");
     assert!(
