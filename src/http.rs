@@ -262,6 +262,8 @@ impl Metrics {
 struct Shared {
     metrics: Metrics,
     reload: mpsc::SyncSender<()>,
+    /// The bearer token writing endpoints need (`LOGHEAL_API_TOKEN`); none: they are off.
+    token: Option<Arc<str>>,
 }
 
 /// Serves on `listen`; returns the bound address. `reload` receives a unit per
@@ -279,7 +281,14 @@ pub fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render))
-        .with_state(Shared { metrics, reload });
+        .with_state(Shared {
+            metrics,
+            reload,
+            token: std::env::var("LOGHEAL_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Into::into),
+        });
     runtime.spawn(async move { axum::serve(listener, app).await });
     Ok(bound)
 }
@@ -295,7 +304,43 @@ async fn readyz(State(s): State<Shared>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn ask_reload(State(s): State<Shared>) -> (StatusCode, &'static str) {
+/// Whether a writing request carries the token; `Err` is the answer when it does not.
+fn authorised(
+    s: &Shared,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), (StatusCode, &'static str)> {
+    let Some(token) = &s.token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "writing endpoints are off: set LOGHEAL_API_TOKEN to enable them\n",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Compared in constant time: the token is a secret.
+    let same = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if same {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "a bearer token is needed\n"))
+    }
+}
+
+async fn ask_reload(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+) -> (StatusCode, &'static str) {
+    if let Err(refused) = authorised(&s, &headers) {
+        return refused;
+    }
     match s.reload.try_send(()) {
         Ok(()) => (StatusCode::ACCEPTED, "reload requested\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n"),

@@ -19,6 +19,7 @@ struct Live {
 impl Live {
     fn start(rules: &Path) -> Live {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logheal"))
+            .env("LOGHEAL_API_TOKEN", TOKEN)
             .args([
                 "run",
                 "--dry-run",
@@ -103,11 +104,23 @@ impl Live {
     }
 }
 
+/// The token the live jobs of these tests accept on writing endpoints.
+const TOKEN: &str = "t0ken-for-tests";
+
 /// A plain HTTP/1.1 request to the running process; the response text.
 fn http(addr: &str, method: &str, path: &str) -> String {
+    http_with(
+        addr,
+        method,
+        path,
+        &format!("Authorization: Bearer {TOKEN}\r\n"),
+    )
+}
+
+fn http_with(addr: &str, method: &str, path: &str, headers: &str) -> String {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -205,6 +218,15 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
         .unwrap()
         .to_string();
     assert!(addr.starts_with("127.0.0.1:"), "bound to loopback: {addr}");
+    // Writing endpoints need the token.
+    assert!(http_with(&addr, "POST", "/-/reload", "").starts_with("HTTP/1.1 401"));
+    assert!(http_with(
+        &addr,
+        "POST",
+        "/-/reload",
+        "Authorization: Bearer wrong-token-xx\r\n"
+    )
+    .starts_with("HTTP/1.1 401"));
     assert!(http(&addr, "POST", "/-/reload").starts_with("HTTP/1.1 202"));
     live.wait_log("rules reloaded (POST /-/reload)");
     let metrics = http(&addr, "GET", "/metrics");
@@ -260,4 +282,38 @@ fn sigterm_ends_the_run_gracefully() {
     assert!(status.success(), "exit 0 after SIGTERM");
     live.wait_log("summary:");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn writing_endpoints_are_off_without_a_token() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logheal"))
+        .env_remove("LOGHEAL_API_TOKEN")
+        .args(["run", "--dry-run", "--listen", "127.0.0.1:0", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading stderr to the end: the job writes its summary there.
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("logheal: listening on http://") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the listening address");
+    let answer = http_with(&addr, "POST", "/-/reload", "");
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("LOGHEAL_API_TOKEN"), "{answer}");
+    assert!(
+        http_with(&addr, "GET", "/healthz", "").ends_with("ok\n"),
+        "reads stay open"
+    );
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
 }
