@@ -158,10 +158,13 @@ pub struct Memo {
 }
 
 impl Default for Memo {
+    /// Empty: the tables (about 176 KB) are allocated by the first `put`, so a service
+    /// that logs a line or two costs next to nothing (a flood of service names, or a new
+    /// service in the middle of an outage, pays no allocation up front).
     fn default() -> Self {
         Memo {
-            short: vec![(Words::default(), 0); 1 << SHORT_BITS],
-            long: vec![(Words::default(), 0); 1 << LONG_BITS],
+            short: Vec::new(),
+            long: Vec::new(),
         }
     }
 }
@@ -171,11 +174,11 @@ impl Memo {
     pub fn get(&self, key: &Key) -> Option<u32> {
         let (same, id) = match key {
             Key::Short(k) => {
-                let (held, id) = &self.short[k.slot(SHORT_BITS)];
+                let (held, id) = self.short.get(k.slot(SHORT_BITS))?;
                 (held.same(k), id)
             }
             Key::Long(k) => {
-                let (held, id) = &self.long[k.slot(LONG_BITS)];
+                let (held, id) = self.long.get(k.slot(LONG_BITS))?;
                 (held.same(k), id)
             }
         };
@@ -185,8 +188,18 @@ impl Memo {
     #[inline]
     pub fn put(&mut self, key: Key, id: u32) {
         match key {
-            Key::Short(k) => self.short[k.slot(SHORT_BITS)] = (k, id),
-            Key::Long(k) => self.long[k.slot(LONG_BITS)] = (k, id),
+            Key::Short(k) => {
+                if self.short.is_empty() {
+                    self.short = vec![(Words::default(), 0); 1 << SHORT_BITS];
+                }
+                self.short[k.slot(SHORT_BITS)] = (k, id);
+            }
+            Key::Long(k) => {
+                if self.long.is_empty() {
+                    self.long = vec![(Words::default(), 0); 1 << LONG_BITS];
+                }
+                self.long[k.slot(LONG_BITS)] = (k, id);
+            }
         }
     }
 }
