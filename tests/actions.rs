@@ -35,6 +35,14 @@ fn replay(server: &Server, extra: &[&str]) -> (Vec<Value>, Output) {
     (json_lines(&out.stdout), out)
 }
 
+/// The reference rule's story on the bundled example when every call succeeds.
+const REFERENCE_STORY: [&str; 4] = [
+    "NORMAL->SUSPECTED",
+    "SUSPECTED->CONFIRMED",
+    "CONFIRMED->RECOVERING",
+    "RECOVERING->RESTORED",
+];
+
 /// One JSON record per line of `stdout`.
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
     std::str::from_utf8(stdout)
@@ -124,15 +132,7 @@ fn the_reference_story_against_real_receivers() {
         5,
         "exactly the reference rule's calls: {paths:?}"
     );
-    assert_eq!(
-        transitions(&records),
-        [
-            "NORMAL->SUSPECTED",
-            "SUSPECTED->CONFIRMED",
-            "CONFIRMED->RECOVERING",
-            "RECOVERING->RESTORED"
-        ]
-    );
+    assert_eq!(transitions(&records), REFERENCE_STORY);
     for r in &got {
         let signed = r.path != "/slack";
         assert_eq!(
@@ -246,15 +246,7 @@ fn a_failed_notification_is_reported_and_changes_no_incident() {
     assert!(results
         .iter()
         .any(|r| r["action"] == "notify-recovering" && r["outcome"] == "rejected"));
-    assert_eq!(
-        transitions(&records),
-        [
-            "NORMAL->SUSPECTED",
-            "SUSPECTED->CONFIRMED",
-            "CONFIRMED->RECOVERING",
-            "RECOVERING->RESTORED"
-        ]
-    );
+    assert_eq!(transitions(&records), REFERENCE_STORY);
     let summary = records.last().unwrap();
     assert_eq!(
         summary["notifications_failed"],
