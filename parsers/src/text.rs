@@ -445,8 +445,10 @@ fn is_hex(s: &str) -> bool {
 
 /// A bracket group `[...]` of the header: what it says about the record.
 fn bracket<'a>(inner: &'a str, after_dashes: bool, record: &mut RawRecord<'a>) -> usize {
+    let b = inner.as_bytes();
     // Sleuth: [app,trace,span] or [app,trace,span,exportable].
-    if let Some((app, rest)) = inner.split_once(',') {
+    if let Some(comma) = memchr::memchr(b',', b) {
+        let (app, rest) = (&inner[..comma], &inner[comma + 1..]);
         let mut parts = rest.split(',');
         let trace = parts.next().unwrap_or("").trim();
         let span = parts.next().unwrap_or("").trim();
@@ -461,8 +463,9 @@ fn bracket<'a>(inner: &'a str, after_dashes: bool, record: &mut RawRecord<'a>) -
         return 0;
     }
     // Micrometer: [trace-span].
-    if let Some((trace, span)) = inner.split_once('-') {
-        if trace.len() >= 16 && is_hex(trace) && is_hex(span) {
+    if let Some(dash) = memchr::memchr(b'-', b).filter(|d| *d >= 16) {
+        let (trace, span) = (&inner[..dash], &inner[dash + 1..]);
+        if is_hex(trace) && is_hex(span) {
             offer_str(record, Field::TraceId, trace);
             offer_str(record, Field::SpanId, span);
             return 2;
@@ -675,9 +678,8 @@ fn pairs<'a>(line: &'a str, index: &FieldIndex, record: &mut RawRecord<'a>) -> u
             crate::logfmt::value_at(rest).0
         } else {
             let end = rest
-                .find(|c: char| {
-                    c == ' ' || c == ']' || c == ',' || c == ';' || c == ')' || c == '"'
-                })
+                .bytes()
+                .position(|c| matches!(c, b' ' | b']' | b',' | b';' | b')' | b'"'))
                 .unwrap_or(rest.len());
             Cow::Borrowed(&rest[..end])
         };
