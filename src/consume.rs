@@ -145,7 +145,13 @@ pub fn run(
             live.metrics.set_ready(true);
         }
         let now = Instant::now();
-        feed(&mut live, &mut source, now, false, settings.engine.lateness)?;
+        feed(
+            &mut live,
+            &mut source,
+            now,
+            false,
+            settings.engine.time.lateness,
+        )?;
         let engine = &mut live.job.engine;
         let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
         engine.set_wall_clock(wall_clock_now());
@@ -180,7 +186,7 @@ pub fn run(
         commit(&mut live, &mut source, &kafka, CommitMode::Sync);
     } else {
         // --until-end: the partitions are drained; end like a replay, commit everything.
-        let lateness = settings.engine.lateness;
+        let lateness = settings.engine.time.lateness;
         feed(&mut live, &mut source, Instant::now(), true, lateness)?;
         let Live {
             job, handoff, out, ..

@@ -3,6 +3,7 @@
 use crate::handoff::Handoff;
 use crate::output::{emit, Job, Output};
 use anyhow::{Context, Result};
+use logheal_pipeline::clock::ClockConfig;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::EngineConfig;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -36,7 +37,10 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let config = EngineConfig {
-        lateness: args.lateness,
+        time: ClockConfig {
+            lateness: args.lateness,
+            ..ClockConfig::default()
+        },
         max_line_bytes: args.max_line_bytes,
         header_format: args.format.clone(),
         execute: args.execute,

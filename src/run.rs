@@ -10,6 +10,7 @@ use crate::http::{self, Metrics};
 use crate::output::{emit, Job, Output};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
+use logheal_pipeline::clock::ClockConfig;
 use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
@@ -122,7 +123,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         },
         output,
         engine: EngineConfig {
-            lateness,
+            time: ClockConfig {
+                lateness,
+                ..ClockConfig::default()
+            },
             execute: !(args.dry_run || file.dry_run == Some(true)),
             // Live records are stamped now: one far ahead of the wall clock has a
             // broken clock.

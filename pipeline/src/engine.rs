@@ -36,17 +36,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Settings of one engine. `Default` gives what `logheal replay` uses.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// How far behind time a record may arrive and still count.
-    pub lateness: Duration,
-    /// A source (a service within a partition) that has not spoken while the stream
-    /// moved on by this much no longer holds time back.
-    pub idle_timeout: Duration,
-    /// A source further behind the stream than this no longer holds time back, and
-    /// a source may join this far behind.
-    pub max_source_lag: Duration,
-    /// A record further ahead of every other active source than this is held until the
-    /// others catch up or a second source agrees.
-    pub max_ahead: Duration,
+    /// Event time: lateness, idle sources, lag and far-ahead limits (see `clock.rs`).
+    pub time: ClockConfig,
     /// Records stamped further than this ahead of the wall clock are skipped.
     pub future_skew: Duration,
     /// Lines longer than this are skipped.
@@ -64,26 +55,10 @@ pub struct EngineConfig {
     pub execute: bool,
 }
 
-impl EngineConfig {
-    fn clock(&self) -> ClockConfig {
-        ClockConfig {
-            lateness: self.lateness,
-            idle_timeout: self.idle_timeout,
-            max_lag: self.max_source_lag,
-            max_ahead: self.max_ahead,
-            ..ClockConfig::default()
-        }
-    }
-}
-
 impl Default for EngineConfig {
     fn default() -> Self {
-        let clock = ClockConfig::default();
         EngineConfig {
-            lateness: clock.lateness,
-            idle_timeout: clock.idle_timeout,
-            max_source_lag: clock.max_lag,
-            max_ahead: clock.max_ahead,
+            time: ClockConfig::default(),
             future_skew: Duration::from_secs(300),
             max_line_bytes: 1 << 20,
             max_traces_per_rule: 100_000,
@@ -192,7 +167,7 @@ impl Engine {
                 .collect(),
             rules,
             parser,
-            clock: EventClock::new(config.clock(), wall_clock_now().plus(config.future_skew)),
+            clock: EventClock::new(config.time, wall_clock_now().plus(config.future_skew)),
             interner: Interner::default(),
             templates: ServiceTemplates::new(MinerConfig::default()),
             families: Families::new(DEFAULT_FAMILY_SIMILARITY),
@@ -555,16 +530,13 @@ impl Engine {
             }
         });
         for p in cancelled {
-            self.stats.actions_cancelled += 1;
             let reason = format!(
                 "action {:?} of state {} was removed from rule {:?} by a reload",
                 p.action,
                 p.state.as_str(),
                 self.rule_names[p.key.rule as usize]
             );
-            let action = self.action_record(&p, at);
-            self.records
-                .push(Record::ActionCancelled { action, reason });
+            self.cancelled(&p, at, reason);
             // Its state's work is done if nothing else of it is pending or in flight.
             self.check_state_done(p.key, p.seq, at);
         }
@@ -586,16 +558,19 @@ impl Engine {
         }
     }
 
+    /// Counts an action that will not be called, with its record saying why.
+    fn cancelled(&mut self, p: &PendingAction, at: EventTime, reason: String) {
+        self.stats.actions_cancelled += 1;
+        let action = self.action_record(p, at);
+        self.records
+            .push(Record::ActionCancelled { action, reason });
+    }
+
     /// Shutdown: every pending action is cancelled, with `why` in its record.
     pub fn cancel_pending(&mut self, why: &str) {
         let at = self.current_time();
         for p in self.agenda.cancel_everything() {
-            self.stats.actions_cancelled += 1;
-            let action = self.action_record(&p, at);
-            self.records.push(Record::ActionCancelled {
-                action,
-                reason: why.to_string(),
-            });
+            self.cancelled(&p, at, why.to_string());
         }
     }
 
@@ -606,12 +581,7 @@ impl Engine {
         let mut abandoned: Vec<(u64, PendingAction)> = self.in_flight.drain().collect();
         abandoned.sort_by_key(|(id, _)| *id);
         for (_, p) in abandoned {
-            self.stats.actions_cancelled += 1;
-            let action = self.action_record(&p, at);
-            self.records.push(Record::ActionCancelled {
-                action,
-                reason: why.to_string(),
-            });
+            self.cancelled(&p, at, why.to_string());
         }
         self.probes_in_flight.clear();
     }
@@ -627,12 +597,8 @@ impl Engine {
             "rule {:?} was removed by a reload",
             self.rule_names[key.rule as usize]
         );
-        for cancelled in self.agenda.cancel_all(key) {
-            self.stats.actions_cancelled += 1;
-            self.records.push(Record::ActionCancelled {
-                action: self.action_record(&cancelled, at),
-                reason: reason.clone(),
-            });
+        for p in self.agenda.cancel_all(key) {
+            self.cancelled(&p, at, reason.clone());
         }
         self.records.push(Record::IncidentClosed {
             at: at.to_rfc3339(),
@@ -926,6 +892,7 @@ impl Engine {
         let (sources, lagging) = self.clock.sources();
         s.sources = sources as u64;
         s.lagging_sources = lagging as u64;
+        s.untracked_records = self.clock.stats.untracked;
         s.templates_live = self.templates.live() as u64;
         s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;
@@ -1060,15 +1027,12 @@ impl Engine {
                         reason: reason.to_string(),
                         templates: self.template_texts(top),
                     });
-                    for cancelled in self.agenda.cancel_stale(key, seq) {
-                        self.stats.actions_cancelled += 1;
+                    for p in self.agenda.cancel_stale(key, seq) {
                         let reason = format!(
                             "incident left {} before the action was due",
-                            cancelled.state.as_str()
+                            p.state.as_str()
                         );
-                        let action = self.action_record(&cancelled, at);
-                        self.records
-                            .push(Record::ActionCancelled { action, reason });
+                        self.cancelled(&p, at, reason);
                     }
                     let transition = (seq, from, to, reason);
                     self.schedule(key, id, at, transition);
