@@ -57,6 +57,7 @@ pub struct Metrics {
     held: Counter,
     sources: Gauge,
     lagging_sources: Gauge,
+    untracked: Counter,
     continuations: Counter,
     seen: Arc<Mutex<Stats>>,
 }
@@ -84,6 +85,7 @@ impl Metrics {
             held: Counter::default(),
             sources: Gauge::default(),
             lagging_sources: Gauge::default(),
+            untracked: Counter::default(),
             continuations: Counter::default(),
             seen: Arc::default(),
         };
@@ -108,6 +110,11 @@ impl Metrics {
             "logheal_time_lagging_sources",
             "Sources whose records arrive later than the lateness, holding time back",
             m.lagging_sources.clone(),
+        );
+        r.register(
+            "logheal_time_untracked_records",
+            "Records of sources past the cap of 16384 (admitted, never holding time back)",
+            m.untracked.clone(),
         );
         r.register(
             "logheal_stack_trace_lines",
@@ -202,6 +209,8 @@ impl Metrics {
             .inc_by(delta(now.transitions, seen.transitions));
         self.actions.inc_by(delta(now.actions, seen.actions));
         self.held.inc_by(delta(now.held, seen.held));
+        self.untracked
+            .inc_by(delta(now.untracked_records, seen.untracked_records));
         self.continuations
             .inc_by(delta(now.continuations, seen.continuations));
         self.sources.set(now.sources as i64);

@@ -119,14 +119,10 @@ struct Source {
 pub struct ClockStats {
     /// Records held for being far ahead of the stream.
     pub held: u64,
-    /// Held records later admitted.
-    pub released: u64,
-    /// Held records dropped (the hold was full, or input ended before peers caught up).
+    /// Held records dropped (contradicted and reached, the hold full, or input ended).
     pub dropped_ahead: u64,
     /// Records of sources past `max_sources` (admitted, never lagging).
     pub untracked: u64,
-    /// Sources forgotten after a long silence.
-    pub sources_forgotten: u64,
 }
 
 /// Uncontradicted held records that mean the whole stream jumped ahead.
@@ -258,9 +254,7 @@ impl EventClock {
 
     /// The next held record that may now be admitted, in arrival order.
     pub fn take_released(&mut self) -> Option<Held> {
-        let held = self.released.pop_front()?;
-        self.stats.released += 1;
-        Some(held)
+        self.released.pop_front()
     }
 
     /// End of input: held records nothing contradicted go through (see
@@ -426,9 +420,7 @@ impl EventClock {
         let front = self.front;
         self.pruned_at = front;
         let keep = self.config.idle_timeout * 20;
-        let before = self.sources.len();
         self.sources.retain(|_, s| s.heard.plus(keep) >= front);
-        self.stats.sources_forgotten += (before - self.sources.len()) as u64;
     }
 
     /// Held records the stream has reached: contradicted ones are dropped (their clock

@@ -96,6 +96,8 @@ pub struct Stats {
     pub sources: u64,
     /// Sources holding time back now (their records arrive later than the lateness).
     pub lagging_sources: u64,
+    /// Records of sources past the clock's cap (admitted, but never holding time back).
+    pub untracked_records: u64,
     /// Incidents by the state they ended in (or are in, for live ones at the end).
     pub incidents: Vec<(IncidentState, u64)>,
     /// Incidents that reached CONFIRMED, ended or still open.
