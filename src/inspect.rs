@@ -9,7 +9,7 @@ use logheal_models::{MinerConfig, ServiceTemplates};
 use logheal_parsers::fields::Field;
 use logheal_parsers::{otlp, FieldNames, LineParser, LogEvent};
 use logheal_pipeline::reader::{Line, LineReader};
-use logheal_rules::{RuleSet, Selector};
+use logheal_rules::{RuleSet, Selector, Unmet};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -181,56 +181,44 @@ fn present(e: &LogEvent<'_>, field: Field) -> bool {
     }
 }
 
-/// Why a selector does not take an event; `None` when it does (model conditions on
-/// templates and anomalies are the pipeline's, not checked here).
+/// Why a rule does not select an event, in words; `None` when it does (model
+/// conditions on templates and anomalies are the pipeline's, not checked here).
 fn why_not(s: &Selector, e: &LogEvent<'_>, rules: &RuleSet) -> Option<String> {
-    if !s.status.is_empty() {
-        let ranges: Vec<String> = s
-            .status
-            .iter()
-            .map(|(lo, hi)| {
-                if lo == hi {
-                    lo.to_string()
-                } else {
-                    format!("{lo}-{hi}")
-                }
-            })
-            .collect();
-        match e.status {
-            None => return Some(format!("no status; the rule wants {}", ranges.join(", "))),
-            Some(code) if !s.status.iter().any(|&(lo, hi)| (lo..=hi).contains(&code)) => {
-                return Some(format!("status {code} not in {}", ranges.join(", ")))
+    Some(match s.unmet(e)? {
+        Unmet::Status => {
+            let ranges: Vec<String> = s
+                .status
+                .iter()
+                .map(|(lo, hi)| {
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo}-{hi}")
+                    }
+                })
+                .collect();
+            match e.status {
+                None => format!("no status; the rule wants {}", ranges.join(", ")),
+                Some(code) => format!("status {code} not in {}", ranges.join(", ")),
             }
-            Some(_) => {}
         }
-    }
-    if !s.levels.is_empty() && !s.levels.contains(&e.level) {
-        return Some(format!("level {}", e.level.as_str()));
-    }
-    if !s.services.is_empty()
-        && !e
-            .service
-            .as_deref()
-            .is_some_and(|svc| s.services.iter().any(|g| g.is_match(svc)))
-    {
-        return Some("service not in the rule's list".into());
-    }
-    if let Some(re) = &s.message {
-        if !re.is_match(&e.message) {
-            return Some("message does not match".into());
-        }
-    }
-    for (idx, want) in &s.fields {
-        if e.extra(*idx) != Some(want.as_str()) {
+        Unmet::Level => format!("level {}", e.level.as_str()),
+        Unmet::Service => "service not in the rule's list".into(),
+        Unmet::Message => "message does not match".into(),
+        Unmet::Field(idx) => {
             let name = rules
                 .field_names
                 .extra
-                .get(usize::from(*idx))
+                .get(usize::from(idx))
                 .map_or("?", String::as_str);
-            return Some(format!("field {name} is not {want:?}"));
+            let want = s
+                .fields
+                .iter()
+                .find(|(i, _)| *i == idx)
+                .map_or("", |(_, w)| w.as_str());
+            format!("field {name} is not {want:?}")
         }
-    }
-    None
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

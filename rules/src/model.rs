@@ -107,39 +107,61 @@ pub enum AnomalyKind {
     RateSpike,
 }
 
+/// The first condition of a [`Selector`] that an event does not meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet {
+    /// No status, or one outside the rule's codes.
+    Status,
+    Level,
+    /// No service, or one the rule's globs do not match.
+    Service,
+    Message,
+    /// The extra field (by index into `field_names.extra`) has not the value wanted.
+    Field(u16),
+}
+
 impl Selector {
-    /// Whether `e` is one of this rule's events. Cheapest checks first.
+    /// Whether `e` is one of this rule's events.
     #[inline]
     pub fn matches(&self, e: &LogEvent<'_>) -> bool {
-        if !self.status.is_empty() {
-            let Some(code) = e.status else { return false };
-            if !self
-                .status
-                .iter()
-                .any(|&(lo, hi)| (lo..=hi).contains(&code))
-            {
-                return false;
-            }
+        self.unmet(e).is_none()
+    }
+
+    /// The first condition `e` does not meet, cheapest checks first; `None` when it is
+    /// one of this rule's events (model conditions are the pipeline's to check).
+    #[inline]
+    pub fn unmet(&self, e: &LogEvent<'_>) -> Option<Unmet> {
+        if !self.status.is_empty()
+            && !e.status.is_some_and(|code| {
+                self.status
+                    .iter()
+                    .any(|&(lo, hi)| (lo..=hi).contains(&code))
+            })
+        {
+            return Some(Unmet::Status);
         }
         if !self.levels.is_empty() && !self.levels.contains(&e.level) {
-            return false;
+            return Some(Unmet::Level);
         }
-        if !self.services.is_empty() {
-            let Some(service) = e.service.as_deref() else {
-                return false;
-            };
-            if !self.services.iter().any(|g| g.is_match(service)) {
-                return false;
-            }
+        if !self.services.is_empty()
+            && !e
+                .service
+                .as_deref()
+                .is_some_and(|service| self.services.iter().any(|g| g.is_match(service)))
+        {
+            return Some(Unmet::Service);
         }
-        if let Some(re) = &self.message {
-            if !re.is_match(&e.message) {
-                return false;
-            }
+        if self
+            .message
+            .as_ref()
+            .is_some_and(|re| !re.is_match(&e.message))
+        {
+            return Some(Unmet::Message);
         }
         self.fields
             .iter()
-            .all(|(idx, want)| e.extra(*idx) == Some(want.as_str()))
+            .find(|(idx, want)| e.extra(*idx) != Some(want.as_str()))
+            .map(|(idx, _)| Unmet::Field(*idx))
     }
 }
 
