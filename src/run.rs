@@ -263,7 +263,9 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
                     live.job.engine.push_line(line);
                     admitted |= live.job.engine.admitted().is_some();
                     // A decision goes out at once, not at the end of the batch.
-                    live.after_input()?;
+                    if live.job.engine.has_output() {
+                        live.after_input()?;
+                    }
                 }
                 if admitted {
                     live.last_admitted = Instant::now();

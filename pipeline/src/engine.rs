@@ -635,6 +635,11 @@ impl Engine {
         &self.rules.receivers
     }
 
+    /// Whether records or requests wait to be taken (`take_records`, `take_outbox`).
+    pub fn has_output(&self) -> bool {
+        !self.records.is_empty() || !self.outbox.is_empty()
+    }
+
     /// Requests made since the last call (execute mode).
     pub fn take_outbox(&mut self) -> Vec<ActionRequest> {
         std::mem::take(&mut self.outbox)
