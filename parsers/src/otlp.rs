@@ -56,72 +56,48 @@ fn split(request: proto::ExportLogsServiceRequest, out: &mut Vec<String>) {
             }
         }
         for sl in rl.scope_logs {
-            for r in sl.log_records {
-                let attributes = r
-                    .attributes
-                    .into_iter()
-                    .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
-                    .collect();
-                out.push(flat(
-                    &resource,
-                    attributes,
-                    [Some(r.time_unix_nano), Some(r.observed_time_unix_nano)],
-                    u64::try_from(r.severity_number).ok(),
-                    Some(r.severity_text).filter(|s| !s.is_empty()),
-                    r.body.and_then(proto::AnyValue::into_value),
-                    hex::encode(&r.trace_id),
-                    hex::encode(&r.span_id),
-                ));
-            }
+            out.extend(sl.log_records.into_iter().map(|r| flat(&resource, r)));
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn flat(
-    resource: &Map<String, Value>,
-    attributes: Map<String, Value>,
-    [time, observed]: [Option<u64>; 2],
-    severity_number: Option<u64>,
-    severity_text: Option<String>,
-    body: Option<Value>,
-    trace_id: String,
-    span_id: String,
-) -> String {
-    let mut o = Map::new();
-    // Resource attributes are dotted keys: `service.name`, `k8s.pod.name`, ...
-    for (k, v) in resource {
-        o.insert(k.clone(), v.clone());
-    }
-    let time = time.filter(|t| *t > 0).or(observed.filter(|t| *t > 0));
+/// A log record as one flat JSON object: its resource's attributes as dotted keys
+/// (`service.name`, `k8s.pod.name`), its own under `attributes`, ids in hex, and the
+/// body as a string (a structured body is the app's record: read as a JSON payload).
+fn flat(resource: &Map<String, Value>, r: proto::LogRecord) -> String {
+    let mut o = resource.clone();
+    let time = [r.time_unix_nano, r.observed_time_unix_nano]
+        .into_iter()
+        .find(|t| *t > 0);
     if let Some(t) = time {
         o.insert("timeUnixNano".into(), t.into());
     }
-    if let Some(n) = severity_number.filter(|n| *n > 0) {
-        o.insert("severityNumber".into(), n.into());
+    if r.severity_number > 0 {
+        o.insert("severityNumber".into(), r.severity_number.into());
     }
-    if let Some(s) = severity_text {
-        o.insert("severityText".into(), s.into());
+    if !r.severity_text.is_empty() {
+        o.insert("severityText".into(), r.severity_text.into());
     }
-    match body {
+    match r.body.and_then(proto::AnyValue::into_value) {
         Some(Value::String(s)) => {
             o.insert("body".into(), s.into());
-        }
-        // A structured body is the app's record: read it as a JSON payload.
-        Some(v @ Value::Object(_)) => {
-            o.insert("body".into(), v.to_string().into());
         }
         Some(other) => {
             o.insert("body".into(), other.to_string().into());
         }
         None => {}
     }
-    if !trace_id.is_empty() {
-        o.insert("traceId".into(), trace_id.into());
+    if !r.trace_id.is_empty() {
+        o.insert("traceId".into(), hex::encode(&r.trace_id).into());
     }
-    if !span_id.is_empty() {
-        o.insert("spanId".into(), span_id.into());
+    if !r.span_id.is_empty() {
+        o.insert("spanId".into(), hex::encode(&r.span_id).into());
     }
+    let attributes = r
+        .attributes
+        .into_iter()
+        .filter_map(|kv| Some((kv.key, kv.value?.into_value()?)))
+        .collect();
     o.insert("attributes".into(), Value::Object(attributes));
     Value::Object(o).to_string()
 }
