@@ -192,7 +192,7 @@ impl Handoff {
                     }
                 }
                 Decision::Call => {
-                    if let Err(e) = ledger.hand_off(&request, &request.receiver) {
+                    if let Err(e) = ledger.hand_off(&request) {
                         // Still called: the committed offsets stay before the incident,
                         // so a restart replays it and calls again under the same key.
                         tracing::warn!(key, error = %e, "action hand-off not written to the ledger");

@@ -204,17 +204,15 @@ impl Executor {
 
     /// Starts a request; returns at once.
     pub fn submit(&self, request: ActionRequest) {
-        let state = match self.receivers.get(&request.receiver) {
-            Some(state) => state.clone(),
-            // Removed by a reload between the request and now.
-            None => Arc::new(ReceiverState {
-                resolved: Resolved::NotConfigured(format!(
-                    "receiver {} is no longer configured",
-                    request.receiver
-                )),
-                limit: Semaphore::new(1),
-                breaker: Mutex::new(Breaker::default()),
-            }),
+        let Some(state) = self.receivers.get(&request.receiver).cloned() else {
+            // Removed by a reload between the request and now: answered at once.
+            let reason = format!("receiver {} is no longer configured", request.receiver);
+            let outcome = Outcome::NotConfigured { reason };
+            let _ = self.tx.send(Event::Done {
+                request: request.id,
+                outcome,
+            });
+            return;
         };
         let client = self.client.clone();
         let tx = self.tx.clone();

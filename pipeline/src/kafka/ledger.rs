@@ -183,9 +183,9 @@ impl Ledger {
     }
 
     /// Writes the hand-off of `request` and waits until the brokers have it.
-    pub fn hand_off(&mut self, request: &ActionRequest, receiver: &str) -> KafkaResult<()> {
+    pub fn hand_off(&mut self, request: &ActionRequest) -> KafkaResult<()> {
         let entry = Entry::Pending(Handoff {
-            receiver: receiver.to_string(),
+            receiver: request.receiver.to_string(),
             action: request.action.clone(),
             body: request.body.clone(),
         });
