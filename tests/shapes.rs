@@ -180,3 +180,39 @@ fn otel_collector_otlp_json_batches() {
     }
     assert_eq!(confirmed(&out), EXPECTED);
 }
+
+#[test]
+fn inspect_says_what_was_read_from_which_key_and_why_a_rule_did_not_select() {
+    let input = [
+        json!({"time": "2026-03-14T10:00:02.000Z",
+               "log": "2026-03-14T10:00:02.000Z ERROR 1 --- [pay] [main] [4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7] c.e.Pay : POST /api/pay 503: upstream connect error",
+               "kubernetes": {"labels": {"app": "payment"}}}).to_string(),
+        json!({"time": "2026-03-14T10:00:03.000Z", "log": "all good",
+               "kubernetes": {"labels": {"app": "payment"}}}).to_string(),
+        "just some words".to_string(),
+    ]
+    .join("\n");
+    let mut child = receiver::logheal()
+        .args(["inspect", "--show", "3", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "#1 json / payload app-header",
+        "service  payment (kubernetes.labels.app)",
+        "status   503 (text header)",
+        "trace    4bf92f3577b34da6a3ce929d0e0e4736 (text header)",
+        "rule     cross-service-503: selected",
+        "rule     cross-service-503: not selected (no status; the rule wants 503)",
+        "#3 skipped: unrecognised_format",
+        "recognised in 3 records:",
+        "cross-service-503                    1   33.33 %",
+    ] {
+        assert!(text.contains(want), "{want:?} missing in:\n{text}");
+    }
+}
