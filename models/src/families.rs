@@ -2,20 +2,32 @@
 //! grouped by TF-IDF cosine similarity, so `connection pool exhausted: redis://<*> timed
 //! out` and `redis connection refused <*>` can be one family.
 //!
-//! A refresh (run on a schedule, never per line) fits a `linfa` `CountVectorizer` on the
-//! constant words of every live template, weights counts by our own smoothed IDF table
-//! (the vectorizer's TF-IDF recomputes IDF per call), L2-normalises each template's sparse
-//! vector and places every template that has no family yet into the family whose centroid
-//! is most similar, or a new one. A template keeps its family for life, so family ids are
-//! stable; between refreshes, lookups are one hash probe.
+//! Families are built incrementally. A refresh (run on a schedule, never per line) drops
+//! the templates that were evicted since the last one (their family's centroid loses
+//! their vector; a family with no member left is gone), then places the templates that
+//! have no family yet, at most `budget` of them: `linfa`'s `CountVectorizer` counts the
+//! constant words of that batch, the words get columns of one vocabulary that lives as
+//! long as some template uses them, counts are weighted by a smoothed IDF over the placed
+//! templates (document frequencies kept as templates come and go), and each unit vector
+//! joins the family whose centroid is most similar, or a new one.
+//!
+//! Cost: candidate families are found through an inverted index (column → families whose
+//! centroid has it), and at most [`POSTING_SCAN`] families are read per column, so placing
+//! one template costs O(words × `POSTING_SCAN`) however many families exist; a word
+//! shared by more families than that is too common to decide alone. Weights are those of
+//! the moment a template was placed: a template keeps its family for life, so family ids
+//! are stable; between refreshes, lookups are one hash probe.
 
 use crate::services::TemplateKey;
 use linfa_preprocessing::CountVectorizer;
 use ndarray::Array1;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// The cosine similarity to a family's centroid that joins it, by default.
 pub const DEFAULT_FAMILY_SIMILARITY: f64 = 0.3;
+
+/// Families read per word when a template looks for its family: the most recently formed.
+pub const POSTING_SCAN: usize = 512;
 
 /// A family of templates. Ids are never reused within a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,9 +39,104 @@ type Sparse = Vec<(u32, f64)>;
 #[derive(Debug, Default)]
 struct Family {
     members: Vec<TemplateKey>,
-    /// Sum of the members' unit vectors, by column, for the current vocabulary.
-    centroid: FxHashMap<u32, f64>,
+    /// Sum of the members' unit vectors by column, with how many members have the column
+    /// (a column leaves when its last member does: no floating-point residue stays).
+    centroid: FxHashMap<u32, (f64, u32)>,
     norm: f64,
+}
+
+impl Family {
+    fn add(&mut self, v: &Sparse) -> Vec<u32> {
+        let mut new_columns = Vec::new();
+        for (col, w) in v {
+            let entry = self.centroid.entry(*col).or_insert_with(|| {
+                new_columns.push(*col);
+                (0.0, 0)
+            });
+            entry.0 += w;
+            entry.1 += 1;
+        }
+        self.update_norm();
+        new_columns
+    }
+
+    /// Takes a member's vector out; returns the columns the centroid lost.
+    fn remove(&mut self, v: &Sparse) -> Vec<u32> {
+        let mut lost = Vec::new();
+        for (col, w) in v {
+            if let Some(entry) = self.centroid.get_mut(col) {
+                entry.0 -= w;
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    self.centroid.remove(col);
+                    lost.push(*col);
+                }
+            }
+        }
+        self.update_norm();
+        lost
+    }
+
+    fn update_norm(&mut self) {
+        self.norm = self
+            .centroid
+            .values()
+            .map(|(w, _)| w * w)
+            .sum::<f64>()
+            .sqrt();
+    }
+}
+
+/// The families that have a column in their centroid; entries of families that lost the
+/// column are dropped lazily (`stale` counts them; compacted when they are half).
+#[derive(Debug, Default)]
+struct Posting {
+    families: Vec<u32>,
+    stale: usize,
+}
+
+/// The vocabulary: word ↔ column, with the number of placed templates using each word.
+#[derive(Debug, Default)]
+struct Vocabulary {
+    columns: FxHashMap<Box<str>, u32>,
+    words: Vec<Box<str>>,
+    df: Vec<u32>,
+    postings: Vec<Posting>,
+    free: Vec<u32>,
+}
+
+impl Vocabulary {
+    fn column(&mut self, word: &str) -> u32 {
+        if let Some(&col) = self.columns.get(word) {
+            return col;
+        }
+        let col = match self.free.pop() {
+            Some(col) => {
+                self.words[col as usize] = word.into();
+                col
+            }
+            None => {
+                self.words.push(word.into());
+                self.df.push(0);
+                self.postings.push(Posting::default());
+                (self.words.len() - 1) as u32
+            }
+        };
+        self.columns.insert(word.into(), col);
+        col
+    }
+
+    /// One placed template fewer uses `col`; the word goes when none does.
+    fn release(&mut self, col: u32) {
+        let c = col as usize;
+        self.df[c] -= 1;
+        if self.df[c] == 0 {
+            let word = std::mem::take(&mut self.words[c]);
+            self.columns.remove(&word);
+            self.postings[c] = Posting::default();
+            self.free.push(col);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -37,7 +144,11 @@ pub struct Families {
     /// Cosine similarity needed to join a family.
     similarity: f64,
     of: FxHashMap<TemplateKey, FamilyId>,
-    families: Vec<Family>,
+    families: FxHashMap<u32, Family>,
+    next_id: u32,
+    vocabulary: Vocabulary,
+    /// Each placed template's vector, to take it out of its family when it is evicted.
+    vectors: FxHashMap<TemplateKey, Sparse>,
 }
 
 impl Families {
@@ -45,7 +156,10 @@ impl Families {
         Families {
             similarity,
             of: FxHashMap::default(),
-            families: Vec::new(),
+            families: FxHashMap::default(),
+            next_id: 0,
+            vocabulary: Vocabulary::default(),
+            vectors: FxHashMap::default(),
         }
     }
 
@@ -64,57 +178,173 @@ impl Families {
         self.families.is_empty()
     }
 
-    /// The templates of a family that were live at the last refresh.
-    pub fn members(&self, family: FamilyId) -> &[TemplateKey] {
-        self.families
-            .get(family.0 as usize)
-            .map_or(&[], |f| &f.members[..])
+    /// Words in the vocabulary (those some placed template uses).
+    pub fn words(&self) -> usize {
+        self.vocabulary.columns.len()
     }
 
-    /// Refits the vocabulary on `templates` (every live template with its text) and
-    /// places the templates that have no family yet.
+    /// The templates of a family that were live at the last refresh.
+    pub fn members(&self, family: FamilyId) -> &[TemplateKey] {
+        self.families.get(&family.0).map_or(&[], |f| &f.members[..])
+    }
+
+    /// Places every template of `templates` (every live template with its text) that has
+    /// no family yet; templates placed before and absent now leave their family.
     pub fn refresh(&mut self, templates: &[(TemplateKey, String)]) {
-        let vectors = tfidf(templates);
-        let live: FxHashMap<TemplateKey, usize> = templates
-            .iter()
-            .enumerate()
-            .map(|(i, (k, _))| (*k, i))
-            .collect();
-        self.of.retain(|k, _| live.contains_key(k));
-        for family in &mut self.families {
-            family.members.retain(|k| live.contains_key(k));
-            family.centroid.clear();
-            for k in &family.members {
-                add(&mut family.centroid, &vectors[live[k]]);
-            }
-            family.norm = norm(&family.centroid);
-        }
+        self.refresh_bounded(templates, usize::MAX);
+    }
+
+    /// As [`refresh`](Self::refresh), placing at most `budget` new templates (the
+    /// oldest keys first); returns how many are still waiting.
+    pub fn refresh_bounded(&mut self, templates: &[(TemplateKey, String)], budget: usize) -> usize {
+        self.forget_evicted(templates);
         let mut fresh: Vec<usize> = (0..templates.len())
             .filter(|&i| !self.of.contains_key(&templates[i].0))
             .collect();
         fresh.sort_by_key(|&i| templates[i].0);
-        for i in fresh {
-            let v = &vectors[i];
-            let best = self
-                .families
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.norm > 0.0)
-                .map(|(id, f)| (cosine(v, f), id))
-                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-            let id = match best {
-                Some((sim, id)) if sim >= self.similarity => id,
-                _ => {
-                    self.families.push(Family::default());
-                    self.families.len() - 1
-                }
-            };
-            let family = &mut self.families[id];
-            family.members.push(templates[i].0);
-            add(&mut family.centroid, v);
-            family.norm = norm(&family.centroid);
-            self.of.insert(templates[i].0, FamilyId(id as u32));
+        let waiting = fresh.len().saturating_sub(budget);
+        fresh.truncate(budget);
+        let batch: Vec<&(TemplateKey, String)> = fresh.iter().map(|&i| &templates[i]).collect();
+        let vectors = self.vectorize(&batch);
+        let mut dots: FxHashMap<u32, (f64, u32)> = FxHashMap::default();
+        for ((key, _), v) in batch.into_iter().zip(vectors) {
+            let id = self.closest(&v, &mut dots).unwrap_or_else(|| {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.families.insert(id, Family::default());
+                id
+            });
+            let family = self.families.get_mut(&id).expect("just found or made");
+            family.members.push(*key);
+            for col in family.add(&v) {
+                self.vocabulary.postings[col as usize].families.push(id);
+            }
+            self.of.insert(*key, FamilyId(id));
+            self.vectors.insert(*key, v);
         }
+        waiting
+    }
+
+    /// Takes the templates that are no longer live out of their families.
+    fn forget_evicted(&mut self, templates: &[(TemplateKey, String)]) {
+        if self.of.len() <= templates.len()
+            && templates.iter().all(|(k, _)| self.of.contains_key(k))
+        {
+            return;
+        }
+        let live: FxHashSet<TemplateKey> = templates.iter().map(|(k, _)| *k).collect();
+        let gone: Vec<TemplateKey> = self
+            .of
+            .keys()
+            .filter(|k| !live.contains(k))
+            .copied()
+            .collect();
+        for key in gone {
+            let id = self.of.remove(&key).expect("listed").0;
+            let v = self.vectors.remove(&key).unwrap_or_default();
+            let family = self
+                .families
+                .get_mut(&id)
+                .expect("a placed template's family");
+            family.members.retain(|m| *m != key);
+            for col in family.remove(&v) {
+                self.vocabulary.postings[col as usize].stale += 1;
+            }
+            if family.members.is_empty() {
+                self.families.remove(&id);
+            }
+            for (col, _) in &v {
+                self.vocabulary.release(*col);
+            }
+        }
+    }
+
+    /// The unit TF-IDF vector of each template's constant words; the words join the
+    /// vocabulary, and the batch counts in the document frequencies it is weighted by.
+    fn vectorize(&mut self, batch: &[&(TemplateKey, String)]) -> Vec<Sparse> {
+        let docs: Array1<String> = batch
+            .iter()
+            .map(|(_, text)| text.replace("<*>", " "))
+            .collect();
+        let counts = CountVectorizer::params()
+            .stopwords(STOPWORDS)
+            .fit(&docs)
+            .and_then(|v| v.transform(&docs).map(|c| (v, c)));
+        let Ok((vectorizer, counts)) = counts else {
+            // No word in any template: every vector is empty.
+            return vec![Vec::new(); batch.len()];
+        };
+        let columns: Vec<u32> = vectorizer
+            .vocabulary()
+            .iter()
+            .map(|word| self.vocabulary.column(word))
+            .collect();
+        let rows: Vec<Vec<(u32, f64)>> = counts
+            .outer_iterator()
+            .map(|row| {
+                row.iter()
+                    .map(|(col, &count)| (columns[col], count as f64))
+                    .collect()
+            })
+            .collect();
+        for row in &rows {
+            for (col, _) in row {
+                self.vocabulary.df[*col as usize] += 1;
+            }
+        }
+        let n = (self.vectors.len() + batch.len()) as f64;
+        let df = &self.vocabulary.df;
+        rows.into_iter()
+            .map(|mut v| {
+                for (col, w) in &mut v {
+                    *w *= ((1.0 + n) / (1.0 + f64::from(df[*col as usize]))).ln() + 1.0;
+                }
+                let len = v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+                v.iter_mut()
+                    .for_each(|(_, w)| *w /= len.max(f64::MIN_POSITIVE));
+                v.sort_by_key(|(col, _)| *col);
+                v
+            })
+            .collect()
+    }
+
+    /// The family most similar to `v`, if it is similar enough (ties: the older family).
+    fn closest(&mut self, v: &Sparse, dots: &mut FxHashMap<u32, (f64, u32)>) -> Option<u32> {
+        dots.clear();
+        for (col, w) in v {
+            let posting = &mut self.vocabulary.postings[*col as usize];
+            if posting.stale > 0 && posting.stale * 2 >= posting.families.len() {
+                let mut seen = FxHashSet::default();
+                let families = &self.families;
+                posting.families.retain(|f| {
+                    families
+                        .get(f)
+                        .is_some_and(|fam| fam.centroid.contains_key(col))
+                        && seen.insert(*f)
+                });
+                posting.stale = 0;
+            }
+            for f in posting.families.iter().rev().take(POSTING_SCAN) {
+                let Some((weight, _)) = self.families.get(f).and_then(|fam| fam.centroid.get(col))
+                else {
+                    continue;
+                };
+                // A family that lost the column and gained it again is listed twice.
+                let entry = dots.entry(*f).or_insert((0.0, u32::MAX));
+                if entry.1 != *col {
+                    entry.0 += w * weight;
+                    entry.1 = *col;
+                }
+            }
+        }
+        dots.iter()
+            .filter_map(|(f, (dot, _))| {
+                let norm = self.families[f].norm;
+                (norm > 0.0).then(|| (dot / norm, *f))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+            .filter(|(sim, _)| *sim >= self.similarity)
+            .map(|(_, f)| f)
     }
 }
 
@@ -123,64 +353,6 @@ const STOPWORDS: &[&str] = &[
     "a", "an", "the", "of", "is", "are", "was", "be", "to", "in", "on", "at", "for", "from", "by",
     "with", "and", "or", "as", "it", "this", "that",
 ];
-
-/// The unit TF-IDF vector of each template's constant words.
-fn tfidf(templates: &[(TemplateKey, String)]) -> Vec<Sparse> {
-    let docs: Array1<String> = templates
-        .iter()
-        .map(|(_, text)| text.replace("<*>", " "))
-        .collect();
-    let counts = CountVectorizer::params()
-        .stopwords(STOPWORDS)
-        .fit(&docs)
-        .and_then(|v| v.transform(&docs));
-    let Ok(counts) = counts else {
-        // No word in any template: every vector is empty.
-        return vec![Vec::new(); templates.len()];
-    };
-    let n = templates.len() as f64;
-    let mut df = vec![0u32; counts.cols()];
-    for row in counts.outer_iterator() {
-        for (col, _) in row.iter() {
-            df[col] += 1;
-        }
-    }
-    let idf: Vec<f64> = df
-        .iter()
-        .map(|&d| ((1.0 + n) / (1.0 + f64::from(d))).ln() + 1.0)
-        .collect();
-    counts
-        .outer_iterator()
-        .map(|row| {
-            let mut v: Sparse = row
-                .iter()
-                .map(|(col, &count)| (col as u32, count as f64 * idf[col]))
-                .collect();
-            let len = v.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
-            v.iter_mut()
-                .for_each(|(_, w)| *w /= len.max(f64::MIN_POSITIVE));
-            v
-        })
-        .collect()
-}
-
-fn add(centroid: &mut FxHashMap<u32, f64>, v: &Sparse) {
-    for (col, w) in v {
-        *centroid.entry(*col).or_default() += w;
-    }
-}
-
-fn norm(centroid: &FxHashMap<u32, f64>) -> f64 {
-    centroid.values().map(|w| w * w).sum::<f64>().sqrt()
-}
-
-fn cosine(v: &Sparse, f: &Family) -> f64 {
-    let dot: f64 = v
-        .iter()
-        .map(|(col, w)| w * f.centroid.get(col).copied().unwrap_or(0.0))
-        .sum();
-    dot / f.norm
-}
 
 #[cfg(test)]
 mod tests {
@@ -250,5 +422,63 @@ mod tests {
         let mut f = Families::new(DEFAULT_FAMILY_SIMILARITY);
         f.refresh(&all);
         assert_eq!(f.len(), 3);
+    }
+
+    #[test]
+    fn families_shrink_with_their_templates() {
+        let mut all = templates(&[
+            (0, "redis connection refused <*>"),
+            (1, "redis connection reset by peer"),
+            (0, "disk <*> is full"),
+        ]);
+        let mut f = Families::new(DEFAULT_FAMILY_SIMILARITY);
+        f.refresh(&all);
+        assert_eq!(f.len(), 2);
+        let words = f.words();
+        all.truncate(1);
+        f.refresh(&all);
+        assert_eq!(f.len(), 1, "the disk family went with its last template");
+        assert_eq!(f.members(f.family(all[0].0).unwrap()).len(), 1);
+        assert!(
+            f.words() < words,
+            "words no template uses leave the vocabulary"
+        );
+        all.clear();
+        f.refresh(&all);
+        assert!(f.is_empty());
+        assert_eq!(f.words(), 0);
+    }
+
+    #[test]
+    fn a_refresh_places_at_most_its_budget() {
+        let all = templates(&[
+            (0, "redis connection refused <*>"),
+            (1, "redis connection reset by peer"),
+            (0, "disk <*> is full"),
+        ]);
+        let mut f = Families::new(DEFAULT_FAMILY_SIMILARITY);
+        assert_eq!(f.refresh_bounded(&all, 2), 1);
+        let unplaced = |f: &Families| all.iter().filter(|(k, _)| f.family(*k).is_none()).count();
+        assert_eq!(unplaced(&f), 1, "one waits for the next refresh");
+        assert_eq!(f.refresh_bounded(&all, 2), 0);
+        assert_eq!(unplaced(&f), 0);
+        assert_eq!(f.family(all[0].0), f.family(all[1].0));
+    }
+
+    #[test]
+    fn churn_keeps_the_index_bounded() {
+        // Templates come and go; the vocabulary and the families follow the live ones.
+        let mut f = Families::new(DEFAULT_FAMILY_SIMILARITY);
+        for round in 0..50u32 {
+            let texts: Vec<(TemplateKey, String)> = (0..20u32)
+                .map(|i| {
+                    let n = round * 20 + i;
+                    (key(0, n), format!("word{n} common thing{} <*>", n % 7))
+                })
+                .collect();
+            f.refresh(&texts);
+            assert!(f.len() <= 20);
+            assert!(f.words() <= 20 + 2 + 7);
+        }
     }
 }

@@ -60,6 +60,10 @@ pub struct MinerConfig {
     /// Children per tree node before new ones go to the wildcard branch.
     pub max_children: usize,
     pub max_templates: usize,
+    /// Templates per leaf: a search compares a line with every template of its leaf, so
+    /// this bounds the cost of a line however many templates a flood of unique messages
+    /// makes (the leaf's least recently used template makes room).
+    pub max_leaf_templates: usize,
     pub max_chunks: usize,
     pub max_tokens: usize,
     /// After this many lines, a template's plain words are settled: a line with another
@@ -77,6 +81,7 @@ impl Default for MinerConfig {
             prefix_depth: 2,
             max_children: 100,
             max_templates: 50_000,
+            max_leaf_templates: 1_024,
             max_chunks: 1_000_000,
             max_tokens: 256,
             settle_after: 1,
@@ -230,6 +235,8 @@ pub struct Miner {
     siblings: FxHashMap<Vec<u32>, Vec<(u32, TemplateId)>>,
     next_id: u32,
     live: usize,
+    /// Templates evicted to make room in a full leaf.
+    leaf_evictions: u64,
     tick: u64,
     line: Vec<u32>,
     display: Vec<u32>,
@@ -275,6 +282,7 @@ impl Miner {
             siblings: FxHashMap::default(),
             next_id: 0,
             live: 0,
+            leaf_evictions: 0,
             tick: 0,
             line: Vec::new(),
             display: Vec::new(),
@@ -806,6 +814,13 @@ impl Miner {
         if self.live >= self.config.max_templates {
             self.evict_least_recent();
         }
+        let crowded = self
+            .leaves
+            .get(&leaf)
+            .is_some_and(|l| l.slots.len() >= self.config.max_leaf_templates);
+        if crowded {
+            self.evict_from_leaf(leaf);
+        }
         let id = TemplateId(self.next_id);
         self.next_id += 1;
         self.stats.templates_created += 1;
@@ -837,6 +852,36 @@ impl Miner {
         slot
     }
 
+    /// Drops the least recently used template of a full leaf.
+    fn evict_from_leaf(&mut self, leaf: LeafKey) {
+        let clusters = &self.clusters;
+        let oldest = self.leaves.get(&leaf).and_then(|l| {
+            l.slots
+                .iter()
+                .copied()
+                .min_by_key(|&slot| clusters[slot as usize].as_ref().map_or(0, |c| c.last_used))
+        });
+        let Some(slot) = oldest else {
+            return;
+        };
+        self.evict(slot);
+        self.leaf_evictions += 1;
+        // What only evicted templates had is forgotten now and then, not per eviction.
+        if self.leaf_evictions % self.config.max_leaf_templates.max(1) as u64 == 0 {
+            self.forget_evicted();
+        }
+    }
+
+    fn evict(&mut self, slot: u32) {
+        let c = self.clusters[slot as usize].take().expect("live");
+        self.leave(&c, slot);
+        self.slot_of.remove(&c.id);
+        self.free.push(slot);
+        self.live -= 1;
+        self.stats.templates_evicted += 1;
+        self.stats.changes += 1;
+    }
+
     /// Drops the least recently used tenth of the templates.
     fn evict_least_recent(&mut self) {
         let mut by_age: Vec<(u64, u32)> = self
@@ -848,14 +893,12 @@ impl Miner {
         let n = (by_age.len() / 10).max(1);
         by_age.select_nth_unstable(n - 1);
         for &(_, slot) in &by_age[..n] {
-            let c = self.clusters[slot as usize].take().expect("live");
-            self.leave(&c, slot);
-            self.slot_of.remove(&c.id);
-            self.free.push(slot);
-            self.live -= 1;
-            self.stats.templates_evicted += 1;
-            self.stats.changes += 1;
+            self.evict(slot);
         }
+        self.forget_evicted();
+    }
+
+    fn forget_evicted(&mut self) {
         // Forget what only evicted templates had: sibling groups without a live member,
         // and aliases of evicted templates.
         let clusters = &self.clusters;
@@ -1184,6 +1227,33 @@ mod tests {
             }
         }
         assert_eq!(seen, m.len());
+    }
+
+    #[test]
+    fn a_leaf_holds_at_most_its_cap() {
+        // Random words overflow both routing levels: every line lands in one leaf.
+        let mut m = Miner::new(MinerConfig {
+            max_children: 4,
+            max_leaf_templates: 64,
+            ..MinerConfig::default()
+        });
+        let mut x = 7u64;
+        let mut word = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (0..6)
+                .map(|i| char::from(b'a' + ((x >> (i * 5 + 20)) % 26) as u8))
+                .collect::<String>()
+        };
+        for _ in 0..2_000 {
+            let msg = (0..5).map(|_| word()).collect::<Vec<_>>().join(" ");
+            m.add(&msg);
+        }
+        assert!(m.leaves.values().all(|l| l.slots.len() <= 64));
+        assert!(m.stats.templates_evicted > 0);
+        assert_eq!(m.clusters.iter().flatten().count(), m.len());
+        assert_leaves_mirror_clusters(&m);
     }
 
     #[test]

@@ -33,6 +33,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// New templates placed into families per refit during a run (each costs at most a few
+/// thousand sparse products, see `families.rs`).
+const FAMILY_PLACEMENTS_PER_REFIT: usize = 4096;
+
 /// Settings of one engine. `Default` gives what `logheal replay` uses.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -409,7 +413,9 @@ impl Engine {
     fn refit_families(&mut self) {
         self.families_at = (self.templates.changes(), self.stats.parsed);
         if self.selects_by_family() {
-            self.families.refresh(&self.templates.texts());
+            // Bounded: a flood of new templates is placed over several refits.
+            self.families
+                .refresh_bounded(&self.templates.texts(), FAMILY_PLACEMENTS_PER_REFIT);
         }
         let templates = &self.templates;
         self.anomalies.retain(|k| templates.is_live(*k));
