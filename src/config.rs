@@ -26,6 +26,28 @@ pub struct FileConfig {
     /// \[<Component>\] <Content>`), tried in order before the built-in shapes.
     #[serde(default)]
     pub patterns: Vec<String>,
+    /// Bounds on what the input can make the job hold, and the brake.
+    pub limits: Option<LimitsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Services with names (and template miners) of their own [10000].
+    pub services: Option<usize>,
+    /// Open traces per rule [100000].
+    pub traces_per_rule: Option<usize>,
+    pub brake: Option<BrakeSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrakeSection {
+    /// More than this many incidents confirmed within `window` stop every action [10];
+    /// 0 turns the brake off.
+    pub max_confirmed: u32,
+    /// [10m]
+    pub window: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +74,34 @@ pub struct RekeySection {
 }
 
 impl FileConfig {
+    /// Sets what the file says of the engine: field names, line shapes and limits.
+    pub fn apply(&self, engine: &mut logheal_pipeline::EngineConfig) -> Result<()> {
+        if self.fields.is_some() {
+            engine.fields = self.fields.clone();
+        }
+        engine.patterns.extend(self.patterns.iter().cloned());
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        if let Some(n) = limits.services {
+            engine.max_services = n.max(1);
+        }
+        if let Some(n) = limits.traces_per_rule {
+            engine.max_traces_per_rule = n.max(1);
+        }
+        if let Some(brake) = &limits.brake {
+            engine.brake.max_confirmed = brake.max_confirmed;
+            if let Some(window) = &brake.window {
+                engine.brake.window = humantime::parse_duration(window)
+                    .map_err(|e| anyhow!("limits.brake.window {window:?}: {e}"))?;
+                if engine.brake.window.is_zero() {
+                    bail!("limits.brake.window must be above zero");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every error of the file as `file:line:col: message` (YAML errors, and text line
     /// patterns that do not compile, located at their text).
     pub fn check(path: &Path) -> Result<FileConfig, Vec<String>> {

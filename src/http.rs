@@ -30,6 +30,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BoundLabel {
+    pub bound: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: &'static str,
 }
@@ -59,6 +64,11 @@ pub struct Metrics {
     lagging_sources: Gauge,
     untracked: Counter,
     continuations: Counter,
+    bound_used: Family<BoundLabel, Gauge>,
+    bound_limit: Family<BoundLabel, Gauge>,
+    bound_overflow: Family<BoundLabel, Counter>,
+    withheld: Counter,
+    brake: Gauge,
     seen: Arc<Mutex<Stats>>,
 }
 
@@ -87,6 +97,11 @@ impl Metrics {
             lagging_sources: Gauge::default(),
             untracked: Counter::default(),
             continuations: Counter::default(),
+            bound_used: Family::default(),
+            bound_limit: Family::default(),
+            bound_overflow: Family::default(),
+            withheld: Counter::default(),
+            brake: Gauge::default(),
             seen: Arc::default(),
         };
         let r = &mut registry;
@@ -181,9 +196,43 @@ impl Metrics {
             "Actions a replay asked for again, answered from the ledger",
             m.answered_from_ledger.clone(),
         );
+        r.register(
+            "logheal_bound_used",
+            "What the job holds of each bounded kind of state: services, traces (in the rule holding most; the cap is per rule), time_sources",
+            m.bound_used.clone(),
+        );
+        r.register(
+            "logheal_bound_limit",
+            "The cap of each bounded kind of state",
+            m.bound_limit.clone(),
+        );
+        r.register(
+            "logheal_bound_overflow",
+            "What happened past a cap: records of services over the cap, traces evicted (storm: of a storming service), templates evicted, records of untracked time sources",
+            m.bound_overflow.clone(),
+        );
+        r.register(
+            "logheal_actions_withheld",
+            "Actions not called: a rule's remediation budget was spent, or the brake was on",
+            m.withheld.clone(),
+        );
+        r.register(
+            "logheal_brake",
+            "1 while the brake is on (too many incidents confirmed: every action waits for humans)",
+            m.brake.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..m
+        }
+    }
+
+    /// Caps of the bounded state, as configured (`logheal_bound_limit`).
+    pub fn set_limits(&self, limits: &[(&'static str, u64)]) {
+        for (bound, cap) in limits {
+            self.bound_limit
+                .get_or_create(&BoundLabel { bound })
+                .set(*cap as i64);
         }
     }
 
@@ -213,6 +262,42 @@ impl Metrics {
             .inc_by(delta(now.untracked_records, seen.untracked_records));
         self.continuations
             .inc_by(delta(now.continuations, seen.continuations));
+        self.withheld
+            .inc_by(delta(now.actions_withheld, seen.actions_withheld));
+        self.brake.set(i64::from(now.brake_on));
+        let used = [
+            ("services", now.services),
+            ("traces", now.traces_live),
+            ("time_sources", now.sources),
+        ];
+        for (bound, n) in used {
+            self.bound_used
+                .get_or_create(&BoundLabel { bound })
+                .set(n as i64);
+        }
+        let overflow = [
+            ("services", now.services_over_cap, seen.services_over_cap),
+            ("traces", now.traces_evicted, seen.traces_evicted),
+            (
+                "traces_storm",
+                now.traces_storm_evicted,
+                seen.traces_storm_evicted,
+            ),
+            ("templates", now.templates_evicted, seen.templates_evicted),
+            (
+                "time_sources",
+                now.untracked_records,
+                seen.untracked_records,
+            ),
+        ];
+        for (bound, new, old) in overflow {
+            let n = delta(new, old);
+            if n > 0 {
+                self.bound_overflow
+                    .get_or_create(&BoundLabel { bound })
+                    .inc_by(n);
+            }
+        }
         self.sources.set(now.sources as i64);
         self.lagging_sources.set(now.lagging_sources as i64);
         for reason in SkipReason::all() {
@@ -298,8 +383,147 @@ pub fn serve(
                 .filter(|t| !t.is_empty())
                 .map(Into::into),
         });
+    let listener = Bounded {
+        inner: listener,
+        open: Arc::default(),
+        next: 0,
+    };
     runtime.spawn(async move { axum::serve(listener, app).await });
     Ok(bound)
+}
+
+/// Connections served at once; a new one past this closes the oldest.
+const MAX_CONNECTIONS: usize = 128;
+/// A connection that sends nothing for this long is closed.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The listener with bounds: at most `MAX_CONNECTIONS` open (a new connection closes
+/// the oldest, so a probe always gets in however many connections a client leaves
+/// open), and each closed after `IDLE_TIMEOUT` without a byte from its client. Without
+/// them, a thousand idle connections took every descriptor and `/healthz` timed out.
+struct Bounded {
+    inner: tokio::net::TcpListener,
+    /// Open connections, oldest first: an id and a handle on the socket to shut it.
+    open: Arc<Mutex<std::collections::VecDeque<(u64, std::net::TcpStream)>>>,
+    next: u64,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of descriptors or similar: wait a moment instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(handle) = stream
+                .into_std()
+                .and_then(|s| s.try_clone().map(|c| (s, c)))
+            else {
+                continue;
+            };
+            let (std_stream, shutter) = handle;
+            let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+                continue;
+            };
+            self.next += 1;
+            let id = self.next;
+            {
+                let mut open = self.open.lock().expect("not poisoned");
+                while open.len() >= MAX_CONNECTIONS {
+                    if let Some((_, oldest)) = open.pop_front() {
+                        let _ = oldest.shutdown(std::net::Shutdown::Both);
+                    }
+                }
+                open.push_back((id, shutter));
+            }
+            let connection = Connection {
+                stream,
+                id,
+                open: self.open.clone(),
+                idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
+            };
+            return (connection, addr);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A served connection: reads end when its client has been idle too long; dropping it
+/// takes it off the open list.
+struct Connection {
+    stream: tokio::net::TcpStream,
+    id: u64,
+    open: Arc<Mutex<std::collections::VecDeque<(u64, std::net::TcpStream)>>>,
+    idle: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    let deadline = tokio::time::Instant::now() + IDLE_TIMEOUT;
+                    self.idle.as_mut().reset(deadline);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match std::future::Future::poll(self.idle.as_mut(), cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "idle connection closed",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 async fn readyz(State(s): State<Shared>) -> (StatusCode, &'static str) {

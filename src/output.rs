@@ -69,11 +69,26 @@ pub fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result
 
 /// Closes `--output json` with the run's `{"type":"summary",...}` record (text output
 /// has the human summary on stderr instead).
+/// The summary also gives the process's peak resident memory (`peak_rss_bytes`, from
+/// `/proc/self/status`; absent where there is none), so a flood's cost is visible.
 pub fn summary(engine: &Engine, out: &mut impl Write, format: Output) -> Result<()> {
     if let Output::Json = format {
-        writeln!(out, "{}", engine.stats().to_json())?;
+        let mut summary: serde_json::Value =
+            serde_json::from_str(&engine.stats().to_json()).expect("the summary is JSON");
+        if let Some(peak) = peak_rss_bytes() {
+            summary["peak_rss_bytes"] = peak.into();
+        }
+        writeln!(out, "{summary}")?;
     }
     Ok(())
+}
+
+/// The process's peak resident set size (`VmHWM`), on Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 pub fn write_record(out: &mut impl Write, format: Output, record: &Record) -> Result<()> {

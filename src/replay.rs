@@ -18,6 +18,10 @@ pub struct Args {
     /// Rule files or directories; the built-in cross-service 503 rule when none.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
+    /// A job configuration file: its field names, line shapes and limits apply (its
+    /// Kafka section does not; `--rules` wins over its rule files).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
     /// Loghub-style header format for text logs, e.g. '<Date> <Time> <Level> <Component>: <Content>'.
@@ -46,11 +50,21 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         execute: args.execute,
         ..EngineConfig::default()
     };
+    let mut config = config;
+    let mut rules = args.rules.clone();
+    if let Some(path) = &args.config {
+        let file =
+            crate::config::FileConfig::check(path).map_err(|e| anyhow::anyhow!(e.join("\n")))?;
+        file.apply(&mut config)?;
+        if rules.is_empty() {
+            rules = file.rules.clone();
+        }
+    }
     let Job {
         mut engine,
         executor,
         runtime: _runtime,
-    } = Job::start(&args.rules, &config)?;
+    } = Job::start(&rules, &config)?;
     let mut handoff = Handoff::default();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -131,8 +131,6 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             // Live records are stamped now: one far ahead of the wall clock has a
             // broken clock.
             future_skew: LIVE_FUTURE_SKEW,
-            fields: file.fields.clone(),
-            patterns: file.patterns.clone(),
             ..EngineConfig::default()
         },
         tick: args.tick,
@@ -142,6 +140,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9464".parse().expect("a valid address")),
     };
+    let mut settings = settings;
+    file.apply(&mut settings.engine)?;
     let env = |name: &str| std::env::var(name).ok();
     match args.kafka.resolve(file.kafka.as_ref(), &env)? {
         Some(kafka) => {
@@ -179,6 +179,12 @@ impl Live {
         // Bounded: at most 64 batches of 64 KiB wait for the engine (back-pressure on the input).
         let (tx, rx) = mpsc::sync_channel::<Message>(64);
         let metrics = Metrics::new();
+        let engine = &settings.engine;
+        metrics.set_limits(&[
+            ("services", engine.max_services as u64),
+            ("traces", engine.max_traces_per_rule as u64),
+            ("time_sources", engine.time.max_sources as u64),
+        ]);
         let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
         let bound = http::serve(&job.runtime, settings.listen, metrics.clone(), reload_tx)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;

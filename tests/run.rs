@@ -317,3 +317,56 @@ fn writing_endpoints_are_off_without_a_token() {
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn health_and_metrics_answer_under_a_thousand_idle_connections() {
+    // Under the common default of 1,024 descriptors (systemd's soft limit): more idle
+    // connections than that took every descriptor before connections were bounded.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_logheal"))
+        .args(["run", "--dry-run", "--listen", "127.0.0.1:0", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("logheal: listening on http://") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the listening address");
+    // 1,100 connections that never finish a request (some send half of one).
+    let mut idle = Vec::new();
+    for i in 0..1_100 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        if i % 100 == 0 {
+            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+        }
+        idle.push(s);
+    }
+    let started = Instant::now();
+    let (ok_tx, ok_rx) = std::sync::mpsc::channel();
+    let probe = addr.clone();
+    std::thread::spawn(move || {
+        let health = http_with(&probe, "GET", "/healthz", "");
+        let metrics = http_with(&probe, "GET", "/metrics", "");
+        let _ = ok_tx.send((health, metrics));
+    });
+    let (health, metrics) = ok_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("/healthz and /metrics answer while the idle connections stay open");
+    assert!(health.ends_with("ok\n"), "{health}");
+    assert!(metrics.contains("logheal_lines_total"), "{metrics}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(idle);
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}

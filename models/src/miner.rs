@@ -114,6 +114,9 @@ const CUT: u32 = 1;
 
 type LeafKey = (u32, [u32; 2]);
 
+/// Lines a miner mines before its memos are filled (and their tables allocated).
+const MEMO_AFTER_LINES: u64 = 256;
+
 /// Masked shapes remembered before the cache starts over.
 const RECENT_CAP: usize = 65_536;
 /// Digit-blind chunk forms remembered before that cache starts over.
@@ -513,7 +516,7 @@ impl Miner {
                 id
             }
         };
-        if let Some(key) = short {
+        if let (Some(key), true) = (short, self.memo_pays()) {
             self.shown.put(key, id);
         }
         id
@@ -536,6 +539,14 @@ impl Miner {
         }
     }
 
+    /// Whether the memos are worth their tables (about 176 KB each): only for a miner
+    /// that has seen enough lines to repeat itself, so a service that logs a line or
+    /// two (a flood of service names) costs a few hundred bytes.
+    #[inline]
+    fn memo_pays(&self) -> bool {
+        self.stats.lines > MEMO_AFTER_LINES
+    }
+
     /// `chunk_id` past the memo: the tables, then the lexer; the memo learns the answer.
     #[inline(never)]
     fn chunk_id_slow(
@@ -551,7 +562,7 @@ impl Miner {
         } else {
             self.exact &= form == Some(id);
         }
-        if let (Some(key), Some(form)) = (short, form) {
+        if let (Some(key), Some(form), true) = (short, form, self.memo_pays()) {
             self.memo.put(key, form);
         }
         id
@@ -867,7 +878,10 @@ impl Miner {
         self.evict(slot);
         self.leaf_evictions += 1;
         // What only evicted templates had is forgotten now and then, not per eviction.
-        if self.leaf_evictions % self.config.max_leaf_templates.max(1) as u64 == 0 {
+        if self
+            .leaf_evictions
+            .is_multiple_of(self.config.max_leaf_templates.max(1) as u64)
+        {
             self.forget_evicted();
         }
     }

@@ -5,6 +5,7 @@
 use crate::incident::IncidentState;
 use crate::registry::IncidentKey;
 use logheal_parsers::EventTime;
+use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -46,9 +47,23 @@ pub enum Due {
     },
 }
 
+/// An incident's latest deadline, and the time its heap entry is queued at.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: EventTime,
+    generation: u64,
+    queued: EventTime,
+}
+
+/// Invariant: an incident has at most one deadline, the latest its machine asked for
+/// (a machine ignores every older generation, so only the latest can fire), and one heap
+/// entry at `queued` ≤ `at` stands for it. A deadline moved later costs no heap entry:
+/// the entry, when it comes up, is queued again at the deadline. So a storm of
+/// suspicions, each pushing an incident's deadline on, keeps one entry, not one each.
 #[derive(Debug, Default)]
 pub struct Agenda {
-    timers: BinaryHeap<Reverse<(EventTime, u64, IncidentKey, u64)>>,
+    timers: BinaryHeap<Reverse<(EventTime, u64, IncidentKey)>>,
+    deadlines: FxHashMap<IncidentKey, Deadline>,
     probes: BinaryHeap<Reverse<(EventTime, u64, IncidentKey, u32)>>,
     /// Sorted by (due, order); few at a time, so a vector.
     actions: Vec<PendingAction>,
@@ -66,9 +81,40 @@ impl Agenda {
         self.probes.push(Reverse((at, order, key, seq)));
     }
 
+    /// Sets the deadline of `key`'s incident (replacing the one before).
     pub fn timer(&mut self, at: EventTime, key: IncidentKey, generation: u64) {
-        let order = self.next_order();
-        self.timers.push(Reverse((at, order, key, generation)));
+        let queue = match self.deadlines.get_mut(&key) {
+            Some(d) => {
+                d.at = at;
+                d.generation = generation;
+                let earlier = at < d.queued;
+                if earlier {
+                    d.queued = at;
+                }
+                earlier
+            }
+            None => {
+                let queued = at;
+                self.deadlines.insert(
+                    key,
+                    Deadline {
+                        at,
+                        generation,
+                        queued,
+                    },
+                );
+                true
+            }
+        };
+        if queue {
+            let order = self.next_order();
+            self.timers.push(Reverse((at, order, key)));
+        }
+    }
+
+    /// Deadlines held, and heap entries standing for them (for tests and metrics).
+    pub fn timers(&self) -> (usize, usize) {
+        (self.deadlines.len(), self.timers.len())
     }
 
     /// Queues an action (its `order` is assigned here).
@@ -121,7 +167,8 @@ impl Agenda {
         self.actions.iter().any(|a| a.key == key && a.seq == seq)
     }
 
-    /// The time of the next thing due, if any.
+    /// The time of the next thing due, if any (for a deadline that moved on, the time
+    /// its entry comes up to be queued again: nothing fires then).
     pub fn next_due(&self) -> Option<EventTime> {
         let a = self.actions.first().map(|a| a.due);
         let t = self.timers.peek().map(|Reverse((at, ..))| *at);
@@ -132,24 +179,40 @@ impl Agenda {
     /// The earliest thing due at or before `until`, removed from the agenda: actions,
     /// then probes, then timers at equal times.
     pub fn pop_due(&mut self, until: EventTime) -> Option<Due> {
-        let next = self.next_due().filter(|t| *t <= until)?;
-        if self.actions.first().is_some_and(|a| a.due == next) {
-            return Some(Due::Action(self.actions.remove(0)));
+        loop {
+            let next = self.next_due().filter(|t| *t <= until)?;
+            if self.actions.first().is_some_and(|a| a.due == next) {
+                return Some(Due::Action(self.actions.remove(0)));
+            }
+            if self
+                .probes
+                .peek()
+                .is_some_and(|Reverse((at, ..))| *at == next)
+            {
+                let Reverse((at, _, key, seq)) = self.probes.pop().expect("peeked");
+                return Some(Due::Probe { at, key, seq });
+            }
+            let Reverse((at, _, key)) = self.timers.pop().expect("something is due");
+            // Not standing for a deadline: left behind by a move to an earlier time.
+            let Some(deadline) = self.deadlines.get_mut(&key).filter(|d| d.queued == at) else {
+                continue;
+            };
+            if deadline.at > at {
+                // The deadline moved on since this entry was queued.
+                deadline.queued = deadline.at;
+                let later = deadline.at;
+                let order = self.next_order();
+                self.timers.push(Reverse((later, order, key)));
+                continue;
+            }
+            let generation = deadline.generation;
+            self.deadlines.remove(&key);
+            return Some(Due::Timeout {
+                at,
+                key,
+                generation,
+            });
         }
-        if self
-            .probes
-            .peek()
-            .is_some_and(|Reverse((at, ..))| *at == next)
-        {
-            let Reverse((at, _, key, seq)) = self.probes.pop().expect("peeked");
-            return Some(Due::Probe { at, key, seq });
-        }
-        let Reverse((at, _, key, generation)) = self.timers.pop().expect("something is due");
-        Some(Due::Timeout {
-            at,
-            key,
-            generation,
-        })
     }
 }
 
@@ -219,5 +282,41 @@ mod tests {
         let gone = a.cancel_stale(k, 2);
         assert_eq!(gone.len(), 1);
         assert!(a.has_pending(k, 2) && a.has_pending(other, 1) && !a.has_pending(k, 1));
+    }
+
+    #[test]
+    fn a_deadline_pushed_on_keeps_one_entry_and_fires_once() {
+        let k = IncidentKey {
+            rule: 0,
+            root: None,
+        };
+        let mut a = Agenda::default();
+        for g in 1..=1000u64 {
+            a.timer(EventTime(g as i64 * 10), k, g);
+        }
+        assert_eq!(a.timers(), (1, 1), "one deadline, one heap entry");
+        assert_eq!(a.pop_due(EventTime(9_999)), None);
+        assert_eq!(
+            a.pop_due(EventTime(10_000)),
+            Some(Due::Timeout {
+                at: EventTime(10_000),
+                key: k,
+                generation: 1000
+            })
+        );
+        assert_eq!(a.timers(), (0, 0));
+        // Moved earlier: the earlier time fires, with the latest generation, once.
+        a.timer(EventTime(50), k, 1);
+        a.timer(EventTime(20), k, 2);
+        let fired: Vec<_> = std::iter::from_fn(|| a.pop_due(EventTime(100))).collect();
+        assert_eq!(
+            fired,
+            [Due::Timeout {
+                at: EventTime(20),
+                key: k,
+                generation: 2
+            }]
+        );
+        assert_eq!(a.timers(), (0, 0));
     }
 }

@@ -1,8 +1,13 @@
 //! The correlator: per-key (trace id) sliding windows on event time. The first selected
 //! event of a trace raises a suspicion; enough events from enough services inside one
 //! window raise a chain, once per trace. Traces expire when the watermark passes their
-//! window; a cap on live traces, with counted eviction of the least recently active,
-//! bounds memory under a flood of trace ids.
+//! window; a cap on live traces bounds memory under a flood of trace ids.
+//!
+//! Eviction at the cap protects evidence: while one service opens a large share of the
+//! live traces (a storm: a service failing every request on its own), the oldest of
+//! *its* traces that no other service has joined go first, so a cascade of other
+//! services survives a storm of any rate. Otherwise the least recently active trace goes.
+//! Both are counted (`evicted`, and `storm_evicted` for the first kind).
 
 use crate::interner::ServiceId;
 use logheal_models::TemplateKey;
@@ -10,7 +15,7 @@ use logheal_parsers::EventTime;
 use logheal_rules::Correlation;
 use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 /// Events kept per trace; older ones are dropped first (the chain has long fired by then).
@@ -50,6 +55,8 @@ pub struct CorrelatorStats {
     pub expired: u64,
     /// Traces dropped early because the cap was reached.
     pub evicted: u64,
+    /// Of those, traces of a storming service that no other service had joined.
+    pub storm_evicted: u64,
     pub chains: u64,
 }
 
@@ -69,7 +76,23 @@ struct Trace {
     events: Vec<TraceEvent>,
     newest: EventTime,
     fired: bool,
+    /// The service of its first event, and whether another one joined since.
+    opener: ServiceId,
+    joined: bool,
 }
+
+/// Live traces a service opened, oldest first (entries of closed or joined traces are
+/// dropped when met, and compacted when they are most of the queue).
+#[derive(Debug, Default)]
+struct Opened {
+    live: usize,
+    queue: VecDeque<(u32, u32)>,
+}
+
+/// A service that opened more than this share of the cap counts as storming.
+const STORM_SHARE: usize = 4;
+/// Evictions between two searches for the service with the most live traces.
+const RESCAN_EVERY: u32 = 256;
 
 /// Windows for one rule.
 #[derive(Debug)]
@@ -83,6 +106,10 @@ pub struct Correlator {
     free: Vec<u32>,
     /// (expiry time, slot, generation); entries for reused or extended slots are stale.
     expiry: BinaryHeap<Reverse<(EventTime, u32, u32)>>,
+    opened: FxHashMap<ServiceId, Opened>,
+    /// The service with the most live traces at the last search, and evictions since.
+    heaviest: Option<ServiceId>,
+    since_scan: u32,
     pub stats: CorrelatorStats,
 }
 
@@ -97,6 +124,9 @@ impl Correlator {
             slots: Vec::new(),
             free: Vec::new(),
             expiry: BinaryHeap::new(),
+            opened: FxHashMap::default(),
+            heaviest: None,
+            since_scan: 0,
             stats: CorrelatorStats::default(),
         }
     }
@@ -113,11 +143,12 @@ impl Correlator {
             Some(&slot) => slot,
             None => {
                 out.push(Signal::Suspect { service, at });
-                self.open(key)
+                self.open(key, service)
             }
         };
         let window = self.window;
         let trace = &mut self.slots[slot as usize];
+        trace.joined |= service != trace.opener;
         let pos = trace.events.partition_point(|e| e.at <= at);
         trace.events.insert(pos, event);
         trace.newest = trace.newest.max(at);
@@ -163,8 +194,8 @@ impl Correlator {
         }
     }
 
-    fn open(&mut self, key: &str) -> u32 {
-        if self.index.len() >= self.max_traces {
+    fn open(&mut self, key: &str, service: ServiceId) -> u32 {
+        if self.index.len() >= self.max_traces && !self.evict_from_storm() {
             self.evict_least_recent();
         }
         let slot = self.free.pop().unwrap_or_else(|| {
@@ -177,8 +208,53 @@ impl Correlator {
         trace.events.clear();
         trace.newest = EventTime::MIN;
         trace.fired = false;
+        trace.opener = service;
+        trace.joined = false;
+        let generation = trace.generation;
         self.index.insert(key.into(), slot);
+        let opened = self.opened.entry(service).or_default();
+        opened.live += 1;
+        opened.queue.push_back((slot, generation));
+        if opened.queue.len() > 2 * opened.live + 64 {
+            let slots = &self.slots;
+            opened.queue.retain(|&(slot, generation)| {
+                let t = &slots[slot as usize];
+                t.generation == generation && !t.joined
+            });
+        }
         slot
+    }
+
+    /// Evicts the oldest trace of the storming service that no other service joined, if
+    /// a service opened more than a `STORM_SHARE`th of the cap; `false` if none did.
+    fn evict_from_storm(&mut self) -> bool {
+        if self.since_scan == 0 || self.heaviest.is_none() {
+            self.heaviest = self
+                .opened
+                .iter()
+                .max_by_key(|(s, o)| (o.live, Reverse(**s)))
+                .map(|(s, _)| *s);
+        }
+        self.since_scan = (self.since_scan + 1) % RESCAN_EVERY;
+        let Some(service) = self.heaviest else {
+            return false;
+        };
+        let share = self.max_traces / STORM_SHARE;
+        let Some(opened) = self.opened.get_mut(&service).filter(|o| o.live > share) else {
+            self.since_scan = 0;
+            return false;
+        };
+        while let Some((slot, generation)) = opened.queue.pop_front() {
+            let t = &self.slots[slot as usize];
+            if t.generation == generation && !t.joined {
+                self.close(slot);
+                self.stats.evicted += 1;
+                self.stats.storm_evicted += 1;
+                return true;
+            }
+        }
+        self.since_scan = 0;
+        false
     }
 
     fn evict_least_recent(&mut self) {
@@ -195,6 +271,12 @@ impl Correlator {
     fn close(&mut self, slot: u32) {
         let trace = &mut self.slots[slot as usize];
         self.index.remove(&trace.key);
+        if let Some(opened) = self.opened.get_mut(&trace.opener) {
+            opened.live -= 1;
+            if opened.live == 0 {
+                self.opened.remove(&trace.opener);
+            }
+        }
         trace.generation = trace.generation.wrapping_add(1);
         trace.events.clear();
         self.free.push(slot);
@@ -340,5 +422,33 @@ mod tests {
         assert_eq!(c.live_traces(), 1000);
         assert_eq!(c.stats.evicted, 99_000);
         assert!(c.slots.len() <= 1000);
+    }
+
+    #[test]
+    fn a_storm_of_one_service_does_not_evict_a_cascade() {
+        let mut c = correlator(1000);
+        let mut out = Vec::new();
+        c.observe("cascade", ev(s(0), A), &mut out);
+        for i in 0..50_000 {
+            c.observe(&format!("storm{i}"), ev(s(0), C), &mut out);
+        }
+        c.observe("cascade", ev(s(1), B), &mut out);
+        for i in 50_000..100_000 {
+            c.observe(&format!("storm{i}"), ev(s(1), C), &mut out);
+        }
+        c.observe("cascade", ev(s(2), B), &mut out);
+        assert_eq!(
+            chains(&out).len(),
+            1,
+            "the cascade's trace survived the storm"
+        );
+        assert_eq!(chains(&out)[0].root, A);
+        assert_eq!(c.live_traces(), 1000);
+        assert!(c.stats.storm_evicted >= 99_000);
+        let queued: usize = c.opened.values().map(|o| o.queue.len()).sum();
+        assert!(
+            queued <= 2 * 1000 + 64 * 2,
+            "bookkeeping stays bounded: {queued}"
+        );
     }
 }

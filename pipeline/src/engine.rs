@@ -25,13 +25,18 @@ use logheal_models::{
 };
 use logheal_parsers::{otlp, EventTime, FieldNames, LineParser, ParseError};
 use logheal_rules::{
-    AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, Receiver, ReceiverKind, RuleSet,
+    ActionState, AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, Receiver, ReceiverKind,
+    RuleSet,
 };
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Budget entries (incident key and action) held before those past their period are
+/// dropped.
+const BUDGET_KEYS_PRUNE_AT: usize = 4096;
 
 /// New templates placed into families per refit during a run (each costs at most a few
 /// thousand sparse products, see `families.rs`).
@@ -48,12 +53,17 @@ pub struct EngineConfig {
     pub max_line_bytes: usize,
     /// Open traces held per rule before the least recently active is evicted.
     pub max_traces_per_rule: usize,
+    /// Services with a name (and a template miner) of their own; records of services
+    /// past the cap are mined together and correlated by no rule (counted).
+    pub max_services: usize,
     /// Field names tried before the built-in conventions.
     pub fields: Option<FieldNames>,
     /// A Loghub-style header format for text logs.
     pub header_format: Option<String>,
     /// Text line shapes (Loghub-style header formats) tried before the built-in ones.
     pub patterns: Vec<String>,
+    /// The global brake on automated remediation (see [`Brake`]).
+    pub brake: Brake,
     /// Hand due actions to an executor (`take_outbox`, `action_outcome`) instead of
     /// recording them as a dry run that succeeds.
     pub execute: bool,
@@ -66,10 +76,34 @@ impl Default for EngineConfig {
             future_skew: Duration::from_secs(300),
             max_line_bytes: 1 << 20,
             max_traces_per_rule: 100_000,
+            max_services: 10_000,
+            brake: Brake::default(),
             fields: None,
             header_format: None,
             patterns: Vec::new(),
             execute: false,
+        }
+    }
+}
+
+/// The global brake: more than `max_confirmed` incidents confirmed within `window` (of
+/// event time, over all rules) stops every action (webhooks and per-incident Slack
+/// messages) until the confirmations within the window fall back to `max_confirmed`.
+/// Incidents whose actions it withholds go to ESCALATED; one Slack message (to the
+/// Slack receiver of the rule that tripped it, if it has one) and a `limit` record say
+/// so. A flood of forged or real failures hands over to humans instead of restarting
+/// the fleet. `max_confirmed: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Brake {
+    pub max_confirmed: u32,
+    pub window: Duration,
+}
+
+impl Default for Brake {
+    fn default() -> Self {
+        Brake {
+            max_confirmed: 10,
+            window: Duration::from_secs(600),
         }
     }
 }
@@ -127,6 +161,11 @@ pub struct Engine {
     /// Spans (first, last seen) of closed incidents that may still overlap the rewind
     /// point (see `rewind_point`).
     closed_spans: VecDeque<(EventTime, EventTime)>,
+    /// Calls of each webhook action per incident key within its rule's budget period.
+    budget_used: FxHashMap<(IncidentKey, Arc<str>), VecDeque<EventTime>>,
+    /// Confirmations within the brake's window, and since when the brake is on.
+    confirmations: VecDeque<EventTime>,
+    braked_since: Option<EventTime>,
 }
 
 /// The line parser for a rule set: the configured field names plus the extra fields the
@@ -172,7 +211,7 @@ impl Engine {
             rules,
             parser,
             clock: EventClock::new(config.time, wall_clock_now().plus(config.future_skew)),
-            interner: Interner::default(),
+            interner: Interner::new(config.max_services),
             templates: ServiceTemplates::new(MinerConfig::default()),
             families: Families::new(DEFAULT_FAMILY_SIMILARITY),
             anomalies: Detector::new(AnomalyConfig::default()),
@@ -195,6 +234,9 @@ impl Engine {
             now: EventTime::MIN,
             admitted: None,
             closed_spans: VecDeque::new(),
+            budget_used: FxHashMap::default(),
+            confirmations: VecDeque::new(),
+            braked_since: None,
         })
     }
 
@@ -307,6 +349,7 @@ impl Engine {
         let service = self
             .interner
             .intern(event.service.as_deref().unwrap_or_default());
+        let over_cap = self.interner.is_overflow(service);
         let source = SourceId {
             partition,
             service: service.0,
@@ -329,6 +372,9 @@ impl Engine {
         let (template, new) = self.templates.add(service.0, &event.message);
         let flags = self.anomalies.observe(template, ts.nanos(), new);
         self.refresh_models();
+        if over_cap {
+            return self.over_service_cap(ts);
+        }
         for (ri, rule) in self.rules.rules.iter().enumerate() {
             if self.retired[ri] || !rule.select.matches(&event) {
                 continue;
@@ -378,6 +424,24 @@ impl Engine {
             self.signals.clear();
         }
         self.run_until(self.clock.time());
+    }
+
+    /// Counts a record of a service past the cap (mined, not correlated); the first one
+    /// is reported.
+    fn over_service_cap(&mut self, at: EventTime) {
+        self.stats.services_over_cap += 1;
+        if self.stats.services_over_cap == 1 {
+            self.records.push(Record::Limit {
+                at: at.to_rfc3339(),
+                limit: "services",
+                detail: format!(
+                    "{} distinct service names: the records of any other service are mined \
+                     together and correlated by no rule (raise `max_services`, or map \
+                     `service` to a field of lower cardinality)",
+                    self.config.max_services
+                ),
+            });
+        }
     }
 
     /// Drops the trace windows no record can reach any more.
@@ -893,7 +957,10 @@ impl Engine {
         for c in &self.correlators {
             s.traces_expired += c.stats.expired;
             s.traces_evicted += c.stats.evicted;
+            s.traces_storm_evicted += c.stats.storm_evicted;
+            s.traces_live = s.traces_live.max(c.live_traces() as u64);
         }
+        s.brake_on = self.braked_since.is_some();
         for (_, _, state) in self.registry.states() {
             s.count_incident(state);
         }
@@ -905,6 +972,7 @@ impl Engine {
         s.lagging_sources = lagging as u64;
         s.untracked_records = self.clock.stats.untracked;
         s.templates_live = self.templates.live() as u64;
+        s.services = self.interner.len() as u64;
         s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;
         s
@@ -943,13 +1011,7 @@ impl Engine {
         let mut id = self.rule_names[key.rule as usize].to_string();
         if let Some(root) = key.root {
             id.push('-');
-            id.extend(self.interner.name(root).chars().map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            }));
+            escape_label(self.interner.name(root), &mut id);
         }
         let t = chrono::DateTime::from_timestamp_nanos(at.nanos());
         id.push_str(&t.format("-%Y%m%dT%H%M%S%.3fZ").to_string());
@@ -1044,6 +1106,9 @@ impl Engine {
                             p.state.as_str()
                         );
                         self.cancelled(&p, at, reason);
+                    }
+                    if to == IncidentState::Confirmed {
+                        self.confirmed(key.rule, at);
                     }
                     let transition = (seq, from, to, reason);
                     self.schedule(key, id, at, transition);
@@ -1206,6 +1271,11 @@ impl Engine {
             match due {
                 Due::Action(p) => {
                     self.now = self.now.max(p.due);
+                    if let Some(why) = self.withheld(&p) {
+                        self.withhold(p, why);
+                        self.settle();
+                        continue;
+                    }
                     self.stats.actions += 1;
                     let record = self.action_record(&p, p.due);
                     if self.config.execute {
@@ -1232,9 +1302,175 @@ impl Engine {
         }
     }
 
+    /// Why a due action must not be called, if it must not: the brake is on, or (for a
+    /// webhook) its rule's budget for this incident key is spent. Otherwise the call
+    /// is counted against the budget.
+    fn withheld(&mut self, p: &PendingAction) -> Option<String> {
+        self.release_brake(p.due);
+        if let Some(since) = self.braked_since {
+            return Some(format!(
+                "brake: more than {} incidents confirmed within {} (on since {}); every \
+                 action waits for humans",
+                self.config.brake.max_confirmed,
+                crate::incident::humanize(self.config.brake.window),
+                since.to_rfc3339()
+            ));
+        }
+        if self.receiver_kind(&p.receiver) != ReceiverKind::Webhook {
+            return None;
+        }
+        let budget = self.rules.rules[p.key.rule as usize].incident.budget;
+        let calls = self
+            .budget_used
+            .entry((p.key, p.action.clone()))
+            .or_default();
+        while calls
+            .front()
+            .is_some_and(|t| *t <= p.due.minus(budget.period))
+        {
+            calls.pop_front();
+        }
+        if calls.len() >= budget.actions as usize {
+            return Some(format!(
+                "remediation budget: {:?} already called {} time(s) for this incident key \
+                 within {} (the rule's budget); humans decide",
+                p.action,
+                calls.len(),
+                crate::incident::humanize(budget.period)
+            ));
+        }
+        calls.push_back(p.due);
+        if self.budget_used.len() > BUDGET_KEYS_PRUNE_AT {
+            let horizon = p.due;
+            let rules = &self.rules.rules;
+            self.budget_used.retain(|(key, _), calls| {
+                let period = rules[key.rule as usize].incident.budget.period;
+                calls.back().is_some_and(|t| *t > horizon.minus(period))
+            });
+        }
+        None
+    }
+
+    /// Cancels a withheld action with its record; a withheld recovery step hands the
+    /// incident to humans, a withheld notification just does not go out.
+    fn withhold(&mut self, p: PendingAction, why: String) {
+        self.stats.actions_withheld += 1;
+        let notification = self.receiver_kind(&p.receiver) == ReceiverKind::Slack;
+        self.cancelled(&p, p.due, why);
+        let current = self.registry.with(p.key, || None, |i| i.seq) == Some(p.seq);
+        if !current {
+            return;
+        }
+        if notification || p.state == IncidentState::Escalated {
+            if !self.agenda.has_pending(p.key, p.seq) {
+                self.check_state_done(p.key, p.seq, p.due);
+            }
+        } else {
+            self.inbox.push_back((p.key, p.due, Input::ActionWithheld));
+        }
+    }
+
+    fn receiver_kind(&self, name: &str) -> ReceiverKind {
+        self.rules
+            .receivers
+            .iter()
+            .find(|r| *r.name == *name)
+            .map_or(ReceiverKind::Webhook, |r| r.kind)
+    }
+
+    /// Counts a confirmation; past the brake's threshold the brake goes on, once,
+    /// with a record and one Slack message.
+    fn confirmed(&mut self, rule: u32, at: EventTime) {
+        let brake = self.config.brake;
+        if brake.max_confirmed == 0 {
+            return;
+        }
+        self.confirmations.push_back(at);
+        self.release_brake(at);
+        if self.braked_since.is_some() || self.confirmations.len() <= brake.max_confirmed as usize {
+            return;
+        }
+        self.braked_since = Some(at);
+        self.stats.brakes += 1;
+        let detail = format!(
+            "{} incidents confirmed within {}: every automated action and incident \
+             notification is withheld, and the incidents go to humans, until no more than \
+             {} are confirmed within {}",
+            self.confirmations.len(),
+            crate::incident::humanize(brake.window),
+            brake.max_confirmed,
+            crate::incident::humanize(brake.window),
+        );
+        self.records.push(Record::Limit {
+            at: at.to_rfc3339(),
+            limit: "brake",
+            detail: detail.clone(),
+        });
+        let rule = &self.rules.rules[rule as usize];
+        let slack = ActionState::ALL
+            .iter()
+            .flat_map(|s| rule.actions.for_state(*s))
+            .map(|a| &self.rules.receivers[a.receiver])
+            .find(|r| r.kind == ReceiverKind::Slack)
+            .map(|r| r.name.clone());
+        if let (Some(receiver), true) = (slack, self.config.execute) {
+            let id = self.request_id();
+            self.outbox.push(ActionRequest {
+                id,
+                receiver: receiver.as_str().into(),
+                action: "brake".into(),
+                idempotency_key: format!("brake-{}", at.to_rfc3339()),
+                body: payload::slack_notice(&format!(
+                    ":octagonal_sign: logheal brake on: {detail}"
+                )),
+                expect_status: None,
+            });
+        }
+    }
+
+    /// Drops confirmations older than the brake's window as of `at`; the brake goes off
+    /// when no more than its threshold remain.
+    fn release_brake(&mut self, at: EventTime) {
+        let brake = self.config.brake;
+        while self
+            .confirmations
+            .front()
+            .is_some_and(|t| *t <= at.minus(brake.window))
+        {
+            self.confirmations.pop_front();
+        }
+        if let Some(since) = self.braked_since {
+            if self.confirmations.len() <= brake.max_confirmed as usize {
+                self.braked_since = None;
+                self.records.push(Record::Limit {
+                    at: at.to_rfc3339(),
+                    limit: "brake",
+                    detail: format!(
+                        "released: on since {}, now {} confirmed within {}",
+                        since.to_rfc3339(),
+                        self.confirmations.len(),
+                        crate::incident::humanize(brake.window)
+                    ),
+                });
+            }
+        }
+    }
+
     fn settle(&mut self) {
         while let Some((key, at, input)) = self.inbox.pop_front() {
             self.deliver(key, at, input, None);
+        }
+    }
+}
+
+/// Appends `value` with every byte outside `[A-Za-z0-9._-]` percent-encoded (`%` too):
+/// readable in a URL or header, and injective, so distinct names never share an id.
+fn escape_label(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
     }
 }

@@ -72,6 +72,9 @@ pub enum Input {
     ActionsDone,
     /// An action of the current state failed for good.
     ActionFailed,
+    /// An action of the current state was not called: the remediation budget of its
+    /// rule is spent, or the brake is on (its `action_cancelled` record says which).
+    ActionWithheld,
     /// The health probe passed the required number of times in a row.
     ProbePassed,
 }
@@ -290,6 +293,11 @@ impl Lifecycle {
             Input::ActionFailed => {
                 Self::because(context, "a recovery action failed", State::escalated())
             }
+            Input::ActionWithheld => Self::because(
+                context,
+                "a recovery action was withheld (remediation budget or brake): humans decide",
+                State::escalated(),
+            ),
             Input::Timeout { generation } if self.current(*generation) => {
                 let reason = format!(
                     "recovery actions not done within {}",
@@ -322,6 +330,11 @@ impl Lifecycle {
             Input::ActionFailed => {
                 Self::because(context, "a recovery action failed", State::escalated())
             }
+            Input::ActionWithheld => Self::because(
+                context,
+                "a recovery action was withheld (remediation budget or brake): humans decide",
+                State::escalated(),
+            ),
             Input::ProbePassed => {
                 self.probe_passed = true;
                 self.restore_if_ready(context)

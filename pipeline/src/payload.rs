@@ -98,6 +98,16 @@ pub fn slack_body(view: &IncidentView) -> String {
     serde_json::json!({"text": fallback, "blocks": blocks}).to_string()
 }
 
+/// A Slack message of one line of text (escaped and cut like every other).
+pub fn slack_notice(text: &str) -> String {
+    let text = mrkdwn(text, 2_900);
+    serde_json::json!({
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    })
+    .to_string()
+}
+
 /// `s` escaped for Slack mrkdwn (`&`, `<`, `>`), cut to at most `max` characters.
 pub fn mrkdwn(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max) + 8);

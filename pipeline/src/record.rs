@@ -58,6 +58,13 @@ pub enum Record {
         consecutive: u32,
         detail: String,
     },
+    /// A bound on the engine's state was reached (once per bound and run): what is
+    /// done past it. `/metrics` counts what happens past it (`logheal_bound_overflow`).
+    Limit {
+        at: String,
+        limit: &'static str,
+        detail: String,
+    },
     /// One HTTP attempt of an executed action (wall-clock time).
     Attempt {
         #[serde(flatten)]
@@ -90,7 +97,9 @@ impl Record {
         serde_json::to_string(self).expect("records serialise")
     }
 
-    /// One line for people.
+    /// One line for people. Everything that came from the input (names, templates,
+    /// reasons, details) has its control characters escaped, so a service name cannot
+    /// forge a line or move the terminal's cursor.
     pub fn to_text(&self) -> String {
         match self {
             Record::Transition {
@@ -105,16 +114,18 @@ impl Record {
             } => {
                 let labels: Vec<String> = key
                     .iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .map(|(k, v)| format!("{}={}", c(k), c(v.as_str().unwrap_or_default())))
                     .collect();
                 let mut line = format!(
-                    "{at}  {:<10} → {:<10}  {incident} {{{}}}  {reason}",
+                    "{at}  {:<10} → {:<10}  {} {{{}}}  {}",
                     from.as_str(),
                     to.as_str(),
-                    labels.join(", ")
+                    c(incident),
+                    labels.join(", "),
+                    c(reason)
                 );
                 for t in templates {
-                    line.push_str(&format!("\n      template: {t}"));
+                    line.push_str(&format!("\n      template: {}", c(t)));
                 }
                 line
             }
@@ -126,12 +137,16 @@ impl Record {
                     a.action,
                     a.receiver,
                     a.state.as_str(),
-                    a.idempotency_key
+                    c(&a.idempotency_key)
                 )
             }
             Record::ActionCancelled { action: a, reason } => format!(
-                "{}    cancelled {} (receiver {}): {reason} [{}]",
-                a.at, a.action, a.receiver, a.idempotency_key
+                "{}    cancelled {} (receiver {}): {} [{}]",
+                a.at,
+                a.action,
+                a.receiver,
+                c(reason),
+                c(&a.idempotency_key)
             ),
             Record::ActionResult {
                 action: a,
@@ -139,8 +154,12 @@ impl Record {
                 attempts,
                 detail,
             } => format!(
-                "{}    {} {}: {outcome} after {attempts} attempt(s) {detail} [{}]",
-                a.at, a.receiver, a.action, a.idempotency_key
+                "{}    {} {}: {outcome} after {attempts} attempt(s) {} [{}]",
+                a.at,
+                a.receiver,
+                a.action,
+                c(detail),
+                c(&a.idempotency_key)
             ),
             Record::IncidentClosed {
                 at,
@@ -149,8 +168,10 @@ impl Record {
                 reason,
                 ..
             } => format!(
-                "{at}  {:<10} → closed      {incident}  {reason}",
-                state.as_str()
+                "{at}  {:<10} → closed      {}  {}",
+                state.as_str(),
+                c(incident),
+                c(reason)
             ),
             Record::Probe {
                 at,
@@ -160,9 +181,14 @@ impl Record {
                 detail,
                 ..
             } => format!(
-                "{at}    health probe for {incident}: {} ({consecutive} in a row) {detail}",
-                if *passed { "passed" } else { "failed" }
+                "{at}    health probe for {}: {} ({consecutive} in a row) {}",
+                c(incident),
+                if *passed { "passed" } else { "failed" },
+                c(detail)
             ),
+            Record::Limit { at, limit, detail } => {
+                format!("{at}  limit reached: {limit}: {}", c(detail))
+            }
             Record::Attempt {
                 action: a,
                 attempt,
@@ -175,10 +201,63 @@ impl Record {
                 a.receiver,
                 a.action,
                 status.map_or_else(
-                    || error.clone().unwrap_or_default(),
+                    || c(error.as_deref().unwrap_or_default()).into_owned(),
                     |s| format!("HTTP {s}")
                 )
             ),
         }
+    }
+}
+
+/// `s` with control characters (C0, DEL, C1, and the bidirectional overrides that
+/// reorder what a terminal shows) written as `\u{..}` escapes.
+fn c(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |ch: char| {
+        ch.is_control() || matches!(ch, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for ch in s.chars() {
+        if unsafe_char(ch) {
+            out.push_str(&format!("\\u{{{:x}}}", ch as u32));
+        } else {
+            out.push(ch);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_output_escapes_control_characters_from_the_input() {
+        let mut key = Labels::new();
+        key.insert(
+            "root_service".into(),
+            "x}\n2026-01-01T00:00:00Z  SUSPECTED → CONFIRMED fake\u{1b}[2K\u{202e}".into(),
+        );
+        let record = Record::Transition {
+            at: "2026-01-01T00:00:00Z".into(),
+            incident: "r-x_-1".into(),
+            rule: "r".into(),
+            key,
+            from: IncidentState::Normal,
+            to: IncidentState::Suspected,
+            reason: "first\rline".into(),
+            templates: vec!["a\u{7}b".into()],
+        };
+        let text = record.to_text();
+        assert_eq!(
+            text.lines().count(),
+            2,
+            "only the template line is added: {text}"
+        );
+        assert!(!text.chars().any(|ch| ch.is_control() && ch != '\n'));
+        assert!(text.contains("\\u{1b}[2K") && text.contains("\\u{a}2026"));
+        assert!(text.contains("\\u{202e}") && text.contains("first\\u{d}line"));
     }
 }

@@ -81,6 +81,10 @@ pub struct Stats {
     pub chains: u64,
     pub traces_expired: u64,
     pub traces_evicted: u64,
+    /// Of the evicted, traces of a storming service that no other service had joined.
+    pub traces_storm_evicted: u64,
+    /// Traces open now in the rule that holds the most (the cap is per rule).
+    pub traces_live: u64,
     /// Templates mined and held, and those evicted at the per-service cap.
     pub templates_live: u64,
     pub templates_evicted: u64,
@@ -88,6 +92,11 @@ pub struct Stats {
     pub transitions: u64,
     pub actions: u64,
     pub actions_cancelled: u64,
+    /// Actions withheld by a rule's remediation budget or the brake (also cancelled).
+    pub actions_withheld: u64,
+    /// Times the brake went on, and whether it is on now.
+    pub brakes: u64,
+    pub brake_on: bool,
     /// Notifications (Slack) that failed: reported, never a change of an incident's state.
     pub notifications_failed: u64,
     /// Records held for being far ahead of their peers (admitted later or skipped as
@@ -98,6 +107,10 @@ pub struct Stats {
     pub lagging_sources: u64,
     /// Records of sources past the clock's cap (admitted, but never holding time back).
     pub untracked_records: u64,
+    /// Services with names of their own, and records of services past that cap (mined
+    /// together, correlated by no rule).
+    pub services: u64,
+    pub services_over_cap: u64,
     /// Incidents by the state they ended in (or are in, for live ones at the end).
     pub incidents: Vec<(IncidentState, u64)>,
     /// Incidents that reached CONFIRMED, ended or still open.
@@ -164,8 +177,12 @@ impl Stats {
             "transitions": self.transitions,
             "actions": self.actions,
             "actions_cancelled": self.actions_cancelled,
+            "actions_withheld": self.actions_withheld,
+            "brakes": self.brakes,
             "notifications_failed": self.notifications_failed,
             "templates": self.templates_live,
+            "services": self.services,
+            "services_over_cap": self.services_over_cap,
             "families": self.families,
         })
         .to_string()

@@ -410,6 +410,19 @@ impl<'f> Compiler<'f> {
                 .as_ref()
                 .map(|p| self.probe(fi, &rule.name, p, receivers)),
             restore_when: self.restore_when(fi, spec),
+            budget: match &spec.budget {
+                Some(b) => {
+                    let period = self.duration(fi, &b.period).unwrap_or_default();
+                    if period.is_zero() {
+                        self.error(fi, &b.period, "budget period must be above zero");
+                    }
+                    Budget {
+                        actions: *b.actions,
+                        period,
+                    }
+                }
+                None => Budget::default(),
+            },
         };
         let positive = [
             (

@@ -215,6 +215,27 @@ pub struct IncidentPolicy {
     pub escalate_after: Duration,
     pub probe: Option<HealthProbe>,
     pub restore_when: RestoreWhen,
+    pub budget: Budget,
+}
+
+/// The remediation budget of a rule: each webhook action is called at most `actions`
+/// times per root service (per incident key) within any `period` of event time; a call
+/// past it is not made, and the incident goes to humans (ESCALATED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub actions: u32,
+    pub period: Duration,
+}
+
+impl Default for Budget {
+    /// Three calls of an action per service per hour: a restart that needs a fourth
+    /// within the hour is not fixing it.
+    fn default() -> Self {
+        Budget {
+            actions: 3,
+            period: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// An HTTP check of the failing service, run while the incident is recovering.

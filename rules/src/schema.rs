@@ -96,6 +96,16 @@ pub(crate) struct IncidentSpec {
     pub health_probe: Option<S<ProbeSpec>>,
     /// `quiet`, `probe`, `quiet_and_probe` or `quiet_or_probe`.
     pub restore_when: Option<S<String>>,
+    pub budget: Option<S<BudgetSpec>>,
+}
+
+/// The remediation budget: at most `actions` calls of each webhook action per root
+/// service within `period`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetSpec {
+    pub actions: S<u32>,
+    pub period: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -25,6 +25,10 @@ fn probe(section: &str) -> (&'static str, String) {
         ),
         "incident" => ("rules", rule("incident: {__x: 1}")),
         "incident.health_probe" => ("rules", rule("incident: {health_probe: {url: x, __x: 1}}")),
+        "incident.budget" => (
+            "rules",
+            rule("incident: {budget: {actions: 1, period: 1h, __x: 1}}"),
+        ),
         "actions" => ("rules", rule("actions: {__x: 1}")),
         "actions.<state>[]" => (
             "rules",
