@@ -33,11 +33,18 @@ pub struct Args {
 pub fn run(args: &Args) -> ExitCode {
     if let Some(path) = &args.config {
         match crate::config::FileConfig::check(path) {
-            Ok(config) => eprintln!(
-                "ok: {} ({} pattern(s))",
-                path.display(),
-                config.patterns.len()
-            ),
+            Ok(config) => {
+                // Rule files are checked against the references this job allows.
+                if let Err(e) = config.apply_secrets() {
+                    println!("{}: secrets: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                eprintln!(
+                    "ok: {} ({} pattern(s))",
+                    path.display(),
+                    config.patterns.len()
+                )
+            }
             Err(errors) => {
                 for e in &errors {
                     println!("{e}");

@@ -28,6 +28,17 @@ pub struct FileConfig {
     pub patterns: Vec<String>,
     /// Bounds on what the input can make the job hold, and the brake.
     pub limits: Option<LimitsSection>,
+    /// What rule files may reference: `${VAR}` with these prefixes, `file:` under this
+    /// directory (defaults `LOGHEAL_` and `/run/secrets/logheal/`).
+    pub secrets: Option<SecretsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSection {
+    #[serde(default)]
+    pub env_prefixes: Vec<String>,
+    pub dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,8 +85,26 @@ pub struct RekeySection {
 }
 
 impl FileConfig {
-    /// Sets what the file says of the engine: field names, line shapes and limits.
+    /// Sets the process's reference policy from `secrets:` (before any rule file is
+    /// read).
+    pub fn apply_secrets(&self) -> Result<()> {
+        let Some(secrets) = &self.secrets else {
+            return Ok(());
+        };
+        let mut policy = logheal_rules::ReferencePolicy::default();
+        if !secrets.env_prefixes.is_empty() {
+            policy.env_prefixes = secrets.env_prefixes.clone();
+        }
+        if let Some(dir) = &secrets.dir {
+            policy.secrets_dir = dir.clone();
+        }
+        logheal_rules::set_reference_policy(policy).map_err(|e| anyhow!(e))
+    }
+
+    /// Sets what the file says of the engine: field names, line shapes and limits (and
+    /// the reference policy of rule files, see `apply_secrets`).
     pub fn apply(&self, engine: &mut logheal_pipeline::EngineConfig) -> Result<()> {
+        self.apply_secrets()?;
         if self.fields.is_some() {
             engine.fields = self.fields.clone();
         }

@@ -158,6 +158,10 @@ impl Correlator {
         trace.events.drain(..stale.max(over));
         self.expiry
             .push(Reverse((trace.newest.plus(window), slot, trace.generation)));
+        if self.expiry.len() > 4 * self.max_traces.max(1024) {
+            self.compact_expiry();
+        }
+        let trace = &mut self.slots[slot as usize];
         if trace.fired || (trace.events.len() as u32) < self.min_events {
             return;
         }
@@ -177,6 +181,19 @@ impl Correlator {
             last: trace.newest,
             templates: template_counts(&trace.events),
         }));
+    }
+
+    /// Drops the expiry entries that no longer stand for a live trace's window end
+    /// (extended, evicted or reused), so the heap stays within a few times the cap.
+    fn compact_expiry(&mut self) {
+        let slots = &self.slots;
+        let window = self.window;
+        let mut entries = std::mem::take(&mut self.expiry).into_vec();
+        entries.retain(|Reverse((at, slot, generation))| {
+            let t = &slots[*slot as usize];
+            t.generation == *generation && t.newest.plus(window) == *at
+        });
+        self.expiry = BinaryHeap::from(entries);
     }
 
     /// Closes every trace whose window ended before `watermark`.

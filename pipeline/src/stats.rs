@@ -171,6 +171,9 @@ impl Stats {
             "unkeyed": self.unkeyed,
             "suspicions": self.suspicions,
             "chains": self.chains,
+            "traces_expired": self.traces_expired,
+            "traces_evicted": self.traces_evicted,
+            "traces_storm_evicted": self.traces_storm_evicted,
             "incidents": self.incidents.iter().map(|(_, n)| n).sum::<u64>(),
             "confirmed": self.confirmed_incidents,
             "by_state": by_state,
@@ -244,8 +247,8 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  traces          {} expired, {} evicted at the cap",
-            self.traces_expired, self.traces_evicted
+            "  traces          {} expired, {} evicted at the cap ({} of a storming service)",
+            self.traces_expired, self.traces_evicted, self.traces_storm_evicted
         )?;
         writeln!(
             f,

@@ -595,21 +595,78 @@ fn is_env_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The environment variables a rule file may read: whoever can edit rules (a ConfigMap)
-/// must not be able to read every Secret of the job's environment.
+/// The environment variables a rule file may read by default: whoever can edit rules (a
+/// ConfigMap) must not be able to read every Secret of the job's environment.
 pub const RULE_ENV_PREFIX: &str = "LOGHEAL_";
 
-/// The directory under which a rule file may read `file:` references.
+/// The directory under which a rule file may read `file:` references, by default.
 pub const RULE_SECRETS_DIR: &str = "/run/secrets/logheal/";
 
+/// What a rule file may reference: environment variables with one of `env_prefixes`,
+/// and files under `secrets_dir`. Set once per process from the job configuration's
+/// `secrets:` (before any rule file is read); [`RULE_ENV_PREFIX`] and
+/// [`RULE_SECRETS_DIR`] otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferencePolicy {
+    pub env_prefixes: Vec<String>,
+    pub secrets_dir: String,
+}
+
+impl Default for ReferencePolicy {
+    fn default() -> Self {
+        ReferencePolicy {
+            env_prefixes: vec![RULE_ENV_PREFIX.into()],
+            secrets_dir: RULE_SECRETS_DIR.into(),
+        }
+    }
+}
+
+static POLICY: std::sync::OnceLock<ReferencePolicy> = std::sync::OnceLock::new();
+
+/// Sets the process's reference policy; refused if the policy is unsafe (an empty
+/// prefix would open every variable; a relative or root directory every file) or was
+/// already set to another.
+pub fn set_reference_policy(mut policy: ReferencePolicy) -> Result<(), String> {
+    if policy.env_prefixes.is_empty() {
+        return Err("secrets.env_prefixes: at least one prefix".into());
+    }
+    if let Some(p) = policy.env_prefixes.iter().find(|p| !is_env_name(p)) {
+        return Err(format!(
+            "secrets.env_prefixes: {p:?} is not the start of a variable name (letters, digits, _)"
+        ));
+    }
+    if !policy.secrets_dir.ends_with('/') {
+        policy.secrets_dir.push('/');
+    }
+    let dir = &policy.secrets_dir;
+    if !dir.starts_with('/') || dir == "/" || dir.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "secrets.dir: {dir:?} must be an absolute directory other than /"
+        ));
+    }
+    let set = POLICY.get_or_init(|| policy.clone());
+    if *set == policy {
+        Ok(())
+    } else {
+        Err("the reference policy is already set".into())
+    }
+}
+
+/// The process's reference policy.
+pub fn reference_policy() -> &'static ReferencePolicy {
+    POLICY.get_or_init(ReferencePolicy::default)
+}
+
 /// Every `${...}` in `s` names an environment variable a rule file may read, and a
-/// `file:` reference lies under [`RULE_SECRETS_DIR`] (the same checks run again when the
-/// references are resolved).
+/// `file:` reference lies under the secrets directory (see [`ReferencePolicy`]; the same
+/// checks run again when the references are resolved).
 pub fn check_references(s: &str) -> Result<(), String> {
+    let policy = reference_policy();
     if let Some(path) = s.trim().strip_prefix("file:") {
-        if !path.starts_with(RULE_SECRETS_DIR) || path.split('/').any(|p| p == "..") {
+        if !path.starts_with(&policy.secrets_dir) || path.split('/').any(|p| p == "..") {
             return Err(format!(
-                "file:{path}: rule files may read files under {RULE_SECRETS_DIR} only"
+                "file:{path}: rule files may read files under {} only (job config `secrets.dir`)",
+                policy.secrets_dir
             ));
         }
         return Ok(());
@@ -623,9 +680,14 @@ pub fn check_references(s: &str) -> Result<(), String> {
         if !is_env_name(name) {
             return Err(format!("bad environment variable name {name:?}"));
         }
-        if !name.starts_with(RULE_ENV_PREFIX) {
+        if !policy
+            .env_prefixes
+            .iter()
+            .any(|p| name.starts_with(p.as_str()))
+        {
             return Err(format!(
-                "${{{name}}}: rule files may read {RULE_ENV_PREFIX}* variables only"
+                "${{{name}}}: rule files may read {}* variables only (job config `secrets.env_prefixes`)",
+                policy.env_prefixes.join("*, ")
             ));
         }
         rest = &rest[start + end + 1..];

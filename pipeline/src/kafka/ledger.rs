@@ -46,12 +46,38 @@ pub enum Decision {
     Done(Outcome),
 }
 
+/// Invariant: an entry is kept while a replay could still ask for its action. A
+/// restarted consumer re-reads at most `max_rewind` of records, and an action comes due
+/// at most an action delay after its record, so `done` entries written longer ago than
+/// `max_rewind` plus [`RETENTION_MARGIN`] are dropped; `pending` ones are kept until
+/// done (they are called again at start).
 pub struct Ledger {
     topic: String,
     producer: FutureProducer,
     tail: BaseConsumer,
-    entries: HashMap<String, Entry>,
+    /// Each key's entry, with when it was written (milliseconds since the epoch).
+    entries: HashMap<String, (Entry, i64)>,
     runtime: tokio::runtime::Handle,
+    retention: Duration,
+    /// Entries dropped for being past the retention, and when that was last looked at.
+    pub pruned: u64,
+    pruned_at: i64,
+}
+
+/// Drops the `done` entries written before `horizon`; returns how many.
+fn prune(entries: &mut HashMap<String, (Entry, i64)>, horizon: i64) -> usize {
+    let before = entries.len();
+    entries.retain(|_, (entry, written)| matches!(entry, Entry::Pending(_)) || *written >= horizon);
+    before - entries.len()
+}
+
+/// Kept past `max_rewind`: more than any action delay a rule may reasonably give.
+pub const RETENTION_MARGIN: Duration = Duration::from_secs(6 * 3600);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Ledger {
@@ -107,6 +133,9 @@ impl Ledger {
             producer,
             tail,
             entries: HashMap::new(),
+            retention: config.max_rewind + RETENTION_MARGIN,
+            pruned: 0,
+            pruned_at: 0,
             runtime,
         };
         let deadline = Instant::now() + LEDGER_TIMEOUT;
@@ -135,6 +164,7 @@ impl Ledger {
             }
         };
         let at = (message.partition(), message.offset());
+        let written = message.timestamp().to_millis().unwrap_or_else(now_ms);
         let key = message.key().map(String::from_utf8_lossy);
         let entry = message
             .payload()
@@ -142,8 +172,11 @@ impl Ledger {
         match (key, entry) {
             (Some(key), Some(entry)) => {
                 // A `done` is never overwritten by a late `pending`.
-                if !matches!(self.entries.get(key.as_ref()), Some(Entry::Done { .. })) {
-                    self.entries.insert(key.into_owned(), entry);
+                if !matches!(
+                    self.entries.get(key.as_ref()),
+                    Some((Entry::Done { .. }, _))
+                ) {
+                    self.entries.insert(key.into_owned(), (entry, written));
                 }
             }
             _ => tracing::warn!(
@@ -155,16 +188,29 @@ impl Ledger {
         Some(at)
     }
 
-    /// Takes in what other consumers wrote since (non-blocking).
+    /// Takes in what other consumers wrote since (non-blocking), and drops the entries
+    /// no replay can ask for any more.
     pub fn follow(&mut self) {
         while self.read_one(Duration::ZERO).is_some() {}
+        self.prune(now_ms());
+    }
+
+    /// Drops `done` entries written before `now` minus the retention (at most once a
+    /// minute: it reads every entry).
+    pub fn prune(&mut self, now: i64) {
+        if now - self.pruned_at < 60_000 {
+            return;
+        }
+        self.pruned_at = now;
+        let horizon = now - self.retention.as_millis() as i64;
+        self.pruned += prune(&mut self.entries, horizon) as u64;
     }
 
     pub fn decide(&self, key: &str) -> Decision {
         match self.entries.get(key) {
             None => Decision::Call,
-            Some(Entry::Pending(_)) => Decision::Pending,
-            Some(Entry::Done { outcome }) => Decision::Done(outcome.clone()),
+            Some((Entry::Pending(_), _)) => Decision::Pending,
+            Some((Entry::Done { outcome }, _)) => Decision::Done(outcome.clone()),
         }
     }
 
@@ -173,7 +219,7 @@ impl Ledger {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .filter_map(|(k, e)| match e {
+            .filter_map(|(k, (e, _))| match e {
                 Entry::Pending(h) => Some((k.clone(), h.clone())),
                 Entry::Done { .. } => None,
             })
@@ -190,7 +236,8 @@ impl Ledger {
             body: request.body.clone(),
         });
         self.write(&request.idempotency_key, &entry, true)?;
-        self.entries.insert(request.idempotency_key.clone(), entry);
+        self.entries
+            .insert(request.idempotency_key.clone(), (entry, now_ms()));
         Ok(())
     }
 
@@ -203,7 +250,7 @@ impl Ledger {
         if let Err(e) = self.write(key, &entry, false) {
             tracing::warn!(key, error = %e, "action outcome not written to the ledger");
         }
-        self.entries.insert(key.to_string(), entry);
+        self.entries.insert(key.to_string(), (entry, now_ms()));
     }
 
     fn write(&self, key: &str, entry: &Entry, confirm: bool) -> KafkaResult<()> {
@@ -252,5 +299,33 @@ impl ActionRequest {
             body: handoff.body,
             expect_status: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_entries_past_the_retention_go_and_pending_ones_stay() {
+        let done = || Entry::Done {
+            outcome: Outcome::Succeeded {
+                status: 200,
+                attempts: 1,
+            },
+        };
+        let pending = Entry::Pending(Handoff {
+            receiver: "r".into(),
+            action: "a".into(),
+            body: String::new(),
+        });
+        let mut entries = HashMap::new();
+        entries.insert("old-done".to_string(), (done(), 1_000));
+        entries.insert("old-pending".to_string(), (pending, 1_000));
+        entries.insert("new-done".to_string(), (done(), 9_000));
+        assert_eq!(prune(&mut entries, 5_000), 1);
+        let mut kept: Vec<_> = entries.keys().cloned().collect();
+        kept.sort();
+        assert_eq!(kept, ["new-done", "old-pending"]);
     }
 }
