@@ -28,6 +28,8 @@ pub struct FileConfig {
     pub patterns: Vec<String>,
     /// Bounds on what the input can make the job hold, and the brake.
     pub limits: Option<LimitsSection>,
+    /// What makes a template anomalous for its service (`select.anomaly`).
+    pub anomaly: Option<AnomalySection>,
     /// What rule files may reference: `${VAR}` with these prefixes, `file:` under this
     /// directory (defaults `LOGHEAL_` and `/run/secrets/logheal/`).
     pub secrets: Option<SecretsSection>,
@@ -49,6 +51,19 @@ pub struct LimitsSection {
     /// Open traces per rule [100000].
     pub traces_per_rule: Option<usize>,
     pub brake: Option<BrakeSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySection {
+    /// Templates first seen within this long of the stream's start are background [10m].
+    pub warmup: Option<String>,
+    /// How long a template first seen after the warm-up stays new [10m].
+    pub new_for: Option<String>,
+    /// A minute with at least this many events of a template [5]...
+    pub spike_min: Option<u32>,
+    /// ...and this many times its baseline is a rate spike [5].
+    pub spike_factor: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +124,29 @@ impl FileConfig {
             engine.fields = self.fields.clone();
         }
         engine.patterns.extend(self.patterns.iter().cloned());
+        if let Some(anomaly) = &self.anomaly {
+            let parse =
+                |what: &str, text: &Option<String>| -> Result<Option<std::time::Duration>> {
+                    text.as_ref()
+                        .map(|t| {
+                            humantime::parse_duration(t)
+                                .map_err(|e| anyhow!("anomaly.{what} {t:?}: {e}"))
+                        })
+                        .transpose()
+                };
+            if let Some(d) = parse("warmup", &anomaly.warmup)? {
+                engine.anomaly.warmup = d;
+            }
+            if let Some(d) = parse("new_for", &anomaly.new_for)? {
+                engine.anomaly.new_for = d;
+            }
+            if let Some(n) = anomaly.spike_min {
+                engine.anomaly.spike_min = n.max(1);
+            }
+            if let Some(f) = anomaly.spike_factor {
+                engine.anomaly.spike_factor = f.max(1.0);
+            }
+        }
         let Some(limits) = &self.limits else {
             return Ok(());
         };

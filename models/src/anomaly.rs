@@ -1,6 +1,10 @@
 //! Anomaly signals per template (and so per service): a template never seen before, once
 //! the stream is past its warm-up, and a rate spike against the template's own event-time
 //! baseline (an exponentially weighted mean of its per-bucket counts).
+//!
+//! Only buckets in which the stream had events count: a gap in the input (a job that was
+//! down, a shipper that stalled) is not a quiet period, so it does not decay baselines
+//! and make every template's return look like a spike.
 
 use crate::services::TemplateKey;
 use rustc_hash::FxHashMap;
@@ -9,7 +13,8 @@ use std::time::Duration;
 /// What is unusual about one event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Flags {
-    /// The first event of its template, after the warm-up.
+    /// Its template is new: first seen after the warm-up, less than `new_for` ago (every
+    /// event of a new template, not only its first, so a burst of it is new).
     pub new_template: bool,
     /// Its template's count in the current bucket is far above its baseline.
     pub rate_spike: bool,
@@ -19,6 +24,8 @@ pub struct Flags {
 pub struct AnomalyConfig {
     /// Templates first seen within this long of the stream's start are not "new".
     pub warmup: Duration,
+    /// How long a template first seen after the warm-up stays new.
+    pub new_for: Duration,
     pub bucket: Duration,
     /// A bucket at this many times the baseline is a spike...
     pub spike_factor: f64,
@@ -34,9 +41,10 @@ impl Default for AnomalyConfig {
     fn default() -> Self {
         AnomalyConfig {
             warmup: Duration::from_secs(600),
+            new_for: Duration::from_secs(600),
             bucket: Duration::from_secs(60),
             spike_factor: 5.0,
-            spike_min: 10,
+            spike_min: 5,
             alpha: 0.3,
             min_history: 3,
         }
@@ -45,7 +53,11 @@ impl Default for AnomalyConfig {
 
 #[derive(Debug, Clone, Copy)]
 struct Rate {
+    /// When the template was first seen, if that was after the warm-up.
+    born_new: Option<i64>,
     bucket: i64,
+    /// The stream's active-bucket number at `bucket`.
+    active: u64,
     count: u32,
     baseline: f64,
     history: u32,
@@ -55,6 +67,9 @@ struct Rate {
 pub struct Detector {
     config: AnomalyConfig,
     started: Option<i64>,
+    /// The stream's newest bucket, and how many buckets had events so far.
+    stream_bucket: i64,
+    active: u64,
     rates: FxHashMap<TemplateKey, Rate>,
 }
 
@@ -63,6 +78,8 @@ impl Detector {
         Detector {
             config,
             started: None,
+            stream_bucket: i64::MIN,
+            active: 0,
             rates: FxHashMap::default(),
         }
     }
@@ -73,14 +90,22 @@ impl Detector {
         let started = *self.started.get_or_insert(at_nanos);
         let warm = at_nanos.saturating_sub(started) >= c.warmup.as_nanos() as i64;
         let bucket = at_nanos.div_euclid(c.bucket.as_nanos().max(1) as i64);
+        if bucket > self.stream_bucket {
+            self.stream_bucket = bucket;
+            self.active += 1;
+        }
+        let active = self.active;
         let rate = self.rates.entry(template).or_insert(Rate {
+            born_new: (new && warm).then_some(at_nanos),
             bucket,
+            active,
             count: 0,
             baseline: 0.0,
             history: 0,
         });
         if bucket > rate.bucket {
-            let idle = (bucket - rate.bucket - 1).min(1_000) as i32;
+            // Buckets the stream had events in and this template had none.
+            let idle = active.saturating_sub(rate.active + 1).min(1_000) as i32;
             rate.baseline = if rate.history == 0 {
                 f64::from(rate.count)
             } else {
@@ -88,15 +113,39 @@ impl Detector {
             } * (1.0 - c.alpha).powi(idle);
             rate.history += 1 + idle as u32;
             rate.bucket = bucket;
+            rate.active = active;
             rate.count = 0;
         }
         rate.count += 1;
         Flags {
-            new_template: new && warm,
+            new_template: rate
+                .born_new
+                .is_some_and(|born| at_nanos.saturating_sub(born) < c.new_for.as_nanos() as i64),
             rate_spike: rate.history >= c.min_history
                 && rate.count >= c.spike_min
                 && f64::from(rate.count) >= c.spike_factor * rate.baseline.max(1.0),
         }
+    }
+
+    /// Why `template` is anomalous now, for a person: `new (first seen 2m ago)`, or
+    /// `12× its baseline`; `None` if it is not.
+    pub fn explain(&self, template: TemplateKey, at_nanos: i64) -> Option<String> {
+        let rate = self.rates.get(&template)?;
+        let c = &self.config;
+        if let Some(born) = rate.born_new {
+            let age = at_nanos.saturating_sub(born);
+            if age < c.new_for.as_nanos() as i64 {
+                return Some(format!("new, first seen {}s before", age / 1_000_000_000));
+            }
+        }
+        (rate.history >= c.min_history && rate.count >= c.spike_min).then(|| {
+            format!(
+                "{:.0}× its baseline of {:.1}/{}s",
+                f64::from(rate.count) / rate.baseline.max(1.0),
+                rate.baseline,
+                c.bucket.as_secs()
+            )
+        })
     }
 
     /// Forgets templates for which `live` is false (evicted by the miner).
@@ -124,7 +173,15 @@ mod tests {
         let mut d = Detector::new(AnomalyConfig::default());
         assert!(!d.observe(key(0), 0, true).new_template, "still warming up");
         assert!(d.observe(key(1), 11 * MIN, true).new_template);
-        assert!(!d.observe(key(1), 11 * MIN + 1, false).new_template);
+        assert!(
+            d.observe(key(1), 11 * MIN + 1, false).new_template,
+            "a new template's burst is new"
+        );
+        assert!(
+            !d.observe(key(1), 22 * MIN, false).new_template,
+            "ten minutes later it is not new any more"
+        );
+        assert!(!d.observe(key(0), 11 * MIN, false).new_template);
     }
 
     #[test]
@@ -144,5 +201,36 @@ mod tests {
         assert!(burst[25], "26 events in a minute is a spike");
         // A quiet template's baseline decays, and a few events are never a spike.
         assert!(!d.observe(key(0), 100 * MIN, false).rate_spike);
+    }
+
+    #[test]
+    fn a_gap_in_the_input_does_not_decay_baselines() {
+        let mut d = Detector::new(AnomalyConfig::default());
+        let other = key(9);
+        for minute in 0..10 {
+            for i in 0..6 {
+                d.observe(key(0), minute * MIN + i, false);
+                d.observe(other, minute * MIN + 100 + i, false);
+            }
+        }
+        // Twenty minutes of no input at all, then the usual rate again: no spike.
+        let back: Vec<bool> = (0..12)
+            .map(|i| d.observe(key(0), 30 * MIN + i, false).rate_spike)
+            .collect();
+        assert!(!back.iter().any(|s| *s), "{back:?}");
+        // The stream went on without the template for twenty minutes: then it is a spike.
+        let mut d2 = Detector::new(AnomalyConfig::default());
+        for minute in 0..10 {
+            for i in 0..6 {
+                d2.observe(key(0), minute * MIN + i, false);
+            }
+        }
+        for minute in 10..30 {
+            d2.observe(other, minute * MIN, false);
+        }
+        let back: Vec<bool> = (0..12)
+            .map(|i| d2.observe(key(0), 30 * MIN + i, false).rate_spike)
+            .collect();
+        assert!(back[11], "{back:?}");
     }
 }

@@ -66,6 +66,8 @@ pub struct TraceEvent {
     pub at: EventTime,
     pub service: ServiceId,
     pub template: TemplateKey,
+    /// Its template is new or spiking for its service.
+    pub anomalous: bool,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +102,7 @@ pub struct Correlator {
     window: Duration,
     min_events: u32,
     min_services: u32,
+    min_anomalous: u32,
     max_traces: usize,
     index: FxHashMap<Box<str>, u32>,
     slots: Vec<Trace>,
@@ -119,6 +122,7 @@ impl Correlator {
             window: c.window,
             min_events: c.min_events,
             min_services: c.min_services,
+            min_anomalous: c.min_anomalous,
             max_traces: max_traces.max(1),
             index: FxHashMap::default(),
             slots: Vec::new(),
@@ -167,6 +171,10 @@ impl Correlator {
         }
         let services = distinct_in_order(&trace.events);
         if (services.len() as u32) < self.min_services {
+            return;
+        }
+        let anomalous = trace.events.iter().filter(|e| e.anomalous).count();
+        if (anomalous as u32) < self.min_anomalous {
             return;
         }
         trace.fired = true;
@@ -333,6 +341,9 @@ mod tests {
             window: Duration::from_secs(30),
             min_events: 3,
             min_services: 2,
+            min_chains: 1,
+            chains_within: Duration::from_secs(60),
+            min_anomalous: 0,
         };
         Correlator::new(&c, max_traces)
     }
@@ -349,6 +360,7 @@ mod tests {
                 service: service.0,
                 id: logheal_models::TemplateId(0),
             },
+            anomalous: false,
         }
     }
 

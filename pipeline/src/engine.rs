@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub patterns: Vec<String>,
     /// The global brake on automated remediation (see [`Brake`]).
     pub brake: Brake,
+    /// What makes a template anomalous for its service: warm-up, how long a new one
+    /// stays new, rate-spike thresholds.
+    pub anomaly: AnomalyConfig,
     /// Hand due actions to an executor (`take_outbox`, `action_outcome`) instead of
     /// recording them as a dry run that succeeds.
     pub execute: bool,
@@ -78,6 +81,7 @@ impl Default for EngineConfig {
             max_traces_per_rule: 100_000,
             max_services: 10_000,
             brake: Brake::default(),
+            anomaly: AnomalyConfig::default(),
             fields: None,
             header_format: None,
             patterns: Vec::new(),
@@ -214,7 +218,7 @@ impl Engine {
             interner: Interner::new(config.max_services),
             templates: ServiceTemplates::new(MinerConfig::default()),
             families: Families::new(DEFAULT_FAMILY_SIMILARITY),
-            anomalies: Detector::new(AnomalyConfig::default()),
+            anomalies: Detector::new(config.anomaly.clone()),
             model_matches: vec![FxHashMap::default(); rule_count],
             models_seen: 0,
             families_at: (0, 0),
@@ -410,6 +414,7 @@ impl Engine {
                 at: ts,
                 service,
                 template,
+                anomalous: flags.new_template || flags.rate_spike,
             };
             self.correlators[ri].observe(key, selected, &mut self.signals);
             self.signal_rules.resize(self.signals.len(), ri as u32);
@@ -838,7 +843,7 @@ impl Engine {
             || None,
             |i| {
                 (
-                    i.services.clone(),
+                    (i.services.clone(), i.candidates(p.key.root)),
                     i.sample_traces
                         .iter()
                         .map(|t| t.to_string())
@@ -854,10 +859,18 @@ impl Engine {
                 )
             },
         );
-        let (services, traces, templates, counts, first, last) = snapshot.unwrap_or_else(|| {
-            let none = Counts::default();
-            (Vec::new(), Vec::new(), Vec::new(), none, p.due, p.due)
-        });
+        let ((services, ranked), traces, templates, counts, first, last) =
+            snapshot.unwrap_or_else(|| {
+                let none = Counts::default();
+                (
+                    (Vec::new(), Vec::new()),
+                    Vec::new(),
+                    Vec::new(),
+                    none,
+                    p.due,
+                    p.due,
+                )
+            });
         IncidentView {
             incident: p.incident.to_string(),
             rule: record.rule.to_string(),
@@ -873,6 +886,7 @@ impl Engine {
                 .map(name)
                 .or_else(|| services.first().map(|s| name(*s))),
             services: services.into_iter().map(name).collect(),
+            root_candidates: self.candidate_names(&ranked),
             sample_trace_ids: traces,
             top_templates: self.template_texts(templates),
             counts,
@@ -1019,6 +1033,10 @@ impl Engine {
     }
 
     fn on_signal(&mut self, rule: u32, signal: &Signal) {
+        if self.yields(rule, signal) {
+            self.stats.yielded += 1;
+            return;
+        }
         match signal {
             Signal::Suspect { service, at } => {
                 self.stats.suspicions += 1;
@@ -1037,6 +1055,49 @@ impl Engine {
         self.settle();
     }
 
+    /// Services named in the texts of a chain's templates by another service (at least
+    /// four characters, as a whole word: `ts-basic-service` in "No instances available
+    /// for ts-basic-service").
+    fn named_services(&self, chain: &ChainSignal) -> Vec<crate::interner::ServiceId> {
+        let mut named = Vec::new();
+        for (t, _) in &chain.templates {
+            let Some(text) = self.templates.text(*t) else {
+                continue;
+            };
+            for id in 0..self.interner.len() as u32 {
+                let service = crate::interner::ServiceId(id);
+                let name = self.interner.name(service);
+                if id == t.service || name.len() < 4 || named.contains(&service) {
+                    continue;
+                }
+                if mentions(&text, name) {
+                    named.push(service);
+                }
+            }
+        }
+        named
+    }
+
+    /// Whether `rule` gives way to a live incident of a rule it yields to that covers a
+    /// service of `signal`.
+    fn yields(&self, rule: u32, signal: &Signal) -> bool {
+        let names = &self.rules.rules[rule as usize].incident.yield_to;
+        if names.is_empty() {
+            return false;
+        }
+        let rules: Vec<u32> = (0..self.rules.rules.len() as u32)
+            .filter(|&i| {
+                !self.retired[i as usize]
+                    && names.iter().any(|n| **n == *self.rule_names[i as usize])
+            })
+            .collect();
+        let services = match signal {
+            Signal::Suspect { service, .. } => std::slice::from_ref(service),
+            Signal::Chain(chain) => &chain.services[..],
+        };
+        self.registry.covers(&rules, services)
+    }
+
     /// Hands `input` to the incident of `key` (opening one for a suspicion or chain).
     fn deliver(
         &mut self,
@@ -1048,14 +1109,38 @@ impl Engine {
         let opens = matches!(input, Input::Suspect | Input::Chain);
         let mut ctx = Ctx::at(at);
         let timing = self.timings[key.rule as usize];
+        let correlate = &self.rules.rules[key.rule as usize].correlate;
+        let (min_chains, within) = (correlate.min_chains, correlate.chains_within);
+        let novel: Vec<TemplateKey> = chain.map_or_else(Vec::new, |c| {
+            c.templates
+                .iter()
+                .filter(|(t, _)| {
+                    self.anomalies
+                        .explain(*t, at.nanos())
+                        .is_some_and(|why| why.starts_with("new"))
+                })
+                .map(|(t, _)| *t)
+                .collect()
+        });
+        let named = chain.map_or_else(Vec::new, |c| self.named_services(c));
+        let mut input = input;
         let id = self.registry.with(
             key,
             || opens.then(|| Incident::new(self.incident_id(key, at), timing, at)),
             |incident| {
-                match (input, chain) {
-                    (Input::Suspect, _) => incident.suspicions += 1,
-                    (_, Some(chain)) => incident.absorb_chain(chain),
-                    _ => {}
+                if let Some(chain) = chain {
+                    incident.absorb_chain(chain, &novel, &named);
+                    // Before confirmation, below `min_chains` a chain only keeps the
+                    // incident suspected (once confirmed, every chain counts).
+                    let state = crate::incident::state_of(&incident.machine);
+                    let confirming =
+                        matches!(state, IncidentState::Normal | IncidentState::Suspected);
+                    if !incident.chains_enough(at, min_chains, within) && confirming {
+                        input = Input::Suspect;
+                    }
+                }
+                if input == Input::Suspect {
+                    incident.suspicions += 1;
                 }
                 incident.handle(input, &mut ctx);
                 incident.id.clone()
@@ -1064,6 +1149,43 @@ impl Engine {
         if let Some(id) = id {
             self.apply(key, &id, at, ctx.effects);
         }
+    }
+
+    /// A confirmation's reason with its evidence: each top template of the chains, its
+    /// service, and why it is anomalous (new, or how far above its baseline).
+    fn with_evidence(&self, reason: String, top: &[TemplateKey], at: EventTime) -> String {
+        let evidence: Vec<String> = top
+            .iter()
+            .filter_map(|t| {
+                let text = self.templates.text(*t)?;
+                let service = self.interner.name(crate::interner::ServiceId(t.service));
+                let why = self
+                    .anomalies
+                    .explain(*t, at.nanos())
+                    .map_or(String::new(), |w| format!(" ({w})"));
+                Some(format!("{service}: \"{}\"{why}", cut(&text, 120)))
+            })
+            .collect();
+        if evidence.is_empty() {
+            reason
+        } else {
+            format!("{reason}; {}", evidence.join("; "))
+        }
+    }
+
+    /// Root-cause candidates with names, best first, at most five.
+    fn candidate_names(
+        &self,
+        ranked: &[(crate::interner::ServiceId, f64)],
+    ) -> Vec<crate::registry::Candidate> {
+        ranked
+            .iter()
+            .take(5)
+            .map(|(s, score)| crate::registry::Candidate {
+                service: self.interner.name(*s).to_string(),
+                score: *score,
+            })
+            .collect()
     }
 
     /// Carries out a machine's effects.
@@ -1077,7 +1199,7 @@ impl Engine {
                     reason,
                 } => {
                     self.stats.transitions += 1;
-                    let top = self
+                    let (top, candidates) = self
                         .registry
                         .with(
                             key,
@@ -1085,10 +1207,16 @@ impl Engine {
                             |i| {
                                 i.confirmed |= to == IncidentState::Confirmed;
                                 i.seq = seq;
-                                i.top_templates(3)
+                                (i.top_templates(3), i.candidates(key.root))
                             },
                         )
                         .unwrap_or_default();
+                    let reason = if to == IncidentState::Confirmed {
+                        self.with_evidence(reason, &top, at)
+                    } else {
+                        reason
+                    };
+                    let candidates = self.candidate_names(&candidates);
                     let reason: Arc<str> = reason.into();
                     self.records.push(Record::Transition {
                         at: at.to_rfc3339(),
@@ -1099,6 +1227,7 @@ impl Engine {
                         to,
                         reason: reason.to_string(),
                         templates: self.template_texts(top),
+                        candidates,
                     });
                     for p in self.agenda.cancel_stale(key, seq) {
                         let reason = format!(
@@ -1460,6 +1589,23 @@ impl Engine {
         while let Some((key, at, input)) = self.inbox.pop_front() {
             self.deliver(key, at, input, None);
         }
+    }
+}
+
+/// Whether `text` holds `word` with no letter, digit, `-` or `_` on either side.
+fn mentions(text: &str, word: &str) -> bool {
+    let part = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        !text[..i].chars().next_back().is_some_and(part)
+            && !text[i + word.len()..].chars().next().is_some_and(part)
+    })
+}
+
+/// `text` cut to `max` characters, with "…" when cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 

@@ -20,8 +20,10 @@ pub struct IncidentView {
     pub idempotency_key: String,
     /// Services seen failing in its chains, in order of first appearance.
     pub services: Vec<String>,
-    /// The service that failed first.
+    /// The incident's root service (the first to fail in its chains).
     pub root_cause: Option<String>,
+    /// Services ranked by evidence as the root cause, best first, with their scores.
+    pub root_candidates: Vec<crate::registry::Candidate>,
     pub sample_trace_ids: Vec<String>,
     pub top_templates: Vec<String>,
     pub counts: Counts,
@@ -70,7 +72,20 @@ pub fn slack_body(view: &IncidentView) -> String {
         serde_json::json!({"type": "header", "text": {"type": "plain_text", "text": headline}}),
         serde_json::json!({"type": "section", "fields": [
             field("What failed", mrkdwn(&services.join(" → "), 1_500)),
-            field("Root cause candidate", root.clone()),
+            field("Root cause candidates", if view.root_candidates.is_empty() {
+                root.clone()
+            } else {
+                mrkdwn(
+                    &view
+                        .root_candidates
+                        .iter()
+                        .take(3)
+                        .map(|c| format!("{} ({:.0})", c.service, c.score))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    500,
+                )
+            }),
             field("Since", view.first_seen.clone()),
             field("Last seen", view.last_seen.clone()),
         ]}),
@@ -154,6 +169,10 @@ mod tests {
                     .into(),
             services: vec!["payment".into(), "checkout".into(), "gateway".into()],
             root_cause: Some("payment".into()),
+            root_candidates: vec![crate::registry::Candidate {
+                service: "payment".into(),
+                score: 9.0,
+            }],
             sample_trace_ids: vec!["4bf92f3577b34da6".into()],
             top_templates: vec!["upstream connect error: connection refused".into()],
             counts: Counts {

@@ -23,6 +23,9 @@ pub enum Record {
         /// The most frequent templates of the incident's chains (none before a chain).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         templates: Vec<String>,
+        /// Root-cause candidates ranked by evidence, best first (none before a chain).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        candidates: Vec<crate::registry::Candidate>,
     },
     Action(ActionRecord),
     ActionCancelled {
@@ -110,6 +113,7 @@ impl Record {
                 to,
                 reason,
                 templates,
+                candidates,
                 ..
             } => {
                 let labels: Vec<String> = key
@@ -126,6 +130,13 @@ impl Record {
                 );
                 for t in templates {
                     line.push_str(&format!("\n      template: {}", c(t)));
+                }
+                if !candidates.is_empty() {
+                    let ranked: Vec<String> = candidates
+                        .iter()
+                        .map(|k| format!("{} ({:.0})", c(&k.service), k.score))
+                        .collect();
+                    line.push_str(&format!("\n      root candidates: {}", ranked.join(", ")));
                 }
                 line
             }
@@ -249,6 +260,7 @@ mod tests {
             to: IncidentState::Suspected,
             reason: "first\rline".into(),
             templates: vec!["a\u{7}b".into()],
+            candidates: Vec::new(),
         };
         let text = record.to_text();
         assert_eq!(

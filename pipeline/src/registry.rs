@@ -42,6 +42,18 @@ pub struct Incident {
     pub seq: u32,
     /// Health probe passes in a row while recovering.
     pub probe_passes: u32,
+    /// Times of its latest chains (at most the rule's `min_chains`).
+    pub recent_chains: std::collections::VecDeque<EventTime>,
+    /// Root-cause candidates: each service that failed in its chains, with its evidence
+    /// score (see `absorb_chain`), in order of first appearance.
+    pub scores: Vec<(ServiceId, f64)>,
+}
+
+/// A root-cause candidate and its evidence score.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Candidate {
+    pub service: String,
+    pub score: f64,
 }
 
 impl Incident {
@@ -60,7 +72,34 @@ impl Incident {
             templates: Vec::new(),
             seq: 0,
             probe_passes: 0,
+            recent_chains: std::collections::VecDeque::new(),
+            scores: Vec::new(),
         }
+    }
+
+    /// Counts a chain at `at`: whether `min` chains fell within `within` of it.
+    pub fn chains_enough(&mut self, at: EventTime, min: u32, within: std::time::Duration) -> bool {
+        self.recent_chains.push_back(at);
+        while self.recent_chains.len() > min.max(1) as usize {
+            self.recent_chains.pop_front();
+        }
+        self.recent_chains.len() >= min as usize
+            && self
+                .recent_chains
+                .front()
+                .is_some_and(|first| *first >= at.minus(within))
+    }
+
+    /// The services ranked by evidence: `root` (the incident's root service) first,
+    /// then the others best first (ties: first to fail).
+    pub fn candidates(&self, root: Option<ServiceId>) -> Vec<(ServiceId, f64)> {
+        let mut ranked = self.scores.clone();
+        ranked.sort_by(|a, b| {
+            (Some(b.0) == root)
+                .cmp(&(Some(a.0) == root))
+                .then(b.1.total_cmp(&a.1))
+        });
+        ranked
     }
 
     /// Feeds one input; effects land in `ctx`.
@@ -69,8 +108,44 @@ impl Incident {
         self.machine.handle_with_context(&input, ctx);
     }
 
-    /// Notes a chain's services and trace.
-    pub fn absorb_chain(&mut self, chain: &crate::correlator::ChainSignal) {
+    /// Notes a chain's services and trace, and scores its services as root-cause
+    /// candidates: 2 for failing first in the trace (the callee, in a call chain that
+    /// logs innermost first), 1 for failing in it at all, 1 for each of its templates in
+    /// the chain that is new for the service (`novel`), and 2 for being named in another
+    /// service's error (`named`).
+    pub fn absorb_chain(
+        &mut self,
+        chain: &crate::correlator::ChainSignal,
+        novel: &[logheal_models::TemplateKey],
+        named: &[ServiceId],
+    ) {
+        // A service named by another's error ("No instances available for X",
+        // "connection refused: X") is likely the callee that failed.
+        for s in named {
+            match self.scores.iter_mut().find(|(x, _)| x == s) {
+                Some((_, total)) => *total += 2.0,
+                None => self.scores.push((*s, 2.0)),
+            }
+        }
+        for s in &chain.services {
+            let mut score = 1.0;
+            if *s == chain.root {
+                score += 2.0;
+            }
+            score += chain
+                .templates
+                .iter()
+                .filter(|(t, _)| t.service == s.0 && novel.contains(t))
+                .count() as f64;
+            match self.scores.iter_mut().find(|(x, _)| x == s) {
+                Some((_, total)) => *total += score,
+                None => self.scores.push((*s, score)),
+            }
+        }
+        self.absorb(chain);
+    }
+
+    fn absorb(&mut self, chain: &crate::correlator::ChainSignal) {
         self.chains += 1;
         // The logs still show the failure: a passing probe streak starts over.
         self.probe_passes = 0;
@@ -144,6 +219,19 @@ impl Registry {
     /// Live incidents that have been confirmed.
     pub fn confirmed(&self) -> u64 {
         self.live.iter().filter(|e| e.confirmed).count() as u64
+    }
+
+    /// Whether a live, confirmed incident of one of `rules` covers one of `services` (its
+    /// root, or a service of its chains).
+    pub fn covers(&self, rules: &[u32], services: &[ServiceId]) -> bool {
+        self.live.iter().any(|e| {
+            rules.contains(&e.key().rule)
+                && e.confirmed
+                && incident::state_of(&e.machine) != incident::IncidentState::Normal
+                && services
+                    .iter()
+                    .any(|s| e.key().root == Some(*s) || e.services.contains(s))
+        })
     }
 
     /// Current state of every live incident.

@@ -79,6 +79,8 @@ pub struct Stats {
     pub unkeyed: u64,
     pub suspicions: u64,
     pub chains: u64,
+    /// Signals dropped because a rule yields to another's live incident (`yield_to`).
+    pub yielded: u64,
     pub traces_expired: u64,
     pub traces_evicted: u64,
     /// Of the evicted, traces of a storming service that no other service had joined.
@@ -171,6 +173,7 @@ impl Stats {
             "unkeyed": self.unkeyed,
             "suspicions": self.suspicions,
             "chains": self.chains,
+            "yielded": self.yielded,
             "traces_expired": self.traces_expired,
             "traces_evicted": self.traces_evicted,
             "traces_storm_evicted": self.traces_storm_evicted,

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 /// Defaults for keys a rule may leave out.
+pub const DEFAULT_CHAINS_WITHIN: Duration = Duration::from_secs(60);
 pub const DEFAULT_QUIET_PERIOD: Duration = Duration::from_secs(60);
 pub const DEFAULT_REOPEN_WITHIN: Duration = Duration::from_secs(300);
 pub const DEFAULT_ESCALATE_AFTER: Duration = Duration::from_secs(600);
@@ -246,11 +247,12 @@ impl<'f> Compiler<'f> {
         for s in &spec.status {
             match parse_status(s) {
                 Some(range) => status.push(range),
+                None if s.as_str() == "none" => status.push(NO_STATUS),
                 None => self.error(
                     fi,
                     s,
                     format!(
-                        "bad status {:?}: write a code from 100 to 599 or a class like 5xx",
+                        "bad status {:?}: write a code from 100 to 599, a class like 5xx, or none",
                         &**s
                     ),
                 ),
@@ -371,11 +373,26 @@ impl<'f> Compiler<'f> {
                 );
             }
         }
+        let min_chains = spec.min_chains.as_deref().copied().unwrap_or(1);
+        if let Some(mc) = &spec.min_chains {
+            if **mc == 0 {
+                self.error(fi, mc, "min_chains must be at least 1");
+            }
+        }
+        let window = window?;
+        let chains_within =
+            self.duration_or(fi, &spec.chains_within, window.max(DEFAULT_CHAINS_WITHIN));
+        if let (Some(at), true) = (&spec.chains_within, chains_within.is_zero()) {
+            self.error(fi, at, "chains_within must be above zero");
+        }
         Some(Correlation {
             key,
-            window: window?,
+            window,
             min_events,
             min_services,
+            min_chains,
+            chains_within,
+            min_anomalous: spec.min_anomalous.as_deref().copied().unwrap_or(0),
         })
     }
 
@@ -399,9 +416,17 @@ impl<'f> Compiler<'f> {
             }
         }
         let window = correlate.map_or(Duration::ZERO, |c| c.window);
+        // A rule that needs chains to repeat stays suspected long enough to see them.
+        let suspect_default = correlate.map_or(window, |c| {
+            if c.min_chains > 1 {
+                window.max(c.chains_within)
+            } else {
+                window
+            }
+        });
         let policy = IncidentPolicy {
             group_by,
-            suspect_timeout: self.duration_or(fi, &spec.suspect_timeout, window),
+            suspect_timeout: self.duration_or(fi, &spec.suspect_timeout, suspect_default),
             quiet_period: self.duration_or(fi, &spec.quiet_period, DEFAULT_QUIET_PERIOD),
             reopen_within: self.duration_or(fi, &spec.reopen_within, DEFAULT_REOPEN_WITHIN),
             escalate_after: self.duration_or(fi, &spec.escalate_after, DEFAULT_ESCALATE_AFTER),
@@ -423,6 +448,7 @@ impl<'f> Compiler<'f> {
                 }
                 None => Budget::default(),
             },
+            yield_to: spec.yield_to.iter().map(|n| n.to_string()).collect(),
         };
         let positive = [
             (

@@ -10,11 +10,21 @@ use std::path::{Path, PathBuf};
 /// The shipped reference rule, used when no rule files are given.
 pub const BUILTIN_NAME: &str = "builtin:cross-service-503.yaml";
 pub const BUILTIN_RULES: &str = include_str!("../examples/cross-service-503.yaml");
+/// The built-in rules for failures logged as errors (no status codes).
+pub const BUILTIN_ERRORS_NAME: &str = "builtin:error-chains.yaml";
+pub const BUILTIN_ERROR_RULES: &str = include_str!("../examples/error-chains.yaml");
 
-/// The built-in rule set.
+/// The built-in rule set: the cross-service 503 rule, then the error-chain and
+/// error-burst rules (which give way to it).
 pub fn builtin() -> RuleSet {
-    load_sources(&[(BUILTIN_NAME.to_string(), BUILTIN_RULES.to_string())])
-        .expect("the built-in rules are valid (checked by tests)")
+    load_sources(&[
+        (BUILTIN_NAME.to_string(), BUILTIN_RULES.to_string()),
+        (
+            BUILTIN_ERRORS_NAME.to_string(),
+            BUILTIN_ERROR_RULES.to_string(),
+        ),
+    ])
+    .expect("the built-in rules are valid (checked by tests)")
 }
 
 /// Loads files and directories (every `*.yaml` / `*.yml` inside, sorted) as one set.

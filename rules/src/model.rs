@@ -65,6 +65,9 @@ pub struct Rule {
 }
 
 /// Which events a rule looks at. Every given condition must hold.
+/// The status "range" of `status: [none]`: events that carry no HTTP status.
+pub const NO_STATUS: (u16, u16) = (0, 0);
+
 #[derive(Debug, Clone)]
 pub struct Selector {
     /// Inclusive status ranges (`503` is 503..=503, `5xx` is 500..=599). Empty: any.
@@ -131,14 +134,17 @@ impl Selector {
     /// one of this rule's events (model conditions are the pipeline's to check).
     #[inline]
     pub fn unmet(&self, e: &LogEvent<'_>) -> Option<Unmet> {
-        if !self.status.is_empty()
-            && !e.status.is_some_and(|code| {
-                self.status
+        if !self.status.is_empty() {
+            let met = match e.status {
+                Some(code) => self
+                    .status
                     .iter()
-                    .any(|&(lo, hi)| (lo..=hi).contains(&code))
-            })
-        {
-            return Some(Unmet::Status);
+                    .any(|&(lo, hi)| (lo..=hi).contains(&code)),
+                None => self.status.contains(&NO_STATUS),
+            };
+            if !met {
+                return Some(Unmet::Status);
+            }
         }
         if !self.levels.is_empty() && !self.levels.contains(&e.level) {
             return Some(Unmet::Level);
@@ -184,6 +190,13 @@ pub struct Correlation {
     pub window: Duration,
     pub min_events: u32,
     pub min_services: u32,
+    /// Chains of one incident key needed within `chains_within` to confirm (1: the
+    /// first chain confirms). Fewer keep the incident SUSPECTED.
+    pub min_chains: u32,
+    pub chains_within: Duration,
+    /// Events of a chain whose template is anomalous for its service (new, or spiking),
+    /// needed for the chain to count (0: none needed).
+    pub min_anomalous: u32,
 }
 
 /// Labels an incident can be grouped by.
@@ -216,6 +229,9 @@ pub struct IncidentPolicy {
     pub probe: Option<HealthProbe>,
     pub restore_when: RestoreWhen,
     pub budget: Budget,
+    /// Rules this one gives way to: its signals about a service that a live incident of
+    /// one of them already covers are dropped (one failure, one incident).
+    pub yield_to: Vec<String>,
 }
 
 /// The remediation budget of a rule: each webhook action is called at most `actions`

@@ -82,6 +82,9 @@ pub(crate) struct CorrelateSpec {
     pub window: S<String>,
     pub min_events: S<u32>,
     pub min_services: Option<S<u32>>,
+    pub min_chains: Option<S<u32>>,
+    pub chains_within: Option<S<String>>,
+    pub min_anomalous: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -97,6 +100,8 @@ pub(crate) struct IncidentSpec {
     /// `quiet`, `probe`, `quiet_and_probe` or `quiet_or_probe`.
     pub restore_when: Option<S<String>>,
     pub budget: Option<S<BudgetSpec>>,
+    #[serde(default)]
+    pub yield_to: Vec<S<String>>,
 }
 
 /// The remediation budget: at most `actions` calls of each webhook action per root

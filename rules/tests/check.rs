@@ -20,7 +20,19 @@ fn rule(body: &str) -> String {
 #[test]
 fn builtin_rule_is_the_reference_rule() {
     let set = logheal_rules::builtin();
-    assert_eq!(set.rules.len(), 1);
+    let names: Vec<&str> = set.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["cross-service-503", "error-chain", "error-burst"]);
+    let chain = &set.rules[1];
+    assert_eq!(chain.select.status, vec![logheal_rules::NO_STATUS]);
+    assert_eq!(
+        (
+            chain.correlate.min_services,
+            chain.correlate.min_chains,
+            chain.correlate.min_anomalous
+        ),
+        (2, 3, 1)
+    );
+    assert_eq!(chain.incident.yield_to, ["cross-service-503"]);
     let r = &set.rules[0];
     assert_eq!(r.name, "cross-service-503");
     assert_eq!(r.select.status, vec![(503, 503)]);

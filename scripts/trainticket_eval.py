@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Detection on the TrainTicket fault windows, as a job running all day would see them.
+
+trainticket_eval.py LOGHEAL DATA_DIR [--shape fluentbit|vector|filebeat|otlp] [--tools DIR]
+                    [--rules PATH] [--markdown]
+
+Each day's windows are replayed as one stream, in time order (`zcat DAY*.jsonl.gz |
+logheal replay -`), with the built-in rules (or --rules). Per fault window it prints:
+whether an incident was confirmed after the injection and inside the window, the seconds
+from the injection to that confirmation, the incident's top-3 root candidates and whether
+the injected service is among them; the confirmations inside the fault-free minute; and a
+"log-visible" verdict computed from the logs alone, independently of the detector: the
+injected service or one of its callers (a service that logs in a trace before it) logs
+warn/error lines after the injection at least 3 per minute and more than twice its rate
+before the injection and in the fault-free minute.
+"""
+import collections
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+
+EARLY = 60.0
+LEVEL = re.compile(r"^\S+\s+(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b")
+TRACE = re.compile(r"TraceID:\s*([0-9a-fA-F]{16,32})")
+
+
+def arg(name, default=None):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+def ts(value):
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def read_window(path):
+    """(time, service, level, trace) of every line of a Fluent Bit-shaped window file."""
+    out = []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            r = json.loads(line)
+            log = r.get("log", "")
+            m = LEVEL.match(log)
+            t = TRACE.search(log)
+            out.append((
+                ts(r["time"]),
+                r.get("kubernetes", {}).get("labels", {}).get("app", "?"),
+                m.group(1) if m else "",
+                t.group(1).lower() if t else None,
+            ))
+    return out
+
+
+def rates(lines, lo, hi, services=None):
+    minutes = max((hi - lo) / 60.0, 1 / 60)
+    counts = collections.Counter(
+        s for (t, s, lvl, _) in lines
+        if lo <= t < hi and lvl in ("WARN", "WARNING", "ERROR", "FATAL")
+        and (services is None or s in services))
+    return {s: n / minutes for s, n in counts.items()}
+
+
+def visible(lines, inject, injected, nofault):
+    start, end = lines[0][0], lines[-1][0]
+    # Its callers: services that log in a trace before the injected service does.
+    first_in = {}
+    for (t, s, _, tr) in lines:
+        if tr and s == injected and tr not in first_in:
+            first_in[tr] = t
+    callers = {s for (t, s, _, tr) in lines if tr in first_in and t < first_in[tr] and s != injected}
+    related = callers | {injected}
+    before = rates(lines, start, inject, related)
+    after = rates(lines, inject, end, related)
+    best = None
+    for s in related:
+        a = after.get(s, 0.0)
+        base = max(before.get(s, 0.0), nofault.get(s, 0.0))
+        if a >= 3 and a > 2 * base:
+            if best is None or a - base > best[1]:
+                best = (s, a - base)
+    return best
+
+
+def main():
+    logheal, data = sys.argv[1], sys.argv[2]
+    shape = arg("--shape", "fluentbit")
+    tools = arg("--tools", os.path.join(data, "..", "..", "tools"))
+    rules = arg("--rules")
+    config = arg("--config")
+    faults = json.load(open(os.path.join(data, "faults.json")))
+    files = sorted(f for f in os.listdir(data) if f.endswith(".jsonl.gz"))
+    windows = {f: read_window(os.path.join(data, f)) for f in files}
+    nofault_file = next(f for f in files if "no-fault" in f)
+    nf = windows[nofault_file]
+    nofault = rates(nf, nf[0][0], nf[-1][0])
+    days = sorted({f[:10] for f in files})
+    records = []
+    for day in days:
+        day_files = [os.path.join(data, f) for f in files if f.startswith(day)]
+        with tempfile.TemporaryDirectory() as tmp:
+            stream = os.path.join(tmp, "day.jsonl")
+            with open(stream, "wb") as out:
+                for path in day_files:
+                    if shape == "fluentbit":
+                        with gzip.open(path, "rb") as f:
+                            out.write(f.read())
+                    else:
+                        shaped = os.path.join(tmp, "shaped.jsonl")
+                        subprocess.run(
+                            [sys.executable, os.path.join(tools, "trainticket_shapes.py"),
+                             shape, shaped, path], check=True, capture_output=True)
+                        with open(shaped, "rb") as f:
+                            out.write(f.read())
+            cmd = [logheal, "replay", "--output", "json", stream]
+            if rules:
+                cmd += ["--rules", rules]
+            if config:
+                cmd += ["--config", config]
+            run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        records += [json.loads(l) for l in run.stdout.splitlines()]
+    confirmed = [r for r in records if r.get("type") == "transition" and r.get("to") == "CONFIRMED"]
+    for r in confirmed:
+        r["t"] = ts(r["at"])
+    rows = []
+    for fault in faults:
+        f = fault["log"] + ".gz"
+        lines = windows[f]
+        inject = ts(fault["inject_time"])
+        start, end = lines[0][0], lines[-1][0]
+        # The logs show some faults' effects up to about 40 s before the recorded
+        # injection time: a confirmation from 60 s before it counts (negative seconds).
+        hits = sorted((r for r in confirmed if inject - EARLY <= r["t"] <= end),
+                      key=lambda r: r["t"])
+        seen = visible(lines, inject, fault["service"], nofault)
+        top = []
+        if hits:
+            first = hits[0]
+            top = [c["service"] for c in first.get("candidates", [])][:3] or \
+                [first.get("key", {}).get("root_service", "?")]
+        in_top = any(fault["service"] in c for c in [t for h in hits[:1] for t in top])
+        rows.append({
+            "window": f[:15], "service": fault["service"], "type": fault["type"],
+            "visible": seen is not None, "visible_by": seen[0] if seen else "",
+            "detected": bool(hits),
+            "seconds": round(hits[0]["t"] - inject, 1) if hits else None,
+            "rule": hits[0]["rule"] if hits else "", "top3": top, "in_top3": in_top,
+        })
+    nf_start, nf_end = nf[0][0], nf[-1][0]
+    false_alarms = [r for r in confirmed if nf_start <= r["t"] <= nf_end]
+    md = "--markdown" in sys.argv
+    if md:
+        print("| window | injected | fault | log-visible | detected | s | rule | top-3 candidates | in top-3 |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [r["window"], r["service"], r["type"],
+                 ("yes (" + r["visible_by"] + ")") if r["visible"] else "no",
+                 "yes" if r["detected"] else "no",
+                 "" if r["seconds"] is None else str(r["seconds"]), r["rule"],
+                 ", ".join(r["top3"]), "yes" if r["in_top3"] else ("" if not r["detected"] else "no")]
+        print(("| " + " | ".join(cells) + " |") if md else "  ".join(cells))
+    vis = [r for r in rows if r["visible"]]
+    det = [r for r in vis if r["detected"]]
+    fast = [r for r in det if r["seconds"] is not None and r["seconds"] <= 60]
+    top3 = [r for r in det if r["in_top3"]]
+    invisible_detected = [r for r in rows if not r["visible"] and r["detected"]]
+    print()
+    print(f"log-visible windows: {len(vis)} of {len(rows)}")
+    print(f"detected: {len(det)} of {len(vis)} log-visible"
+          f" ({100 * len(det) / max(len(vis), 1):.0f} %), {len(fast)} within 60 s;"
+          f" also {len(invisible_detected)} of {len(rows) - len(vis)} not log-visible")
+    print(f"injected service in the top 3: {len(top3)} of {len(det)} detected"
+          f" ({100 * len(top3) / max(len(det), 1):.0f} %)")
+    print(f"confirmations in the fault-free minute: {len(false_alarms)}")
+    print(f"confirmations in all: {len(confirmed)}")
+
+
+if __name__ == "__main__":
+    main()
