@@ -24,7 +24,6 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 
-EARLY = 60.0
 LEVEL = re.compile(r"^\S+\s+(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b")
 TRACE = re.compile(r"TraceID:\s*([0-9a-fA-F]{16,32})")
 
@@ -131,10 +130,10 @@ def main():
         lines = windows[f]
         inject = ts(fault["inject_time"])
         start, end = lines[0][0], lines[-1][0]
-        # The logs show some faults' effects up to about 40 s before the recorded
-        # injection time: a confirmation from 60 s before it counts (negative seconds).
-        hits = sorted((r for r in confirmed if inject - EARLY <= r["t"] <= end),
-                      key=lambda r: r["t"])
+        # A window starts about a minute before its injection, and the logs show some
+        # faults' effects up to 70 s before the recorded injection time: a confirmation
+        # anywhere in the window counts (before the injection: negative seconds).
+        hits = sorted((r for r in confirmed if start <= r["t"] <= end), key=lambda r: r["t"])
         seen = visible(lines, inject, fault["service"], nofault)
         top = []
         if hits:
