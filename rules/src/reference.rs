@@ -190,12 +190,13 @@ retry), and with a `secret` `X-Logheal-Signature: sha256=<hex HMAC-SHA256 of the
 
 | field | meaning |
 |---|---|
-| `incident` | `<rule>-<labels>-<opening time>` |
+| `incident` | `<rule>-<labels>-<opening time>` (labels percent-encoded) |
 | `rule`, `key` | the rule and the incident's labels |
 | `state`, `previous_state`, `reason` | the transition that called this action |
 | `action`, `idempotency_key` | this call |
 | `services` | services seen failing, in order of first failure |
 | `root_cause` | the service that failed first |
+| `root_candidates` | `[{service, score}]`: `root_cause` first, then the services ranked by evidence (failed first, failed, new templates, named in another's error) |
 | `sample_trace_ids`, `top_templates` | what to look at first |
 | `counts` | `chains`, `failed_events`, `suspicions` |
 | `first_seen`, `last_seen` | event times |
