@@ -51,6 +51,11 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 fn replay(c: &mut Criterion) {
     let buf = corpus();
+    // `LOGHEAL_CORPUS=FILE cargo bench --bench replay` also writes the corpus, to time
+    // the command line (`logheal replay FILE`) on the same input.
+    if let Some(path) = std::env::var_os("LOGHEAL_CORPUS") {
+        std::fs::write(&path, &buf).expect("the corpus file is writable");
+    }
     let n = lines(&buf).count() as u64;
     assert!(n >= 1_000_000, "corpus has {n} lines");
     eprintln!("corpus: {n} lines, {:.1} MB", buf.len() as f64 / 1e6);

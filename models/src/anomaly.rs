@@ -51,6 +51,9 @@ impl Default for AnomalyConfig {
     }
 }
 
+/// How far above its baseline one bucket may move the baseline (see `observe`).
+const LEARN_CAP: f64 = 2.0;
+
 #[derive(Debug, Clone, Copy)]
 struct Rate {
     /// When the template was first seen, if that was after the warm-up.
@@ -106,10 +109,17 @@ impl Detector {
         if bucket > rate.bucket {
             // Buckets the stream had events in and this template had none.
             let idle = active.saturating_sub(rate.active + 1).min(1_000) as i32;
-            rate.baseline = if rate.history == 0 {
-                f64::from(rate.count)
+            // A burst teaches the baseline at most twice what it was: a failure's
+            // errors must not become the rate the next failure is measured against,
+            // while a lasting change is learned within minutes. A template first seen
+            // after the warm-up starts from nothing (it did not exist before); one of
+            // the warm-up starts from its first minute.
+            let count = f64::from(rate.count);
+            rate.baseline = if rate.history == 0 && rate.born_new.is_none() {
+                count
             } else {
-                c.alpha * f64::from(rate.count) + (1.0 - c.alpha) * rate.baseline
+                let learned = count.min(LEARN_CAP * rate.baseline.max(1.0));
+                c.alpha * learned + (1.0 - c.alpha) * rate.baseline
             } * (1.0 - c.alpha).powi(idle);
             rate.history += 1 + idle as u32;
             rate.bucket = bucket;
