@@ -1163,7 +1163,7 @@ impl Engine {
                     .anomalies
                     .explain(*t, at.nanos())
                     .map_or(String::new(), |w| format!(" ({w})"));
-                Some(format!("{service}: \"{}\"{why}", cut(&text, 120)))
+                Some(format!("{service}: \"{}\"{why}", cut_middle(&text, 160)))
             })
             .collect();
         if evidence.is_empty() {
@@ -1601,12 +1601,17 @@ fn mentions(text: &str, word: &str) -> bool {
     })
 }
 
-/// `text` cut to `max` characters, with "…" when cut.
-fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
+/// `text` cut to about `max` characters by leaving out its middle ("…"): the end of a
+/// long error often says what failed (`nested exception is …: No instances available
+/// for ts-basic-service`), the start where.
+fn cut_middle(text: &str, max: usize) -> String {
+    let chars = text.chars().count();
+    if chars <= max {
+        return text.to_string();
     }
+    let head: String = text.chars().take(max / 2).collect();
+    let tail: String = text.chars().skip(chars - max / 2).collect();
+    format!("{head}…{tail}")
 }
 
 /// Appends `value` with every byte outside `[A-Za-z0-9._-]` percent-encoded (`%` too):
@@ -1680,4 +1685,38 @@ fn model_match(
                 });
         by_template && by_family
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_lose_their_middle() {
+        assert_eq!(cut_middle("short", 10), "short");
+        let long = format!("start {} the end", "x".repeat(100));
+        let cut = cut_middle(&long, 20);
+        assert!(cut.starts_with("start ") && cut.ends_with(" the end"), "{cut}");
+        assert_eq!(cut.chars().count(), 21);
+    }
+
+    #[test]
+    fn mentions_are_whole_words() {
+        assert!(mentions("No instances available for ts-basic-service]", "ts-basic-service"));
+        assert!(!mentions("ts-basic-service-2 down", "ts-basic-service"));
+        assert!(!mentions("ts-train-food-service down", "food-service"));
+    }
+
+    #[test]
+    fn label_escapes_are_distinct() {
+        let esc = |v: &str| {
+            let mut out = String::new();
+            escape_label(v, &mut out);
+            out
+        };
+        assert_eq!(esc("pay ment"), "pay%20ment");
+        assert_eq!(esc("pay/ment"), "pay%2Fment");
+        assert_eq!(esc("pay_ment"), "pay_ment");
+        assert_eq!(esc("100%"), "100%25");
+    }
 }
