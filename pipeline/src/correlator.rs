@@ -77,7 +77,10 @@ struct Trace {
     /// Sorted by time.
     events: Vec<TraceEvent>,
     newest: EventTime,
-    fired: bool,
+    /// The newest event of the last chain it raised: it raises another only from events
+    /// all after that one (a key that never goes quiet, such as a service, raises one
+    /// chain per full window of evidence, not one for life).
+    fired: Option<EventTime>,
     /// The service of its first event, and whether another one joined since.
     opener: ServiceId,
     joined: bool,
@@ -166,7 +169,14 @@ impl Correlator {
             self.compact_expiry();
         }
         let trace = &mut self.slots[slot as usize];
-        if trace.fired || (trace.events.len() as u32) < self.min_events {
+        if let Some(last) = trace.fired {
+            // Only events after the last chain count towards the next one.
+            let fresh = trace.events.partition_point(|e| e.at <= last);
+            if fresh > 0 {
+                trace.events.drain(..fresh);
+            }
+        }
+        if (trace.events.len() as u32) < self.min_events {
             return;
         }
         let services = distinct_in_order(&trace.events);
@@ -177,7 +187,7 @@ impl Correlator {
         if (anomalous as u32) < self.min_anomalous {
             return;
         }
-        trace.fired = true;
+        trace.fired = Some(trace.newest);
         self.stats.chains += 1;
         let first = trace.events[0];
         out.push(Signal::Chain(ChainSignal {
@@ -232,7 +242,7 @@ impl Correlator {
         trace.generation = trace.generation.wrapping_add(1);
         trace.events.clear();
         trace.newest = EventTime::MIN;
-        trace.fired = false;
+        trace.fired = None;
         trace.opener = service;
         trace.joined = false;
         let generation = trace.generation;

@@ -1696,13 +1696,19 @@ mod tests {
         assert_eq!(cut_middle("short", 10), "short");
         let long = format!("start {} the end", "x".repeat(100));
         let cut = cut_middle(&long, 20);
-        assert!(cut.starts_with("start ") && cut.ends_with(" the end"), "{cut}");
+        assert!(
+            cut.starts_with("start ") && cut.ends_with(" the end"),
+            "{cut}"
+        );
         assert_eq!(cut.chars().count(), 21);
     }
 
     #[test]
     fn mentions_are_whole_words() {
-        assert!(mentions("No instances available for ts-basic-service]", "ts-basic-service"));
+        assert!(mentions(
+            "No instances available for ts-basic-service]",
+            "ts-basic-service"
+        ));
         assert!(!mentions("ts-basic-service-2 down", "ts-basic-service"));
         assert!(!mentions("ts-train-food-service down", "food-service"));
     }
