@@ -517,14 +517,11 @@ fn check_warns_and_speaks_json_for_ci() {
 
 #[test]
 fn check_allows_the_references_the_job_config_allows_and_nothing_else() {
-    let dir = std::env::temp_dir().join(format!("logheal-secrets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("rules.yaml");
-    std::fs::write(
-        &rules,
+    let rules = write_rules(
+        "secrets",
         "receivers:\n  hook: {type: webhook, url: \"${ACME_HOOK_URL}\", headers: {X-Key: \"file:/etc/acme/secrets/key\"}}\nrules:\n  - name: r\n    select: {status: [503]}\n    correlate: {window: 30s, min_events: 3, min_services: 2}\n    actions:\n      confirmed: [{name: a, receiver: hook}]\n",
-    )
-    .unwrap();
+    );
+    let dir = rules.parent().unwrap().to_path_buf();
     // By default rule files may read LOGHEAL_* and /run/secrets/logheal/ only.
     let out = logheal().arg("check").arg(&rules).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -539,30 +536,24 @@ fn check_allows_the_references_the_job_config_allows_and_nothing_else() {
     );
     // The job config widens it to what it names...
     let config = dir.join("job.yaml");
-    std::fs::write(
-        &config,
-        "secrets:\n  env_prefixes: [ACME_]\n  dir: /etc/acme/secrets\n",
-    )
-    .unwrap();
-    let out = logheal()
-        .args(["check", "--config"])
-        .arg(&config)
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let check_with = |job: &str| {
+        std::fs::write(&config, job).unwrap();
+        let out = logheal()
+            .args(["check", "--config"])
+            .arg(&config)
+            .arg(&rules)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) =
+        check_with("secrets:\n  env_prefixes: [ACME_]\n  dir: /etc/acme/secrets\n");
+    assert_eq!(code, Some(0), "{stdout}");
     // ...and never to everything.
-    std::fs::write(&config, "secrets:\n  env_prefixes: [\"\"]\n").unwrap();
-    let out = logheal()
-        .args(["check", "--config"])
-        .arg(&config)
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let (code, stdout) = check_with("secrets:\n  env_prefixes: [\"\"]\n");
+    assert_eq!(code, Some(1), "{stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -284,11 +284,10 @@ fn sigterm_ends_the_run_gracefully() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn writing_endpoints_are_off_without_a_token() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logheal"))
-        .env_remove("LOGHEAL_API_TOKEN")
-        .args(["run", "--dry-run", "--listen", "127.0.0.1:0", "-"])
+/// Spawns a `logheal run` (stdin piped, stdout discarded) and waits for the address it
+/// listens on; its stderr is read to the end (the job writes its summary there).
+fn spawn_listening(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -296,7 +295,6 @@ fn writing_endpoints_are_off_without_a_token() {
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
-    // Keep reading stderr to the end: the job writes its summary there.
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix("logheal: listening on http://") {
@@ -307,6 +305,15 @@ fn writing_endpoints_are_off_without_a_token() {
     let addr = rx
         .recv_timeout(Duration::from_secs(15))
         .expect("the listening address");
+    (child, addr)
+}
+
+#[test]
+fn writing_endpoints_are_off_without_a_token() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
+    cmd.env_remove("LOGHEAL_API_TOKEN")
+        .args(["run", "--dry-run", "--listen", "127.0.0.1:0", "-"]);
+    let (mut child, addr) = spawn_listening(cmd);
     let answer = http_with(&addr, "POST", "/-/reload", "");
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(answer.contains("LOGHEAL_API_TOKEN"), "{answer}");
@@ -322,27 +329,11 @@ fn writing_endpoints_are_off_without_a_token() {
 fn health_and_metrics_answer_under_a_thousand_idle_connections() {
     // Under the common default of 1,024 descriptors (systemd's soft limit): more idle
     // connections than that took every descriptor before connections were bounded.
-    let mut child = Command::new("sh")
-        .args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\""])
         .arg(env!("CARGO_BIN_EXE_logheal"))
-        .args(["run", "--dry-run", "--listen", "127.0.0.1:0", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("logheal: listening on http://") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("the listening address");
+        .args(["run", "--dry-run", "--listen", "127.0.0.1:0", "-"]);
+    let (mut child, addr) = spawn_listening(cmd);
     // 1,100 connections that never finish a request (some send half of one).
     let mut idle = Vec::new();
     for i in 0..1_100 {
