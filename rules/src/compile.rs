@@ -54,6 +54,23 @@ pub(crate) fn compile(files: &[SourceFile]) -> Result<RuleSet, Vec<Diagnostic>> 
             }
         }
     }
+    // A rule may yield only to another rule of the set (a typo would never yield).
+    for (fi, file) in files.iter().enumerate() {
+        for spec in &file.content.rules {
+            for target in &spec.incident.yield_to {
+                if !names.contains(target.as_str()) || **target == *spec.name {
+                    c.error(
+                        fi,
+                        target,
+                        format!(
+                            "yield_to: {:?} is not another rule of this set",
+                            target.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+    }
     if rules.is_empty() && c.errors.is_empty() {
         let file = files
             .first()

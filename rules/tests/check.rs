@@ -252,3 +252,17 @@ fn a_rule_file_cannot_reach_the_jobs_secrets() {
     assert_eq!(errors.len(), 4, "{all}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn yield_to_names_another_rule_of_the_set() {
+    let text = rule("    select: {status: [503]}\n    correlate: {window: 30s, min_events: 3}\n    incident: {yield_to: [cross-servce-503]}\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("r.yaml:9:")
+            && errs[0].contains("yield_to: \"cross-servce-503\" is not another rule of this set"),
+        "{errs:?}"
+    );
+    let own = rule("    select: {status: [503]}\n    correlate: {window: 30s, min_events: 3}\n    incident: {yield_to: [r1]}\n");
+    assert_eq!(errors(&own).len(), 1, "a rule cannot yield to itself");
+}
