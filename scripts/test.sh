@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 LOGHEAL_TANSU="$(scripts/broker.sh path)"
 export LOGHEAL_TANSU
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features logheal/kafka-tests -- -D warnings
 trap 'scripts/broker.sh stop' EXIT
 export "$(scripts/broker.sh start)"
 echo "test: broker at $LOGHEAL_TEST_BROKERS"
-cargo test --workspace --locked
+cargo test --workspace --locked --features logheal/kafka-tests

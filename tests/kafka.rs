@@ -1,7 +1,9 @@
 //! End-to-end on a real Kafka-protocol broker (tansu, started by `scripts/test.sh`;
 //! `LOGHEAL_TEST_BROKERS` says where) and real HTTP receivers on 127.0.0.1: consuming a
 //! keyed multi-partition topic, a `kill -9` mid-stream, two consumers in one group,
-//! malformed records, re-keying, and a broker restart.
+//! malformed records, re-keying, and a broker restart. Built with the `kafka-tests`
+//! feature, as `scripts/test.sh` does.
+#![cfg(feature = "kafka-tests")]
 
 #[path = "support/broker.rs"]
 mod broker;
