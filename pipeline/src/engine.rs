@@ -1055,23 +1055,24 @@ impl Engine {
         self.settle();
     }
 
-    /// Services named in the texts of a chain's templates by another service (at least
-    /// four characters, as a whole word: `ts-basic-service` in "No instances available
-    /// for ts-basic-service").
+    /// Services named in the texts of a chain's templates by another service: each word
+    /// of a text (letters, digits, `-`, `_`, `.`; at least four characters) that is a
+    /// known service name, as `ts-basic-service` in "No instances available for
+    /// ts-basic-service]". One lookup per word, however many services there are.
     fn named_services(&self, chain: &ChainSignal) -> Vec<crate::interner::ServiceId> {
         let mut named = Vec::new();
         for (t, _) in &chain.templates {
             let Some(text) = self.templates.text(*t) else {
                 continue;
             };
-            for id in 0..self.interner.len() as u32 {
-                let service = crate::interner::ServiceId(id);
-                let name = self.interner.name(service);
-                if id == t.service || name.len() < 4 || named.contains(&service) {
-                    continue;
-                }
-                if mentions(&text, name) {
-                    named.push(service);
+            let words = text
+                .split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                .map(|w| w.trim_end_matches('.'));
+            for word in words.filter(|w| w.len() >= 4) {
+                if let Some(service) = self.interner.get(word) {
+                    if service.0 != t.service && !named.contains(&service) {
+                        named.push(service);
+                    }
                 }
             }
         }
@@ -1592,15 +1593,6 @@ impl Engine {
     }
 }
 
-/// Whether `text` holds `word` with no letter, digit, `-` or `_` on either side.
-fn mentions(text: &str, word: &str) -> bool {
-    let part = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
-    text.match_indices(word).any(|(i, _)| {
-        !text[..i].chars().next_back().is_some_and(part)
-            && !text[i + word.len()..].chars().next().is_some_and(part)
-    })
-}
-
 /// `text` cut to about `max` characters by leaving out its middle ("…"): the end of a
 /// long error often says what failed (`nested exception is …: No instances available
 /// for ts-basic-service`), the start where.
@@ -1704,13 +1696,37 @@ mod tests {
     }
 
     #[test]
-    fn mentions_are_whole_words() {
-        assert!(mentions(
-            "No instances available for ts-basic-service]",
-            "ts-basic-service"
-        ));
-        assert!(!mentions("ts-basic-service-2 down", "ts-basic-service"));
-        assert!(!mentions("ts-train-food-service down", "food-service"));
+    fn a_service_named_in_another_service_error_is_a_candidate() {
+        let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+        let line = |ms: u32, service: &str, msg: &str| {
+            format!(
+                r#"{{"ts":"2026-03-14T10:00:00.{ms:03}Z","service":"{service}","trace_id":"t1","status":503,"msg":"{msg}"}}"#
+            )
+        };
+        for l in [
+            line(1, "ledger-db", "slow query"),
+            line(2, "checkout", "call to ledger-db failed: connection reset"),
+            line(3, "gateway", "checkout returned 503"),
+        ] {
+            engine.push_line(l.as_bytes());
+        }
+        let confirmed = engine
+            .take_records()
+            .find_map(|r| match r {
+                Record::Transition {
+                    to: IncidentState::Confirmed,
+                    candidates,
+                    ..
+                } => Some(candidates),
+                _ => None,
+            })
+            .expect("the cascade confirms");
+        let names: Vec<&str> = confirmed.iter().map(|c| c.service.as_str()).collect();
+        assert_eq!(names, ["ledger-db", "checkout", "gateway"]);
+        // ledger-db: first to fail (2 + 1) and named by checkout (2); checkout: named by
+        // gateway (2) and failed (1); gateway: failed (1).
+        let scores: Vec<f64> = confirmed.iter().map(|c| c.score).collect();
+        assert_eq!(scores, [5.0, 3.0, 1.0]);
     }
 
     #[test]

@@ -54,6 +54,11 @@ impl Interner {
         id
     }
 
+    /// The id of `name` if it has one of its own (nothing is interned).
+    pub fn get(&self, name: &str) -> Option<ServiceId> {
+        self.ids.get(name).copied()
+    }
+
     /// Whether `id` is the shared id of the names past the cap.
     #[inline]
     pub fn is_overflow(&self, id: ServiceId) -> bool {
