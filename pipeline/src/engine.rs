@@ -128,6 +128,8 @@ pub struct Engine {
     /// Per rule slot: removed by a reload (kept so that indices stay stable).
     retired: Vec<bool>,
     rule_names: Vec<Arc<str>>,
+    /// Per rule slot: the slots of the running rules it yields to (`incident.yield_to`).
+    yields_to: Vec<Vec<u32>>,
     timings: Vec<Timing>,
     parser: LineParser,
     clock: EventClock,
@@ -207,6 +209,7 @@ impl Engine {
             config: config.clone(),
             retired: vec![false; rule_count],
             rule_names: rules.rules.iter().map(|r| r.name.as_str().into()).collect(),
+            yields_to: yield_slots(&rules.rules, &vec![false; rule_count]),
             timings: rules
                 .rules
                 .iter()
@@ -561,6 +564,7 @@ impl Engine {
         }
         self.parser = parser;
         self.rule_names = rules.iter().map(|r| r.name.as_str().into()).collect();
+        self.yields_to = yield_slots(&rules, &retired);
         self.timings = rules.iter().map(|r| Timing::from(&r.incident)).collect();
         self.model_matches = vec![FxHashMap::default(); rules.len()];
         self.correlators = correlators;
@@ -1082,21 +1086,15 @@ impl Engine {
     /// Whether `rule` gives way to a live incident of a rule it yields to that covers a
     /// service of `signal`.
     fn yields(&self, rule: u32, signal: &Signal) -> bool {
-        let names = &self.rules.rules[rule as usize].incident.yield_to;
-        if names.is_empty() {
+        let to = &self.yields_to[rule as usize];
+        if to.is_empty() {
             return false;
         }
-        let rules: Vec<u32> = (0..self.rules.rules.len() as u32)
-            .filter(|&i| {
-                !self.retired[i as usize]
-                    && names.iter().any(|n| **n == *self.rule_names[i as usize])
-            })
-            .collect();
         let services = match signal {
             Signal::Suspect { service, .. } => std::slice::from_ref(service),
             Signal::Chain(chain) => &chain.services[..],
         };
-        self.registry.covers(&rules, services)
+        self.registry.covers(to, services)
     }
 
     /// Hands `input` to the incident of `key` (opening one for a suspicion or chain).
@@ -1591,6 +1589,20 @@ impl Engine {
             self.deliver(key, at, input, None);
         }
     }
+}
+
+/// Per rule slot, the slots of the running rules named in its `yield_to` (resolved once
+/// per rule set, not per signal).
+fn yield_slots(rules: &[logheal_rules::Rule], retired: &[bool]) -> Vec<Vec<u32>> {
+    rules
+        .iter()
+        .map(|rule| {
+            (0..rules.len())
+                .filter(|&i| !retired[i] && rule.incident.yield_to.contains(&rules[i].name))
+                .map(|i| i as u32)
+                .collect()
+        })
+        .collect()
 }
 
 /// `text` cut to about `max` characters by leaving out its middle ("…"): the end of a
