@@ -392,6 +392,9 @@ pub fn serve(
     Ok(bound)
 }
 
+/// Open connections, oldest first: an id and a handle on the socket to shut it.
+type OpenConnections = Arc<Mutex<std::collections::VecDeque<(u64, std::net::TcpStream)>>>;
+
 /// Connections served at once; a new one past this closes the oldest.
 const MAX_CONNECTIONS: usize = 128;
 /// A connection that sends nothing for this long is closed.
@@ -403,8 +406,7 @@ const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// them, a thousand idle connections took every descriptor and `/healthz` timed out.
 struct Bounded {
     inner: tokio::net::TcpListener,
-    /// Open connections, oldest first: an id and a handle on the socket to shut it.
-    open: Arc<Mutex<std::collections::VecDeque<(u64, std::net::TcpStream)>>>,
+    open: OpenConnections,
     next: u64,
 }
 
@@ -463,7 +465,7 @@ impl axum::serve::Listener for Bounded {
 struct Connection {
     stream: tokio::net::TcpStream,
     id: u64,
-    open: Arc<Mutex<std::collections::VecDeque<(u64, std::net::TcpStream)>>>,
+    open: OpenConnections,
     idle: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 

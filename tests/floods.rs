@@ -44,11 +44,7 @@ fn transitions_to<'a>(records: &'a [Value], state: &str) -> Vec<&'a Value> {
 }
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("logheal-floods-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    support::cli::temp_file("floods", name, text)
 }
 
 fn line(ms: i64, service: &str, trace: &str) -> String {

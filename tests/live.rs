@@ -81,11 +81,7 @@ fn summary(records: &[Value]) -> &Value {
 }
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("logheal-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    support::cli::temp_file("live", name, text)
 }
 
 /// The lines' time, in milliseconds.

@@ -66,6 +66,15 @@ struct Rate {
     history: u32,
 }
 
+impl Rate {
+    /// Whether the template is new at `at_nanos`: first seen after the warm-up, less
+    /// than `new_for` before.
+    fn new_at(&self, new_for: Duration, at_nanos: i64) -> bool {
+        self.born_new
+            .is_some_and(|born| at_nanos.saturating_sub(born) < new_for.as_nanos() as i64)
+    }
+}
+
 #[derive(Debug)]
 pub struct Detector {
     config: AnomalyConfig,
@@ -128,13 +137,19 @@ impl Detector {
         }
         rate.count += 1;
         Flags {
-            new_template: rate
-                .born_new
-                .is_some_and(|born| at_nanos.saturating_sub(born) < c.new_for.as_nanos() as i64),
+            new_template: rate.new_at(c.new_for, at_nanos),
             rate_spike: rate.history >= c.min_history
                 && rate.count >= c.spike_min
                 && f64::from(rate.count) >= c.spike_factor * rate.baseline.max(1.0),
         }
+    }
+
+    /// Whether `template` is new at `at_nanos`: first seen after the warm-up, less than
+    /// `new_for` before.
+    pub fn is_new(&self, template: TemplateKey, at_nanos: i64) -> bool {
+        self.rates
+            .get(&template)
+            .is_some_and(|rate| rate.new_at(self.config.new_for, at_nanos))
     }
 
     /// Why `template` is anomalous now, for a person: `new (first seen 2m ago)`, or
@@ -142,11 +157,9 @@ impl Detector {
     pub fn explain(&self, template: TemplateKey, at_nanos: i64) -> Option<String> {
         let rate = self.rates.get(&template)?;
         let c = &self.config;
-        if let Some(born) = rate.born_new {
+        if let (Some(born), true) = (rate.born_new, rate.new_at(c.new_for, at_nanos)) {
             let age = at_nanos.saturating_sub(born);
-            if age < c.new_for.as_nanos() as i64 {
-                return Some(format!("new, first seen {}s before", age / 1_000_000_000));
-            }
+            return Some(format!("new, first seen {}s before", age / 1_000_000_000));
         }
         (rate.history >= c.min_history && rate.count >= c.spike_min).then(|| {
             format!(

@@ -766,12 +766,7 @@ impl Engine {
         }
         // A notification that failed is reported (its record above, and the counters),
         // never a reason to change what the incident is: the recovery itself did not fail.
-        let notification = self
-            .rules
-            .receivers
-            .iter()
-            .find(|r| *r.name == *p.receiver)
-            .is_some_and(|r| r.kind == ReceiverKind::Slack);
+        let notification = self.receiver_kind(&p.receiver) == ReceiverKind::Slack;
         if !outcome.is_done() && notification {
             self.stats.notifications_failed += 1;
         }
@@ -805,12 +800,7 @@ impl Engine {
     /// Builds the request for a due action and remembers it until its outcome.
     fn dispatch(&mut self, p: PendingAction, record: &crate::record::ActionRecord) {
         // Reloads cancel the actions whose receiver went away, so it is there.
-        let kind = self
-            .rules
-            .receivers
-            .iter()
-            .find(|r| *r.name == *p.receiver)
-            .map_or(ReceiverKind::Webhook, |r| r.kind);
+        let kind = self.receiver_kind(&p.receiver);
         let view = self.view(&p, record);
         let body = match kind {
             ReceiverKind::Slack => payload::slack_body(&view),
@@ -1113,11 +1103,7 @@ impl Engine {
         let novel: Vec<TemplateKey> = chain.map_or_else(Vec::new, |c| {
             c.templates
                 .iter()
-                .filter(|(t, _)| {
-                    self.anomalies
-                        .explain(*t, at.nanos())
-                        .is_some_and(|why| why.starts_with("new"))
-                })
+                .filter(|(t, _)| self.anomalies.is_new(*t, at.nanos()))
                 .map(|(t, _)| *t)
                 .collect()
         });

@@ -122,10 +122,7 @@ impl Incident {
         // A service named by another's error ("No instances available for X",
         // "connection refused: X") is likely the callee that failed.
         for s in named {
-            match self.scores.iter_mut().find(|(x, _)| x == s) {
-                Some((_, total)) => *total += 2.0,
-                None => self.scores.push((*s, 2.0)),
-            }
+            self.score(*s, 2.0);
         }
         for s in &chain.services {
             let mut score = 1.0;
@@ -137,12 +134,17 @@ impl Incident {
                 .iter()
                 .filter(|(t, _)| t.service == s.0 && novel.contains(t))
                 .count() as f64;
-            match self.scores.iter_mut().find(|(x, _)| x == s) {
-                Some((_, total)) => *total += score,
-                None => self.scores.push((*s, score)),
-            }
+            self.score(*s, score);
         }
         self.absorb(chain);
+    }
+
+    /// Adds `points` to a candidate's evidence.
+    fn score(&mut self, service: ServiceId, points: f64) {
+        match self.scores.iter_mut().find(|(x, _)| *x == service) {
+            Some((_, total)) => *total += points,
+            None => self.scores.push((service, points)),
+        }
     }
 
     fn absorb(&mut self, chain: &crate::correlator::ChainSignal) {

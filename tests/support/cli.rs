@@ -28,3 +28,13 @@ pub fn json_records_of(mut cmd: Command, input: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect()
 }
+
+/// Writes `text` to `name` in a directory of this test process (`tag` tells the test
+/// crates apart); returns the file's path.
+pub fn temp_file(tag: &str, name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("logheal-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
