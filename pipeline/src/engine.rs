@@ -18,6 +18,7 @@ use crate::interner::Interner;
 use crate::payload::{self, Counts, IncidentView};
 use crate::record::{ActionRecord, Labels, Record};
 use crate::registry::{Incident, IncidentKey, Registry};
+use crate::silence::Silence;
 use crate::stats::{SkipReason, Stats};
 use logheal_models::{
     AnomalyConfig, Detector, Families, Flags, MinerConfig, ServiceTemplates, TemplateKey,
@@ -172,6 +173,49 @@ pub struct Engine {
     /// Confirmations within the brake's window, and since when the brake is on.
     confirmations: VecDeque<EventTime>,
     braked_since: Option<EventTime>,
+    /// Silences in force, as the live job last set them (`set_silences`).
+    silences: Vec<Silence>,
+    /// Incidents that took input since `take_changes`, and incidents closed since (at
+    /// most `MAX_CLOSED_KEPT`, oldest dropped): what an operator's view refreshes.
+    touched: rustc_hash::FxHashSet<IncidentKey>,
+    closed: VecDeque<IncidentSnapshot>,
+}
+
+/// What a silenced action's record says of its silence.
+fn silence_detail(s: &Silence) -> String {
+    if s.comment.is_empty() {
+        s.describe()
+    } else {
+        format!("{} ({})", s.describe(), s.comment)
+    }
+}
+
+/// Closed incidents kept for `take_changes` when nobody takes them (a replay).
+const MAX_CLOSED_KEPT: usize = 4096;
+
+/// An incident as an operator's view shows it (see `Engine::take_changes`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IncidentSnapshot {
+    pub id: Arc<str>,
+    pub rule: Arc<str>,
+    pub key: Labels,
+    /// Its state, or the state it closed in.
+    pub state: IncidentState,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub counts: Counts,
+    pub services: Vec<String>,
+    pub root_candidates: Vec<crate::registry::Candidate>,
+    pub sample_trace_ids: Vec<String>,
+    pub top_templates: Vec<String>,
+}
+
+/// What changed since the last `take_changes`: incidents that took input (as they are
+/// now) and incidents that closed (as they were).
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub live: Vec<IncidentSnapshot>,
+    pub closed: Vec<IncidentSnapshot>,
 }
 
 /// The line parser for a rule set: the configured field names plus the extra fields the
@@ -244,6 +288,9 @@ impl Engine {
             budget_used: FxHashMap::default(),
             confirmations: VecDeque::new(),
             braked_since: None,
+            silences: Vec::new(),
+            touched: Default::default(),
+            closed: VecDeque::new(),
         })
     }
 
@@ -672,6 +719,7 @@ impl Engine {
         };
         let state = crate::incident::state_of(&incident.machine);
         self.stats.count_incident(state);
+        self.note_closed(key, &incident);
         let reason = format!(
             "rule {:?} was removed by a reload",
             self.rule_names[key.rule as usize]
@@ -831,40 +879,29 @@ impl Engine {
 
     /// The incident as the action's receiver sees it.
     fn view(&self, p: &PendingAction, record: &crate::record::ActionRecord) -> IncidentView {
-        let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
-        let snapshot = self.registry.with(
-            p.key,
-            || None,
-            |i| {
-                (
-                    (i.services.clone(), i.candidates(p.key.root)),
-                    i.sample_traces
-                        .iter()
-                        .map(|t| t.to_string())
-                        .collect::<Vec<_>>(),
-                    i.top_templates(5),
-                    Counts {
-                        chains: i.chains,
-                        failed_events: i.chain_events,
-                        suspicions: i.suspicions,
-                    },
-                    i.first_seen,
-                    i.last_seen,
-                )
-            },
-        );
-        let ((services, ranked), traces, templates, counts, first, last) =
-            snapshot.unwrap_or_else(|| {
-                let none = Counts::default();
-                (
-                    (Vec::new(), Vec::new()),
-                    Vec::new(),
-                    Vec::new(),
-                    none,
-                    p.due,
-                    p.due,
-                )
-            });
+        let snapshot = self
+            .registry
+            .with(p.key, || None, |i| self.snapshot(p.key, i));
+        let (services, candidates, traces, templates, counts, first, last) = match snapshot {
+            Some(s) => (
+                s.services,
+                s.root_candidates,
+                s.sample_trace_ids,
+                s.top_templates,
+                s.counts,
+                s.first_seen,
+                s.last_seen,
+            ),
+            None => (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Counts::default(),
+                p.due.to_rfc3339(),
+                p.due.to_rfc3339(),
+            ),
+        };
         IncidentView {
             incident: p.incident.to_string(),
             rule: record.rule.to_string(),
@@ -877,17 +914,103 @@ impl Engine {
             root_cause: p
                 .key
                 .root
-                .map(name)
-                .or_else(|| services.first().map(|s| name(*s))),
-            services: services.into_iter().map(name).collect(),
-            root_candidates: self.candidate_names(&ranked),
+                .map(|s| self.interner.name(s).to_string())
+                .or_else(|| services.first().cloned()),
+            services,
+            root_candidates: candidates,
             sample_trace_ids: traces,
-            top_templates: self.template_texts(templates),
+            top_templates: templates,
             counts,
-            first_seen: first.to_rfc3339(),
-            last_seen: last.to_rfc3339(),
+            first_seen: first,
+            last_seen: last,
             dry_run: !self.config.execute,
         }
+    }
+
+    /// An incident as an operator's view (and a receiver's payload) shows it.
+    fn snapshot(&self, key: IncidentKey, i: &Incident) -> IncidentSnapshot {
+        let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
+        IncidentSnapshot {
+            id: i.id.clone(),
+            rule: self.rule_names[key.rule as usize].clone(),
+            key: self.labels(key),
+            state: crate::incident::state_of(&i.machine),
+            first_seen: i.first_seen.to_rfc3339(),
+            last_seen: i.last_seen.to_rfc3339(),
+            counts: Counts {
+                chains: i.chains,
+                failed_events: i.chain_events,
+                suspicions: i.suspicions,
+            },
+            services: i.services.iter().map(|s| name(*s)).collect(),
+            root_candidates: self.candidate_names(&i.candidates(key.root)),
+            sample_trace_ids: i.sample_traces.iter().map(|t| t.to_string()).collect(),
+            top_templates: self.template_texts(i.top_templates(5)),
+        }
+    }
+
+    /// Remembers a closed incident for `take_changes`.
+    fn note_closed(&mut self, key: IncidentKey, incident: &Incident) {
+        self.touched.remove(&key);
+        if self.closed.len() >= MAX_CLOSED_KEPT {
+            self.closed.pop_front();
+        }
+        let snapshot = self.snapshot(key, incident);
+        self.closed.push_back(snapshot);
+    }
+
+    /// What changed since the last call: the incidents that took input, as they are
+    /// now, and those that closed, as they were when they closed. For an operator's
+    /// view; costs nothing per line (an incident is marked when it takes input).
+    pub fn take_changes(&mut self) -> Changes {
+        let mut keys: Vec<IncidentKey> = self.touched.drain().collect();
+        keys.sort();
+        let live = keys
+            .into_iter()
+            .filter_map(|key| self.registry.with(key, || None, |i| self.snapshot(key, i)))
+            .collect();
+        Changes {
+            live,
+            closed: self.closed.drain(..).collect(),
+        }
+    }
+
+    /// Live mode: the silences in force now (the live job keeps them in wall time and
+    /// sets them again whenever the set changes). A due action of an incident that one
+    /// of them matches is not called: an `action_result` record says `silenced`, and
+    /// the incident moves on as if it had been done.
+    pub fn set_silences(&mut self, active: Vec<Silence>) {
+        self.silences = active;
+    }
+
+    /// The silence that covers an action's incident, if one does. Labels: `rule`,
+    /// `incident` and the group-by labels.
+    fn silenced_by(&self, p: &PendingAction) -> Option<&Silence> {
+        if self.silences.is_empty() {
+            return None;
+        }
+        let rule = &*self.rule_names[p.key.rule as usize];
+        let labels = self.labels(p.key);
+        self.silences.iter().find(|s| {
+            s.matches(|name| match name {
+                "rule" => Some(rule),
+                "incident" => Some(&*p.incident),
+                other => labels.get(other).and_then(|v| v.as_str()),
+            })
+        })
+    }
+
+    /// Records a silenced action; the incident's state counts it as done.
+    fn silence(&mut self, p: PendingAction, silence_id: String, detail: String) {
+        self.stats.actions_silenced += 1;
+        let action = self.action_record(&p, p.due);
+        self.records.push(Record::ActionResult {
+            action,
+            outcome: "silenced",
+            attempts: 0,
+            detail: format!("silence {silence_id}: {detail}"),
+        });
+        self.check_state_done(p.key, p.seq, p.due);
     }
 
     /// End of input: lets event time run on until every timer has fired, so each open
@@ -1132,6 +1255,7 @@ impl Engine {
             },
         );
         if let Some(id) = id {
+            self.touched.insert(key);
             self.apply(key, &id, at, ctx.effects);
         }
     }
@@ -1235,6 +1359,7 @@ impl Engine {
                         self.stats
                             .count_incident(crate::incident::state_of(&incident.machine));
                         self.stats.confirmed_incidents += u64::from(incident.confirmed);
+                        self.note_closed(key, &incident);
                     }
                 }
             }
@@ -1387,6 +1512,12 @@ impl Engine {
                     self.now = self.now.max(p.due);
                     if let Some(why) = self.withheld(&p) {
                         self.withhold(p, why);
+                        self.settle();
+                        continue;
+                    }
+                    if let Some(s) = self.silenced_by(&p) {
+                        let (id, detail) = (s.id.clone(), silence_detail(s));
+                        self.silence(p, id, detail);
                         self.settle();
                         continue;
                     }
@@ -1725,6 +1856,87 @@ mod tests {
         // gateway (2) and failed (1); gateway: failed (1).
         let scores: Vec<f64> = confirmed.iter().map(|c| c.score).collect();
         assert_eq!(scores, [5.0, 3.0, 1.0]);
+    }
+
+    fn cascade(engine: &mut Engine, root: &str) {
+        let line = |ms: u32, service: &str| {
+            format!(
+                r#"{{"ts":"2026-03-14T10:00:00.{ms:03}Z","service":"{service}","trace_id":"t-{root}","status":503,"msg":"upstream failed"}}"#
+            )
+        };
+        for l in [line(1, root), line(2, "checkout"), line(3, "gateway")] {
+            engine.push_line(l.as_bytes());
+        }
+    }
+
+    fn silence_of(matcher: &str) -> Silence {
+        Silence {
+            id: "s1".into(),
+            matchers: vec![crate::silence::Matcher::parse(matcher).unwrap()],
+            starts_at: 0,
+            ends_at: 1,
+            comment: "db migration".into(),
+            created_by: String::new(),
+        }
+        .validated()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_silenced_incident_moves_on_and_calls_nothing() {
+        let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+        engine.set_silences(vec![silence_of("root_service=ledger-db")]);
+        cascade(&mut engine, "ledger-db");
+        engine.finish();
+        let records: Vec<Record> = engine.take_records().collect();
+        let states: Vec<IncidentState> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Transition { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect();
+        assert!(states.contains(&IncidentState::Confirmed), "{states:?}");
+        assert_eq!(states.last(), Some(&IncidentState::Restored), "{states:?}");
+        assert!(!records.iter().any(|r| matches!(r, Record::Action(_))));
+        let silenced = records
+            .iter()
+            .filter(|r| matches!(r, Record::ActionResult { outcome: "silenced", detail, .. } if detail.contains("db migration")))
+            .count();
+        assert!(silenced >= 1, "{records:?}");
+        assert_eq!(engine.stats().actions_silenced, silenced as u64);
+    }
+
+    #[test]
+    fn a_silence_of_another_service_changes_nothing() {
+        let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+        engine.set_silences(vec![silence_of("root_service=~pay.*")]);
+        cascade(&mut engine, "ledger-db");
+        engine.finish();
+        let records: Vec<Record> = engine.take_records().collect();
+        assert!(records.iter().any(|r| matches!(r, Record::Action(_))));
+        assert_eq!(engine.stats().actions_silenced, 0);
+    }
+
+    #[test]
+    fn changes_give_touched_incidents_then_closed_ones() {
+        let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+        cascade(&mut engine, "ledger-db");
+        let changes = engine.take_changes();
+        assert_eq!(changes.live.len(), 1);
+        let live = &changes.live[0];
+        // Dry run: the confirmation's actions count as done at once.
+        assert_eq!(live.state, IncidentState::Recovering);
+        assert_eq!(live.sample_trace_ids, ["t-ledger-db"]);
+        assert_eq!(live.root_candidates[0].service, "ledger-db");
+        // Nothing happened since: nothing to refresh.
+        let again = engine.take_changes();
+        assert!(again.live.is_empty() && again.closed.is_empty());
+        engine.finish();
+        let changes = engine.take_changes();
+        assert_eq!(changes.closed.len(), 1);
+        assert_eq!(changes.closed[0].id, live.id);
+        assert_eq!(changes.closed[0].state, IncidentState::Restored);
     }
 
     #[test]

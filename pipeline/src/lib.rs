@@ -20,8 +20,9 @@ pub mod reader;
 pub mod receivers;
 pub mod record;
 pub mod registry;
+pub mod silence;
 pub mod stats;
 
-pub use engine::{wall_clock_now, Engine, EngineConfig, Reload};
+pub use engine::{wall_clock_now, Changes, Engine, EngineConfig, IncidentSnapshot, Reload};
 pub use record::Record;
 pub use stats::{SkipReason, Stats};

@@ -32,7 +32,7 @@ pub struct IncidentView {
     pub dry_run: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Counts {
     pub chains: u32,
     pub failed_events: u64,

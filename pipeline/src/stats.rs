@@ -96,6 +96,8 @@ pub struct Stats {
     pub actions_cancelled: u64,
     /// Actions withheld by a rule's remediation budget or the brake (also cancelled).
     pub actions_withheld: u64,
+    /// Actions not called because a silence covered their incident.
+    pub actions_silenced: u64,
     /// Times the brake went on, and whether it is on now.
     pub brakes: u64,
     pub brake_on: bool,
@@ -184,6 +186,7 @@ impl Stats {
             "actions": self.actions,
             "actions_cancelled": self.actions_cancelled,
             "actions_withheld": self.actions_withheld,
+            "actions_silenced": self.actions_silenced,
             "brakes": self.brakes,
             "notifications_failed": self.notifications_failed,
             "templates": self.templates_live,
