@@ -16,6 +16,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub rules: Vec<PathBuf>,
     pub listen: Option<std::net::SocketAddr>,
+    /// Closed incidents kept for the incident pages and the API [100].
+    pub history: Option<usize>,
     pub output: Option<String>,
     pub lateness: Option<String>,
     pub dry_run: Option<bool>,

@@ -121,6 +121,7 @@ pub fn run(
         );
         live.handoff = std::mem::take(&mut live.handoff).with_ledger(ledger);
         live.handoff.resume_pending(&live.job.engine, executor);
+        live.sync_silences(true);
     }
     let mut source =
         Source::subscribe(&kafka).map_err(|e| anyhow!("cannot join the consumer group: {e}"))?;
@@ -131,6 +132,9 @@ pub fn run(
     loop {
         match live.rx.try_recv() {
             Ok(Message::Reload(why)) => live.request_reload(why),
+            Ok(Message::Silence(command, reply)) => {
+                let _ = reply.send(live.silence(command));
+            }
             Ok(Message::Shutdown | Message::End) | Err(TryRecvError::Disconnected) => {
                 shutdown = true;
                 break;
@@ -141,10 +145,12 @@ pub fn run(
         if polled == Polled::Rebalanced {
             // The assignment changed: start over from the committed offsets.
             live.job.engine = live.job.engine.fresh();
+            live.sync_silences(true);
             live.handoff.new_generation();
             live.metrics.set_ready(true);
         }
         let now = Instant::now();
+        live.out.input_at = now;
         feed(
             &mut live,
             &mut source,
@@ -163,7 +169,7 @@ pub fn run(
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
             commit(&mut live, &mut source, &kafka, CommitMode::Async);
-            live.metrics.observe(&live.job.engine);
+            live.tick();
             live.metrics
                 .observe_kafka(&source, live.handoff.answered_from_ledger);
         }
@@ -191,7 +197,7 @@ pub fn run(
         let Live {
             job, handoff, out, ..
         } = &mut live;
-        handoff.run_out(&mut job.engine, job.executor.as_ref(), out, settings.output)?;
+        handoff.run_out(&mut job.engine, job.executor.as_ref(), out)?;
         if let Err(e) = source.commit(EventTime::MAX, CommitMode::Sync) {
             tracing::error!(error = %e, "final commit failed; the next consumer re-reads from the last one");
         }

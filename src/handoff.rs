@@ -6,7 +6,7 @@
 //! since been rebuilt reach the ledger but not the new engine.
 
 use crate::http::Metrics;
-use crate::output::{emit, write_record, Output};
+use crate::output::Printer;
 use anyhow::Result;
 use logheal_pipeline::executor::{ActionRequest, Event, Executor, Outcome};
 use logheal_pipeline::kafka::ledger::{Decision, Ledger};
@@ -107,8 +107,7 @@ impl Handoff {
         &mut self,
         engine: &mut Engine,
         executor: &Executor,
-        out: &mut impl Write,
-        format: Output,
+        out: &mut Printer<impl Write>,
         wait: bool,
     ) -> Result<()> {
         loop {
@@ -131,7 +130,7 @@ impl Handoff {
                     if call.generation == self.generation {
                         attempt.request = call.request;
                         if let Some(record) = engine.attempt_record(&attempt) {
-                            write_record(out, format, &record)?;
+                            out.record(&record)?;
                         }
                     }
                 }
@@ -153,20 +152,19 @@ impl Handoff {
         &mut self,
         engine: &mut Engine,
         executor: Option<&Executor>,
-        out: &mut impl Write,
-        format: Output,
+        out: &mut Printer<impl Write>,
     ) -> Result<()> {
         if let Some(executor) = executor {
             loop {
-                self.exchange(engine, executor, out, format, true)?;
-                emit(engine, out, format)?;
+                self.exchange(engine, executor, out, true)?;
+                out.emit(engine)?;
                 if !engine.step() {
                     break;
                 }
             }
         }
         engine.finish();
-        emit(engine, out, format)?;
+        out.emit(engine)?;
         out.flush()?;
         Ok(())
     }

@@ -1,6 +1,8 @@
-//! The live job's HTTP endpoints (127.0.0.1 unless configured): `POST /-/reload`,
-//! `GET /healthz` (alive), `GET /readyz` (consuming, state restored), and `GET /metrics`
-//! in Prometheus text format.
+//! The live job's HTTP endpoints (127.0.0.1 unless configured): the incident pages
+//! (`/incidents`, `/incidents/{id}`), the JSON API (`/api/v1/incidents[/{id}]`,
+//! `/api/v1/silences[/{id}]`), `POST /-/reload`, `GET /healthz` (alive), `GET /readyz`
+//! (consuming, state restored), and `GET /metrics` in Prometheus text format. Reads are
+//! open; what changes state (reload, silences) needs the bearer token.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +19,12 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use crate::book::Book;
+use crate::page;
+use crate::run::{now_ms, Message, SilenceCommand};
+use axum::extract::Path;
+use axum::response::{Html, IntoResponse, Response};
+use logheal_pipeline::silence::{self, Matcher, Silence, Silences};
 use std::sync::{mpsc, Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +46,25 @@ pub struct BoundLabel {
 pub struct StateLabel {
     pub state: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleOutcomeLabel {
+    pub rule: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleStateLabel {
+    pub rule: String,
+    pub state: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// What the endpoints expose. Counters that mirror the engine's statistics are brought
 /// up to date once a second (`observe`), never per line.
@@ -69,7 +96,32 @@ pub struct Metrics {
     bound_overflow: Family<BoundLabel, Counter>,
     withheld: Counter,
     brake: Gauge,
+    silenced: Counter,
+    time_to_detect: HistogramFamily<RuleLabel>,
+    time_to_act: HistogramFamily<RuleLabel>,
+    time_to_restore: HistogramFamily<RuleLabel>,
+    escalations: Family<RuleLabel, Counter>,
+    rule_actions: Family<RuleOutcomeLabel, Counter>,
+    closed: Family<RuleStateLabel, Counter>,
+    selected: Family<RuleLabel, Counter>,
+    decision: Histogram,
     seen: Arc<Mutex<Stats>>,
+    seen_selected: Arc<Mutex<std::collections::HashMap<Arc<str>, u64>>>,
+}
+
+/// Buckets: event time from the first selected event to CONFIRMED (1 s .. 68 min).
+fn detect_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
+/// Buckets: wall time from CONFIRMED to a receiver's first 2xx (10 ms .. 82 s).
+fn act_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 14))
+}
+
+/// Buckets: event time from CONFIRMED to RESTORED (10 s .. 11 h).
+fn restore_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(10.0, 2.0, 13))
 }
 
 impl Metrics {
@@ -102,7 +154,18 @@ impl Metrics {
             bound_overflow: Family::default(),
             withheld: Counter::default(),
             brake: Gauge::default(),
+            silenced: Counter::default(),
+            time_to_detect: Family::new_with_constructor(detect_buckets),
+            time_to_act: Family::new_with_constructor(act_buckets),
+            time_to_restore: Family::new_with_constructor(restore_buckets),
+            escalations: Family::default(),
+            rule_actions: Family::default(),
+            closed: Family::default(),
+            selected: Family::default(),
+            // Wall time from a record's arrival to its decision's record (1 ms .. 4 s).
+            decision: Histogram::new(exponential_buckets(0.001, 2.0, 13)),
             seen: Arc::default(),
+            seen_selected: Arc::default(),
         };
         let r = &mut registry;
         r.register(
@@ -221,10 +284,96 @@ impl Metrics {
             "1 while the brake is on (too many incidents confirmed: every action waits for humans)",
             m.brake.clone(),
         );
+        r.register(
+            "logheal_actions_silenced",
+            "Actions not called because a silence covered their incident",
+            m.silenced.clone(),
+        );
+        r.register(
+            "logheal_time_to_detect_seconds",
+            "Recovery SLI, per rule: event time from an incident's first selected event to CONFIRMED",
+            m.time_to_detect.clone(),
+        );
+        r.register(
+            "logheal_time_to_act_seconds",
+            "Recovery SLI, per rule: wall time from CONFIRMED to a receiver's first 2xx",
+            m.time_to_act.clone(),
+        );
+        r.register(
+            "logheal_time_to_restore_seconds",
+            "Recovery SLI, per rule: event time from CONFIRMED to RESTORED",
+            m.time_to_restore.clone(),
+        );
+        r.register(
+            "logheal_escalations",
+            "Incidents escalated to humans, per rule",
+            m.escalations.clone(),
+        );
+        r.register(
+            "logheal_rule_actions",
+            "Actions per rule by how they ended (succeeded, rejected, gave_up, circuit_open, not_configured, silenced, cancelled)",
+            m.rule_actions.clone(),
+        );
+        r.register(
+            "logheal_incidents_closed",
+            "Incidents closed, per rule and final state (RESTORED; NORMAL: never confirmed)",
+            m.closed.clone(),
+        );
+        r.register(
+            "logheal_rule_selected_events",
+            "Events each rule selected",
+            m.selected.clone(),
+        );
+        r.register(
+            "logheal_decision_seconds",
+            "Wall time from the arrival of the input that decided something to the decision's record",
+            m.decision.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..m
         }
+    }
+
+    pub fn time_to_detect(&self, rule: &str, seconds: f64) {
+        let label = RuleLabel { rule: rule.into() };
+        self.time_to_detect.get_or_create(&label).observe(seconds);
+    }
+
+    pub fn time_to_act(&self, rule: &str, seconds: f64) {
+        let label = RuleLabel { rule: rule.into() };
+        self.time_to_act.get_or_create(&label).observe(seconds);
+    }
+
+    pub fn time_to_restore(&self, rule: &str, seconds: f64) {
+        let label = RuleLabel { rule: rule.into() };
+        self.time_to_restore.get_or_create(&label).observe(seconds);
+    }
+
+    pub fn escalated(&self, rule: &str) {
+        let label = RuleLabel { rule: rule.into() };
+        self.escalations.get_or_create(&label).inc();
+    }
+
+    pub fn action_ended(&self, rule: &str, outcome: &str) {
+        let label = RuleOutcomeLabel {
+            rule: rule.into(),
+            outcome: outcome.into(),
+        };
+        self.rule_actions.get_or_create(&label).inc();
+    }
+
+    pub fn incident_closed(&self, rule: &str, state: &'static str) {
+        let label = RuleStateLabel {
+            rule: rule.into(),
+            state,
+        };
+        self.closed.get_or_create(&label).inc();
+    }
+
+    /// A decision's record went out `seconds` after its input arrived.
+    pub fn decided(&self, seconds: f64) {
+        self.decision.observe(seconds);
     }
 
     /// Caps of the bounded state, as configured (`logheal_bound_limit`).
@@ -265,6 +414,20 @@ impl Metrics {
         self.withheld
             .inc_by(delta(now.actions_withheld, seen.actions_withheld));
         self.brake.set(i64::from(now.brake_on));
+        self.silenced
+            .inc_by(delta(now.actions_silenced, seen.actions_silenced));
+        {
+            let mut seen_selected = self.seen_selected.lock().expect("not poisoned");
+            for (rule, n) in engine.selected_by_rule() {
+                let old = seen_selected.get(&rule).copied().unwrap_or(0);
+                let label = RuleLabel {
+                    rule: rule.to_string(),
+                };
+                // Created at 0 for a rule that never selects, so an alert can see it.
+                self.selected.get_or_create(&label).inc_by(delta(n, old));
+                seen_selected.insert(rule, n);
+            }
+        }
         let used = [
             ("services", now.services),
             ("traces", now.traces_live),
@@ -352,12 +515,22 @@ impl Metrics {
     }
 }
 
+/// What the incident pages and the API read, and where silence changes go.
+#[derive(Clone)]
+pub struct Operator {
+    pub book: Book,
+    /// Written only by the job's loop (after the ledger has the change).
+    pub silences: Arc<Mutex<Silences>>,
+    pub commands: mpsc::SyncSender<Message>,
+}
+
 #[derive(Clone)]
 struct Shared {
     metrics: Metrics,
     reload: mpsc::SyncSender<()>,
     /// The bearer token writing endpoints need (`LOGHEAL_API_TOKEN`); none: they are off.
     token: Option<Arc<str>>,
+    operator: Operator,
 }
 
 /// Serves on `listen`; returns the bound address. `reload` receives a unit per
@@ -367,10 +540,24 @@ pub fn serve(
     listen: SocketAddr,
     metrics: Metrics,
     reload: mpsc::SyncSender<()>,
+    operator: Operator,
 ) -> std::io::Result<SocketAddr> {
     let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
     let bound = listener.local_addr()?;
     let app = axum::Router::new()
+        .route(
+            "/",
+            get(|| async { axum::response::Redirect::to("/incidents") }),
+        )
+        .route("/incidents", get(incidents_page))
+        .route("/incidents/{*id}", get(incident_page))
+        .route("/api/v1/incidents", get(incidents_json))
+        .route("/api/v1/incidents/{*id}", get(incident_json))
+        .route("/api/v1/silences", get(silences_json).post(add_silence))
+        .route(
+            "/api/v1/silences/{id}",
+            get(silence_json).delete(expire_silence),
+        )
         .route("/-/reload", post(ask_reload))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -382,6 +569,7 @@ pub fn serve(
                 .ok()
                 .filter(|t| !t.is_empty())
                 .map(Into::into),
+            operator,
         });
     let listener = Bounded {
         inner: listener,
@@ -600,5 +788,240 @@ async fn render(
             [("content-type", "text/plain")],
             String::new(),
         ),
+    }
+}
+
+impl Operator {
+    fn silences_now(&self) -> (Vec<Silence>, Vec<Silence>, i64) {
+        let now = now_ms();
+        let store = self.silences.lock().expect("not poisoned");
+        (store.active(now), store.list(now), now)
+    }
+}
+
+async fn incidents_page(State(s): State<Shared>) -> Html<String> {
+    let (active, all, now) = s.operator.silences_now();
+    Html(page::list(&s.operator.book.list(&active), &all, now))
+}
+
+async fn incident_page(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let (active, ..) = s.operator.silences_now();
+    match s.operator.book.get(&id, &active) {
+        Some(p) => Html(page::incident(&p)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Html(page::not_found(&format!("Incident {id}"))),
+        )
+            .into_response(),
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    json(status, serde_json::json!({ "error": message.to_string() }))
+}
+
+async fn incidents_json(State(s): State<Shared>) -> Response {
+    let (active, ..) = s.operator.silences_now();
+    let pages = s.operator.book.list(&active);
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "incidents": pages,
+            "open": pages.iter().filter(|p| p.open).count(),
+            "dropped": s.operator.book.dropped(),
+        }),
+    )
+}
+
+async fn incident_json(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let (active, ..) = s.operator.silences_now();
+    match s.operator.book.get(&id, &active) {
+        Some(p) => json(StatusCode::OK, serde_json::to_value(p).expect("pages serialise")),
+        None => error(StatusCode::NOT_FOUND, format!("no incident {id}")),
+    }
+}
+
+/// A silence as the API shows it: the stored form plus readable times and status.
+pub fn silence_view(s: &Silence, now: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "matchers": s.matchers,
+        "match": s.describe(),
+        "starts_at": page::rfc3339_ms(s.starts_at),
+        "ends_at": page::rfc3339_ms(s.ends_at),
+        "status": silence::status(s, now),
+        "comment": s.comment,
+        "created_by": s.created_by,
+    })
+}
+
+async fn silences_json(State(s): State<Shared>) -> Response {
+    let (_, all, now) = s.operator.silences_now();
+    let list: Vec<_> = all.iter().map(|x| silence_view(x, now)).collect();
+    json(StatusCode::OK, serde_json::json!({ "silences": list }))
+}
+
+async fn silence_json(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    let now = now_ms();
+    let store = s.operator.silences.lock().expect("not poisoned");
+    match store.get(&id) {
+        Some(x) => json(StatusCode::OK, silence_view(x, now)),
+        None => error(StatusCode::NOT_FOUND, format!("no silence {id}")),
+    }
+}
+
+/// `POST /api/v1/silences`: `{"matchers": ["rule=x", "root_service=~pay.*"],
+/// "duration": "2h" | "ends_at": RFC 3339, "starts_at": RFC 3339 (default now),
+/// "comment": "...", "created_by": "..."}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSilence {
+    matchers: Vec<String>,
+    duration: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    created_by: String,
+}
+
+/// Bodies larger than this are refused before parsing.
+const MAX_BODY: usize = 16 << 10;
+
+fn parse_silence(body: &[u8], now: i64) -> Result<Silence, String> {
+    if body.len() > MAX_BODY {
+        return Err(format!("the body is larger than {MAX_BODY} bytes"));
+    }
+    let new: NewSilence = serde_json::from_slice(body).map_err(|e| format!("bad silence: {e}"))?;
+    let time = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_millis())
+            .map_err(|e| format!("{text}: {e}"))
+    };
+    let starts_at = match &new.starts_at {
+        Some(t) => time(t)?,
+        None => now,
+    };
+    let ends_at = match (&new.duration, &new.ends_at) {
+        (Some(d), None) => {
+            let d = humantime::parse_duration(d).map_err(|e| format!("duration {d}: {e}"))?;
+            starts_at.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        }
+        (None, Some(t)) => time(t)?,
+        _ => return Err("give either duration or ends_at".into()),
+    };
+    let matchers = new
+        .matchers
+        .iter()
+        .map(|m| Matcher::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Silence {
+        id: new_silence_id(now),
+        matchers,
+        starts_at,
+        ends_at,
+        comment: new.comment,
+        created_by: new.created_by,
+    }
+    .validated()
+}
+
+/// A fresh silence id: the time and 48 random bits, in hex.
+fn new_silence_id(now: i64) -> String {
+    format!("{now:x}-{:012x}", fastrand::u64(..) >> 16)
+}
+
+/// Hands a silence change to the job's loop and waits for its answer (which comes
+/// after the ledger has the change, in Kafka mode).
+async fn command(s: &Shared, command: SilenceCommand) -> Result<Silence, Response> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let commands = s.operator.commands.clone();
+    let sent = tokio::task::spawn_blocking(move || commands.send(Message::Silence(command, tx)))
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
+    if !sent {
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+        Ok(Ok(Ok(silence))) => Ok(silence),
+        Ok(Ok(Err(e))) => Err(error(StatusCode::BAD_REQUEST, e)),
+        _ => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the job did not answer in time",
+        )),
+    }
+}
+
+async fn add_silence(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err((status, text)) = authorised(&s, &headers) {
+        return error(status, text.trim());
+    }
+    let now = now_ms();
+    let silence = match parse_silence(&body, now) {
+        Ok(silence) => silence,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match command(&s, SilenceCommand::Add(silence)).await {
+        Ok(silence) => json(StatusCode::CREATED, silence_view(&silence, now_ms())),
+        Err(response) => response,
+    }
+}
+
+async fn expire_silence(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err((status, text)) = authorised(&s, &headers) {
+        return error(status, text.trim());
+    }
+    if s.operator.silences.lock().expect("not poisoned").get(&id).is_none() {
+        return error(StatusCode::NOT_FOUND, format!("no silence {id}"));
+    }
+    match command(&s, SilenceCommand::Expire(id)).await {
+        Ok(silence) => json(StatusCode::OK, silence_view(&silence, now_ms())),
+        Err(response) => response,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silences_parse_from_the_api() {
+        let s = parse_silence(
+            br#"{"matchers":["rule=cross-service-503","root_service=payment"],"duration":"2h","comment":"db migration"}"#,
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(s.starts_at, 1_000);
+        assert_eq!(s.ends_at, 1_000 + 2 * 3600 * 1000);
+        assert_eq!(s.describe(), "rule=cross-service-503, root_service=payment");
+        for bad in [
+            &br#"{"matchers":[],"duration":"2h"}"#[..],
+            br#"{"matchers":["rule=a"]}"#,
+            br#"{"matchers":["rule=a"],"duration":"2h","ends_at":"2026-01-01T00:00:00Z"}"#,
+            br#"{"matchers":["rule"],"duration":"2h"}"#,
+            br#"{"matchers":["rule=a"],"duration":"soon"}"#,
+            br#"{"matchers":["rule=a"],"duration":"2h","extra":1}"#,
+        ] {
+            assert!(parse_silence(bad, 0).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
     }
 }

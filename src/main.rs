@@ -2,6 +2,7 @@
 //! drives one state machine per incident. This crate is the command line only: argument
 //! parsing and wiring; the work lives in the `logheal-*` crates.
 
+mod book;
 mod check;
 mod config;
 mod consume;
@@ -9,6 +10,7 @@ mod handoff;
 mod http;
 mod inspect;
 mod output;
+mod page;
 mod rekey;
 mod replay;
 mod ruletest;

@@ -7,7 +7,10 @@ use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{Engine, EngineConfig, Record};
 use logheal_rules::{Diagnostic, RuleSet};
 use std::io::Write;
+use crate::book::Book;
+use crate::http::Metrics;
 use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Output {
@@ -60,11 +63,77 @@ pub fn report(diagnostics: &[Diagnostic]) {
     }
 }
 
-pub fn emit(engine: &mut Engine, out: &mut impl Write, format: Output) -> Result<()> {
-    for record in engine.take_records() {
-        write_record(out, format, &record)?;
+/// Where a command's records go: printed in its format, and (live jobs) into the
+/// incident book, with the decision latency measured.
+pub struct Printer<W: Write> {
+    pub out: W,
+    pub format: Output,
+    book: Option<Book>,
+    metrics: Option<Metrics>,
+    /// When the input being decided on arrived (live jobs).
+    pub input_at: Instant,
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(out: W, format: Output) -> Self {
+        Printer {
+            out,
+            format,
+            book: None,
+            metrics: None,
+            input_at: Instant::now(),
+        }
     }
-    Ok(())
+
+    /// A live job's printer: records also go into `book`, and decisions are timed.
+    pub fn live(out: W, format: Output, book: Book, metrics: Metrics) -> Self {
+        Printer {
+            book: Some(book),
+            metrics: Some(metrics),
+            ..Printer::new(out, format)
+        }
+    }
+
+    pub fn record(&mut self, record: &Record) -> Result<()> {
+        write_record(&mut self.out, self.format, record)?;
+        if let Some(book) = &self.book {
+            book.note(record);
+        }
+        Ok(())
+    }
+
+    /// Prints the engine's records; a decision among them is timed from its input.
+    pub fn emit(&mut self, engine: &mut Engine) -> Result<()> {
+        let (mut decided, mut any) = (false, false);
+        for record in engine.take_records() {
+            any = true;
+            decided |= matches!(record, Record::Transition { .. } | Record::Action(_));
+            write_record(&mut self.out, self.format, &record)?;
+            if let Some(book) = &self.book {
+                book.note(&record);
+            }
+        }
+        if let (true, Some(m)) = (decided, &self.metrics) {
+            m.decided(self.input_at.elapsed().as_secs_f64());
+        }
+        if any {
+            self.refresh(engine);
+        }
+        Ok(())
+    }
+
+    /// Brings the book up to date with the engine's incidents (after records, and once
+    /// per tick for the counts that change without a record).
+    pub fn refresh(&mut self, engine: &mut Engine) {
+        if let Some(book) = &self.book {
+            book.refresh(engine.take_changes());
+        }
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.out.flush()?;
+        Ok(())
+    }
 }
 
 /// Closes `--output json` with the run's `{"type":"summary",...}` record (text output

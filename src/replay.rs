@@ -1,12 +1,12 @@
 //! `logheal replay`: the pipeline over files or stdin, in event time, as a dry run.
 
 use crate::handoff::Handoff;
-use crate::output::{emit, Job, Output};
+use crate::output::{Job, Output, Printer};
 use anyhow::{Context, Result};
 use logheal_pipeline::clock::ClockConfig;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::EngineConfig;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     } = Job::start(&rules, &config)?;
     let mut handoff = Handoff::default();
     let stdout = io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
+    let mut out = Printer::new(BufWriter::new(stdout.lock()), args.output);
     let stdin_only = [PathBuf::from("-")];
     let files = if args.files.is_empty() {
         &stdin_only[..]
@@ -91,13 +91,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             // Replay stands event time still while a call is in flight, so outcomes land
             // when they would have in the log's own time (live mode never waits).
             if let Some(executor) = &executor {
-                handoff.exchange(&mut engine, executor, &mut out, args.output, true)?;
+                handoff.exchange(&mut engine, executor, &mut out, true)?;
             }
-            emit(&mut engine, &mut out, args.output)?;
+            out.emit(&mut engine)?;
         }
     }
-    handoff.run_out(&mut engine, executor.as_ref(), &mut out, args.output)?;
-    crate::output::summary(&engine, &mut out, args.output)?;
+    handoff.run_out(&mut engine, executor.as_ref(), &mut out)?;
+    crate::output::summary(&engine, &mut out.out, args.output)?;
     out.flush()?;
     eprintln!("{}", engine.stats());
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,8 @@
 use crate::config::FileConfig;
 use crate::handoff::Handoff;
 use crate::http::{self, Metrics};
-use crate::output::{emit, Job, Output};
+use crate::book::Book;
+use crate::output::{Job, Output, Printer};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use logheal_pipeline::clock::ClockConfig;
@@ -15,10 +16,12 @@ use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{wall_clock_now, Engine, EngineConfig};
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use logheal_pipeline::silence::{Silence, Silences};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Changes to rule files within this long of each other are one reload (an editor's
@@ -58,10 +61,14 @@ pub struct Args {
     /// once. Keep it below the orchestrator's grace period (the manifests give 60s).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
-    /// Where to serve `POST /-/reload`, `/healthz`, `/readyz` and `/metrics` (port 0:
-    /// any free port, printed at start) [default: 127.0.0.1:9464].
+    /// Where to serve the incident pages (`/incidents`), the API (`/api/v1/...`),
+    /// `POST /-/reload`, `/healthz`, `/readyz` and `/metrics` (port 0: any free port,
+    /// printed at start) [default: 127.0.0.1:9464].
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// Closed incidents kept for the incident pages and the API [default: 100].
+    #[arg(long, value_name = "N")]
+    history: Option<usize>,
     #[command(flatten)]
     kafka: crate::consume::KafkaArgs,
 }
@@ -82,6 +89,8 @@ pub struct Settings {
     pub tick: Duration,
     pub shutdown_timeout: Duration,
     pub listen: std::net::SocketAddr,
+    /// Closed incidents the operator's view keeps.
+    pub history: usize,
 }
 
 pub enum Message {
@@ -96,6 +105,14 @@ pub enum Message {
     /// SIGTERM or SIGINT: stop (a second one: stop now).
     Shutdown,
     Reload(&'static str),
+    /// An operator adds or ends a silence (API); the answer goes back on the channel.
+    Silence(SilenceCommand, tokio::sync::oneshot::Sender<Result<Silence, String>>),
+}
+
+/// What the API asks of the job's silences.
+pub enum SilenceCommand {
+    Add(Silence),
+    Expire(String),
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -139,6 +156,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:9464".parse().expect("a valid address")),
+        history: args
+            .history
+            .or(file.history)
+            .unwrap_or(crate::book::DEFAULT_HISTORY),
     };
     let mut settings = settings;
     file.apply(&mut settings.engine)?;
@@ -155,16 +176,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
 }
 
 /// What every live job has besides its input: the pipeline, the control channel
-/// (reloads, shutdown), the HTTP endpoints and the output.
+/// (reloads, shutdown, silences), the HTTP endpoints, the incident book and the output.
 pub struct Live {
     pub job: Job,
     pub handoff: Handoff,
     pub metrics: Metrics,
     pub rx: mpsc::Receiver<Message>,
-    pub out: BufWriter<io::Stdout>,
+    pub out: Printer<BufWriter<io::Stdout>>,
     /// When the input's newest admitted record arrived (for `Engine::advance_idle`).
     pub last_admitted: Instant,
-    output: Output,
+    /// The job's silences (the HTTP endpoints read them; only this loop writes), and
+    /// the ids of those the engine was last given.
+    silences: Arc<Mutex<Silences>>,
+    silences_in_force: Vec<String>,
     rules: Vec<PathBuf>,
     reload_at: Option<(Instant, &'static str)>,
     // Keeps the watcher alive for the life of the job.
@@ -185,11 +209,25 @@ impl Live {
             ("traces", engine.max_traces_per_rule as u64),
             ("time_sources", engine.time.max_sources as u64),
         ]);
+        let book = Book::new(settings.history, Some(metrics.clone()));
+        let silences: Arc<Mutex<Silences>> = Arc::default();
         let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
-        let bound = http::serve(&job.runtime, settings.listen, metrics.clone(), reload_tx)
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        tracing::info!(address = %bound, "listening (POST /-/reload, /healthz, /readyz, /metrics)");
+        let operator = http::Operator {
+            book: book.clone(),
+            silences: silences.clone(),
+            commands: tx.clone(),
+        };
+        let bound = http::serve(
+            &job.runtime,
+            settings.listen,
+            metrics.clone(),
+            reload_tx,
+            operator,
+        )
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        tracing::info!(address = %bound, "listening (/incidents, /api/v1, POST /-/reload, /healthz, /readyz, /metrics)");
         eprintln!("logheal: listening on http://{bound}");
+        eprintln!("logheal: incidents at http://{bound}/incidents");
         let forward = tx.clone();
         std::thread::spawn(move || {
             while reload_rx.recv().is_ok() {
@@ -203,11 +241,17 @@ impl Live {
         let live = Live {
             job,
             handoff: Handoff::with_metrics(metrics.clone()),
+            out: Printer::live(
+                BufWriter::new(io::stdout()),
+                settings.output,
+                book,
+                metrics.clone(),
+            ),
             metrics,
             rx,
-            out: BufWriter::new(io::stdout()),
             last_admitted: Instant::now(),
-            output: settings.output,
+            silences,
+            silences_in_force: Vec::new(),
             rules: settings.rules.clone(),
             reload_at: None,
             _watcher: watcher,
@@ -244,13 +288,74 @@ impl Live {
             engine, executor, ..
         } = &mut self.job;
         if let Some(executor) = executor {
-            self.handoff
-                .exchange(engine, executor, &mut self.out, self.output, wait)?;
+            self.handoff.exchange(engine, executor, &mut self.out, wait)?;
         }
-        emit(engine, &mut self.out, self.output)?;
+        self.out.emit(engine)?;
         self.out.flush()?;
         Ok(())
     }
+
+    /// Once per tick: the gauges, the incident book, and the silences in force.
+    pub fn tick(&mut self) {
+        self.job.engine.set_wall_clock(wall_clock_now());
+        self.metrics.observe(&self.job.engine);
+        self.out.refresh(&mut self.job.engine);
+        self.sync_silences(false);
+    }
+
+    /// Takes in silences other consumers wrote to the ledger, and gives the engine the
+    /// set in force now when it changed (`force`: whatever it was, e.g. for an engine
+    /// just rebuilt).
+    pub fn sync_silences(&mut self, force: bool) {
+        let now = now_ms();
+        let mut store = self.silences.lock().expect("not poisoned");
+        if let Some(ledger) = self.handoff.ledger() {
+            for silence in ledger.take_silences() {
+                if let Err(e) = store.put(silence, now) {
+                    tracing::warn!(error = e, "silence from the ledger not kept");
+                }
+            }
+        }
+        let active = store.active(now);
+        let ids: Vec<String> = active.iter().map(|s| s.id.clone()).collect();
+        if force || ids != self.silences_in_force {
+            self.silences_in_force = ids;
+            self.job.engine.set_silences(active);
+        }
+    }
+
+    /// Adds or ends a silence: written to the ledger first (Kafka, when actions are
+    /// called), so an accepted silence survives a restart and reaches every consumer.
+    pub fn silence(&mut self, command: SilenceCommand) -> Result<Silence, String> {
+        let now = now_ms();
+        let silence = match command {
+            SilenceCommand::Add(silence) => silence.validated()?,
+            SilenceCommand::Expire(id) => {
+                let store = self.silences.lock().expect("not poisoned");
+                let current = store.get(&id).ok_or_else(|| format!("no silence {id}"))?;
+                current.ended(now)
+            }
+        };
+        if let Some(ledger) = self.handoff.ledger() {
+            ledger
+                .write_silence(&silence)
+                .map_err(|e| format!("the silence could not be written to the ledger: {e}"))?;
+        }
+        self.silences
+            .lock()
+            .expect("not poisoned")
+            .put(silence.clone(), now)?;
+        tracing::info!(id = silence.id, matchers = silence.describe(), ends_at = silence.ends_at, "silence set");
+        self.sync_silences(true);
+        Ok(silence)
+    }
+}
+
+/// Milliseconds since the epoch, wall time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The live job over stdin or files.
@@ -264,6 +369,7 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
         let engine = &mut live.job.engine;
         match live.rx.recv_timeout(settings.tick) {
             Ok(Message::Lines(batch)) => {
+                live.out.input_at = Instant::now();
                 let mut admitted = false;
                 for line in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                     live.job.engine.push_line(line);
@@ -279,6 +385,9 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
             }
             Ok(Message::TooLong(len)) => engine.skip_too_long(len),
             Ok(Message::Reload(why)) => live.request_reload(why),
+            Ok(Message::Silence(command, reply)) => {
+                let _ = reply.send(live.silence(command));
+            }
             Ok(Message::End) | Err(RecvTimeoutError::Disconnected) => break Ended::Input,
             Ok(Message::Failed(error)) => break Ended::Failed(error),
             Ok(Message::Shutdown) => break Ended::Signal,
@@ -293,8 +402,7 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
         let now = Instant::now();
         if now >= next_observe {
             next_observe = now + settings.tick;
-            live.job.engine.set_wall_clock(wall_clock_now());
-            live.metrics.observe(&live.job.engine);
+            live.tick();
         }
     };
     match &ended {
@@ -340,7 +448,7 @@ impl Live {
         let Live {
             job, handoff, out, ..
         } = self;
-        handoff.run_out(&mut job.engine, job.executor.as_ref(), out, self.output)
+        handoff.run_out(&mut job.engine, job.executor.as_ref(), out)
     }
 
     /// SIGTERM, SIGINT or a failed input: pending actions are cancelled (`why`), calls
@@ -372,13 +480,14 @@ impl Live {
             .engine
             .abandon_in_flight(&format!("{why}: the call was still in flight"));
         self.job.engine.cancel_pending(why);
-        emit(&mut self.job.engine, &mut self.out, self.output)?;
+        self.out.emit(&mut self.job.engine)?;
         Ok(())
     }
 
     /// The closing records (`--output json`: the summary) and a flush.
     pub fn finish_output(&mut self) -> Result<()> {
-        crate::output::summary(&self.job.engine, &mut self.out, self.output)?;
+        let format = self.out.format;
+        crate::output::summary(&self.job.engine, &mut self.out.out, format)?;
         self.out.flush()?;
         Ok(())
     }

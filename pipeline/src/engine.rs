@@ -179,6 +179,8 @@ pub struct Engine {
     /// most `MAX_CLOSED_KEPT`, oldest dropped): what an operator's view refreshes.
     touched: rustc_hash::FxHashSet<IncidentKey>,
     closed: VecDeque<IncidentSnapshot>,
+    /// Events each rule slot selected.
+    selected_by_rule: Vec<u64>,
 }
 
 /// What a silenced action's record says of its silence.
@@ -291,6 +293,7 @@ impl Engine {
             silences: Vec::new(),
             touched: Default::default(),
             closed: VecDeque::new(),
+            selected_by_rule: vec![0; rule_count],
         })
     }
 
@@ -448,6 +451,7 @@ impl Engine {
                 }
             }
             self.stats.selected += 1;
+            self.selected_by_rule[ri] += 1;
             let key = match rule.correlate.key {
                 CorrelationKey::TraceId => {
                     event.trace_id.as_deref().or(event.request_id.as_deref())
@@ -614,6 +618,7 @@ impl Engine {
         self.yields_to = yield_slots(&rules, &retired);
         self.timings = rules.iter().map(|r| Timing::from(&r.incident)).collect();
         self.model_matches = vec![FxHashMap::default(); rules.len()];
+        self.selected_by_rule.resize(rules.len(), 0);
         self.correlators = correlators;
         self.retired = retired;
         self.rules = RuleSet {
@@ -1107,6 +1112,15 @@ impl Engine {
         s.families = self.families.len() as u64;
         s.templates_evicted = self.templates.stats().templates_evicted;
         s
+    }
+
+    /// Events selected so far by each running rule, by name.
+    pub fn selected_by_rule(&self) -> Vec<(Arc<str>, u64)> {
+        (self.rule_names.iter().zip(&self.selected_by_rule))
+            .zip(&self.retired)
+            .filter(|(_, retired)| !**retired)
+            .map(|((name, n), _)| (name.clone(), *n))
+            .collect()
     }
 
     /// Live incidents, counted by their current state.

@@ -152,6 +152,17 @@ impl Silence {
         Ok(self)
     }
 
+    /// This silence ended at `now_ms` (one that had not started ends as it would have
+    /// begun); unchanged if it has ended already.
+    pub fn ended(&self, now_ms: i64) -> Silence {
+        let mut s = self.clone();
+        if s.ends_at > now_ms {
+            s.starts_at = s.starts_at.min(now_ms - 1);
+            s.ends_at = now_ms;
+        }
+        s
+    }
+
     pub fn is_active(&self, now_ms: i64) -> bool {
         self.starts_at <= now_ms && now_ms < self.ends_at
     }
@@ -203,11 +214,7 @@ impl Silences {
     /// Ends a silence now; the ended silence, or `None` if there is no such id.
     pub fn expire(&mut self, id: &str, now_ms: i64) -> Option<Silence> {
         let s = self.all.iter_mut().find(|s| s.id == id)?;
-        if s.ends_at > now_ms {
-            // Ends now; one that had not started yet ends as it would have begun.
-            s.starts_at = s.starts_at.min(now_ms - 1);
-            s.ends_at = now_ms;
-        }
+        *s = s.ended(now_ms);
         Some(s.clone())
     }
 

@@ -7,6 +7,7 @@
 
 use super::KafkaConfig;
 use crate::executor::{ActionRequest, Outcome};
+use crate::silence::Silence;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -32,6 +33,13 @@ pub struct Handoff {
 pub enum Entry {
     Pending(Handoff),
     Done { outcome: Outcome },
+    /// A silence (key `silence/<id>`), as last written: its latest version wins.
+    Silence { silence: Silence },
+}
+
+/// The ledger key of a silence.
+fn silence_key(id: &str) -> String {
+    format!("silence/{id}")
 }
 
 /// What to do with an action the engine asks for.
@@ -62,6 +70,8 @@ pub struct Ledger {
     /// Entries dropped for being past the retention, and when that was last looked at.
     pub pruned: u64,
     pruned_at: i64,
+    /// Silences read since the last `take_silences` (written by any consumer).
+    silences: Vec<Silence>,
 }
 
 /// Drops the `done` entries written before `horizon`; returns how many.
@@ -136,6 +146,7 @@ impl Ledger {
             retention: config.max_rewind + RETENTION_MARGIN,
             pruned: 0,
             pruned_at: 0,
+            silences: Vec::new(),
             runtime,
         };
         let deadline = Instant::now() + LEDGER_TIMEOUT;
@@ -170,6 +181,10 @@ impl Ledger {
             .payload()
             .and_then(|p| serde_json::from_slice::<Entry>(p).ok());
         match (key, entry) {
+            (Some(_), Some(Entry::Silence { silence })) => match silence.validated() {
+                Ok(silence) => self.silences.push(silence),
+                Err(e) => tracing::warn!(error = e, "invalid silence in the ledger skipped"),
+            },
             (Some(key), Some(entry)) => {
                 // A `done` is never overwritten by a late `pending`.
                 if !matches!(
@@ -208,7 +223,8 @@ impl Ledger {
 
     pub fn decide(&self, key: &str) -> Decision {
         match self.entries.get(key) {
-            None => Decision::Call,
+            // Silences are kept apart; no action key holds one.
+            None | Some((Entry::Silence { .. }, _)) => Decision::Call,
             Some((Entry::Pending(_), _)) => Decision::Pending,
             Some((Entry::Done { outcome }, _)) => Decision::Done(outcome.clone()),
         }
@@ -221,7 +237,7 @@ impl Ledger {
             .iter()
             .filter_map(|(k, (e, _))| match e {
                 Entry::Pending(h) => Some((k.clone(), h.clone())),
-                Entry::Done { .. } => None,
+                Entry::Done { .. } | Entry::Silence { .. } => None,
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -272,6 +288,20 @@ impl Ledger {
             });
             Ok(())
         }
+    }
+
+    /// Writes a silence (new, or ended) and waits until the brokers have it: a silence
+    /// the API accepted survives a restart and reaches every consumer of the group.
+    pub fn write_silence(&mut self, silence: &Silence) -> KafkaResult<()> {
+        let entry = Entry::Silence {
+            silence: silence.clone(),
+        };
+        self.write(&silence_key(&silence.id), &entry, true)
+    }
+
+    /// Silences read from the ledger since the last call (at start: all of them).
+    pub fn take_silences(&mut self) -> Vec<Silence> {
+        std::mem::take(&mut self.silences)
     }
 
     /// Waits for outcomes still being written.
