@@ -240,7 +240,11 @@ impl Book {
                     to: *to,
                     reason: reason.clone(),
                 };
-                if page.timeline.iter().any(|s| s.at == step.at && s.to == step.to && s.from == step.from) {
+                if page
+                    .timeline
+                    .iter()
+                    .any(|s| s.at == step.at && s.to == step.to && s.from == step.from)
+                {
                     return; // a repeat after a rebuild
                 }
                 if page.timeline.len() < MAX_STEPS {
@@ -405,7 +409,10 @@ impl Book {
         let pages = self.pages.lock().expect("not poisoned");
         let mut open: Vec<Page> = pages.open.values().cloned().collect();
         open.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.id.cmp(&b.id)));
-        let mut all: Vec<Page> = open.into_iter().chain(pages.closed.iter().cloned()).collect();
+        let mut all: Vec<Page> = open
+            .into_iter()
+            .chain(pages.closed.iter().cloned())
+            .collect();
         for page in &mut all {
             mark(page, silences);
         }
@@ -557,6 +564,9 @@ mod tests {
             seconds_between("2026-01-01T00:00:00Z", "2026-01-01T00:01:30.5Z"),
             Some(90.5)
         );
-        assert_eq!(seconds_between("2026-01-01T00:01:00Z", "2026-01-01T00:00:00Z"), None);
+        assert_eq!(
+            seconds_between("2026-01-01T00:01:00Z", "2026-01-01T00:00:00Z"),
+            None
+        );
     }
 }

@@ -4,11 +4,18 @@
 //! (consuming, state restored), and `GET /metrics` in Prometheus text format. Reads are
 //! open; what changes state (reload, silences) needs the bearer token.
 
+use crate::book::Book;
+use crate::page;
+use crate::run::{now_ms, Message, SilenceCommand};
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use logheal_pipeline::executor::{Attempt, Outcome};
+use logheal_pipeline::incident::IncidentState;
 use logheal_pipeline::kafka::source::Source;
+use logheal_pipeline::silence::{self, Matcher, Silence, Silences};
 use logheal_pipeline::{Engine, SkipReason, Stats};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -19,12 +26,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use crate::book::Book;
-use crate::page;
-use crate::run::{now_ms, Message, SilenceCommand};
-use axum::extract::Path;
-use axum::response::{Html, IntoResponse, Response};
-use logheal_pipeline::silence::{self, Matcher, Silence, Silences};
 use std::sync::{mpsc, Arc, Mutex};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +64,15 @@ pub struct RuleStateLabel {
     pub rule: String,
     pub state: &'static str,
 }
+
+/// How an executed action can end (`Outcome::name`).
+const OUTCOMES: [&str; 5] = [
+    "succeeded",
+    "not_configured",
+    "rejected",
+    "gave_up",
+    "circuit_open",
+];
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -329,9 +339,60 @@ impl Metrics {
             "Wall time from the arrival of the input that decided something to the decision's record",
             m.decision.clone(),
         );
+        // Series that exist from the start at 0, so that dashboards and `increase()`
+        // alerts see them before the first event.
+        for result in ["success", "failure"] {
+            let _ = m.reloads.get_or_create(&ResultLabel { result });
+        }
+        for result in ["2xx", "4xx", "5xx", "error"] {
+            let _ = m.attempts.get_or_create(&ResultLabel { result });
+        }
+        for result in OUTCOMES {
+            let _ = m.outcomes.get_or_create(&ResultLabel { result });
+        }
+        for reason in SkipReason::all() {
+            let _ = m.skipped.get_or_create(&ReasonLabel {
+                reason: reason.name(),
+            });
+        }
+        for bound in [
+            "services",
+            "traces",
+            "traces_storm",
+            "templates",
+            "time_sources",
+        ] {
+            let _ = m.bound_overflow.get_or_create(&BoundLabel { bound });
+        }
         Metrics {
             registry: Arc::new(registry),
             ..m
+        }
+    }
+
+    /// Creates each rule's SLI series at 0 (at start and after a reload).
+    pub fn declare_rules(&self, engine: &Engine) {
+        for (rule, _) in engine.selected_by_rule() {
+            let label = RuleLabel {
+                rule: rule.to_string(),
+            };
+            let _ = self.time_to_detect.get_or_create(&label);
+            let _ = self.time_to_act.get_or_create(&label);
+            let _ = self.time_to_restore.get_or_create(&label);
+            let _ = self.escalations.get_or_create(&label);
+            let _ = self.selected.get_or_create(&label);
+            for outcome in OUTCOMES.iter().chain(&["silenced", "cancelled"]) {
+                let _ = self.rule_actions.get_or_create(&RuleOutcomeLabel {
+                    rule: label.rule.clone(),
+                    outcome: outcome.to_string(),
+                });
+            }
+            for state in ["RESTORED", "NORMAL"] {
+                let _ = self.closed.get_or_create(&RuleStateLabel {
+                    rule: label.rule.clone(),
+                    state,
+                });
+            }
         }
     }
 
@@ -473,8 +534,14 @@ impl Metrics {
                     .inc_by(n);
             }
         }
-        self.incidents.clear();
-        for (state, n) in engine.live_incidents() {
+        // Every state, at 0 when no incident is in it (a series that vanishes would
+        // read as "no data" rather than as none).
+        let live = engine.live_incidents();
+        for state in IncidentState::ALL {
+            let n = live
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
             self.incidents
                 .get_or_create(&StateLabel {
                     state: state.as_str(),
@@ -845,7 +912,10 @@ async fn incidents_json(State(s): State<Shared>) -> Response {
 async fn incident_json(State(s): State<Shared>, Path(id): Path<String>) -> Response {
     let (active, ..) = s.operator.silences_now();
     match s.operator.book.get(&id, &active) {
-        Some(p) => json(StatusCode::OK, serde_json::to_value(p).expect("pages serialise")),
+        Some(p) => json(
+            StatusCode::OK,
+            serde_json::to_value(p).expect("pages serialise"),
+        ),
         None => error(StatusCode::NOT_FOUND, format!("no incident {id}")),
     }
 }
@@ -951,7 +1021,10 @@ async fn command(s: &Shared, command: SilenceCommand) -> Result<Silence, Respons
         .map(|r| r.is_ok())
         .unwrap_or(false);
     if !sent {
-        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "the job is stopping"));
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the job is stopping",
+        ));
     }
     match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
         Ok(Ok(Ok(silence))) => Ok(silence),
@@ -990,7 +1063,13 @@ async fn expire_silence(
     if let Err((status, text)) = authorised(&s, &headers) {
         return error(status, text.trim());
     }
-    if s.operator.silences.lock().expect("not poisoned").get(&id).is_none() {
+    if s.operator
+        .silences
+        .lock()
+        .expect("not poisoned")
+        .get(&id)
+        .is_none()
+    {
         return error(StatusCode::NOT_FOUND, format!("no silence {id}"));
     }
     match command(&s, SilenceCommand::Expire(id)).await {
@@ -1021,7 +1100,11 @@ mod tests {
             br#"{"matchers":["rule=a"],"duration":"soon"}"#,
             br#"{"matchers":["rule=a"],"duration":"2h","extra":1}"#,
         ] {
-            assert!(parse_silence(bad, 0).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_silence(bad, 0).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ mod config;
 mod consume;
 mod handoff;
 mod http;
+mod incidents;
 mod inspect;
 mod output;
 mod page;
@@ -82,6 +83,12 @@ enum Command {
     /// trace id, message, template) and which rules select it or why not; then how often
     /// each field was recognised.
     Inspect(inspect::Args),
+    /// A running job's incidents (`incidents`), or one of them (`incidents show ID`),
+    /// from its API.
+    Incidents(incidents::IncidentsArgs),
+    /// Add, list or expire a running job's silences: a silenced incident moves through
+    /// its states but calls no receiver.
+    Silence(incidents::SilenceArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +102,8 @@ fn main() -> ExitCode {
         Command::Check(args) => Ok(check::run(&args)),
         Command::Inspect(args) => inspect::run(&args),
         Command::Test { paths } => ruletest::run(&paths),
+        Command::Incidents(args) => incidents::incidents(&args),
+        Command::Silence(args) => incidents::silence(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,7 @@
 //! What the commands print, and the pipeline a command runs.
 
+use crate::book::Book;
+use crate::http::Metrics;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use logheal_pipeline::executor::Executor;
@@ -7,8 +9,6 @@ use logheal_pipeline::receivers::resolve_all;
 use logheal_pipeline::{Engine, EngineConfig, Record};
 use logheal_rules::{Diagnostic, RuleSet};
 use std::io::Write;
-use crate::book::Book;
-use crate::http::Metrics;
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -163,7 +163,11 @@ fn card(html: &mut String, page: &Page) {
         esc(&page.id)
     );
     if let Some(s) = &page.silenced_by {
-        let _ = write!(html, " <span class=\"silenced\">silenced by {}</span>", esc(s));
+        let _ = write!(
+            html,
+            " <span class=\"silenced\">silenced by {}</span>",
+            esc(s)
+        );
     }
     let _ = write!(
         html,
@@ -175,11 +179,7 @@ fn card(html: &mut String, page: &Page) {
         page.counts.failed_events
     );
     if !page.root_candidates.is_empty() {
-        let _ = write!(
-            html,
-            "<div>root candidates: {}</div>",
-            candidates(page, 3)
-        );
+        let _ = write!(html, "<div>root candidates: {}</div>", candidates(page, 3));
     }
     html.push_str("</div>");
 }

@@ -4,10 +4,10 @@
 //! they change or on SIGHUP: the whole new set is validated first, and a broken one keeps
 //! the running rules. SIGTERM or SIGINT ends it gracefully.
 
+use crate::book::Book;
 use crate::config::FileConfig;
 use crate::handoff::Handoff;
 use crate::http::{self, Metrics};
-use crate::book::Book;
 use crate::output::{Job, Output, Printer};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
@@ -15,11 +15,11 @@ use logheal_pipeline::clock::ClockConfig;
 use logheal_pipeline::executor::Executor;
 use logheal_pipeline::reader::{Line, LineReader};
 use logheal_pipeline::receivers::resolve_all;
+use logheal_pipeline::silence::{Silence, Silences};
 use logheal_pipeline::{wall_clock_now, Engine, EngineConfig};
 use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use logheal_pipeline::silence::{Silence, Silences};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,7 +106,10 @@ pub enum Message {
     Shutdown,
     Reload(&'static str),
     /// An operator adds or ends a silence (API); the answer goes back on the channel.
-    Silence(SilenceCommand, tokio::sync::oneshot::Sender<Result<Silence, String>>),
+    Silence(
+        SilenceCommand,
+        tokio::sync::oneshot::Sender<Result<Silence, String>>,
+    ),
 }
 
 /// What the API asks of the job's silences.
@@ -209,6 +212,7 @@ impl Live {
             ("traces", engine.max_traces_per_rule as u64),
             ("time_sources", engine.time.max_sources as u64),
         ]);
+        metrics.declare_rules(&job.engine);
         let book = Book::new(settings.history, Some(metrics.clone()));
         let silences: Arc<Mutex<Silences>> = Arc::default();
         let (reload_tx, reload_rx) = mpsc::sync_channel::<()>(1);
@@ -276,6 +280,9 @@ impl Live {
                 } = &mut self.job;
                 let ok = reload(engine, executor.as_mut(), &self.rules, why, &env);
                 self.metrics.reloaded(ok);
+                if ok {
+                    self.metrics.declare_rules(engine);
+                }
             }
         }
         self.exchange(false)
@@ -288,7 +295,8 @@ impl Live {
             engine, executor, ..
         } = &mut self.job;
         if let Some(executor) = executor {
-            self.handoff.exchange(engine, executor, &mut self.out, wait)?;
+            self.handoff
+                .exchange(engine, executor, &mut self.out, wait)?;
         }
         self.out.emit(engine)?;
         self.out.flush()?;
@@ -345,7 +353,12 @@ impl Live {
             .lock()
             .expect("not poisoned")
             .put(silence.clone(), now)?;
-        tracing::info!(id = silence.id, matchers = silence.describe(), ends_at = silence.ends_at, "silence set");
+        tracing::info!(
+            id = silence.id,
+            matchers = silence.describe(),
+            ends_at = silence.ends_at,
+            "silence set"
+        );
         self.sync_silences(true);
         Ok(silence)
     }

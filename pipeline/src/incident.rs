@@ -35,6 +35,15 @@ pub enum IncidentState {
 }
 
 impl IncidentState {
+    pub const ALL: [IncidentState; 6] = [
+        IncidentState::Normal,
+        IncidentState::Suspected,
+        IncidentState::Confirmed,
+        IncidentState::Recovering,
+        IncidentState::Escalated,
+        IncidentState::Restored,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentState::Normal => "NORMAL",

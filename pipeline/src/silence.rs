@@ -65,10 +65,14 @@ impl Matcher {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid_name {
-            return Err(format!("{name:?}: a label name is letters, digits, _ and -"));
+            return Err(format!(
+                "{name:?}: a label name is letters, digits, _ and -"
+            ));
         }
         if value.len() > MAX_TEXT {
-            return Err(format!("the value of {name} is longer than {MAX_TEXT} bytes"));
+            return Err(format!(
+                "the value of {name} is longer than {MAX_TEXT} bytes"
+            ));
         }
         let mut m = Matcher {
             name: name.to_string(),
@@ -132,7 +136,9 @@ impl Silence {
     /// ledger is untrusted input).
     pub fn validated(mut self) -> Result<Silence, String> {
         if self.matchers.is_empty() {
-            return Err("a silence needs at least one matcher (it would silence everything)".into());
+            return Err(
+                "a silence needs at least one matcher (it would silence everything)".into(),
+            );
         }
         if self.matchers.len() > MAX_MATCHERS {
             return Err(format!("a silence has at most {MAX_MATCHERS} matchers"));
@@ -275,7 +281,10 @@ mod tests {
     fn silence(id: &str, matchers: &[&str], starts: i64, ends: i64) -> Silence {
         Silence {
             id: id.into(),
-            matchers: matchers.iter().map(|m| Matcher::parse(m).unwrap()).collect(),
+            matchers: matchers
+                .iter()
+                .map(|m| Matcher::parse(m).unwrap())
+                .collect(),
             starts_at: starts,
             ends_at: ends,
             comment: "db migration".into(),
@@ -311,8 +320,14 @@ mod tests {
             ("root_service", "payment"),
             ("env", "prod")
         ])));
-        assert!(!s.matches(labels(&[("rule", "error-chain"), ("root_service", "payment")])));
-        assert_eq!(s.describe(), "rule=cross-service-503, root_service=~pay.*, env!=prod");
+        assert!(!s.matches(labels(&[
+            ("rule", "error-chain"),
+            ("root_service", "payment")
+        ])));
+        assert_eq!(
+            s.describe(),
+            "rule=cross-service-503, root_service=~pay.*, env!=prod"
+        );
     }
 
     #[test]
@@ -341,7 +356,9 @@ mod tests {
     fn silences_start_end_expire_and_are_forgotten() {
         let mut store = Silences::default();
         store.put(silence("now", &["rule=a"], 0, 1_000), 0).unwrap();
-        store.put(silence("later", &["rule=b"], 500, 2_000), 0).unwrap();
+        store
+            .put(silence("later", &["rule=b"], 500, 2_000), 0)
+            .unwrap();
         assert_eq!(store.active(100).len(), 1);
         assert_eq!(store.next_change(100), Some(500));
         assert_eq!(store.active(600).len(), 2);
@@ -367,7 +384,10 @@ mod tests {
             .is_err());
         // Once they have ended (and a day passed), there is room again.
         assert!(store
-            .put(silence("one-more", &["rule=a"], 0, i64::MAX), 10_000 + KEEP_ENDED_MS)
+            .put(
+                silence("one-more", &["rule=a"], 0, i64::MAX),
+                10_000 + KEEP_ENDED_MS
+            )
             .is_ok());
     }
 }

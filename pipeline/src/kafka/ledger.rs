@@ -32,9 +32,13 @@ pub struct Handoff {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Entry {
     Pending(Handoff),
-    Done { outcome: Outcome },
+    Done {
+        outcome: Outcome,
+    },
     /// A silence (key `silence/<id>`), as last written: its latest version wins.
-    Silence { silence: Silence },
+    Silence {
+        silence: Silence,
+    },
 }
 
 /// The ledger key of a silence.
