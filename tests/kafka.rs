@@ -222,6 +222,66 @@ fn kill_9_mid_stream_loses_no_incident_skips_no_offset_and_calls_nothing_twice()
 }
 
 #[test]
+fn a_silence_is_kept_in_the_ledger_through_a_kill_9_and_the_successor_honours_it() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("silenced", 2);
+    let server = Server::start(&[]);
+    let consumer = Consumer::new(&broker, &topic, &server);
+    let first = consumer.spawn();
+    first.wait_for_log(Duration::from_secs(60), "listening on");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !first.http_get("/readyz").0.contains("200") {
+        assert!(std::time::Instant::now() < deadline, "{}", first.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = first.http(
+        "POST",
+        "/api/v1/silences",
+        r#"{"matchers":["root_service=payment"],"duration":"1h","comment":"db migration"}"#,
+    );
+    assert!(status.contains("201"), "{status}: {body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    first.kill9();
+
+    // The successor reads the silence from the ledger before the first record.
+    broker.produce_keyed(&topic, &lines);
+    std::thread::sleep(Duration::from_secs(7));
+    let second = consumer.spawn();
+    second.wait_for_output(Duration::from_secs(90), |records| {
+        let silenced = of_type(records, "action_result").any(|r| {
+            r["outcome"] == "silenced" && r["incident"].as_str().unwrap().contains("-payment-")
+        });
+        let inventory_restarted = of_type(records, "action_result").any(|r| {
+            r["outcome"] == "succeeded"
+                && r["action"] == "restart-downstream"
+                && r["incident"].as_str().unwrap().contains("-inventory-")
+        });
+        silenced && inventory_restarted
+    });
+    let (_, listed) = second.http_get("/api/v1/silences");
+    assert!(
+        listed.contains(&id) && listed.contains("\"active\""),
+        "{listed}"
+    );
+    let (_, page) = second.http_get("/incidents");
+    assert!(page.contains(&format!("silenced by {id}")), "{page}");
+    let finished = second.stop();
+    assert!(finished.status.success());
+    // Payment's outage called nothing; inventory's was handled as usual.
+    let requests = server.requests();
+    assert!(requests
+        .iter()
+        .all(|r| !r.body.contains("\"root_cause\":\"payment\"")));
+    assert!(requests
+        .iter()
+        .any(|r| r.path == "/restart" && r.body.contains("\"root_cause\":\"inventory\"")));
+}
+
+#[test]
 fn two_consumers_in_one_group_split_the_partitions_and_find_every_incident() {
     let broker = Broker::from_env();
     let lines = scenario();

@@ -13,7 +13,6 @@ use job::{Job, TOKEN};
 use receiver::{logheal, point_receivers, Server};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::process::Command;
 
 const EXAMPLE: &str = include_str!("../examples/checkout-outage.jsonl");
 const PAYMENT: &str = "cross-service-503-payment-20260314T100302.003Z";

@@ -289,6 +289,9 @@ impl Drop for Broker {
     }
 }
 
+/// The token the consumers of these tests accept on writing endpoints.
+pub const API_TOKEN: &str = "kafka-t0ken";
+
 /// How to start `logheal run` on a topic: one group and ledger per test.
 #[derive(Clone)]
 pub struct Consumer {
@@ -337,6 +340,7 @@ impl Consumer {
     fn command(&self) -> Command {
         let mut cmd = logheal();
         point_receivers(&mut cmd, &self.server_base);
+        cmd.env("LOGHEAL_API_TOKEN", API_TOKEN);
         cmd.args(["run", "--brokers", &self.brokers, "--topic", &self.topic])
             .args(["--group", &self.group, "--ledger-topic", &self.ledger])
             .args(["--output", "json", "--listen", "127.0.0.1:0"])
@@ -462,6 +466,12 @@ impl Running {
 
     /// `GET path` on the job's HTTP endpoint: (status line, body).
     pub fn http_get(&self, path: &str) -> (String, String) {
+        self.http("GET", path, "")
+    }
+
+    /// A request to the job's HTTP endpoint with the tests' bearer token and a JSON
+    /// body: (status line, body).
+    pub fn http(&self, method: &str, path: &str, body: &str) -> (String, String) {
         let stderr = self.stderr();
         let address = stderr
             .lines()
@@ -469,7 +479,12 @@ impl Running {
             .unwrap_or_else(|| panic!("no listening address in:\n{stderr}"))
             .to_string();
         let mut stream = TcpStream::connect(&address).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
         let mut response = String::new();
         std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
