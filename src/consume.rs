@@ -150,7 +150,7 @@ pub fn run(
             live.metrics.set_ready(true);
         }
         let now = Instant::now();
-        live.out.input_at = now;
+        live.out.input_at = Some(now);
         feed(
             &mut live,
             &mut source,
@@ -166,6 +166,7 @@ pub fn run(
             engine.advance_idle(live.last_admitted.elapsed());
         }
         live.after_input()?;
+        live.out.input_at = None;
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
             commit(&mut live, &mut source, &kafka, CommitMode::Async);

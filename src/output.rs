@@ -70,8 +70,9 @@ pub struct Printer<W: Write> {
     pub format: Output,
     book: Option<Book>,
     metrics: Option<Metrics>,
-    /// When the input being decided on arrived (live jobs).
-    pub input_at: Instant,
+    /// When the input being decided on arrived (live jobs), while it is being decided
+    /// on; decisions made later (timers on a quiet stream) are not input latency.
+    pub input_at: Option<Instant>,
 }
 
 impl<W: Write> Printer<W> {
@@ -81,7 +82,7 @@ impl<W: Write> Printer<W> {
             format,
             book: None,
             metrics: None,
-            input_at: Instant::now(),
+            input_at: None,
         }
     }
 
@@ -113,8 +114,8 @@ impl<W: Write> Printer<W> {
                 book.note(&record);
             }
         }
-        if let (true, Some(m)) = (decided, &self.metrics) {
-            m.decided(self.input_at.elapsed().as_secs_f64());
+        if let (true, Some(m), Some(at)) = (decided, &self.metrics, self.input_at) {
+            m.decided(at.elapsed().as_secs_f64());
         }
         if any {
             self.refresh(engine);

@@ -382,7 +382,7 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
         let engine = &mut live.job.engine;
         match live.rx.recv_timeout(settings.tick) {
             Ok(Message::Lines(batch)) => {
-                live.out.input_at = Instant::now();
+                live.out.input_at = Some(Instant::now());
                 let mut admitted = false;
                 for line in batch.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                     live.job.engine.push_line(line);
@@ -411,6 +411,7 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
             }
         }
         live.after_input()?;
+        live.out.input_at = None;
         // The gauges need the live incidents listed: once per tick, not per line.
         let now = Instant::now();
         if now >= next_observe {
