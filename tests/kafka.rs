@@ -282,6 +282,71 @@ fn a_silence_is_kept_in_the_ledger_through_a_kill_9_and_the_successor_honours_it
 }
 
 #[test]
+fn an_open_incident_is_on_the_successors_incident_page_after_a_kill_9() {
+    let broker = Broker::from_env();
+    // Up to the middle of the payment outage (2–4 min): its incident is open.
+    let lines: Vec<String> = scenario()
+        .into_iter()
+        .filter(|l| seconds_in(l) < 180)
+        .collect();
+    let topic = broker.topic("paged", 2);
+    let server = Server::start(&[]);
+    broker.produce_keyed(&topic, &lines);
+    let consumer = Consumer::new(&broker, &topic, &server);
+    let first = consumer.spawn();
+    first.wait_for_output(Duration::from_secs(60), |records| {
+        of_type(records, "action_result").any(|r| {
+            r["action"] == "restart-downstream"
+                && r["outcome"] == "succeeded"
+                && r["incident"].as_str().unwrap().contains("-payment-")
+        })
+    });
+    let listed: Value = serde_json::from_str(&first.http_get("/api/v1/incidents").1).unwrap();
+    let open = |listed: &Value| -> Option<Value> {
+        listed["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["open"] == true && i["key"]["root_service"] == "payment")
+            .cloned()
+    };
+    let before = open(&listed).expect("the payment incident is open");
+    std::thread::sleep(Duration::from_secs(3));
+    first.kill9();
+
+    std::thread::sleep(Duration::from_secs(7));
+    let second = consumer.spawn();
+    second.wait_for_log(Duration::from_secs(60), "listening on");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let (_, body) = second.http_get("/api/v1/incidents");
+        if let Some(i) = serde_json::from_str::<Value>(&body)
+            .ok()
+            .as_ref()
+            .and_then(open)
+        {
+            if i["actions"].as_array().is_some_and(|a| !a.is_empty()) {
+                break i;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", second.stderr());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // The same incident, rebuilt from the re-read records: same id, same first steps.
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["timeline"][0], before["timeline"][0]);
+    assert_eq!(after["timeline"][1]["to"], "CONFIRMED");
+    let (status, page) = second.http_get(&format!("/incidents/{}", before["id"].as_str().unwrap()));
+    assert!(
+        status.contains("200") && page.contains("data-outcome="),
+        "{status}"
+    );
+    assert!(second.stop().status.success());
+    // Rebuilding called nothing twice.
+    assert_eq!(server.requests_to("/restart").len(), 1);
+}
+
+#[test]
 fn two_consumers_in_one_group_split_the_partitions_and_find_every_incident() {
     let broker = Broker::from_env();
     let lines = scenario();
