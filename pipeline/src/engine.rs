@@ -18,6 +18,7 @@ use crate::interner::Interner;
 use crate::payload::{self, Counts, IncidentView};
 use crate::record::{ActionRecord, Labels, Record};
 use crate::registry::{Incident, IncidentKey, Registry};
+use crate::signal::{Origin, Stage, Watermark, Wire, WireChain, WireSignal, WireTemplate};
 use crate::silence::Silence;
 use crate::stats::{SkipReason, Stats};
 use logheal_models::{
@@ -71,6 +72,9 @@ pub struct EngineConfig {
     /// Hand due actions to an executor (`take_outbox`, `action_outcome`) instead of
     /// recording them as a dry run that succeeds.
     pub execute: bool,
+    /// Which part of the engine runs (see `signal.rs`): both (the default), only
+    /// correlation (`take_signals`), or only decisions (`push_wire`).
+    pub stage: Stage,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +91,7 @@ impl Default for EngineConfig {
             header_format: None,
             patterns: Vec::new(),
             execute: false,
+            stage: Stage::All,
         }
     }
 }
@@ -181,7 +186,34 @@ pub struct Engine {
     closed: VecDeque<IncidentSnapshot>,
     /// Events each rule slot selected.
     selected_by_rule: Vec<u64>,
+    /// The two stages apart (see `signal.rs`).
+    split: Split,
 }
+
+/// The state of a stage that runs apart from the other.
+#[derive(Default)]
+struct Split {
+    /// Correlate: the input position of the record being processed, how many signals
+    /// it raised so far, and the signals waiting to be published.
+    position: Option<(Arc<str>, i32, i64)>,
+    raised: u32,
+    out: Vec<WireSignal>,
+    /// Decide: every input partition, and each one's latest watermark.
+    inputs: Vec<(Arc<str>, i32)>,
+    marks: FxHashMap<(Arc<str>, i32), EventTime>,
+    /// Decide: per (signals partition, input topic, input partition), the origin of the
+    /// latest signal taken, so that a correlator's repeats are dropped.
+    seen: FxHashMap<(i32, Arc<str>, i32), (i64, u32)>,
+    /// Decide: templates known by text (a decider mines nothing); the key's id indexes
+    /// `texts`, with the correlator's anomaly verdict.
+    template_ids: FxHashMap<(u32, Box<str>), u32>,
+    texts: Vec<(Box<str>, bool, Option<String>)>,
+    /// Decide: the services named in the chain being delivered.
+    named: Vec<crate::interner::ServiceId>,
+}
+
+/// Templates a decider keeps by text; past this, new texts share one entry.
+const MAX_WIRE_TEMPLATES: usize = 100_000;
 
 /// What a silenced action's record says of its silence.
 fn silence_detail(s: &Silence) -> String {
@@ -294,6 +326,7 @@ impl Engine {
             touched: Default::default(),
             closed: VecDeque::new(),
             selected_by_rule: vec![0; rule_count],
+            split: Split::default(),
         })
     }
 
@@ -874,7 +907,7 @@ impl Engine {
     /// The texts of templates, each text once (services can share one).
     fn template_texts(&self, keys: Vec<logheal_models::TemplateKey>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for text in keys.into_iter().filter_map(|t| self.templates.text(t)) {
+        for text in keys.into_iter().filter_map(|t| self.template_text(t)) {
             if !out.contains(&text) {
                 out.push(text);
             }
@@ -980,6 +1013,255 @@ impl Engine {
         }
     }
 
+    /// Correlate stage: the input position of the record about to be pushed (its
+    /// signals carry it as their origin).
+    pub fn set_position(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        self.split.position = Some((topic.clone(), partition, offset));
+        self.split.raised = 0;
+    }
+
+    /// Correlate stage: the signals raised since the last call, to publish.
+    pub fn take_signals(&mut self) -> Vec<WireSignal> {
+        std::mem::take(&mut self.split.out)
+    }
+
+    /// Correlate stage: event time now (what its watermarks say).
+    pub fn time(&self) -> EventTime {
+        self.current_time()
+    }
+
+    /// Whether `rule` keys its incidents by root service (its signals' message key).
+    pub fn groups_by_root(&self, rule: &str) -> bool {
+        self.rules
+            .rules
+            .iter()
+            .find(|r| r.name.as_str() == rule)
+            .is_some_and(|r| r.incident.group_by.contains(&GroupLabel::RootService))
+    }
+
+    /// Correlate stage: a signal goes out by name and text instead of to an incident.
+    fn export(&mut self, rule: u32, signal: &Signal) {
+        let (topic, partition, offset) = self
+            .split
+            .position
+            .clone()
+            .unwrap_or_else(|| ("-".into(), 0, self.stats.lines as i64));
+        let origin = Origin {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            index: self.split.raised,
+        };
+        self.split.raised += 1;
+        let time = self.clock.time().nanos();
+        let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
+        let rule_name = self.rule_names[rule as usize].to_string();
+        let wire = match signal {
+            Signal::Suspect { service, at } => {
+                self.stats.suspicions += 1;
+                WireSignal {
+                    rule: rule_name,
+                    at: at.nanos(),
+                    time,
+                    origin,
+                    service: name(*service),
+                    chain: None,
+                }
+            }
+            Signal::Chain(c) => {
+                self.stats.chains += 1;
+                let at = c.last;
+                let templates = c
+                    .templates
+                    .iter()
+                    .filter_map(|(t, count)| {
+                        Some(WireTemplate {
+                            service: name(crate::interner::ServiceId(t.service)),
+                            text: self.templates.text(*t)?,
+                            count: *count,
+                            novel: self.anomalies.is_new(*t, at.nanos()),
+                            why: self.anomalies.explain(*t, at.nanos()),
+                        })
+                    })
+                    .collect();
+                WireSignal {
+                    rule: rule_name,
+                    at: at.nanos(),
+                    time,
+                    origin,
+                    service: name(c.root),
+                    chain: Some(WireChain {
+                        trace: c.trace.to_string(),
+                        services: c.services.iter().map(|s| name(*s)).collect(),
+                        events: c.events,
+                        first: c.first.nanos(),
+                        last: c.last.nanos(),
+                        templates,
+                        named: self.named_services(c).into_iter().map(name).collect(),
+                    }),
+                }
+            }
+        };
+        self.split.out.push(wire);
+    }
+
+    /// Decide stage: every input partition whose watermark time waits for.
+    pub fn set_inputs(&mut self, inputs: Vec<(Arc<str>, i32)>) {
+        self.split.inputs = inputs;
+    }
+
+    /// Decide stage: event time, the least watermark over the input partitions (none
+    /// yet from one of them: time has not started).
+    fn decide_time(&self) -> EventTime {
+        let marks = &self.split.marks;
+        if self.split.inputs.is_empty() {
+            return marks.values().min().copied().unwrap_or(EventTime::MIN);
+        }
+        self.split
+            .inputs
+            .iter()
+            .map(|k| marks.get(k).copied().unwrap_or(EventTime::MIN))
+            .min()
+            .unwrap_or(EventTime::MIN)
+    }
+
+    /// Decide stage: one message of the signals topic (read from its `partition`);
+    /// the event time it stands for, or `None` for a repeat or a signal of a rule this
+    /// decider does not run (counted).
+    pub fn push_wire(&mut self, partition: i32, wire: &Wire) -> Option<EventTime> {
+        match wire {
+            Wire::Watermark(Watermark { at, partitions }) => {
+                for (topic, p) in partitions {
+                    self.mark(topic, *p, EventTime(*at));
+                }
+                self.run_until(self.decide_time());
+                Some(EventTime(*at))
+            }
+            Wire::Signal(signal) => {
+                let o = &signal.origin;
+                let seen = (partition, o.topic.as_str().into(), o.partition);
+                if self
+                    .split
+                    .seen
+                    .get(&seen)
+                    .is_some_and(|last| (o.offset, o.index) <= *last)
+                {
+                    self.stats.signals_repeated += 1;
+                    return None;
+                }
+                self.split.seen.insert(seen, (o.offset, o.index));
+                let Some(rule) = (0..self.rule_names.len())
+                    .find(|&i| !self.retired[i] && *self.rule_names[i] == *signal.rule)
+                else {
+                    self.stats.signals_unknown_rule += 1;
+                    return None;
+                };
+                let at = EventTime(signal.at);
+                // The correlator's time when it raised the signal comes first: what
+                // was due by then fires before the signal, as in one engine.
+                self.mark(&o.topic, o.partition, EventTime(signal.time));
+                self.run_until(self.decide_time());
+                let local = self.local_signal(signal);
+                self.on_signal(rule as u32, &local);
+                self.split.named.clear();
+                Some(at)
+            }
+        }
+    }
+
+    /// Decide stage: moves an input partition's watermark on (never back).
+    fn mark(&mut self, topic: &str, partition: i32, at: EventTime) {
+        let mark = self
+            .split
+            .marks
+            .entry((topic.into(), partition))
+            .or_insert(EventTime::MIN);
+        *mark = (*mark).max(at);
+    }
+
+    /// A signal from the wire with this decider's service and template numbers.
+    fn local_signal(&mut self, signal: &WireSignal) -> Signal {
+        let service = self.interner.intern(&signal.service);
+        let Some(chain) = &signal.chain else {
+            return Signal::Suspect {
+                service,
+                at: EventTime(signal.at),
+            };
+        };
+        let services = chain.services.iter().map(|s| self.interner.intern(s)).collect();
+        let templates = chain
+            .templates
+            .iter()
+            .map(|t| {
+                let owner = self.interner.intern(&t.service);
+                (self.wire_template(owner, t), t.count)
+            })
+            .collect();
+        self.split.named = chain.named.iter().map(|s| self.interner.intern(s)).collect();
+        Signal::Chain(ChainSignal {
+            trace: chain.trace.as_str().into(),
+            services,
+            events: chain.events,
+            first: EventTime(chain.first),
+            last: EventTime(chain.last),
+            root: service,
+            templates,
+        })
+    }
+
+    /// Decide stage: the key of a template known by its text, with the correlator's
+    /// latest verdict on it.
+    fn wire_template(
+        &mut self,
+        owner: crate::interner::ServiceId,
+        t: &WireTemplate,
+    ) -> TemplateKey {
+        let split = &mut self.split;
+        let key = (owner.0, Box::<str>::from(t.text.as_str()));
+        let id = match split.template_ids.get(&key) {
+            Some(id) => *id,
+            None if split.texts.len() < MAX_WIRE_TEMPLATES => {
+                let id = split.texts.len() as u32;
+                split.texts.push((key.1.clone(), t.novel, t.why.clone()));
+                split.template_ids.insert(key, id);
+                id
+            }
+            // Full: the oldest entry stands for every further text.
+            None => 0,
+        };
+        if let Some(entry) = split.texts.get_mut(id as usize) {
+            if *entry.0 == *t.text {
+                entry.1 = t.novel;
+                entry.2 = t.why.clone();
+            }
+        }
+        TemplateKey {
+            service: owner.0,
+            id: logheal_models::TemplateId(id),
+        }
+    }
+
+    fn template_text(&self, t: TemplateKey) -> Option<String> {
+        if self.config.stage == Stage::Decide {
+            return self.split.texts.get(t.id.0 as usize).map(|e| e.0.to_string());
+        }
+        self.templates.text(t)
+    }
+
+    fn template_is_new(&self, t: TemplateKey, at: EventTime) -> bool {
+        if self.config.stage == Stage::Decide {
+            return self.split.texts.get(t.id.0 as usize).is_some_and(|e| e.1);
+        }
+        self.anomalies.is_new(t, at.nanos())
+    }
+
+    fn template_why(&self, t: TemplateKey, at: EventTime) -> Option<String> {
+        if self.config.stage == Stage::Decide {
+            return self.split.texts.get(t.id.0 as usize).and_then(|e| e.2.clone());
+        }
+        self.anomalies.explain(t, at.nanos())
+    }
+
     /// Live mode: the silences in force now (the live job keeps them in wall time and
     /// sets them again whenever the set changes). A due action of an incident that one
     /// of them matches is not called: an `action_result` record says `silenced`, and
@@ -1048,20 +1330,30 @@ impl Engine {
     /// than `max_rewind` before the newest record, which bounds the replay of a
     /// long-lived incident.
     pub fn rewind_point(&mut self, max_rewind: Duration) -> EventTime {
-        let newest = self.clock.newest();
+        let decide = self.config.stage == Stage::Decide;
+        let newest = if decide {
+            self.decide_time()
+        } else {
+            self.clock.newest()
+        };
         if newest == EventTime::MIN {
             return newest;
         }
         let limit = newest.minus(max_rewind);
-        let retained = self.clock.retention_point();
-        let window = self
-            .rules
-            .rules
-            .iter()
-            .map(|r| r.correlate.window)
-            .max()
-            .unwrap_or_default();
-        let mut point = retained.minus(window);
+        // A decider holds no trace windows: its signals are needed only from the first
+        // of its incidents on.
+        let mut point = if decide {
+            newest
+        } else {
+            let window = self
+                .rules
+                .rules
+                .iter()
+                .map(|r| r.correlate.window)
+                .max()
+                .unwrap_or_default();
+            self.clock.retention_point().minus(window)
+        };
         if let Some(first) = self.registry.oldest() {
             point = point.min(first);
         }
@@ -1164,6 +1456,9 @@ impl Engine {
     }
 
     fn on_signal(&mut self, rule: u32, signal: &Signal) {
+        if self.config.stage == Stage::Correlate {
+            return self.export(rule, signal);
+        }
         if self.yields(rule, signal) {
             self.stats.yielded += 1;
             return;
@@ -1191,6 +1486,9 @@ impl Engine {
     /// known service name, as `ts-basic-service` in "No instances available for
     /// ts-basic-service]". One lookup per word, however many services there are.
     fn named_services(&self, chain: &ChainSignal) -> Vec<crate::interner::ServiceId> {
+        if self.config.stage == Stage::Decide {
+            return self.split.named.clone();
+        }
         let mut named = Vec::new();
         for (t, _) in &chain.templates {
             let Some(text) = self.templates.text(*t) else {
@@ -1240,7 +1538,7 @@ impl Engine {
         let novel: Vec<TemplateKey> = chain.map_or_else(Vec::new, |c| {
             c.templates
                 .iter()
-                .filter(|(t, _)| self.anomalies.is_new(*t, at.nanos()))
+                .filter(|(t, _)| self.template_is_new(*t, at))
                 .map(|(t, _)| *t)
                 .collect()
         });
@@ -1280,11 +1578,10 @@ impl Engine {
         let evidence: Vec<String> = top
             .iter()
             .filter_map(|t| {
-                let text = self.templates.text(*t)?;
+                let text = self.template_text(*t)?;
                 let service = self.interner.name(crate::interner::ServiceId(t.service));
                 let why = self
-                    .anomalies
-                    .explain(*t, at.nanos())
+                    .template_why(*t, at)
                     .map_or(String::new(), |w| format!(" ({w})"));
                 Some(format!("{service}: \"{}\"{why}", cut_middle(&text, 160)))
             })
@@ -1496,7 +1793,12 @@ impl Engine {
 
     /// The event time now: the latest of what happened and what was read.
     fn current_time(&self) -> EventTime {
-        self.now.max(self.clock.time())
+        let time = self.now.max(self.clock.time());
+        if self.config.stage == Stage::Decide {
+            time.max(self.decide_time())
+        } else {
+            time
+        }
     }
 
     fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {

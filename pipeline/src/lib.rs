@@ -20,6 +20,7 @@ pub mod reader;
 pub mod receivers;
 pub mod record;
 pub mod registry;
+pub mod signal;
 pub mod silence;
 pub mod stats;
 

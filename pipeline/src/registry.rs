@@ -172,7 +172,10 @@ impl Incident {
     /// The `n` most frequent templates of its chains.
     pub fn top_templates(&self, n: usize) -> Vec<TemplateKey> {
         let mut all = self.templates.clone();
-        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Ties keep the order the incident first saw them in (that of its chains),
+        // which does not depend on how a process numbers services and templates: a
+        // decider apart from its correlators ranks them as one engine does.
+        all.sort_by(|a, b| b.1.cmp(&a.1));
         all.into_iter().take(n).map(|(t, _)| t).collect()
     }
 }

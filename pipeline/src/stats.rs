@@ -98,6 +98,10 @@ pub struct Stats {
     pub actions_withheld: u64,
     /// Actions not called because a silence covered their incident.
     pub actions_silenced: u64,
+    /// Decide stage: signals dropped as repeats of a correlator that re-read its input,
+    /// and signals of a rule this decider does not run.
+    pub signals_repeated: u64,
+    pub signals_unknown_rule: u64,
     /// Times the brake went on, and whether it is on now.
     pub brakes: u64,
     pub brake_on: bool,
@@ -187,6 +191,8 @@ impl Stats {
             "actions_cancelled": self.actions_cancelled,
             "actions_withheld": self.actions_withheld,
             "actions_silenced": self.actions_silenced,
+            "signals_repeated": self.signals_repeated,
+            "signals_unknown_rule": self.signals_unknown_rule,
             "brakes": self.brakes,
             "notifications_failed": self.notifications_failed,
             "templates": self.templates_live,
