@@ -119,7 +119,8 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
             engine = engine.fresh();
         }
         let now = Instant::now();
-        source.merge.release(now, false, |record, _, partition| {
+        source.merge.release(now, false, |record, _, position| {
+            let partition = position.index();
             engine.push_record(partition, record);
             (engine.admitted(), false)
         });

@@ -91,6 +91,11 @@ pub struct KafkaSection {
     pub properties: BTreeMap<String, String>,
     /// Re-key the input through a topic of logheal's own (see `logheal rekey`).
     pub rekey: Option<RekeySection>,
+    /// The topic between the stages: with it, each incident key is owned by one
+    /// consumer of the group (see the README, "One incident per outage").
+    pub signals_topic: Option<String>,
+    /// `all` (default), `correlate` or `decide`.
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +241,12 @@ impl KafkaSection {
         if let Some(rewind) = &self.max_rewind {
             config.max_rewind = humantime::parse_duration(rewind)
                 .map_err(|e| anyhow!("kafka.max_rewind {rewind}: {e}"))?;
+        }
+        config.signals_topic = self.signals_topic.clone();
+        if let Some(stage) = &self.stage {
+            config.stage = stage
+                .parse()
+                .map_err(|e: String| anyhow!("kafka.stage: {e}"))?;
         }
         if config.brokers.is_empty() {
             bail!("kafka.brokers is empty");

@@ -42,6 +42,15 @@ pub struct KafkaArgs {
     /// The compacted topic of action hand-offs [default: logheal-actions].
     #[arg(long)]
     ledger_topic: Option<String>,
+    /// The topic between the two stages: correlation publishes signals there keyed by
+    /// incident key, and each key is decided by one consumer of the group (so one
+    /// outage is one incident, however many consumers). Without it, each consumer
+    /// keeps its own incidents.
+    #[arg(long, value_name = "TOPIC")]
+    signals_topic: Option<String>,
+    /// With a signals topic: run both stages (all), or only one of them.
+    #[arg(long, value_name = "all|correlate|decide")]
+    stage: Option<logheal_pipeline::signal::Stage>,
     /// Exit once every assigned partition is drained: let time run out as `replay` does,
     /// wait for the calls, commit everything, leave the group.
     #[arg(long)]
@@ -85,6 +94,12 @@ impl KafkaArgs {
         }
         if let Some(topic) = &self.ledger_topic {
             config.ledger_topic = topic.clone();
+        }
+        if let Some(topic) = &self.signals_topic {
+            config.signals_topic = Some(topic.clone());
+        }
+        if let Some(stage) = self.stage {
+            config.stage = stage;
         }
         for (k, v) in &self.properties {
             config.properties.retain(|(key, _)| key != k);
@@ -256,8 +271,8 @@ fn feed(
         let engine = &mut live.job.engine;
         let mut paused = false;
         let last_admitted = &mut live.last_admitted;
-        source.merge.release(now, flush, |record, _, partition| {
-            engine.push_record(partition, record);
+        source.merge.release(now, flush, |record, _, position| {
+            engine.push_record(position.index(), record);
             let admitted = engine.admitted();
             if admitted.is_some() {
                 *last_admitted = now;

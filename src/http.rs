@@ -458,7 +458,28 @@ impl Metrics {
 
     /// Brings the engine's counters and gauges up to date.
     pub fn observe(&self, engine: &Engine) {
-        let now = engine.stats();
+        let live = engine.live_incidents();
+        self.observe_parts(engine.stats(), &engine.selected_by_rule(), Some(&live));
+    }
+
+    /// The stages apart: input counters of the correlator (`stats`, `selected`), live
+    /// incidents of the decider.
+    pub fn observe_split(&self, stats: &Stats, selected: &[(Arc<str>, u64)], decider: &Engine) {
+        let live = decider.live_incidents();
+        self.observe_parts(stats.clone(), selected, Some(&live));
+    }
+
+    /// A correlator alone: its counters.
+    pub fn observe_stats(&self, stats: &Stats) {
+        self.observe_parts(stats.clone(), &[], None);
+    }
+
+    fn observe_parts(
+        &self,
+        now: Stats,
+        selected: &[(Arc<str>, u64)],
+        live: Option<&[(IncidentState, u64)]>,
+    ) {
         let mut seen = self.seen.lock().expect("not poisoned");
         // A rebuilt engine starts again from zero: count from there.
         let delta = |new: u64, old: u64| if new >= old { new - old } else { new };
@@ -479,7 +500,7 @@ impl Metrics {
             .inc_by(delta(now.actions_silenced, seen.actions_silenced));
         {
             let mut seen_selected = self.seen_selected.lock().expect("not poisoned");
-            for (rule, n) in engine.selected_by_rule() {
+            for (rule, n) in selected.iter().cloned() {
                 let old = seen_selected.get(&rule).copied().unwrap_or(0);
                 let label = RuleLabel {
                     rule: rule.to_string(),
@@ -536,8 +557,8 @@ impl Metrics {
         }
         // Every state, at 0 when no incident is in it (a series that vanishes would
         // read as "no data" rather than as none).
-        let live = engine.live_incidents();
         for state in IncidentState::ALL {
+            let Some(live) = live else { break };
             let n = live
                 .iter()
                 .find(|(s, _)| *s == state)

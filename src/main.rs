@@ -16,6 +16,7 @@ mod rekey;
 mod replay;
 mod ruletest;
 mod run;
+mod split;
 mod templates;
 
 use clap::{Parser, Subcommand};

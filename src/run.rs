@@ -82,6 +82,7 @@ fn parse_tick(s: &str) -> Result<Duration, String> {
 }
 
 /// A live job's settings: the flags over the configuration file over the defaults.
+#[derive(Clone)]
 pub struct Settings {
     pub rules: Vec<PathBuf>,
     pub output: Output,
@@ -172,7 +173,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             if !args.inputs.is_empty() {
                 anyhow::bail!("input files and Kafka exclude each other");
             }
-            crate::consume::run(&settings, &kafka, args.kafka.until_end)
+            if kafka.0.signals_topic.is_some() {
+                crate::split::run(&settings, &kafka.0, args.kafka.until_end)
+            } else {
+                crate::consume::run(&settings, &kafka, args.kafka.until_end)
+            }
         }
         None => run_lines(args, &settings),
     }

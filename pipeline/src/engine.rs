@@ -200,7 +200,8 @@ struct Split {
     out: Vec<WireSignal>,
     /// Decide: every input partition, and each one's latest watermark.
     inputs: Vec<(Arc<str>, i32)>,
-    marks: FxHashMap<(Arc<str>, i32), EventTime>,
+    /// Per input partition: its watermark, and whether it is idle (never had a record).
+    marks: FxHashMap<(Arc<str>, i32), (EventTime, bool)>,
     /// Decide: per (signals partition, input topic, input partition), the origin of the
     /// latest signal taken, so that a correlator's repeats are dropped.
     seen: FxHashMap<(i32, Arc<str>, i32), (i64, u32)>,
@@ -1114,15 +1115,32 @@ impl Engine {
     /// yet from one of them: time has not started).
     fn decide_time(&self) -> EventTime {
         let marks = &self.split.marks;
-        if self.split.inputs.is_empty() {
-            return marks.values().min().copied().unwrap_or(EventTime::MIN);
+        let mut least: Option<EventTime> = None;
+        let mut keys: Vec<&(Arc<str>, i32)> = self.split.inputs.iter().collect();
+        if keys.is_empty() {
+            keys = marks.keys().collect();
         }
-        self.split
-            .inputs
-            .iter()
-            .map(|k| marks.get(k).copied().unwrap_or(EventTime::MIN))
-            .min()
-            .unwrap_or(EventTime::MIN)
+        for key in keys {
+            match marks.get(key) {
+                // Not heard of yet: time waits for it.
+                None => return EventTime::MIN,
+                Some((_, true)) => {}
+                Some((at, false)) => least = Some(least.map_or(*at, |l| l.min(*at))),
+            }
+        }
+        // Every partition idle: time stays where the latest watermark left it.
+        least.unwrap_or_else(|| marks.values().map(|m| m.0).max().unwrap_or(EventTime::MIN))
+    }
+
+    /// Decide stage: every input partition has ended (`--until-end`).
+    pub fn input_ended(&self) -> bool {
+        !self.split.inputs.is_empty()
+            && self.split.inputs.iter().all(|k| {
+                self.split
+                    .marks
+                    .get(k)
+                    .is_some_and(|m| m.0 == EventTime(i64::MAX))
+            })
     }
 
     /// Decide stage: one message of the signals topic (read from its `partition`);
@@ -1130,9 +1148,20 @@ impl Engine {
     /// decider does not run (counted).
     pub fn push_wire(&mut self, partition: i32, wire: &Wire) -> Option<EventTime> {
         match wire {
-            Wire::Watermark(Watermark { at, partitions }) => {
+            Wire::Watermark(Watermark {
+                at,
+                partitions,
+                idle,
+            }) => {
                 for (topic, p) in partitions {
                     self.mark(topic, *p, EventTime(*at));
+                }
+                for (topic, p) in idle {
+                    self.split
+                        .marks
+                        .entry((topic.as_str().into(), *p))
+                        .or_insert((EventTime::MIN, true))
+                        .1 = true;
                 }
                 self.run_until(self.decide_time());
                 Some(EventTime(*at))
@@ -1175,8 +1204,8 @@ impl Engine {
             .split
             .marks
             .entry((topic.into(), partition))
-            .or_insert(EventTime::MIN);
-        *mark = (*mark).max(at);
+            .or_insert((EventTime::MIN, false));
+        *mark = (mark.0.max(at), false);
     }
 
     /// A signal from the wire with this decider's service and template numbers.
@@ -1188,7 +1217,11 @@ impl Engine {
                 at: EventTime(signal.at),
             };
         };
-        let services = chain.services.iter().map(|s| self.interner.intern(s)).collect();
+        let services = chain
+            .services
+            .iter()
+            .map(|s| self.interner.intern(s))
+            .collect();
         let templates = chain
             .templates
             .iter()
@@ -1197,7 +1230,11 @@ impl Engine {
                 (self.wire_template(owner, t), t.count)
             })
             .collect();
-        self.split.named = chain.named.iter().map(|s| self.interner.intern(s)).collect();
+        self.split.named = chain
+            .named
+            .iter()
+            .map(|s| self.interner.intern(s))
+            .collect();
         Signal::Chain(ChainSignal {
             trace: chain.trace.as_str().into(),
             services,
@@ -1243,7 +1280,11 @@ impl Engine {
 
     fn template_text(&self, t: TemplateKey) -> Option<String> {
         if self.config.stage == Stage::Decide {
-            return self.split.texts.get(t.id.0 as usize).map(|e| e.0.to_string());
+            return self
+                .split
+                .texts
+                .get(t.id.0 as usize)
+                .map(|e| e.0.to_string());
         }
         self.templates.text(t)
     }
@@ -1257,7 +1298,11 @@ impl Engine {
 
     fn template_why(&self, t: TemplateKey, at: EventTime) -> Option<String> {
         if self.config.stage == Stage::Decide {
-            return self.split.texts.get(t.id.0 as usize).and_then(|e| e.2.clone());
+            return self
+                .split
+                .texts
+                .get(t.id.0 as usize)
+                .and_then(|e| e.2.clone());
         }
         self.anomalies.explain(t, at.nanos())
     }

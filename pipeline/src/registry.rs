@@ -175,7 +175,7 @@ impl Incident {
         // Ties keep the order the incident first saw them in (that of its chains),
         // which does not depend on how a process numbers services and templates: a
         // decider apart from its correlators ranks them as one engine does.
-        all.sort_by(|a, b| b.1.cmp(&a.1));
+        all.sort_by_key(|t| std::cmp::Reverse(t.1));
         all.into_iter().take(n).map(|(t, _)| t).collect()
     }
 }

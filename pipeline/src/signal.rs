@@ -66,6 +66,9 @@ pub struct Watermark {
     /// (`--until-end`).
     pub at: i64,
     pub partitions: Vec<(String, i32)>,
+    /// Partitions that never had a record: they hold no time back until one comes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idle: Vec<(String, i32)>,
 }
 
 /// A suspicion or a chain, as the correlator raised it.
@@ -180,8 +183,12 @@ mod tests {
         let mark = Wire::Watermark(Watermark {
             at: 9,
             partitions: vec![("logs".into(), 0)],
+            idle: vec![("logs".into(), 1)],
         });
-        assert_eq!(serde_json::from_slice::<Wire>(&mark.to_json()).unwrap(), mark);
+        assert_eq!(
+            serde_json::from_slice::<Wire>(&mark.to_json()).unwrap(),
+            mark
+        );
         assert_eq!("decide".parse::<Stage>(), Ok(Stage::Decide));
         assert!("both".parse::<Stage>().is_err());
     }

@@ -32,7 +32,7 @@ fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
     let mut correlate = engine(Stage::Correlate);
     let mut decide = engine(Stage::Decide);
     decide.set_inputs(vec![(topic.clone(), 0)]);
-    let mut wire = |correlate: &mut Engine, decide: &mut Engine| {
+    let wire = |correlate: &mut Engine, decide: &mut Engine| {
         for signal in correlate.take_signals() {
             let json = Wire::Signal(signal).to_json();
             decide.push_wire(3, &serde_json::from_slice(&json).unwrap());
@@ -40,6 +40,7 @@ fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
         let mark = Wire::Watermark(Watermark {
             at: correlate.time().nanos(),
             partitions: vec![("logs".into(), 0)],
+            idle: vec![],
         });
         decide.push_wire(3, &serde_json::from_slice(&mark.to_json()).unwrap());
     };

@@ -303,6 +303,9 @@ pub struct Consumer {
     dry_run: bool,
     until_end: bool,
     properties: Vec<String>,
+    /// `--signals-topic` and `--stage`: the stages apart.
+    signals: Option<String>,
+    stage: Option<&'static str>,
 }
 
 impl Consumer {
@@ -318,7 +321,21 @@ impl Consumer {
             dry_run: false,
             until_end: false,
             properties: Vec::new(),
+            signals: None,
+            stage: None,
         }
+    }
+
+    /// Decides through the signals topic `topic` (one incident per key in the group).
+    pub fn signals(mut self, topic: &str) -> Self {
+        self.signals = Some(topic.to_string());
+        self
+    }
+
+    /// Runs only one stage (`correlate` or `decide`).
+    pub fn stage(mut self, stage: &'static str) -> Self {
+        self.stage = Some(stage);
+        self
     }
 
     pub fn dry_run(mut self) -> Self {
@@ -358,6 +375,12 @@ impl Consumer {
         }
         if self.until_end {
             cmd.arg("--until-end");
+        }
+        if let Some(topic) = &self.signals {
+            cmd.args(["--signals-topic", topic]);
+        }
+        if let Some(stage) = self.stage {
+            cmd.args(["--stage", stage]);
         }
         cmd
     }

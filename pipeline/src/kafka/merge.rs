@@ -60,6 +60,21 @@ impl Partition {
 }
 
 /// The buffers of all assigned partitions.
+/// Where a released record was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Position<'a> {
+    pub topic: &'a Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl Position<'_> {
+    /// The partition as the engine numbers its sources.
+    pub fn index(&self) -> u32 {
+        u32::try_from(self.partition).unwrap_or_default()
+    }
+}
+
 pub struct Merge {
     pub partitions: Vec<Partition>,
     buffered_bytes: usize,
@@ -176,7 +191,7 @@ impl Merge {
         &mut self,
         now: Instant,
         flush: bool,
-        mut f: impl FnMut(&[u8], Option<i64>, u32) -> (Option<EventTime>, bool),
+        mut f: impl FnMut(&[u8], Option<i64>, Position<'_>) -> (Option<EventTime>, bool),
     ) -> usize {
         let mut released = 0;
         loop {
@@ -199,8 +214,12 @@ impl Merge {
                 .pop_front()
                 .expect("the earliest partition has a record");
             let stamp = b.stamped.then_some(b.time);
-            let partition = u32::try_from(p.partition).unwrap_or_default();
-            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len], stamp, partition);
+            let position = Position {
+                topic: &p.topic,
+                partition: p.partition,
+                offset: b.offset,
+            };
+            let (admitted, pause) = f(&p.bytes[b.start..b.start + b.len], stamp, position);
             p.consumed = b.start + b.len;
             p.checkpoints.processed(b.offset, admitted);
             self.buffered_bytes -= b.len;

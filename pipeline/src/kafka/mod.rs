@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod merge;
 pub mod offsets;
 pub mod rekey;
+pub mod signals;
 pub mod source;
 
 use rdkafka::config::ClientConfig;
@@ -56,6 +57,10 @@ pub struct KafkaConfig {
     pub merge_buffer_bytes: usize,
     /// How long an empty partition is waited for before the others go on without it.
     pub merge_idle: Duration,
+    /// The topic between the stages (see `signal.rs`); none: one engine per consumer.
+    pub signals_topic: Option<String>,
+    /// Which stages this process runs (with a signals topic).
+    pub stage: crate::signal::Stage,
 }
 
 impl KafkaConfig {
@@ -69,6 +74,8 @@ impl KafkaConfig {
             max_rewind: Duration::from_secs(3600),
             merge_buffer_bytes: 64 << 20,
             merge_idle: Duration::from_secs(1),
+            signals_topic: None,
+            stage: crate::signal::Stage::All,
         }
     }
 
@@ -104,6 +111,9 @@ impl KafkaConfig {
         }
         if self.topics.is_empty() {
             return Err("no topic to consume".into());
+        }
+        if self.stage != crate::signal::Stage::All && self.signals_topic.is_none() {
+            return Err("a stage of its own needs the signals topic (kafka.signals_topic)".into());
         }
         Ok(())
     }

@@ -1,0 +1,163 @@
+//! The signals topic between the two stages (see `signal.rs`): correlators publish
+//! signals keyed by incident key, so that one decider owns each key, and watermarks to
+//! every partition. A correlator commits its input only after the brokers confirmed
+//! every signal raised before (`Publisher::confirm`): at-least-once, the decider drops
+//! the repeats.
+
+use super::KafkaConfig;
+use crate::signal::{Wire, WireSignal};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts messages the brokers did not take.
+#[derive(Default, Clone)]
+struct Failures(Arc<AtomicU64>);
+
+impl ClientContext for Failures {}
+
+impl ProducerContext for Failures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::error!(error = %e, "signal not delivered");
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+pub struct Publisher {
+    producer: BaseProducer<Failures>,
+    failures: Failures,
+    topic: String,
+    partitions: i32,
+    /// Signals published (not counting watermarks).
+    pub published: u64,
+}
+
+/// The partitions of `topic`, from the brokers' metadata (none if it does not exist).
+fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>, String> {
+    let probe: BaseConsumer = config
+        .client()
+        .create()
+        .map_err(|e| format!("cannot create a client: {e}"))?;
+    let metadata = probe
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(|e| format!("no metadata for {topic}: {e}"))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
+/// Every partition of the input topics: a decider's time waits for each one's
+/// watermark.
+pub fn input_partitions(config: &KafkaConfig) -> Result<Vec<(Arc<str>, i32)>, String> {
+    let mut all = Vec::new();
+    for topic in &config.topics {
+        let name: Arc<str> = topic.as_str().into();
+        let partitions = partitions_of(config, topic)?;
+        if partitions.is_empty() {
+            return Err(format!("input topic {topic} does not exist"));
+        }
+        all.extend(partitions.into_iter().map(|p| (name.clone(), p)));
+    }
+    all.sort();
+    Ok(all)
+}
+
+impl Publisher {
+    /// A producer for `topic`, which must exist.
+    pub fn open(config: &KafkaConfig, topic: &str) -> Result<Publisher, String> {
+        let partitions = partitions_of(config, topic)?.len() as i32;
+        if partitions == 0 {
+            return Err(format!(
+                "signals topic {topic} does not exist: create it (as many partitions as deciders may run), e.g. `kafka-topics.sh --create --topic {topic} --partitions 6`"
+            ));
+        }
+        let failures = Failures::default();
+        let producer: BaseProducer<Failures> = config
+            .client()
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            // One record per batch: tansu 0.6 loses all but the first record of a
+            // batch (see the ledger).
+            .set("batch.num.messages", "1")
+            .create_with_context(failures.clone())
+            .map_err(|e| format!("cannot create the signals producer: {e}"))?;
+        Ok(Publisher {
+            producer,
+            failures,
+            topic: topic.to_string(),
+            partitions,
+            published: 0,
+        })
+    }
+
+    /// Queues a signal under its incident key.
+    pub fn signal(&mut self, key: &str, signal: WireSignal) -> Result<(), String> {
+        let at = signal.at;
+        let payload = Wire::Signal(signal).to_json();
+        let record = BaseRecord::<str, [u8]>::to(&self.topic)
+            .key(key)
+            .partition(partition_of(key, self.partitions))
+            .payload(&payload)
+            .timestamp(millis(at));
+        super::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+        self.published += 1;
+        Ok(())
+    }
+
+    /// Queues a watermark to every partition (every decider needs it), stamped with
+    /// the correlator's event time `stamp` (deciders merge partitions by stamp: the end
+    /// of input must not be stamped in the future of the other correlators' signals).
+    pub fn watermark(&self, mark: &Wire, stamp: i64) -> Result<(), String> {
+        let payload = mark.to_json();
+        for partition in 0..self.partitions {
+            let record = BaseRecord::<str, [u8]>::to(&self.topic)
+                .partition(partition)
+                .payload(&payload)
+                .timestamp(millis(stamp));
+            super::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    /// Waits until the brokers have everything queued; an error if anything was lost
+    /// (then nothing may be committed: a restart publishes it again).
+    pub fn confirm(&self) -> Result<(), String> {
+        self.producer
+            .flush(TIMEOUT)
+            .map_err(|e| format!("signals not confirmed: {e}"))?;
+        if self.failures.0.load(Ordering::Relaxed) > 0 {
+            return Err("signals were lost in delivery".into());
+        }
+        Ok(())
+    }
+}
+
+/// The partition of an incident key: FNV-1a of the key, so every correlator, whatever
+/// its client, sends one key to one partition.
+pub fn partition_of(key: &str, partitions: i32) -> i32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash % partitions.max(1) as u32) as i32
+}
+
+/// Event time (ns) as a Kafka timestamp (ms). Never 0, which the client would replace
+/// by the wall clock (a time far ahead of a backlog's, which would hold the deciders'
+/// merge back): no time yet is stamped as the earliest.
+fn millis(nanos: i64) -> i64 {
+    (nanos / 1_000_000).max(1)
+}

@@ -1,0 +1,435 @@
+//! The live job on Kafka with the stages apart (`kafka.signals_topic`): one outage is
+//! one incident however many consumers the group has.
+//!
+//! - **Correlate** (a thread, or the whole process with `stage: correlate`) consumes the
+//!   input topics in the job's group, runs parse, mine, select and the per-trace windows,
+//!   and publishes each signal to the signals topic keyed by incident key (rule and root
+//!   service), plus a watermark (its event time for the partitions it owns) to every
+//!   partition several times a second. Its input offsets are committed at its own rewind
+//!   point (the open trace windows) and only after the brokers confirmed every signal
+//!   raised before.
+//! - **Decide** (the main loop, or the whole process with `stage: decide`) consumes the
+//!   signals topic in the group `<group>-decide`: each incident key lands in one partition,
+//!   so one decider owns it. Its time is the least watermark over every input partition.
+//!   It runs the incident machines, the agenda and the actions through the ledger, and
+//!   commits the signals topic at its own rewind point (before the first signal of every
+//!   open incident), so a successor after a `kill -9` rebuilds the same incidents, with
+//!   the same ids, and the ledger answers the actions already called.
+
+use crate::output::load_rules;
+use crate::run::{Live, Message, Settings};
+use anyhow::{anyhow, Result};
+use logheal_parsers::EventTime;
+use logheal_pipeline::kafka::ledger::Ledger;
+use logheal_pipeline::kafka::signals::{input_partitions, Publisher};
+use logheal_pipeline::kafka::source::{Polled, Source};
+use logheal_pipeline::kafka::KafkaConfig;
+use logheal_pipeline::signal::{Stage, Watermark, Wire};
+use logheal_pipeline::{wall_clock_now, Engine, EngineConfig, Stats};
+use rdkafka::consumer::CommitMode;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::TryRecvError;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often a correlator publishes its watermark.
+const WATERMARK_EVERY: Duration = Duration::from_millis(200);
+/// How often positions are committed (and the ledger followed).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// What the correlator shares with the job's loop: its statistics (for `/metrics`),
+/// and how it ended.
+#[derive(Default)]
+struct Shared {
+    stats: Mutex<Stats>,
+    selected: Mutex<Vec<(Arc<str>, u64)>>,
+    ended: Mutex<Option<Result<(), String>>>,
+}
+
+pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<ExitCode> {
+    let topic = kafka
+        .signals_topic
+        .clone()
+        .ok_or_else(|| anyhow!("the stages apart need kafka.signals_topic"))?;
+    let mut decide_settings = Settings {
+        engine: EngineConfig {
+            stage: Stage::Decide,
+            ..settings.engine.clone()
+        },
+        ..settings.clone()
+    };
+    if kafka.stage == Stage::Correlate {
+        // Nothing is decided here: no ledger and no receivers are needed.
+        decide_settings.engine.execute = false;
+    }
+    let (mut live, _tx) = Live::start(&decide_settings)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared::default());
+    let correlator = (kafka.stage != Stage::Decide).then(|| {
+        let config = EngineConfig {
+            stage: Stage::Correlate,
+            execute: false,
+            ..settings.engine.clone()
+        };
+        let (rules, kafka, topic) = (settings.rules.clone(), kafka.clone(), topic.clone());
+        let (stop, shared) = (stop.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("correlate".into())
+            .spawn(move || {
+                let result = correlate(&rules, &config, &kafka, &topic, &stop, until_end, &shared);
+                if let Err(e) = &result {
+                    tracing::error!(error = e, "correlation stopped");
+                }
+                *shared.ended.lock().expect("not poisoned") = Some(result);
+            })
+            .expect("a thread")
+    });
+    let outcome = if kafka.stage == Stage::Correlate {
+        live.metrics.set_ready(true);
+        wait_for_correlation(&mut live, &stop, &shared)
+    } else {
+        decide(
+            &mut live, settings, kafka, &topic, until_end, &stop, &shared,
+        )
+    };
+    stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = correlator {
+        let _ = thread.join();
+    }
+    outcome?;
+    if let Some(Err(e)) = shared.ended.lock().expect("not poisoned").take() {
+        return Err(anyhow!("correlation failed: {e}"));
+    }
+    live.finish_output()?;
+    eprintln!("{}", merged_stats(&live.job.engine, &shared));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The statistics of both stages: input from the correlator, decisions from here.
+fn merged_stats(decider: &Engine, shared: &Shared) -> Stats {
+    let decided = decider.stats();
+    let mut s = shared.stats.lock().expect("not poisoned").clone();
+    s.transitions = decided.transitions;
+    s.actions = decided.actions;
+    s.actions_cancelled = decided.actions_cancelled;
+    s.actions_withheld = decided.actions_withheld;
+    s.actions_silenced = decided.actions_silenced;
+    s.brakes = decided.brakes;
+    s.brake_on = decided.brake_on;
+    s.incidents = decided.incidents;
+    s.confirmed_incidents = decided.confirmed_incidents;
+    s.notifications_failed = decided.notifications_failed;
+    s.yielded = decided.yielded;
+    s.signals_repeated = decided.signals_repeated;
+    s.signals_unknown_rule = decided.signals_unknown_rule;
+    s
+}
+
+/// `stage: correlate`: serves the endpoints until a signal or the end of the input.
+fn wait_for_correlation(live: &mut Live, stop: &AtomicBool, shared: &Shared) -> Result<()> {
+    loop {
+        match live.rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Message::Shutdown | Message::End) => return Ok(()),
+            Ok(Message::Silence(_, reply)) => {
+                let _ = reply.send(Err("silences are kept by the deciders".into()));
+            }
+            _ => {}
+        }
+        if stop.load(Ordering::Relaxed) || shared.ended.lock().expect("not poisoned").is_some() {
+            return Ok(());
+        }
+        live.metrics
+            .observe_stats(&shared.stats.lock().expect("not poisoned"));
+    }
+}
+
+/// The decide loop: signals in, incidents and actions out.
+fn decide(
+    live: &mut Live,
+    settings: &Settings,
+    kafka: &KafkaConfig,
+    topic: &str,
+    until_end: bool,
+    stop: &AtomicBool,
+    shared: &Shared,
+) -> Result<()> {
+    let inputs = input_partitions(kafka).map_err(|e| anyhow!(e))?;
+    live.job.engine.set_inputs(inputs.clone());
+    let signals = KafkaConfig {
+        topics: vec![topic.to_string()],
+        group: format!("{}-decide", kafka.group),
+        ..kafka.clone()
+    };
+    if let Some(executor) = &live.job.executor {
+        let ledger =
+            Ledger::open(kafka, live.job.runtime.handle().clone()).map_err(anyhow::Error::msg)?;
+        live.handoff = std::mem::take(&mut live.handoff).with_ledger(ledger);
+        live.handoff.resume_pending(&live.job.engine, executor);
+        live.sync_silences(true);
+    }
+    let mut source =
+        Source::subscribe(&signals).map_err(|e| anyhow!("cannot join the deciders' group: {e}"))?;
+    tracing::info!(
+        topic,
+        group = signals.group,
+        inputs = inputs.len(),
+        "deciding"
+    );
+    let mut next_commit = Instant::now() + COMMIT_EVERY;
+    let mut drained_check = Instant::now();
+    let mut shutdown = false;
+    loop {
+        match live.rx.try_recv() {
+            Ok(Message::Reload(why)) => live.request_reload(why),
+            Ok(Message::Silence(command, reply)) => {
+                let _ = reply.send(live.silence(command));
+            }
+            Ok(Message::Shutdown | Message::End) | Err(TryRecvError::Disconnected) => {
+                shutdown = true;
+                break;
+            }
+            Ok(_) | Err(TryRecvError::Empty) => {}
+        }
+        if let Some(Err(e)) = &*shared.ended.lock().expect("not poisoned") {
+            return Err(anyhow!("correlation failed: {e}"));
+        }
+        let polled = source.poll(settings.tick);
+        if polled == Polled::Rebalanced {
+            live.job.engine = live.job.engine.fresh();
+            live.job.engine.set_inputs(inputs.clone());
+            live.sync_silences(true);
+            live.handoff.new_generation();
+            live.metrics.set_ready(true);
+        }
+        let now = Instant::now();
+        live.out.input_at = Some(now);
+        feed(live, &mut source, false, settings.engine.time.lateness)?;
+        live.after_input()?;
+        live.out.input_at = None;
+        if now >= next_commit {
+            next_commit = now + COMMIT_EVERY;
+            let point = live.job.engine.rewind_point(kafka.max_rewind);
+            if let Err(e) = source.commit(point, CommitMode::Async) {
+                tracing::warn!(error = %e, "commit failed; retried at the next one");
+            }
+            if let Some(ledger) = live.handoff.ledger() {
+                ledger.follow();
+            }
+            live.tick();
+            observe(live, shared);
+            live.metrics
+                .observe_kafka(&source, live.handoff.answered_from_ledger);
+        }
+        let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
+        if until_end && idle && live.job.engine.input_ended() && now >= drained_check {
+            drained_check = now + Duration::from_millis(500);
+            if source.drained(Duration::from_secs(5)).unwrap_or(false) {
+                break;
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            shutdown = true;
+            break;
+        }
+    }
+    if shutdown {
+        live.shut_down(
+            settings.shutdown_timeout,
+            "shutdown: the decider that takes the incident key over carries it on",
+        )?;
+        let point = live.job.engine.rewind_point(kafka.max_rewind);
+        if let Err(e) = source.commit(point, CommitMode::Sync) {
+            tracing::warn!(error = %e, "final commit failed");
+        }
+    } else {
+        feed(live, &mut source, true, settings.engine.time.lateness)?;
+        live.run_out()?;
+        if let Err(e) = source.commit(EventTime::MAX, CommitMode::Sync) {
+            tracing::error!(error = %e, "final commit failed; the next decider re-reads from the last one");
+        }
+    }
+    if let Some(ledger) = live.handoff.ledger() {
+        if let Err(e) = ledger.flush() {
+            tracing::warn!(error = %e, "action outcomes not all written to the ledger");
+        }
+    }
+    observe(live, shared);
+    source.close();
+    Ok(())
+}
+
+/// `/metrics` for both stages: input counters from the correlator (when it runs here),
+/// decisions from the decider.
+fn observe(live: &Live, shared: &Shared) {
+    let stats = merged_stats(&live.job.engine, shared);
+    let selected = shared.selected.lock().expect("not poisoned").clone();
+    live.metrics
+        .observe_split(&stats, &selected, &live.job.engine);
+}
+
+/// Hands the signals whose order is known (all with `flush`) to the decider. While
+/// catching up on old signals, time stands still while a call is in flight, as in a
+/// replay.
+fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -> Result<()> {
+    let behind = wall_clock_now().minus(lateness);
+    let execute = live.job.executor.is_some();
+    loop {
+        let engine = &mut live.job.engine;
+        let mut paused = false;
+        source
+            .merge
+            .release(Instant::now(), flush, |payload, _, position| {
+                let Ok(wire) = serde_json::from_slice::<Wire>(payload) else {
+                    tracing::warn!(
+                        partition = position.partition,
+                        offset = position.offset,
+                        "unreadable signal skipped"
+                    );
+                    return (None, false);
+                };
+                let admitted = engine.push_wire(position.partition, &wire);
+                paused =
+                    execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();
+                (admitted, paused)
+            });
+        if !paused {
+            return Ok(());
+        }
+        live.exchange(true)?;
+    }
+}
+
+/// The correlate stage: input records in, signals out.
+fn correlate(
+    rules: &[PathBuf],
+    config: &EngineConfig,
+    kafka: &KafkaConfig,
+    topic: &str,
+    stop: &AtomicBool,
+    until_end: bool,
+    shared: &Shared,
+) -> Result<(), String> {
+    let rules = load_rules(rules).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(rules, config)?;
+    let mut publisher = Publisher::open(kafka, topic)?;
+    let mut source =
+        Source::subscribe(kafka).map_err(|e| format!("cannot join the consumer group: {e}"))?;
+    tracing::info!(topics = ?kafka.topics, group = kafka.group, signals = topic, "correlating");
+    let mut last_admitted = Instant::now();
+    let mut next_mark = Instant::now();
+    let mut next_commit = Instant::now() + COMMIT_EVERY;
+    let mut drained_check = Instant::now();
+    let ended = loop {
+        if stop.load(Ordering::Relaxed) {
+            break false;
+        }
+        let polled = source.poll(Duration::from_millis(100));
+        if polled == Polled::Rebalanced {
+            // The assignment changed: start over from the committed offsets (the
+            // deciders drop the signals published again).
+            engine = engine.fresh();
+        }
+        let now = Instant::now();
+        source.merge.release(now, false, |payload, _, position| {
+            engine.set_position(position.topic, position.partition, position.offset);
+            engine.push_record(position.index(), payload);
+            let admitted = engine.admitted();
+            if admitted.is_some() {
+                last_admitted = now;
+            }
+            (admitted, false)
+        });
+        let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
+        engine.set_wall_clock(wall_clock_now());
+        if idle {
+            engine.advance_idle(last_admitted.elapsed());
+        }
+        publish(&mut engine, &mut publisher)?;
+        if now >= next_mark {
+            next_mark = now + WATERMARK_EVERY;
+            watermark(&engine, &source, &publisher, engine.time())?;
+        }
+        if now >= next_commit {
+            next_commit = now + COMMIT_EVERY;
+            // Only behind signals the brokers have.
+            publisher.confirm()?;
+            let point = engine.rewind_point(kafka.max_rewind);
+            if let Err(e) = source.commit(point, CommitMode::Async) {
+                tracing::warn!(error = %e, "commit failed; retried at the next one");
+            }
+            *shared.stats.lock().expect("not poisoned") = engine.stats();
+            *shared.selected.lock().expect("not poisoned") = engine.selected_by_rule();
+        }
+        if until_end && idle && now >= drained_check {
+            drained_check = now + Duration::from_millis(500);
+            if source.drained(Duration::from_secs(5)).unwrap_or(false) {
+                break true;
+            }
+        }
+    };
+    if ended {
+        // The input is drained: windows run out, and the deciders learn that these
+        // partitions are over.
+        engine.finish();
+        publish(&mut engine, &mut publisher)?;
+        watermark(&engine, &source, &publisher, EventTime(i64::MAX))?;
+        publisher.confirm()?;
+        source
+            .commit(EventTime::MAX, CommitMode::Sync)
+            .map_err(|e| format!("final commit failed: {e}"))?;
+    } else {
+        publisher.confirm()?;
+        let point = engine.rewind_point(kafka.max_rewind);
+        if let Err(e) = source.commit(point, CommitMode::Sync) {
+            tracing::warn!(error = %e, "final commit failed; the next consumer re-reads more");
+        }
+    }
+    *shared.stats.lock().expect("not poisoned") = engine.stats();
+    *shared.selected.lock().expect("not poisoned") = engine.selected_by_rule();
+    tracing::info!(signals = publisher.published, "correlation stopped");
+    source.close();
+    Ok(())
+}
+
+fn publish(engine: &mut Engine, publisher: &mut Publisher) -> Result<(), String> {
+    for signal in engine.take_signals() {
+        let key = signal.key(engine.groups_by_root(&signal.rule));
+        publisher.signal(&key, signal)?;
+    }
+    Ok(())
+}
+
+/// Publishes the correlator's event time for the partitions it owns (`at`), and which
+/// of them never had a record (they hold no decider's time back).
+fn watermark(
+    engine: &Engine,
+    source: &Source,
+    publisher: &Publisher,
+    at: EventTime,
+) -> Result<(), String> {
+    let ended = at == EventTime(i64::MAX);
+    let (mut partitions, mut idle) = (Vec::new(), Vec::new());
+    for p in &source.merge.partitions {
+        let key = (p.topic.to_string(), p.partition);
+        if !ended && p.at_end && p.checkpoints.next().is_none() {
+            idle.push(key);
+        } else {
+            partitions.push(key);
+        }
+    }
+    if engine.time() == EventTime::MIN && !ended {
+        // No time yet: only the idle partitions can be told about.
+        partitions.clear();
+    }
+    if partitions.is_empty() && idle.is_empty() {
+        return Ok(());
+    }
+    let mark = Wire::Watermark(Watermark {
+        at: at.nanos(),
+        partitions,
+        idle,
+    });
+    publisher.watermark(&mark, engine.time().nanos())
+}
