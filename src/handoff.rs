@@ -114,6 +114,11 @@ impl Handoff {
             for request in engine.take_outbox() {
                 self.submit(engine, executor, request);
             }
+            // An answer from the ledger can make the next action due at once: submit
+            // it before waiting, or the wait would be for a call never made.
+            if engine.has_requests() {
+                continue;
+            }
             let event = if wait && engine.awaiting_outcomes() {
                 executor.events.recv().ok()
             } else {

@@ -103,7 +103,19 @@ pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<
         return Err(anyhow!("correlation failed: {e}"));
     }
     live.finish_output()?;
-    eprintln!("{}", merged_stats(&live.job.engine, &shared));
+    let stats = merged_stats(&live.job.engine, &shared);
+    eprintln!("{stats}");
+    eprintln!(
+        "  kafka           stages apart through {topic} ({}): {} signals repeated (dropped), {} of rules not run here; {} actions answered from the ledger",
+        match kafka.stage {
+            Stage::All => "correlate and decide",
+            Stage::Correlate => "correlate",
+            Stage::Decide => "decide",
+        },
+        stats.signals_repeated,
+        stats.signals_unknown_rule,
+        live.handoff.answered_from_ledger
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -199,6 +211,13 @@ fn decide(
         if polled == Polled::Rebalanced {
             live.job.engine = live.job.engine.fresh();
             live.job.engine.set_inputs(inputs.clone());
+            let owned = source
+                .merge
+                .partitions
+                .iter()
+                .map(|p| p.partition)
+                .collect();
+            live.job.engine.set_owned(owned);
             live.sync_silences(true);
             live.handoff.new_generation();
             live.metrics.set_ready(true);
@@ -275,6 +294,9 @@ fn observe(live: &Live, shared: &Shared) {
 fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -> Result<()> {
     let behind = wall_clock_now().minus(lateness);
     let execute = live.job.executor.is_some();
+    live.job
+        .engine
+        .hold_for_calls_before(execute.then_some(behind));
     loop {
         let engine = &mut live.job.engine;
         let mut paused = false;
@@ -298,6 +320,8 @@ fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -
             return Ok(());
         }
         live.exchange(true)?;
+        // The outcomes are in: time may move on to the watermark.
+        live.job.engine.advance_decide();
     }
 }
 

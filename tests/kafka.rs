@@ -453,6 +453,122 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
 }
 
 #[test]
+fn the_owner_of_an_open_incident_is_killed_and_its_successor_finishes_it_without_a_second_call() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    // The first part ends in the middle of the payment outage (2–4 min).
+    let (first, rest): (Vec<String>, Vec<String>) =
+        lines.iter().cloned().partition(|l| seconds_in(l) < 180);
+    let topic = broker.topic("handover", 4);
+    let signals = broker.topic("handover-signals", 4);
+    let server = Server::start(&[]);
+    let consumer = Consumer::new(&broker, &topic, &server).signals(&signals);
+    let owner = consumer.spawn();
+    wait_ready(&owner);
+    broker.produce_keyed(&topic, &first);
+    owner.wait_for_output(Duration::from_secs(90), |records| {
+        of_type(records, "action_result").any(|r| {
+            r["action"] == "restart-downstream"
+                && r["outcome"] == "succeeded"
+                && r["incident"].as_str().unwrap().contains("-payment-")
+        })
+    });
+    let incident = of_type(&owner.records(), "transition")
+        .find(|r| r["to"] == "CONFIRMED" && r["key"]["root_service"] == "payment")
+        .unwrap()["incident"]
+        .clone();
+    // Let a commit happen, then kill the owner without a chance to clean up.
+    std::thread::sleep(Duration::from_secs(3));
+    owner.kill9();
+    broker.produce_keyed(&topic, &rest);
+    // Let the dead member's session (6 s) expire first (tansu 0.6 may otherwise keep its
+    // partitions assigned to it).
+    std::thread::sleep(Duration::from_secs(7));
+    let survivor = consumer.spawn();
+    survivor.wait_for_output(Duration::from_secs(120), |records| {
+        of_type(records, "action_result").any(|r| {
+            r["action"] == "failback" && r["outcome"] == "succeeded" && r["incident"] == incident
+        })
+    });
+    let finished = survivor.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    // The same incident went on (same id, same keys) and nothing was called twice.
+    let restarts = server.requests_to("/restart");
+    let payment_restarts: Vec<_> = restarts
+        .iter()
+        .filter(|r| r.body.contains("\"root_cause\":\"payment\""))
+        .collect();
+    assert_eq!(payment_restarts.len(), 1);
+    let calls = calls_by_key(&server);
+    assert!(calls.values().all(|n| *n == 1), "called twice: {calls:?}");
+    let id = incident.as_str().unwrap();
+    for step in [
+        "2-confirmed/restart-downstream",
+        "3-recovering/failover",
+        "4-restored/failback",
+    ] {
+        assert_eq!(calls.get(&format!("{id}/{step}")), Some(&1), "{calls:?}");
+    }
+    assert!(
+        finished.stderr.contains("actions answered from the ledger")
+            && !finished
+                .stderr
+                .contains("; 0 actions answered from the ledger"),
+        "the rebuilt incident's actions were not answered from the ledger: {}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn two_correlators_and_one_decider_decide_what_replay_decides() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("staged", 4);
+    let signals = broker.topic("staged-signals", 2);
+    let server = Server::start(&[]);
+    broker.produce_keyed(&topic, &lines);
+    let consumer = Consumer::new(&broker, &topic, &server)
+        .signals(&signals)
+        .until_end();
+    let correlators: Vec<Running> = (0..2)
+        .map(|_| consumer.clone().stage("correlate").spawn())
+        .collect();
+    let decider = consumer.clone().stage("decide").spawn();
+    for c in correlators {
+        c.wait_for_log(Duration::from_secs(120), "correlation stopped");
+        let f = c.wait();
+        assert!(f.status.success(), "{}", f.stderr);
+        // A correlator decides nothing.
+        assert!(
+            f.records.iter().all(|r| r["type"] == "summary"),
+            "{:?}",
+            f.records
+        );
+    }
+    decider.wait_for_log(Duration::from_secs(120), "summary:");
+    let decider = decider.wait();
+    assert!(decider.status.success(), "{}", decider.stderr);
+    let replay = broker::replay_dry(&lines);
+    assert_eq!(confirmed(&decider.records), confirmed(&replay));
+    let keys = |records: &[Value]| -> BTreeSet<String> {
+        action_keys(records).iter().map(|k| without_id(k)).collect()
+    };
+    let (got, want) = (keys(&decider.records), keys(&replay));
+    assert_eq!(
+        got.symmetric_difference(&want).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "decider vs replay"
+    );
+    // Every action was called once, as a replay would call them.
+    let calls = calls_by_key(&server);
+    assert!(calls.values().all(|n| *n == 1), "called twice: {calls:?}");
+    assert_eq!(
+        calls.keys().map(|k| without_id(k)).collect::<BTreeSet<_>>(),
+        keys(&replay)
+    );
+}
+
+#[test]
 fn two_consumers_in_one_group_split_the_partitions_and_find_every_incident() {
     let broker = Broker::from_env();
     let lines = scenario();

@@ -201,7 +201,12 @@ struct Split {
     /// Decide: every input partition, and each one's latest watermark.
     inputs: Vec<(Arc<str>, i32)>,
     /// Per input partition: its watermark, and whether it is idle (never had a record).
-    marks: FxHashMap<(Arc<str>, i32), (EventTime, bool)>,
+    /// Kept per signals partition: a watermark on one partition says nothing of the
+    /// signals still on their way in another (each partition is in order, the
+    /// partitions are not), so a decider's time is the least over its own partitions.
+    marks: FxHashMap<(i32, Arc<str>, i32), (EventTime, bool)>,
+    /// Decide: the signals partitions this decider owns (none known: those heard of).
+    owned: Vec<i32>,
     /// Decide: per (signals partition, input topic, input partition), the origin of the
     /// latest signal taken, so that a correlator's repeats are dropped.
     seen: FxHashMap<(i32, Arc<str>, i32), (i64, u32)>,
@@ -211,6 +216,11 @@ struct Split {
     texts: Vec<(Box<str>, bool, Option<String>)>,
     /// Decide: the services named in the chain being delivered.
     named: Vec<crate::interner::ServiceId>,
+    /// Decide, executing while catching up: while a call is in flight, time does not
+    /// move on to a point before this (as one engine stands still, see `feed`).
+    hold_before: Option<EventTime>,
+    /// Decide: the time reached (the watermark time, unless held for a call).
+    time: EventTime,
 }
 
 /// Templates a decider keeps by text; past this, new texts share one entry.
@@ -327,7 +337,10 @@ impl Engine {
             touched: Default::default(),
             closed: VecDeque::new(),
             selected_by_rule: vec![0; rule_count],
-            split: Split::default(),
+            split: Split {
+                time: EventTime::MIN,
+                ..Split::default()
+            },
         })
     }
 
@@ -806,6 +819,11 @@ impl Engine {
         !self.records.is_empty() || !self.outbox.is_empty()
     }
 
+    /// Whether requests wait to be taken (`take_outbox`).
+    pub fn has_requests(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
     /// Requests made since the last call (execute mode).
     pub fn take_outbox(&mut self) -> Vec<ActionRequest> {
         std::mem::take(&mut self.outbox)
@@ -1111,18 +1129,40 @@ impl Engine {
         self.split.inputs = inputs;
     }
 
-    /// Decide stage: event time, the least watermark over the input partitions (none
-    /// yet from one of them: time has not started).
+    /// Decide stage: the signals partitions this decider was assigned.
+    pub fn set_owned(&mut self, partitions: Vec<i32>) {
+        self.split.owned = partitions;
+    }
+
+    /// The (signals partition, input partition) pairs time waits for.
+    fn mark_keys(&self) -> Vec<(i32, Arc<str>, i32)> {
+        let split = &self.split;
+        let mut owned = split.owned.clone();
+        if owned.is_empty() {
+            owned = split.marks.keys().map(|k| k.0).collect();
+            owned.sort_unstable();
+            owned.dedup();
+        }
+        let mut inputs = split.inputs.clone();
+        if inputs.is_empty() {
+            inputs = split.marks.keys().map(|k| (k.1.clone(), k.2)).collect();
+            inputs.sort();
+            inputs.dedup();
+        }
+        owned
+            .iter()
+            .flat_map(|sp| inputs.iter().map(move |(t, p)| (*sp, t.clone(), *p)))
+            .collect()
+    }
+
+    /// Decide stage: event time, the least watermark over the input partitions, as
+    /// seen on each signals partition this decider owns (none yet from one of them:
+    /// time has not started; idle ones hold nothing back).
     fn decide_time(&self) -> EventTime {
         let marks = &self.split.marks;
         let mut least: Option<EventTime> = None;
-        let mut keys: Vec<&(Arc<str>, i32)> = self.split.inputs.iter().collect();
-        if keys.is_empty() {
-            keys = marks.keys().collect();
-        }
-        for key in keys {
-            match marks.get(key) {
-                // Not heard of yet: time waits for it.
+        for key in self.mark_keys() {
+            match marks.get(&key) {
                 None => return EventTime::MIN,
                 Some((_, true)) => {}
                 Some((at, false)) => least = Some(least.map_or(*at, |l| l.min(*at))),
@@ -1134,8 +1174,10 @@ impl Engine {
 
     /// Decide stage: every input partition has ended (`--until-end`).
     pub fn input_ended(&self) -> bool {
+        let keys = self.mark_keys();
         !self.split.inputs.is_empty()
-            && self.split.inputs.iter().all(|k| {
+            && !keys.is_empty()
+            && keys.iter().all(|k| {
                 self.split
                     .marks
                     .get(k)
@@ -1154,16 +1196,16 @@ impl Engine {
                 idle,
             }) => {
                 for (topic, p) in partitions {
-                    self.mark(topic, *p, EventTime(*at));
+                    self.mark(partition, topic, *p, EventTime(*at));
                 }
                 for (topic, p) in idle {
                     self.split
                         .marks
-                        .entry((topic.as_str().into(), *p))
+                        .entry((partition, topic.as_str().into(), *p))
                         .or_insert((EventTime::MIN, true))
                         .1 = true;
                 }
-                self.run_until(self.decide_time());
+                self.advance_decide();
                 Some(EventTime(*at))
             }
             Wire::Signal(signal) => {
@@ -1188,8 +1230,8 @@ impl Engine {
                 let at = EventTime(signal.at);
                 // The correlator's time when it raised the signal comes first: what
                 // was due by then fires before the signal, as in one engine.
-                self.mark(&o.topic, o.partition, EventTime(signal.time));
-                self.run_until(self.decide_time());
+                self.mark(partition, &o.topic, o.partition, EventTime(signal.time));
+                self.advance_decide();
                 let local = self.local_signal(signal);
                 self.on_signal(rule as u32, &local);
                 self.split.named.clear();
@@ -1198,12 +1240,32 @@ impl Engine {
         }
     }
 
-    /// Decide stage: moves an input partition's watermark on (never back).
-    fn mark(&mut self, topic: &str, partition: i32, at: EventTime) {
+    /// Decide stage, executing: while a call is in flight, time holds before `point`
+    /// (the wall clock minus the lateness: a backlog), so a watermark that jumps minutes
+    /// of a backlog at once does not time out a call that takes milliseconds. `None`:
+    /// never hold.
+    pub fn hold_for_calls_before(&mut self, point: Option<EventTime>) {
+        self.split.hold_before = point;
+    }
+
+    /// Decide stage: runs what is due up to the watermark time, unless held (see
+    /// `hold_for_calls_before`); call again once outcomes are in.
+    pub fn advance_decide(&mut self) {
+        let time = self.decide_time();
+        let hold = self.split.hold_before.is_some_and(|point| time < point);
+        self.run_until_holding(time, hold);
+        if !(hold && self.awaiting_outcomes()) {
+            self.split.time = self.split.time.max(time);
+        }
+    }
+
+    /// Decide stage: moves an input partition's watermark, as seen on signals
+    /// partition `on`, on (never back).
+    fn mark(&mut self, on: i32, topic: &str, partition: i32, at: EventTime) {
         let mark = self
             .split
             .marks
-            .entry((topic.into(), partition))
+            .entry((on, topic.into(), partition))
             .or_insert((EventTime::MIN, false));
         *mark = (mark.0.max(at), false);
     }
@@ -1838,12 +1900,7 @@ impl Engine {
 
     /// The event time now: the latest of what happened and what was read.
     fn current_time(&self) -> EventTime {
-        let time = self.now.max(self.clock.time());
-        if self.config.stage == Stage::Decide {
-            time.max(self.decide_time())
-        } else {
-            time
-        }
+        self.now.max(self.clock.time()).max(self.split.time)
     }
 
     fn action_record(&self, p: &PendingAction, at: EventTime) -> ActionRecord {
@@ -1867,7 +1924,19 @@ impl Engine {
 
     /// Fires everything due at or before `until`, in order.
     fn run_until(&mut self, until: EventTime) {
-        while let Some(due) = self.agenda.pop_due(until) {
+        self.run_until_holding(until, false);
+    }
+
+    /// Fires everything due at or before `until`, in order; with `hold_for_calls`, stops
+    /// while a call is in flight (the rest stays due).
+    fn run_until_holding(&mut self, until: EventTime, hold_for_calls: bool) {
+        loop {
+            if hold_for_calls && self.awaiting_outcomes() {
+                return;
+            }
+            let Some(due) = self.agenda.pop_due(until) else {
+                break;
+            };
             match due {
                 Due::Action(p) => {
                     self.now = self.now.max(p.due);

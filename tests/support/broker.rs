@@ -457,7 +457,12 @@ impl Running {
         while !done(&self.records()) {
             assert!(
                 Instant::now() < deadline,
-                "not seen within {timeout:?}; stderr:\n{}",
+                "not seen within {timeout:?}; records:\n{}\nstderr:\n{}",
+                self.records()
+                    .iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(100));

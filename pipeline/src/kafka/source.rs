@@ -209,17 +209,27 @@ impl Source {
         if assignment.count() == 0 {
             return Ok(false);
         }
+        // Where reading starts for a partition nothing was read from yet: the group's
+        // committed offset (a consumer that takes over a drained partition is drained).
+        let committed = self.consumer.committed(timeout)?;
         for e in assignment.elements() {
             let (low, high) = self
                 .consumer
                 .fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            let start = committed
+                .find_partition(e.topic(), e.partition())
+                .and_then(|c| match c.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(low);
             let next = self
                 .merge
                 .partitions
                 .iter()
                 .find(|p| p.partition == e.partition() && &*p.topic == e.topic())
                 .and_then(|p| p.checkpoints.next())
-                .unwrap_or(low);
+                .unwrap_or(start);
             if next < high {
                 return Ok(false);
             }
