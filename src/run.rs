@@ -197,6 +197,8 @@ pub struct Live {
     /// the ids of those the engine was last given.
     silences: Arc<Mutex<Silences>>,
     silences_in_force: Vec<String>,
+    /// Where a reloaded rule set also goes (the correlator, with the stages apart).
+    pub reload_tap: Option<mpsc::Sender<logheal_rules::RuleSet>>,
     rules: Vec<PathBuf>,
     reload_at: Option<(Instant, &'static str)>,
     // Keeps the watcher alive for the life of the job.
@@ -261,6 +263,7 @@ impl Live {
             last_admitted: Instant::now(),
             silences,
             silences_in_force: Vec::new(),
+            reload_tap: None,
             rules: settings.rules.clone(),
             reload_at: None,
             _watcher: watcher,
@@ -283,7 +286,8 @@ impl Live {
                 let Job {
                     engine, executor, ..
                 } = &mut self.job;
-                let ok = reload(engine, executor.as_mut(), &self.rules, why, &env);
+                let tap = self.reload_tap.as_ref();
+                let ok = reload(engine, executor.as_mut(), &self.rules, why, &env, tap);
                 self.metrics.reloaded(ok);
                 if ok {
                     self.metrics.declare_rules(engine);
@@ -519,6 +523,7 @@ fn reload(
     paths: &[PathBuf],
     why: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    tap: Option<&mpsc::Sender<logheal_rules::RuleSet>>,
 ) -> bool {
     if paths.is_empty() {
         eprintln!("logheal: nothing to reload ({why}): running the built-in rules");
@@ -527,10 +532,15 @@ fn reload(
     match logheal_rules::load_paths(paths) {
         Ok(set) => {
             let receivers = resolve_all(&set.receivers, env);
+            let copy = tap.map(|_| set.clone());
             match engine.reload(set) {
                 Ok(r) => {
                     if let Some(executor) = executor {
                         executor.set_receivers(receivers);
+                    }
+                    // The correlator of a job with the stages apart runs the same set.
+                    if let (Some(tap), Some(copy)) = (tap, copy) {
+                        let _ = tap.send(copy);
                     }
                     eprintln!(
                         "logheal: rules reloaded ({why}): {} kept, {} added, {} removed, {} incident(s) closed",

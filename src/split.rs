@@ -65,6 +65,9 @@ pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<
         decide_settings.engine.execute = false;
     }
     let (mut live, _tx) = Live::start(&decide_settings)?;
+    // Reloads of the rule files reach the correlator too.
+    let (rules_tx, rules_rx) = std::sync::mpsc::channel();
+    live.reload_tap = Some(rules_tx);
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared::default());
     let correlator = (kafka.stage != Stage::Decide).then(|| {
@@ -73,12 +76,18 @@ pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<
             execute: false,
             ..settings.engine.clone()
         };
-        let (rules, kafka, topic) = (settings.rules.clone(), kafka.clone(), topic.clone());
+        let job = Correlation {
+            rules: settings.rules.clone(),
+            config,
+            kafka: kafka.clone(),
+            topic: topic.clone(),
+            until_end,
+        };
         let (stop, shared) = (stop.clone(), shared.clone());
         std::thread::Builder::new()
             .name("correlate".into())
             .spawn(move || {
-                let result = correlate(&rules, &config, &kafka, &topic, &stop, until_end, &shared);
+                let result = correlate(&job, &stop, &shared, &rules_rx);
                 if let Err(e) = &result {
                     tracing::error!(error = e, "correlation stopped");
                 }
@@ -144,6 +153,7 @@ fn wait_for_correlation(live: &mut Live, stop: &AtomicBool, shared: &Shared) -> 
     loop {
         match live.rx.recv_timeout(Duration::from_millis(200)) {
             Ok(Message::Shutdown | Message::End) => return Ok(()),
+            Ok(Message::Reload(why)) => live.request_reload(why),
             Ok(Message::Silence(_, reply)) => {
                 let _ = reply.send(Err("silences are kept by the deciders".into()));
             }
@@ -152,6 +162,8 @@ fn wait_for_correlation(live: &mut Live, stop: &AtomicBool, shared: &Shared) -> 
         if stop.load(Ordering::Relaxed) || shared.ended.lock().expect("not poisoned").is_some() {
             return Ok(());
         }
+        // A reload is validated here and handed on to the correlator.
+        live.after_input()?;
         live.metrics
             .observe_stats(&shared.stats.lock().expect("not poisoned"));
     }
@@ -325,16 +337,31 @@ fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -
     }
 }
 
-/// The correlate stage: input records in, signals out.
-fn correlate(
-    rules: &[PathBuf],
-    config: &EngineConfig,
-    kafka: &KafkaConfig,
-    topic: &str,
-    stop: &AtomicBool,
+/// What the correlate stage runs.
+struct Correlation {
+    rules: Vec<PathBuf>,
+    config: EngineConfig,
+    kafka: KafkaConfig,
+    topic: String,
     until_end: bool,
+}
+
+/// The correlate stage: input records in, signals out; reloaded rule sets come on
+/// `reloads` (validated by the job's loop first).
+fn correlate(
+    job: &Correlation,
+    stop: &AtomicBool,
     shared: &Shared,
+    reloads: &std::sync::mpsc::Receiver<logheal_rules::RuleSet>,
 ) -> Result<(), String> {
+    let Correlation {
+        rules,
+        config,
+        kafka,
+        topic,
+        until_end,
+    } = job;
+    let (topic, until_end) = (topic.as_str(), *until_end);
     let rules = load_rules(rules).map_err(|e| e.to_string())?;
     let mut engine = Engine::new(rules, config)?;
     let mut publisher = Publisher::open(kafka, topic)?;
@@ -348,6 +375,11 @@ fn correlate(
     let ended = loop {
         if stop.load(Ordering::Relaxed) {
             break false;
+        }
+        while let Ok(set) = reloads.try_recv() {
+            if let Err(e) = engine.reload(set) {
+                tracing::error!(error = e, "the correlator could not take the reloaded rules");
+            }
         }
         let polled = source.poll(Duration::from_millis(100));
         if polled == Polled::Rebalanced {
