@@ -378,7 +378,10 @@ fn correlate(
         }
         while let Ok(set) = reloads.try_recv() {
             if let Err(e) = engine.reload(set) {
-                tracing::error!(error = e, "the correlator could not take the reloaded rules");
+                tracing::error!(
+                    error = e,
+                    "the correlator could not take the reloaded rules"
+                );
             }
         }
         let polled = source.poll(Duration::from_millis(100));

@@ -569,6 +569,47 @@ fn two_correlators_and_one_decider_decide_what_replay_decides() {
 }
 
 #[test]
+fn a_reload_reaches_the_correlator_with_the_stages_apart() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("reloaded", 2);
+    let signals = broker.topic("reloaded-signals", 2);
+    let server = Server::start(&[]);
+    let dir = std::env::temp_dir().join(format!("logheal-split-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let reference = include_str!("../rules/examples/cross-service-503.yaml");
+    let named = |name: &str| reference.replace("name: cross-service-503", &format!("name: {name}"));
+    std::fs::write(dir.join("rules.yaml"), named("before-reload")).unwrap();
+    let consumer = Consumer::new(&broker, &topic, &server)
+        .signals(&signals)
+        .rules(&dir);
+    let running = consumer.spawn();
+    wait_ready(&running);
+    // The rule is renamed: signals the correlator raises must carry the new name, or
+    // the decider (which runs the new set) would not know their rule.
+    std::fs::write(dir.join("rules.yaml"), named("after-reload")).unwrap();
+    running.wait_for_log(Duration::from_secs(30), "rules reloaded");
+    broker.produce_keyed(&topic, &lines);
+    running.wait_for_output(Duration::from_secs(90), |records| {
+        let roots: BTreeSet<_> = of_type(records, "transition")
+            .filter(|r| r["to"] == "CONFIRMED" && r["rule"] == "after-reload")
+            .map(|r| r["key"]["root_service"].as_str().unwrap().to_string())
+            .collect();
+        roots.contains("payment") && roots.contains("inventory")
+    });
+    let finished = running.stop();
+    assert!(finished.status.success(), "{}", finished.stderr);
+    assert!(of_type(&finished.records, "transition").all(|r| r["rule"] == "after-reload"));
+    assert!(
+        finished.stderr.contains("0 of rules not run here"),
+        "{}",
+        finished.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn two_consumers_in_one_group_split_the_partitions_and_find_every_incident() {
     let broker = Broker::from_env();
     let lines = scenario();

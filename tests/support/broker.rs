@@ -306,6 +306,7 @@ pub struct Consumer {
     /// `--signals-topic` and `--stage`: the stages apart.
     signals: Option<String>,
     stage: Option<&'static str>,
+    rules: Option<std::path::PathBuf>,
 }
 
 impl Consumer {
@@ -323,7 +324,14 @@ impl Consumer {
             properties: Vec::new(),
             signals: None,
             stage: None,
+            rules: None,
         }
+    }
+
+    /// Runs these rule files (a directory or file) instead of the built-in rules.
+    pub fn rules(mut self, path: &std::path::Path) -> Self {
+        self.rules = Some(path.to_path_buf());
+        self
     }
 
     /// Decides through the signals topic `topic` (one incident per key in the group).
@@ -381,6 +389,9 @@ impl Consumer {
         }
         if let Some(stage) = self.stage {
             cmd.args(["--stage", stage]);
+        }
+        if let Some(rules) = &self.rules {
+            cmd.arg("--rules").arg(rules);
         }
         cmd
     }
