@@ -195,6 +195,10 @@ fn decide(
     }
     let mut source =
         Source::subscribe(&signals).map_err(|e| anyhow!("cannot join the deciders' group: {e}"))?;
+    // Signals are sparse (a few watermarks a second may span minutes of a backlog): a
+    // checkpoint per record, so a successor re-reads from the rewind point itself and not
+    // from the middle of an incident that closed before it.
+    source.merge.checkpoint_every = 1;
     tracing::info!(
         topic,
         group = signals.group,

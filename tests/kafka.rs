@@ -417,6 +417,14 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
     let all: Vec<Value> = finished.iter().flat_map(|f| f.records.clone()).collect();
     // One incident per cascade (the search storm and isolated 503s confirm nothing).
     let ids = confirmed_ids(&all);
+    if ids.values().any(|set| set.len() != 1) || server.requests_to("/restart").len() != 2 {
+        for (i, f) in finished.iter().enumerate() {
+            for r in f.records.iter().filter(|r| r["type"] == "transition") {
+                eprintln!("consumer {i}: {r}");
+            }
+            eprintln!("consumer {i} stderr: {}", f.stderr);
+        }
+    }
     assert_eq!(
         ids.keys().cloned().collect::<Vec<_>>(),
         ["inventory", "payment"]

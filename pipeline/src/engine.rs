@@ -1252,9 +1252,12 @@ impl Engine {
     /// `hold_for_calls_before`); call again once outcomes are in.
     pub fn advance_decide(&mut self) {
         let time = self.decide_time();
-        let hold = self.split.hold_before.is_some_and(|point| time < point);
+        // The end of the input (`--until-end`) is never run to at once: what is left
+        // fires step by step at the end, each call's outcome first (`Engine::step`).
+        let ended = time == EventTime(i64::MAX);
+        let hold = ended || self.split.hold_before.is_some_and(|point| time < point);
         self.run_until_holding(time, hold);
-        if !(hold && self.awaiting_outcomes()) {
+        if !ended && !(hold && self.awaiting_outcomes()) {
             self.split.time = self.split.time.max(time);
         }
     }

@@ -36,7 +36,7 @@ pub struct Partition {
 }
 
 impl Partition {
-    fn new(topic: Arc<str>, partition: i32, now: Instant) -> Self {
+    fn new(topic: Arc<str>, partition: i32, now: Instant, checkpoint_every: u32) -> Self {
         Partition {
             topic,
             partition,
@@ -46,7 +46,7 @@ impl Partition {
             last_time: i64::MIN,
             at_end: false,
             last_arrival: now,
-            checkpoints: Checkpoints::default(),
+            checkpoints: Checkpoints::every(checkpoint_every),
         }
     }
 
@@ -84,6 +84,8 @@ pub struct Merge {
     last_slot: usize,
     /// Records handed on since the start, across rebalances.
     pub released_total: u64,
+    /// Records between two commit checkpoints of a partition.
+    pub checkpoint_every: u32,
 }
 
 impl Merge {
@@ -95,6 +97,7 @@ impl Merge {
             idle,
             last_slot: 0,
             released_total: 0,
+            checkpoint_every: super::offsets::CHECKPOINT_EVERY,
         }
     }
 
@@ -117,8 +120,9 @@ impl Merge {
         let slot = match self.partitions.iter().position(hit) {
             Some(slot) => slot,
             None => {
+                let every = self.checkpoint_every;
                 self.partitions
-                    .push(Partition::new(topic.into(), partition, now));
+                    .push(Partition::new(topic.into(), partition, now, every));
                 self.partitions.len() - 1
             }
         };

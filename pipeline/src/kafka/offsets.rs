@@ -6,11 +6,12 @@
 use logheal_parsers::EventTime;
 use std::collections::VecDeque;
 
-/// Records between two checkpoints of one partition.
-const CHECKPOINT_EVERY: u32 = 256;
+/// Records between two checkpoints of one partition, by default.
+pub const CHECKPOINT_EVERY: u32 = 256;
 
-#[derive(Default)]
 pub struct Checkpoints {
+    /// Records between two checkpoints.
+    every: u32,
     /// (offset, greatest event time of the records before it), oldest first.
     marks: VecDeque<(i64, EventTime)>,
     newest: Option<EventTime>,
@@ -18,10 +19,28 @@ pub struct Checkpoints {
     next: Option<i64>,
 }
 
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Checkpoints::every(CHECKPOINT_EVERY)
+    }
+}
+
 impl Checkpoints {
+    /// A checkpoint every `n` records (1: a restart re-reads exactly from the point,
+    /// for sparse streams such as the signals topic, where 256 records span minutes).
+    pub fn every(n: u32) -> Self {
+        Checkpoints {
+            every: n.max(1),
+            marks: VecDeque::new(),
+            newest: None,
+            since_mark: 0,
+            next: None,
+        }
+    }
+
     /// The record at `offset` was processed; the engine admitted it at `time`, if at all.
     pub fn processed(&mut self, offset: i64, time: Option<EventTime>) {
-        if self.marks.is_empty() || self.since_mark >= CHECKPOINT_EVERY {
+        if self.marks.is_empty() || self.since_mark >= self.every {
             self.marks
                 .push_back((offset, self.newest.unwrap_or(EventTime::MIN)));
             self.since_mark = 0;
@@ -45,7 +64,7 @@ impl Checkpoints {
         if self.newest.is_none_or(|n| n < point) {
             // Nothing processed here is needed again.
             self.marks.clear();
-            self.since_mark = CHECKPOINT_EVERY;
+            self.since_mark = self.every;
             return Some(next);
         }
         while self.marks.len() > 1 && self.marks[1].1 < point {

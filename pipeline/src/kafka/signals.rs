@@ -90,6 +90,10 @@ impl Publisher {
             // One record per batch: tansu 0.6 loses all but the first record of a
             // batch (see the ledger).
             .set("batch.num.messages", "1")
+            // One request in flight: a watermark must never overtake a signal sent
+            // before it to the same partition (a broker may append concurrent requests
+            // in any order).
+            .set("max.in.flight.requests.per.connection", "1")
             .create_with_context(failures.clone())
             .map_err(|e| format!("cannot create the signals producer: {e}"))?;
         Ok(Publisher {
