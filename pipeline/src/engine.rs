@@ -1257,7 +1257,8 @@ impl Engine {
         let ended = time == EventTime(i64::MAX);
         let hold = ended || self.split.hold_before.is_some_and(|point| time < point);
         self.run_until_holding(time, hold);
-        if !ended && !(hold && self.awaiting_outcomes()) {
+        let waiting = hold && self.awaiting_outcomes();
+        if !ended && !waiting {
             self.split.time = self.split.time.max(time);
         }
     }
