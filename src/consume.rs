@@ -8,7 +8,7 @@
 //! engine from the committed offsets of the new assignment.
 
 use crate::config::KafkaSection;
-use crate::run::{Live, Message, Settings};
+use crate::run::{Live, Settings};
 use anyhow::{anyhow, bail, Result};
 use logheal_parsers::EventTime;
 use logheal_pipeline::kafka::ledger::Ledger;
@@ -18,7 +18,6 @@ use logheal_pipeline::wall_clock_now;
 use rdkafka::consumer::CommitMode;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,16 +144,9 @@ pub fn run(
     let mut drained_check = Instant::now();
     let mut shutdown = false;
     loop {
-        match live.rx.try_recv() {
-            Ok(Message::Reload(why)) => live.request_reload(why),
-            Ok(Message::Silence(command, reply)) => {
-                let _ = reply.send(live.silence(command));
-            }
-            Ok(Message::Shutdown | Message::End) | Err(TryRecvError::Disconnected) => {
-                shutdown = true;
-                break;
-            }
-            Ok(_) | Err(TryRecvError::Empty) => {}
+        if live.take_control() {
+            shutdown = true;
+            break;
         }
         let polled = source.poll(settings.tick);
         if polled == Polled::Rebalanced {

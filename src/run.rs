@@ -312,6 +312,22 @@ impl Live {
         Ok(())
     }
 
+    /// Takes one waiting control message (a reload or a silence) without blocking;
+    /// `true` when the job must stop (a signal, or the control channel gone).
+    pub fn take_control(&mut self) -> bool {
+        match self.rx.try_recv() {
+            Ok(Message::Reload(why)) => self.request_reload(why),
+            Ok(Message::Silence(command, reply)) => {
+                let _ = reply.send(self.silence(command));
+            }
+            Ok(Message::Shutdown | Message::End) | Err(mpsc::TryRecvError::Disconnected) => {
+                return true
+            }
+            Ok(_) | Err(mpsc::TryRecvError::Empty) => {}
+        }
+        false
+    }
+
     /// Once per tick: the gauges, the incident book, and the silences in force.
     pub fn tick(&mut self) {
         self.job.engine.set_wall_clock(wall_clock_now());

@@ -30,7 +30,6 @@ use rdkafka::consumer::CommitMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -209,16 +208,9 @@ fn decide(
     let mut drained_check = Instant::now();
     let mut shutdown = false;
     loop {
-        match live.rx.try_recv() {
-            Ok(Message::Reload(why)) => live.request_reload(why),
-            Ok(Message::Silence(command, reply)) => {
-                let _ = reply.send(live.silence(command));
-            }
-            Ok(Message::Shutdown | Message::End) | Err(TryRecvError::Disconnected) => {
-                shutdown = true;
-                break;
-            }
-            Ok(_) | Err(TryRecvError::Empty) => {}
+        if live.take_control() {
+            shutdown = true;
+            break;
         }
         if let Some(Err(e)) = &*shared.ended.lock().expect("not poisoned") {
             return Err(anyhow!("correlation failed: {e}"));

@@ -41,6 +41,40 @@ where
 }
 
 /// How a job talks to Kafka.
+/// A producer context that counts the records the brokers did not take (each one is
+/// logged as `what`); whoever commits behind them checks the count first.
+#[derive(Clone)]
+pub(crate) struct Failures {
+    pub count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    what: &'static str,
+}
+
+impl Failures {
+    pub fn new(what: &'static str) -> Self {
+        Failures {
+            count: std::sync::Arc::default(),
+            what,
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+}
+
+impl rdkafka::ClientContext for Failures {}
+
+impl ProducerContext for Failures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            tracing::error!(error = %e, "{} not delivered", self.what);
+            self.count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.

@@ -7,14 +7,12 @@
 //! written before them: at-least-once.
 
 use super::source::{Polled, Source};
-use super::KafkaConfig;
+use super::{Failures, KafkaConfig};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,23 +26,6 @@ pub struct RekeyStats {
     pub unkeyed: u64,
 }
 
-/// Counts records the brokers did not take.
-#[derive(Default, Clone)]
-struct Failures(Arc<AtomicU64>);
-
-impl ClientContext for Failures {}
-
-impl ProducerContext for Failures {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::error!(error = %e, "re-keyed record not delivered");
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Copies the configured topics into `to` until `stop` is set; `until_end` stops once
 /// the assigned partitions are drained.
 pub fn run(
@@ -55,7 +36,7 @@ pub fn run(
 ) -> Result<RekeyStats, String> {
     let mut source =
         Source::subscribe(config).map_err(|e| format!("cannot create the consumer: {e}"))?;
-    let failures = Failures::default();
+    let failures = Failures::new("re-keyed record");
     let producer: BaseProducer<Failures> = config
         .client()
         .set("acks", "all")
@@ -89,7 +70,7 @@ pub fn run(
             producer
                 .flush(FLUSH_TIMEOUT)
                 .map_err(|e| format!("re-keyed records not confirmed: {e}"))?;
-            if failures.0.load(Ordering::Relaxed) > 0 {
+            if failures.any() {
                 return Err("re-keyed records were lost in delivery; the input offsets were not committed, so a restart copies them again".into());
             }
             source

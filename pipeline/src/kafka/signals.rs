@@ -4,32 +4,14 @@
 //! every signal raised before (`Publisher::confirm`): at-least-once, the decider drops
 //! the repeats.
 
-use super::KafkaConfig;
+use super::{Failures, KafkaConfig};
 use crate::signal::{Wire, WireSignal};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicU64, Ordering};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::sync::Arc;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Counts messages the brokers did not take.
-#[derive(Default, Clone)]
-struct Failures(Arc<AtomicU64>);
-
-impl ClientContext for Failures {}
-
-impl ProducerContext for Failures {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            tracing::error!(error = %e, "signal not delivered");
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 pub struct Publisher {
     producer: BaseProducer<Failures>,
@@ -82,7 +64,7 @@ impl Publisher {
                 "signals topic {topic} does not exist: create it (as many partitions as deciders may run), e.g. `kafka-topics.sh --create --topic {topic} --partitions 6`"
             ));
         }
-        let failures = Failures::default();
+        let failures = Failures::new("signal");
         let producer: BaseProducer<Failures> = config
             .client()
             .set("acks", "all")
@@ -141,7 +123,7 @@ impl Publisher {
         self.producer
             .flush(TIMEOUT)
             .map_err(|e| format!("signals not confirmed: {e}"))?;
-        if self.failures.0.load(Ordering::Relaxed) > 0 {
+        if self.failures.any() {
             return Err("signals were lost in delivery".into());
         }
         Ok(())
