@@ -132,14 +132,6 @@ impl Wire {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("signals serialise")
     }
-
-    /// The event time the message stands for (its Kafka timestamp).
-    pub fn at(&self) -> i64 {
-        match self {
-            Wire::Signal(s) => s.at,
-            Wire::Watermark(w) => w.at,
-        }
-    }
 }
 
 #[cfg(test)]

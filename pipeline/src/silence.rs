@@ -252,15 +252,6 @@ impl Silences {
     pub fn get(&self, id: &str) -> Option<&Silence> {
         self.all.iter().find(|s| s.id == id)
     }
-
-    /// The next time (ms) at which the active set changes, if any.
-    pub fn next_change(&self, now_ms: i64) -> Option<i64> {
-        self.all
-            .iter()
-            .flat_map(|s| [s.starts_at, s.ends_at])
-            .filter(|t| *t > now_ms)
-            .min()
-    }
 }
 
 /// A state of a silence, as listed.
@@ -360,7 +351,6 @@ mod tests {
             .put(silence("later", &["rule=b"], 500, 2_000), 0)
             .unwrap();
         assert_eq!(store.active(100).len(), 1);
-        assert_eq!(store.next_change(100), Some(500));
         assert_eq!(store.active(600).len(), 2);
         let ended = store.expire("later", 700).unwrap();
         assert_eq!(status(&ended, 700), "expired");

@@ -147,3 +147,21 @@ pub fn partition_of(key: &str, partitions: i32) -> i32 {
 fn millis(nanos: i64) -> i64 {
     (nanos / 1_000_000).max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incident_key_always_lands_in_one_partition() {
+        let p = partition_of("cross-service-503/payment", 6);
+        assert!((0..6).contains(&p));
+        assert_eq!(partition_of("cross-service-503/payment", 6), p);
+        // Keys spread over the partitions.
+        let used: std::collections::BTreeSet<i32> = (0..100)
+            .map(|i| partition_of(&format!("rule/service-{i}"), 6))
+            .collect();
+        assert_eq!(used.len(), 6);
+        assert_eq!(partition_of("anything", 1), 0);
+    }
+}
