@@ -221,7 +221,17 @@ struct Split {
     hold_before: Option<EventTime>,
     /// Decide: the time reached (the watermark time, unless held for a call).
     time: EventTime,
+    /// Decide: signals taken and not yet delivered, by the correlator's time when it
+    /// raised them (then arrival): each is delivered once every input partition has
+    /// passed that time, after what fell due before it, as one engine would.
+    pending: std::collections::BTreeMap<(EventTime, u64), WireSignal>,
+    arrivals: u64,
 }
+
+/// Signals a decider holds back for a lagging partition; past this, the earliest is
+/// delivered anyway (counted in `signals_early`), so a dead correlator cannot make a
+/// decider's memory grow.
+const MAX_PENDING_SIGNALS: usize = 100_000;
 
 /// Templates a decider keeps by text; past this, new texts share one entry.
 const MAX_WIRE_TEMPLATES: usize = 100_000;
@@ -838,6 +848,19 @@ impl Engine {
     /// is left. Used at end of input when actions are executed, so each outcome can be
     /// fed back before time moves on.
     pub fn step(&mut self) -> bool {
+        if !self.split.pending.is_empty() {
+            // A decider's held-back signals come first, in order, with what is due
+            // before each.
+            let before = self.split.pending.len();
+            self.advance_decide();
+            if self.split.pending.len() < before || self.awaiting_outcomes() {
+                return true;
+            }
+            if let Some((_, signal)) = self.split.pending.pop_first() {
+                self.deliver_wire(&signal);
+                return true;
+            }
+        }
         match self.agenda.next_due() {
             Some(t) => {
                 self.run_until(t);
@@ -1221,21 +1244,23 @@ impl Engine {
                     return None;
                 }
                 self.split.seen.insert(seen, (o.offset, o.index));
-                let Some(rule) = (0..self.rule_names.len())
-                    .find(|&i| !self.retired[i] && *self.rule_names[i] == *signal.rule)
-                else {
-                    self.stats.signals_unknown_rule += 1;
-                    return None;
-                };
-                let at = EventTime(signal.at);
-                // The correlator's time when it raised the signal comes first: what
-                // was due by then fires before the signal, as in one engine.
-                self.mark(partition, &o.topic, o.partition, EventTime(signal.time));
+                // The correlator's time when it raised the signal is a watermark of its
+                // partition; the signal waits until every partition has passed it.
+                let time = EventTime(signal.time);
+                self.mark(partition, &o.topic, o.partition, time);
+                self.split.arrivals += 1;
+                let order = (time, self.split.arrivals);
+                self.split.pending.insert(order, signal.clone());
+                if self.split.pending.len() > MAX_PENDING_SIGNALS {
+                    if let Some((_, early)) = self.split.pending.pop_first() {
+                        self.stats.signals_early += 1;
+                        self.deliver_wire(&early);
+                    }
+                }
                 self.advance_decide();
-                let local = self.local_signal(signal);
-                self.on_signal(rule as u32, &local);
-                self.split.named.clear();
-                Some(at)
+                // Held back, it must be read again after a restart: it stands for its
+                // correlator's time, which is never before the rewind point.
+                Some(time)
             }
         }
     }
@@ -1256,11 +1281,41 @@ impl Engine {
         // fires step by step at the end, each call's outcome first (`Engine::step`).
         let ended = time == EventTime(i64::MAX);
         let hold = ended || self.split.hold_before.is_some_and(|point| time < point);
-        self.run_until_holding(time, hold);
-        let waiting = hold && self.awaiting_outcomes();
-        if !ended && !waiting {
-            self.split.time = self.split.time.max(time);
+        loop {
+            let next = self
+                .split
+                .pending
+                .first_key_value()
+                .map(|(order, _)| order.0)
+                .filter(|t| *t <= time);
+            let until = next.unwrap_or(time);
+            self.run_until_holding(until, hold);
+            if hold && self.awaiting_outcomes() {
+                return;
+            }
+            if until != EventTime(i64::MAX) {
+                self.split.time = self.split.time.max(until);
+            }
+            if next.is_none() {
+                return;
+            }
+            if let Some((_, signal)) = self.split.pending.pop_first() {
+                self.deliver_wire(&signal);
+            }
         }
+    }
+
+    /// Decide stage: delivers one signal to its incident.
+    fn deliver_wire(&mut self, signal: &WireSignal) {
+        let Some(rule) = (0..self.rule_names.len())
+            .find(|&i| !self.retired[i] && *self.rule_names[i] == *signal.rule)
+        else {
+            self.stats.signals_unknown_rule += 1;
+            return;
+        };
+        let local = self.local_signal(signal);
+        self.on_signal(rule as u32, &local);
+        self.split.named.clear();
     }
 
     /// Decide stage: moves an input partition's watermark, as seen on signals
@@ -1414,6 +1469,10 @@ impl Engine {
     /// End of input: lets event time run on until every timer has fired, so each open
     /// incident shows how it would end if the stream stayed quiet.
     pub fn finish(&mut self) {
+        while let Some((order, signal)) = self.split.pending.pop_first() {
+            self.run_until(order.0);
+            self.deliver_wire(&signal);
+        }
         self.clock.end_of_input();
         while let Some(held) = self.clock.take_released() {
             self.process(held.source.partition, &held.line, true);

@@ -102,6 +102,9 @@ pub struct Stats {
     /// and signals of a rule this decider does not run.
     pub signals_repeated: u64,
     pub signals_unknown_rule: u64,
+    /// Decide stage: signals delivered before every partition passed their time
+    /// (more were held back than the bound allows).
+    pub signals_early: u64,
     /// Times the brake went on, and whether it is on now.
     pub brakes: u64,
     pub brake_on: bool,
@@ -193,6 +196,7 @@ impl Stats {
             "actions_silenced": self.actions_silenced,
             "signals_repeated": self.signals_repeated,
             "signals_unknown_rule": self.signals_unknown_rule,
+            "signals_early": self.signals_early,
             "brakes": self.brakes,
             "notifications_failed": self.notifications_failed,
             "templates": self.templates_live,
