@@ -125,18 +125,7 @@ pub fn run(
         let (to, stop) = (to.clone(), stop_rekey.clone());
         std::thread::spawn(move || rekey::run(&stage, &to, &stop, false))
     });
-    if let Some(executor) = &live.job.executor {
-        let ledger =
-            Ledger::open(&kafka, live.job.runtime.handle().clone()).map_err(anyhow::Error::msg)?;
-        tracing::info!(
-            topic = kafka.ledger_topic,
-            entries = ledger.len(),
-            "action ledger read"
-        );
-        live.handoff = std::mem::take(&mut live.handoff).with_ledger(ledger);
-        live.handoff.resume_pending(&live.job.engine, executor);
-        live.sync_silences(true);
-    }
+    live.open_ledger(&kafka)?;
     let mut source =
         Source::subscribe(&kafka).map_err(|e| anyhow!("cannot join the consumer group: {e}"))?;
     tracing::info!(brokers = kafka.brokers, topics = ?kafka.topics, group = kafka.group, "consuming");
@@ -152,9 +141,7 @@ pub fn run(
         if polled == Polled::Rebalanced {
             // The assignment changed: start over from the committed offsets.
             live.job.engine = live.job.engine.fresh();
-            live.sync_silences(true);
-            live.handoff.new_generation();
-            live.metrics.set_ready(true);
+            live.rebuilt();
         }
         let now = Instant::now();
         live.out.input_at = Some(now);
@@ -176,7 +163,7 @@ pub fn run(
         live.out.input_at = None;
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
-            commit(&mut live, &mut source, &kafka, CommitMode::Async);
+            live.commit(&mut source, &kafka, CommitMode::Async);
             live.tick();
             live.metrics
                 .observe_kafka(&source, live.handoff.answered_from_ledger);
@@ -197,7 +184,7 @@ pub fn run(
             settings.shutdown_timeout,
             "shutdown: the consumer that takes the partition over carries it on",
         )?;
-        commit(&mut live, &mut source, &kafka, CommitMode::Sync);
+        live.commit(&mut source, &kafka, CommitMode::Sync);
     } else {
         // --until-end: the partitions are drained; end like a replay, commit everything.
         let lateness = settings.engine.time.lateness;
@@ -210,11 +197,7 @@ pub fn run(
             tracing::error!(error = %e, "final commit failed; the next consumer re-reads from the last one");
         }
     }
-    if let Some(ledger) = live.handoff.ledger() {
-        if let Err(e) = ledger.flush() {
-            tracing::warn!(error = %e, "action outcomes not all written to the ledger");
-        }
-    }
+    live.flush_ledger();
     stop_rekey.store(true, Ordering::Relaxed);
     if let Some(stage) = rekeying {
         match stage.join() {
@@ -279,13 +262,53 @@ fn feed(
     }
 }
 
-/// Commits the positions a successor needs to rebuild the current state.
-fn commit(live: &mut Live, source: &mut Source, kafka: &KafkaConfig, mode: CommitMode) {
-    let point = live.job.engine.rewind_point(kafka.max_rewind);
-    if let Err(e) = source.commit(point, mode) {
-        tracing::warn!(error = %e, "commit failed; retried at the next one");
+/// The Kafka side of a live job, the same with one engine and with the stages apart.
+impl Live {
+    /// With actions called: reads the ledger (their hand-offs and the silences), calls
+    /// again what a dead predecessor left pending, and applies the silences.
+    pub fn open_ledger(&mut self, kafka: &KafkaConfig) -> Result<()> {
+        let Some(executor) = &self.job.executor else {
+            return Ok(());
+        };
+        let ledger =
+            Ledger::open(kafka, self.job.runtime.handle().clone()).map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            topic = kafka.ledger_topic,
+            entries = ledger.len(),
+            "action ledger read"
+        );
+        self.handoff = std::mem::take(&mut self.handoff).with_ledger(ledger);
+        self.handoff.resume_pending(&self.job.engine, executor);
+        self.sync_silences(true);
+        Ok(())
     }
-    if let Some(ledger) = live.handoff.ledger() {
-        ledger.follow();
+
+    /// After a rebalance, with a fresh engine in place: it gets the silences, outcomes
+    /// of calls made for the old one no longer steer it, and the job is ready.
+    pub fn rebuilt(&mut self) {
+        self.sync_silences(true);
+        self.handoff.new_generation();
+        self.metrics.set_ready(true);
+    }
+
+    /// Commits the positions a successor needs to rebuild the current state, and takes
+    /// in what other consumers wrote to the ledger.
+    pub fn commit(&mut self, source: &mut Source, kafka: &KafkaConfig, mode: CommitMode) {
+        let point = self.job.engine.rewind_point(kafka.max_rewind);
+        if let Err(e) = source.commit(point, mode) {
+            tracing::warn!(error = %e, "commit failed; retried at the next one");
+        }
+        if let Some(ledger) = self.handoff.ledger() {
+            ledger.follow();
+        }
+    }
+
+    /// Waits for the outcomes still being written to the ledger.
+    pub fn flush_ledger(&mut self) {
+        if let Some(ledger) = self.handoff.ledger() {
+            if let Err(e) = ledger.flush() {
+                tracing::warn!(error = %e, "action outcomes not all written to the ledger");
+            }
+        }
     }
 }

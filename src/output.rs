@@ -109,10 +109,7 @@ impl<W: Write> Printer<W> {
         for record in engine.take_records() {
             any = true;
             decided |= matches!(record, Record::Transition { .. } | Record::Action(_));
-            write_record(&mut self.out, self.format, &record)?;
-            if let Some(book) = &self.book {
-                book.note(&record);
-            }
+            self.record(&record)?;
         }
         if let (true, Some(m), Some(at)) = (decided, &self.metrics, self.input_at) {
             m.decided(at.elapsed().as_secs_f64());

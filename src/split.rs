@@ -20,7 +20,6 @@ use crate::output::load_rules;
 use crate::run::{Live, Message, Settings};
 use anyhow::{anyhow, Result};
 use logheal_parsers::EventTime;
-use logheal_pipeline::kafka::ledger::Ledger;
 use logheal_pipeline::kafka::signals::{input_partitions, Publisher};
 use logheal_pipeline::kafka::source::{Polled, Source};
 use logheal_pipeline::kafka::KafkaConfig;
@@ -144,6 +143,7 @@ fn merged_stats(decider: &Engine, shared: &Shared) -> Stats {
     s.yielded = decided.yielded;
     s.signals_repeated = decided.signals_repeated;
     s.signals_unknown_rule = decided.signals_unknown_rule;
+    s.signals_early = decided.signals_early;
     s
 }
 
@@ -185,13 +185,7 @@ fn decide(
         group: format!("{}-decide", kafka.group),
         ..kafka.clone()
     };
-    if let Some(executor) = &live.job.executor {
-        let ledger =
-            Ledger::open(kafka, live.job.runtime.handle().clone()).map_err(anyhow::Error::msg)?;
-        live.handoff = std::mem::take(&mut live.handoff).with_ledger(ledger);
-        live.handoff.resume_pending(&live.job.engine, executor);
-        live.sync_silences(true);
-    }
+    live.open_ledger(kafka)?;
     let mut source =
         Source::subscribe(&signals).map_err(|e| anyhow!("cannot join the deciders' group: {e}"))?;
     // Signals are sparse (a few watermarks a second may span minutes of a backlog): a
@@ -226,9 +220,7 @@ fn decide(
                 .map(|p| p.partition)
                 .collect();
             live.job.engine.set_owned(owned);
-            live.sync_silences(true);
-            live.handoff.new_generation();
-            live.metrics.set_ready(true);
+            live.rebuilt();
         }
         let now = Instant::now();
         live.out.input_at = Some(now);
@@ -237,13 +229,7 @@ fn decide(
         live.out.input_at = None;
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
-            let point = live.job.engine.rewind_point(kafka.max_rewind);
-            if let Err(e) = source.commit(point, CommitMode::Async) {
-                tracing::warn!(error = %e, "commit failed; retried at the next one");
-            }
-            if let Some(ledger) = live.handoff.ledger() {
-                ledger.follow();
-            }
+            live.commit(&mut source, kafka, CommitMode::Async);
             live.tick();
             observe(live, shared);
             live.metrics
@@ -266,10 +252,7 @@ fn decide(
             settings.shutdown_timeout,
             "shutdown: the decider that takes the incident key over carries it on",
         )?;
-        let point = live.job.engine.rewind_point(kafka.max_rewind);
-        if let Err(e) = source.commit(point, CommitMode::Sync) {
-            tracing::warn!(error = %e, "final commit failed");
-        }
+        live.commit(&mut source, kafka, CommitMode::Sync);
     } else {
         feed(live, &mut source, true, settings.engine.time.lateness)?;
         live.run_out()?;
@@ -277,11 +260,7 @@ fn decide(
             tracing::error!(error = %e, "final commit failed; the next decider re-reads from the last one");
         }
     }
-    if let Some(ledger) = live.handoff.ledger() {
-        if let Err(e) = ledger.flush() {
-            tracing::warn!(error = %e, "action outcomes not all written to the ledger");
-        }
-    }
+    live.flush_ledger();
     observe(live, shared);
     source.close();
     Ok(())
