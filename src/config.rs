@@ -242,7 +242,12 @@ impl KafkaSection {
             config.max_rewind = humantime::parse_duration(rewind)
                 .map_err(|e| anyhow!("kafka.max_rewind {rewind}: {e}"))?;
         }
-        config.signals_topic = self.signals_topic.clone();
+        // `off` turns the stages apart off; unset: named after the group.
+        config.signals_topic = match self.signals_topic.as_deref() {
+            Some("off") => None,
+            Some(topic) => Some(topic.to_string()),
+            None => Some(format!("{}-signals", config.group)),
+        };
         if let Some(stage) = &self.stage {
             config.stage = stage
                 .parse()

@@ -43,9 +43,9 @@ pub struct KafkaArgs {
     ledger_topic: Option<String>,
     /// The topic between the two stages: correlation publishes signals there keyed by
     /// incident key, and each key is decided by one consumer of the group (so one
-    /// outage is one incident, however many consumers). Without it, each consumer
-    /// keeps its own incidents.
-    #[arg(long, value_name = "TOPIC")]
+    /// outage is one incident, however many consumers); created when missing. `off`:
+    /// each consumer keeps its own incidents [default: <group>-signals].
+    #[arg(long, value_name = "TOPIC|off")]
     signals_topic: Option<String>,
     /// With a signals topic: run both stages (all), or only one of them.
     #[arg(long, value_name = "all|correlate|decide")]
@@ -94,9 +94,17 @@ impl KafkaArgs {
         if let Some(topic) = &self.ledger_topic {
             config.ledger_topic = topic.clone();
         }
-        if let Some(topic) = &self.signals_topic {
-            config.signals_topic = Some(topic.clone());
-        }
+        // The signals topic: named by the flag, else by the file, else after the group
+        // (one per job: two jobs on one cluster must not read each other's signals).
+        let signals = self
+            .signals_topic
+            .clone()
+            .or_else(|| file.and_then(|f| f.signals_topic.clone()));
+        config.signals_topic = match signals.as_deref() {
+            Some("off") => None,
+            Some(topic) => Some(topic.to_string()),
+            None => Some(format!("{}-signals", config.group)),
+        };
         if let Some(stage) = self.stage {
             config.stage = stage;
         }
@@ -116,15 +124,8 @@ pub fn run(
     until_end: bool,
 ) -> Result<ExitCode> {
     let (mut live, _tx) = Live::start(settings)?;
-    let stop_rekey = Arc::new(AtomicBool::new(false));
     let mut kafka = kafka.clone();
-    let rekeying = rekey_to.as_ref().map(|to| {
-        let mut stage = kafka.clone();
-        stage.group = format!("{}-rekey", kafka.group);
-        kafka.topics = vec![to.clone()];
-        let (to, stop) = (to.clone(), stop_rekey.clone());
-        std::thread::spawn(move || rekey::run(&stage, &to, &stop, false))
-    });
+    let rekeying = Rekeying::start(&mut kafka, rekey_to.as_deref());
     live.open_ledger(&kafka)?;
     let mut source =
         Source::subscribe(&kafka).map_err(|e| anyhow!("cannot join the consumer group: {e}"))?;
@@ -198,14 +199,7 @@ pub fn run(
         }
     }
     live.flush_ledger();
-    stop_rekey.store(true, Ordering::Relaxed);
-    if let Some(stage) = rekeying {
-        match stage.join() {
-            Ok(Err(e)) => tracing::error!(error = e, "re-keying stopped"),
-            Ok(Ok(stats)) => tracing::info!(records = stats.records, "re-keying stopped"),
-            Err(_) => tracing::error!("re-keying panicked"),
-        }
-    }
+    rekeying.stop();
     let positions: Vec<String> = source
         .positions()
         .iter()
@@ -227,6 +221,40 @@ pub fn run(
     );
     source.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The re-keying stage inside the job (`kafka.rekey.to`): a thread that reads the input
+/// topics in `<group>-rekey` and writes them keyed by trace id to the re-keyed topic,
+/// which the job then consumes instead.
+pub struct Rekeying {
+    thread: Option<std::thread::JoinHandle<Result<rekey::RekeyStats, String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Rekeying {
+    /// Starts it when `to` is set, and points `kafka` at the re-keyed topic.
+    pub fn start(kafka: &mut KafkaConfig, to: Option<&str>) -> Rekeying {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = to.map(|to| {
+            let mut stage = kafka.clone();
+            stage.group = format!("{}-rekey", kafka.group);
+            kafka.topics = vec![to.to_string()];
+            let (to, stop) = (to.to_string(), stop.clone());
+            std::thread::spawn(move || rekey::run(&stage, &to, &stop, false))
+        });
+        Rekeying { thread, stop }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread {
+            match thread.join() {
+                Ok(Err(e)) => tracing::error!(error = e, "re-keying stopped"),
+                Ok(Ok(stats)) => tracing::info!(records = stats.records, "re-keying stopped"),
+                Err(_) => tracing::error!("re-keying panicked"),
+            }
+        }
+    }
 }
 
 /// Hands the records whose order is known (all with `flush`) to the engine. While

@@ -174,7 +174,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 anyhow::bail!("input files and Kafka exclude each other");
             }
             if kafka.0.signals_topic.is_some() {
-                crate::split::run(&settings, &kafka.0, args.kafka.until_end)
+                crate::split::run(&settings, &kafka, args.kafka.until_end)
             } else {
                 crate::consume::run(&settings, &kafka, args.kafka.until_end)
             }

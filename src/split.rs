@@ -16,11 +16,12 @@
 //!   open incident), so a successor after a `kill -9` rebuilds the same incidents, with
 //!   the same ids, and the ledger answers the actions already called.
 
+use crate::consume::Rekeying;
 use crate::output::load_rules;
 use crate::run::{Live, Message, Settings};
 use anyhow::{anyhow, Result};
 use logheal_parsers::EventTime;
-use logheal_pipeline::kafka::signals::{input_partitions, Publisher};
+use logheal_pipeline::kafka::signals::{ensure_topic, input_partitions, Publisher};
 use logheal_pipeline::kafka::source::{Polled, Source};
 use logheal_pipeline::kafka::KafkaConfig;
 use logheal_pipeline::signal::{Stage, Watermark, Wire};
@@ -44,13 +45,33 @@ struct Shared {
     stats: Mutex<Stats>,
     selected: Mutex<Vec<(Arc<str>, u64)>>,
     ended: Mutex<Option<Result<(), String>>>,
+    /// Input records the correlator consumed, its rebalances and consumer errors.
+    consumed: std::sync::atomic::AtomicU64,
+    rebalances: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
 }
 
-pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<ExitCode> {
+pub fn run(
+    settings: &Settings,
+    (kafka, rekey_to): &(KafkaConfig, Option<String>),
+    until_end: bool,
+) -> Result<ExitCode> {
     let topic = kafka
         .signals_topic
         .clone()
         .ok_or_else(|| anyhow!("the stages apart need kafka.signals_topic"))?;
+    let mut kafka = kafka.clone();
+    // The correlators read the re-keyed topic when the job re-keys its input (and a
+    // decider's time waits for its partitions).
+    let rekeying = match (kafka.stage, rekey_to) {
+        (Stage::Decide, Some(to)) => {
+            kafka.topics = vec![to.clone()];
+            None
+        }
+        _ => Some(Rekeying::start(&mut kafka, rekey_to.as_deref())),
+    };
+    ensure_topic(&kafka, &topic).map_err(|e| anyhow!(e))?;
+    let kafka = &kafka;
     let mut decide_settings = Settings {
         engine: EngineConfig {
             stage: Stage::Decide,
@@ -105,6 +126,9 @@ pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<
     if let Some(thread) = correlator {
         let _ = thread.join();
     }
+    if let Some(rekeying) = rekeying {
+        rekeying.stop();
+    }
     outcome?;
     if let Some(Err(e)) = shared.ended.lock().expect("not poisoned").take() {
         return Err(anyhow!("correlation failed: {e}"));
@@ -113,7 +137,10 @@ pub fn run(settings: &Settings, kafka: &KafkaConfig, until_end: bool) -> Result<
     let stats = merged_stats(&live.job.engine, &shared);
     eprintln!("{stats}");
     eprintln!(
-        "  kafka           stages apart through {topic} ({}): {} signals repeated (dropped), {} of rules not run here; {} actions answered from the ledger",
+        "  kafka           {} records consumed, {} rebalances, {} consumer errors; stages apart through {topic} ({}): {} signals repeated (dropped), {} of rules not run here; {} actions answered from the ledger",
+        shared.consumed.load(Ordering::Relaxed),
+        shared.rebalances.load(Ordering::Relaxed),
+        shared.errors.load(Ordering::Relaxed),
         match kafka.stage {
             Stage::All => "correlate and decide",
             Stage::Correlate => "correlate",
@@ -422,6 +449,14 @@ fn correlate(
     }
     *shared.stats.lock().expect("not poisoned") = engine.stats();
     *shared.selected.lock().expect("not poisoned") = engine.selected_by_rule();
+    shared
+        .consumed
+        .fetch_add(source.merge.released_total, Ordering::Relaxed);
+    shared.rebalances.fetch_add(
+        source.shared.rebalances.load(Ordering::Relaxed).max(0) as u64,
+        Ordering::Relaxed,
+    );
+    shared.errors.fetch_add(source.errors, Ordering::Relaxed);
     tracing::info!(signals = publisher.published, "correlation stopped");
     source.close();
     Ok(())

@@ -380,9 +380,11 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
     let broker = Broker::from_env();
     let lines = scenario();
     let topic = broker.topic("grouped", 6);
-    let signals = broker.topic("grouped-signals", 6);
     let server = Server::start(&[]);
-    let consumer = Consumer::new(&broker, &topic, &server).signals(&signals);
+    // As a user starts them, with nothing said about stages: the job creates its
+    // signals topic (`<group>-signals`, as many partitions as the input) and decides
+    // each incident key in one consumer.
+    let consumer = Consumer::new(&broker, &topic, &server);
     let running: Vec<Running> = (0..3).map(|_| consumer.spawn()).collect();
     for r in &running {
         wait_ready(r);
@@ -630,8 +632,9 @@ fn two_consumers_in_one_group_split_the_partitions_and_find_every_incident() {
     for c in [&a, &b] {
         c.wait_for_log(Duration::from_secs(60), "partitions=2");
     }
+    // Ready once the deciders' group has assigned its partitions too.
     for c in [&a, &b] {
-        assert_eq!(c.http_get("/readyz").0, "HTTP/1.0 200 OK");
+        c.wait_until_ready(Duration::from_secs(30));
     }
     broker.produce_keyed(&topic, &lines);
     // Until both together have consumed everything (their /metrics say).
@@ -802,6 +805,8 @@ fn a_broker_restart_is_survived() {
     running.pause();
     let own = own.start_again();
     own.recreate_topic(&topic, 2);
+    // The signals topic (its default name) was on the broker too.
+    own.recreate_topic(&format!("{topic}-group-signals"), 2);
     own.produce_keyed(&topic, &lines);
     running.resume();
     running.wait_for_output(Duration::from_secs(120), |r| {

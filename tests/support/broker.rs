@@ -463,6 +463,23 @@ impl Running {
         self.stderr.lock().unwrap().join("\n")
     }
 
+    /// Polls `/readyz` until it answers 200.
+    pub fn wait_until_ready(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.http_get("/readyz").0;
+            if status == "HTTP/1.0 200 OK" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready within {timeout:?} ({status}); stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn wait_for_output(&self, timeout: Duration, done: impl Fn(&[Value]) -> bool) {
         let deadline = Instant::now() + timeout;
         while !done(&self.records()) {

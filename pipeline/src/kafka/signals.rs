@@ -6,7 +6,10 @@
 
 use super::{Failures, KafkaConfig};
 use crate::signal::{Wire, WireSignal};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +56,59 @@ pub fn input_partitions(config: &KafkaConfig) -> Result<Vec<(Arc<str>, i32)>, St
     }
     all.sort();
     Ok(all)
+}
+
+/// Makes sure the signals topic exists: when it does not, creates it with as many
+/// partitions as the largest input topic has (deciders scale up to that), with the
+/// brokers' default replication. Consumers starting together may race to create it;
+/// the one that loses finds it there. An error when it is missing and cannot be created
+/// (e.g. no permission): create it by hand then.
+pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
+    if !partitions_of(config, topic)?.is_empty() {
+        return Ok(());
+    }
+    let partitions = input_partitions(config)?
+        .iter()
+        .fold(std::collections::BTreeMap::<&str, i32>::new(), |mut m, (t, _)| {
+            *m.entry(t).or_default() += 1;
+            m
+        })
+        .into_values()
+        .max()
+        .unwrap_or(1);
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
+        .create()
+        .map_err(|e| format!("cannot create an admin client: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no runtime: {e}"))?;
+    // -1: the brokers' default replication factor (KIP-464).
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let created = runtime
+        .block_on(admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(TIMEOUT))))
+        .map_err(|e| format!("cannot create the signals topic {topic}: {e}"))?;
+    for result in created {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(format!(
+                    "signals topic {topic} does not exist and cannot be created ({code}): create it (as many partitions as deciders may run), e.g. `kafka-topics.sh --create --topic {topic} --partitions {partitions}`"
+                ))
+            }
+        }
+    }
+    // The new topic shows in the metadata shortly after.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while partitions_of(config, topic)?.is_empty() {
+        if std::time::Instant::now() > deadline {
+            return Err(format!("signals topic {topic} was created but does not show"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!(topic, partitions, "signals topic created");
+    Ok(())
 }
 
 impl Publisher {
