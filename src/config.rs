@@ -96,6 +96,8 @@ pub struct KafkaSection {
     pub signals_topic: Option<String>,
     /// `all` (default), `correlate` or `decide`.
     pub stage: Option<String>,
+    /// Correlators in one process, each on a thread of its own [1].
+    pub correlate_threads: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +254,9 @@ impl KafkaSection {
             config.stage = stage
                 .parse()
                 .map_err(|e: String| anyhow!("kafka.stage: {e}"))?;
+        }
+        if let Some(n) = self.correlate_threads {
+            config.correlate_threads = n;
         }
         if config.brokers.is_empty() {
             bail!("kafka.brokers is empty");

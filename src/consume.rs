@@ -47,6 +47,10 @@ pub struct KafkaArgs {
     /// each consumer keeps its own incidents [default: <group>-signals].
     #[arg(long, value_name = "TOPIC|off")]
     signals_topic: Option<String>,
+    /// Correlators in this process, each a consumer of the group on a thread of its own
+    /// (use the cores a consumer has; more than its partitions leave some idle) [default: 1].
+    #[arg(long, value_name = "N")]
+    correlate_threads: Option<usize>,
     /// With a signals topic: run both stages (all), or only one of them.
     #[arg(long, value_name = "all|correlate|decide")]
     stage: Option<logheal_pipeline::signal::Stage>,
@@ -107,6 +111,9 @@ impl KafkaArgs {
         };
         if let Some(stage) = self.stage {
             config.stage = stage;
+        }
+        if let Some(n) = self.correlate_threads {
+            config.correlate_threads = n;
         }
         for (k, v) in &self.properties {
             config.properties.retain(|(key, _)| key != k);

@@ -38,17 +38,77 @@ const WATERMARK_EVERY: Duration = Duration::from_millis(200);
 /// How often positions are committed (and the ledger followed).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
-/// What the correlator shares with the job's loop: its statistics (for `/metrics`),
-/// and how it ended.
-#[derive(Default)]
+/// What the correlators share with the job's loop: each one's statistics (for
+/// `/metrics`), and how each ended.
 struct Shared {
-    stats: Mutex<Stats>,
-    selected: Mutex<Vec<(Arc<str>, u64)>>,
-    ended: Mutex<Option<Result<(), String>>>,
-    /// Input records the correlator consumed, its rebalances and consumer errors.
+    workers: Vec<Mutex<Worker>>,
+    /// Input records the correlators consumed, their rebalances and consumer errors.
     consumed: std::sync::atomic::AtomicU64,
     rebalances: std::sync::atomic::AtomicU64,
     errors: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Worker {
+    stats: Stats,
+    selected: Vec<(Arc<str>, u64)>,
+    /// Whether it was ever assigned a partition, and how it ended.
+    assigned: bool,
+    ended: Option<Result<(), String>>,
+}
+
+impl Shared {
+    fn new(workers: usize) -> Shared {
+        Shared {
+            workers: (0..workers).map(|_| Mutex::default()).collect(),
+            consumed: Default::default(),
+            rebalances: Default::default(),
+            errors: Default::default(),
+        }
+    }
+
+    fn worker(&self, i: usize) -> std::sync::MutexGuard<'_, Worker> {
+        self.workers[i].lock().expect("not poisoned")
+    }
+
+    /// The input counters of every correlator together.
+    fn stats(&self) -> Stats {
+        let mut all = Stats::default();
+        for w in &self.workers {
+            all.add_input(&w.lock().expect("not poisoned").stats);
+        }
+        all
+    }
+
+    /// Events selected per rule, over every correlator.
+    fn selected(&self) -> Vec<(Arc<str>, u64)> {
+        let mut all: Vec<(Arc<str>, u64)> = Vec::new();
+        for w in &self.workers {
+            for (rule, n) in &w.lock().expect("not poisoned").selected {
+                match all.iter_mut().find(|(r, _)| r == rule) {
+                    Some((_, total)) => *total += n,
+                    None => all.push((rule.clone(), *n)),
+                }
+            }
+        }
+        all
+    }
+
+    /// The first correlator's error, if one failed.
+    fn failure(&self) -> Option<String> {
+        self.workers.iter().find_map(|w| match &w.lock().expect("not poisoned").ended {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        })
+    }
+
+    /// Whether correlation is over: every correlator that ever had partitions ended
+    /// (one that never had any has nothing to finish), and at least one did.
+    fn all_ended(&self) -> bool {
+        let workers: Vec<_> = self.workers.iter().map(|w| w.lock().expect("not poisoned")).collect();
+        workers.iter().any(|w| w.ended.is_some())
+            && workers.iter().all(|w| w.ended.is_some() || !w.assigned)
+    }
 }
 
 pub fn run(
@@ -88,32 +148,56 @@ pub fn run(
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
     live.reload_tap = Some(rules_tx);
     let stop = Arc::new(AtomicBool::new(false));
-    let shared = Arc::new(Shared::default());
-    let correlator = (kafka.stage != Stage::Decide).then(|| {
-        let config = EngineConfig {
-            stage: Stage::Correlate,
-            execute: false,
-            ..settings.engine.clone()
-        };
-        let job = Correlation {
-            rules: settings.rules.clone(),
-            config,
-            kafka: kafka.clone(),
-            topic: topic.clone(),
-            until_end,
-        };
-        let (stop, shared) = (stop.clone(), shared.clone());
-        std::thread::Builder::new()
-            .name("correlate".into())
-            .spawn(move || {
-                let result = correlate(&job, &stop, &shared, &rules_rx);
-                if let Err(e) = &result {
-                    tracing::error!(error = e, "correlation stopped");
+    let threads = if kafka.stage == Stage::Decide {
+        0
+    } else {
+        kafka.correlate_threads.max(1)
+    };
+    let shared = Arc::new(Shared::new(threads));
+    // Each correlator is a consumer of the group of its own (Kafka assigns each a share
+    // of the input partitions), with its own miner and windows, on a thread of its own.
+    let mut reload_taps = Vec::new();
+    let correlators: Vec<_> = (0..threads)
+        .map(|worker| {
+            let config = EngineConfig {
+                stage: Stage::Correlate,
+                execute: false,
+                ..settings.engine.clone()
+            };
+            let job = Correlation {
+                rules: settings.rules.clone(),
+                config,
+                kafka: kafka.clone(),
+                topic: topic.clone(),
+                until_end,
+                worker,
+            };
+            let (tx, rx) = std::sync::mpsc::channel();
+            reload_taps.push(tx);
+            let (stop, shared) = (stop.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("correlate-{worker}"))
+                .spawn(move || {
+                    let result = correlate(&job, &stop, &shared, &rx);
+                    if let Err(e) = &result {
+                        tracing::error!(error = e, "correlation stopped");
+                    }
+                    shared.worker(worker).ended = Some(result);
+                })
+                .expect("a thread")
+        })
+        .collect();
+    // Reloads of the rule files reach every correlator.
+    std::thread::Builder::new()
+        .name("reload-tap".into())
+        .spawn(move || {
+            while let Ok(set) = rules_rx.recv() {
+                for tap in &reload_taps {
+                    let _ = tap.send(set.clone());
                 }
-                *shared.ended.lock().expect("not poisoned") = Some(result);
-            })
-            .expect("a thread")
-    });
+            }
+        })
+        .expect("a thread");
     let outcome = if kafka.stage == Stage::Correlate {
         live.metrics.set_ready(true);
         wait_for_correlation(&mut live, &stop, &shared)
@@ -123,14 +207,14 @@ pub fn run(
         )
     };
     stop.store(true, Ordering::Relaxed);
-    if let Some(thread) = correlator {
+    for thread in correlators {
         let _ = thread.join();
     }
     if let Some(rekeying) = rekeying {
         rekeying.stop();
     }
     outcome?;
-    if let Some(Err(e)) = shared.ended.lock().expect("not poisoned").take() {
+    if let Some(e) = shared.failure() {
         return Err(anyhow!("correlation failed: {e}"));
     }
     live.finish_output()?;
@@ -156,7 +240,7 @@ pub fn run(
 /// The statistics of both stages: input from the correlator, decisions from here.
 fn merged_stats(decider: &Engine, shared: &Shared) -> Stats {
     let decided = decider.stats();
-    let mut s = shared.stats.lock().expect("not poisoned").clone();
+    let mut s = shared.stats();
     s.transitions = decided.transitions;
     s.actions = decided.actions;
     s.actions_cancelled = decided.actions_cancelled;
@@ -185,13 +269,12 @@ fn wait_for_correlation(live: &mut Live, stop: &AtomicBool, shared: &Shared) -> 
             }
             _ => {}
         }
-        if stop.load(Ordering::Relaxed) || shared.ended.lock().expect("not poisoned").is_some() {
+        if stop.load(Ordering::Relaxed) || shared.all_ended() || shared.failure().is_some() {
             return Ok(());
         }
-        // A reload is validated here and handed on to the correlator.
+        // A reload is validated here and handed on to the correlators.
         live.after_input()?;
-        live.metrics
-            .observe_stats(&shared.stats.lock().expect("not poisoned"));
+        live.metrics.observe_stats(&shared.stats());
     }
 }
 
@@ -233,7 +316,7 @@ fn decide(
             shutdown = true;
             break;
         }
-        if let Some(Err(e)) = &*shared.ended.lock().expect("not poisoned") {
+        if let Some(e) = shared.failure() {
             return Err(anyhow!("correlation failed: {e}"));
         }
         let polled = source.poll(settings.tick);
@@ -297,7 +380,7 @@ fn decide(
 /// decisions from the decider.
 fn observe(live: &Live, shared: &Shared) {
     let stats = merged_stats(&live.job.engine, shared);
-    let selected = shared.selected.lock().expect("not poisoned").clone();
+    let selected = shared.selected();
     live.metrics
         .observe_split(&stats, &selected, &live.job.engine);
 }
@@ -346,6 +429,8 @@ struct Correlation {
     kafka: KafkaConfig,
     topic: String,
     until_end: bool,
+    /// Its slot in `Shared`.
+    worker: usize,
 }
 
 /// The correlate stage: input records in, signals out; reloaded rule sets come on
@@ -362,6 +447,7 @@ fn correlate(
         kafka,
         topic,
         until_end,
+        worker,
     } = job;
     let (topic, until_end) = (topic.as_str(), *until_end);
     let rules = load_rules(rules).map_err(|e| e.to_string())?;
@@ -391,6 +477,9 @@ fn correlate(
             // The assignment changed: start over from the committed offsets (the
             // deciders drop the signals published again).
             engine = engine.fresh();
+            if !source.merge.partitions.is_empty() {
+                shared.worker(*worker).assigned = true;
+            }
         }
         let now = Instant::now();
         source.merge.release(now, false, |payload, _, position| {
@@ -420,8 +509,10 @@ fn correlate(
             if let Err(e) = source.commit(point, CommitMode::Async) {
                 tracing::warn!(error = %e, "commit failed; retried at the next one");
             }
-            *shared.stats.lock().expect("not poisoned") = engine.stats();
-            *shared.selected.lock().expect("not poisoned") = engine.selected_by_rule();
+            let mut slot = shared.worker(*worker);
+            slot.stats = engine.stats();
+            slot.selected = engine.selected_by_rule();
+            slot.assigned |= !source.merge.partitions.is_empty();
         }
         if until_end && idle && now >= drained_check {
             drained_check = now + Duration::from_millis(500);
@@ -447,8 +538,11 @@ fn correlate(
             tracing::warn!(error = %e, "final commit failed; the next consumer re-reads more");
         }
     }
-    *shared.stats.lock().expect("not poisoned") = engine.stats();
-    *shared.selected.lock().expect("not poisoned") = engine.selected_by_rule();
+    {
+        let mut slot = shared.worker(*worker);
+        slot.stats = engine.stats();
+        slot.selected = engine.selected_by_rule();
+    }
     shared
         .consumed
         .fetch_add(source.merge.released_total, Ordering::Relaxed);
@@ -457,7 +551,12 @@ fn correlate(
         Ordering::Relaxed,
     );
     shared.errors.fetch_add(source.errors, Ordering::Relaxed);
-    tracing::info!(signals = publisher.published, "correlation stopped");
+    tracing::info!(
+        worker,
+        records = source.merge.released_total,
+        signals = publisher.published,
+        "correlation stopped"
+    );
     source.close();
     Ok(())
 }

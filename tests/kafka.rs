@@ -579,6 +579,42 @@ fn two_correlators_and_one_decider_decide_what_replay_decides() {
 }
 
 #[test]
+fn two_correlate_threads_in_one_process_share_the_partitions_and_decide_what_replay_decides() {
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("threaded", 4);
+    let server = Server::start(&[]);
+    broker.produce_keyed(&topic, &lines);
+    let run = Consumer::new(&broker, &topic, &server)
+        .arg("--correlate-threads")
+        .arg("2")
+        .until_end()
+        .run();
+    assert!(run.status.success(), "{}", run.stderr);
+    // Both correlators had partitions of their own, and together they read everything.
+    let per_worker: Vec<u64> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("correlation stopped"))
+        .map(|l| {
+            let at = l.find("records=").expect("records counted") + "records=".len();
+            l[at..].split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(per_worker.len(), 2, "{}", run.stderr);
+    assert!(per_worker.iter().all(|n| *n > 0), "{per_worker:?}");
+    assert!(per_worker.iter().sum::<u64>() >= lines.len() as u64);
+    let replay = broker::replay_dry(&lines);
+    assert_eq!(confirmed(&run.records), confirmed(&replay));
+    let keys = |records: &[Value]| -> BTreeSet<String> {
+        action_keys(records).iter().map(|k| without_id(k)).collect()
+    };
+    assert_eq!(keys(&run.records), keys(&replay));
+    let calls = calls_by_key(&server);
+    assert!(calls.values().all(|n| *n == 1), "called twice: {calls:?}");
+}
+
+#[test]
 fn a_reload_reaches_the_correlator_with_the_stages_apart() {
     let broker = Broker::from_env();
     let lines = scenario();

@@ -129,6 +129,38 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another correlator's input counters (lines, skips, selection, signals,
+    /// traces, templates, sources, services): the input side of several correlators of
+    /// one process, whose partitions are disjoint.
+    pub fn add_input(&mut self, o: &Stats) {
+        self.lines += o.lines;
+        self.bytes += o.bytes;
+        self.batched += o.batched;
+        self.parsed += o.parsed;
+        self.continuations += o.continuations;
+        for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
+            *a += b;
+        }
+        self.repaired_utf8 += o.repaired_utf8;
+        self.selected += o.selected;
+        self.unkeyed += o.unkeyed;
+        self.suspicions += o.suspicions;
+        self.chains += o.chains;
+        self.traces_expired += o.traces_expired;
+        self.traces_evicted += o.traces_evicted;
+        self.traces_storm_evicted += o.traces_storm_evicted;
+        self.traces_live = self.traces_live.max(o.traces_live);
+        self.templates_live += o.templates_live;
+        self.templates_evicted += o.templates_evicted;
+        self.families += o.families;
+        self.held += o.held;
+        self.sources += o.sources;
+        self.lagging_sources += o.lagging_sources;
+        self.untracked_records += o.untracked_records;
+        self.services += o.services;
+        self.services_over_cap += o.services_over_cap;
+    }
+
     pub fn skip(&mut self, reason: SkipReason) {
         self.skipped[reason.index()] += 1;
     }

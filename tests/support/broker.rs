@@ -307,6 +307,8 @@ pub struct Consumer {
     signals: Option<String>,
     stage: Option<&'static str>,
     rules: Option<std::path::PathBuf>,
+    /// More arguments for `logheal run`.
+    extra: Vec<String>,
 }
 
 impl Consumer {
@@ -325,6 +327,7 @@ impl Consumer {
             signals: None,
             stage: None,
             rules: None,
+            extra: Vec::new(),
         }
     }
 
@@ -354,6 +357,12 @@ impl Consumer {
     /// A librdkafka property for the consumer (`-X key=value`).
     pub fn property(mut self, key: &str, value: &str) -> Self {
         self.properties.push(format!("{key}={value}"));
+        self
+    }
+
+    /// More arguments for `logheal run`.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_string());
         self
     }
 
@@ -393,6 +402,7 @@ impl Consumer {
         if let Some(rules) = &self.rules {
             cmd.arg("--rules").arg(rules);
         }
+        cmd.args(&self.extra);
         cmd
     }
 

@@ -95,6 +95,9 @@ pub struct KafkaConfig {
     pub signals_topic: Option<String>,
     /// Which stages this process runs (with a signals topic).
     pub stage: crate::signal::Stage,
+    /// Correlators in this process (with a signals topic): each is a consumer of the
+    /// group on a thread of its own, with its own share of the input partitions.
+    pub correlate_threads: usize,
 }
 
 impl KafkaConfig {
@@ -110,6 +113,7 @@ impl KafkaConfig {
             merge_idle: Duration::from_secs(1),
             signals_topic: None,
             stage: crate::signal::Stage::All,
+            correlate_threads: 1,
         }
     }
 
@@ -145,6 +149,15 @@ impl KafkaConfig {
         }
         if self.topics.is_empty() {
             return Err("no topic to consume".into());
+        }
+        if self.correlate_threads == 0 || self.correlate_threads > 64 {
+            return Err(format!(
+                "correlate_threads {}: between 1 and 64",
+                self.correlate_threads
+            ));
+        }
+        if self.correlate_threads > 1 && self.signals_topic.is_none() {
+            return Err("more than one correlate thread needs the signals topic".into());
         }
         if self.stage != crate::signal::Stage::All && self.signals_topic.is_none() {
             return Err("a stage of its own needs the signals topic (kafka.signals_topic)".into());
