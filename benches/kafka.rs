@@ -134,6 +134,26 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
     (start.elapsed(), engine.stats().chains)
 }
 
+/// `logheal run --until-end --dry-run` (the binary, stages apart through a signals topic
+/// of its own) with `threads` correlators, until it has drained the topic and ended.
+fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Duration {
+    let start = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_logheal"))
+        .args(["run", "--brokers", brokers, "--topic", topic, "--group", group])
+        .args(["--until-end", "--dry-run", "--output", "json", "--listen", "127.0.0.1:0"])
+        .args(["--correlate-threads", &threads.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("logheal runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -166,11 +186,34 @@ fn main() {
         );
         logheal_rates.push(rate);
     }
+    // The binary with one and with two correlate threads, alternating (the broker runs
+    // on the same machine and takes its share of the cores).
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for (threads, rates) in [(1, &mut one), (2, &mut two)] {
+            let group = format!("{topic}-run{threads}-{round}");
+            let t = logheal_run(&brokers, &topic, &group, threads);
+            let rate = n as f64 / t.as_secs_f64();
+            eprintln!(
+                "round {round}: logheal run --correlate-threads {threads}  {rate:>10.0} records/s ({t:.2?})"
+            );
+            rates.push(rate);
+        }
+    }
     let (b, l) = (median(bare_rates), median(logheal_rates));
+    let (r1, r2) = (median(one), median(two));
     println!("kafka end-to-end, {n} records, median of {ROUNDS}:");
     println!("  bare rdkafka consumer (poll + count)  {b:>10.0} records/s");
     println!(
         "  logheal (source + whole pipeline)     {l:>10.0} records/s  = {:.0} % of bare",
         100.0 * l / b
+    );
+    println!(
+        "  logheal run, 1 correlate thread      {r1:>10.0} records/s  = {:.0} % of bare",
+        100.0 * r1 / b
+    );
+    println!(
+        "  logheal run, 2 correlate threads     {r2:>10.0} records/s  = {:.2}x one thread",
+        r2 / r1
     );
 }

@@ -199,6 +199,10 @@ pub struct Live {
     silences_in_force: Vec<String>,
     /// Where a reloaded rule set also goes (the correlator, with the stages apart).
     pub reload_tap: Option<mpsc::Sender<logheal_rules::RuleSet>>,
+    /// With the stages apart, `/metrics` combines the correlators' counters with this
+    /// engine's (`split::observe`): the tick must not count this engine's alone (its
+    /// input counters are zero, and alternating the two would count lines twice).
+    pub metrics_elsewhere: bool,
     rules: Vec<PathBuf>,
     reload_at: Option<(Instant, &'static str)>,
     // Keeps the watcher alive for the life of the job.
@@ -264,6 +268,7 @@ impl Live {
             silences,
             silences_in_force: Vec::new(),
             reload_tap: None,
+            metrics_elsewhere: false,
             rules: settings.rules.clone(),
             reload_at: None,
             _watcher: watcher,
@@ -331,7 +336,9 @@ impl Live {
     /// Once per tick: the gauges, the incident book, and the silences in force.
     pub fn tick(&mut self) {
         self.job.engine.set_wall_clock(wall_clock_now());
-        self.metrics.observe(&self.job.engine);
+        if !self.metrics_elsewhere {
+            self.metrics.observe(&self.job.engine);
+        }
         self.out.refresh(&mut self.job.engine);
         self.sync_silences(false);
     }

@@ -21,7 +21,7 @@ use crate::output::load_rules;
 use crate::run::{Live, Message, Settings};
 use anyhow::{anyhow, Result};
 use logheal_parsers::EventTime;
-use logheal_pipeline::kafka::signals::{ensure_topic, input_partitions, Publisher};
+use logheal_pipeline::kafka::signals::{ensure_topic, input_partitions, wires, Publisher};
 use logheal_pipeline::kafka::source::{Polled, Source};
 use logheal_pipeline::kafka::KafkaConfig;
 use logheal_pipeline::signal::{Stage, Watermark, Wire};
@@ -147,6 +147,7 @@ pub fn run(
     // Reloads of the rule files reach the correlator too.
     let (rules_tx, rules_rx) = std::sync::mpsc::channel();
     live.reload_tap = Some(rules_tx);
+    live.metrics_elsewhere = true;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = if kafka.stage == Stage::Decide {
         0
@@ -400,15 +401,18 @@ fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -
         source
             .merge
             .release(Instant::now(), flush, |payload, _, position| {
-                let Ok(wire) = serde_json::from_slice::<Wire>(payload) else {
-                    tracing::warn!(
-                        partition = position.partition,
-                        offset = position.offset,
-                        "unreadable signal skipped"
-                    );
-                    return (None, false);
-                };
-                let admitted = engine.push_wire(position.partition, &wire);
+                let mut admitted = None;
+                for wire in wires(payload) {
+                    let Ok(wire) = wire else {
+                        tracing::warn!(
+                            partition = position.partition,
+                            offset = position.offset,
+                            "unreadable signal skipped"
+                        );
+                        continue;
+                    };
+                    admitted = engine.push_wire(position.partition, &wire).or(admitted);
+                }
                 paused =
                     execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();
                 (admitted, paused)
@@ -499,7 +503,7 @@ fn correlate(
         publish(&mut engine, &mut publisher)?;
         if now >= next_mark {
             next_mark = now + WATERMARK_EVERY;
-            watermark(&engine, &source, &publisher, engine.time())?;
+            watermark(&engine, &source, &mut publisher, engine.time())?;
         }
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
@@ -526,7 +530,7 @@ fn correlate(
         // partitions are over.
         engine.finish();
         publish(&mut engine, &mut publisher)?;
-        watermark(&engine, &source, &publisher, EventTime(i64::MAX))?;
+        watermark(&engine, &source, &mut publisher, EventTime(i64::MAX))?;
         publisher.confirm()?;
         source
             .commit(EventTime::MAX, CommitMode::Sync)
@@ -561,12 +565,13 @@ fn correlate(
     Ok(())
 }
 
+/// Sends the signals raised since the last call, one record per signals partition.
 fn publish(engine: &mut Engine, publisher: &mut Publisher) -> Result<(), String> {
     for signal in engine.take_signals() {
         let key = signal.key(engine.groups_by_root(&signal.rule));
         publisher.signal(&key, signal)?;
     }
-    Ok(())
+    publisher.send()
 }
 
 /// Publishes the correlator's event time for the partitions it owns (`at`), and which
@@ -574,7 +579,7 @@ fn publish(engine: &mut Engine, publisher: &mut Publisher) -> Result<(), String>
 fn watermark(
     engine: &Engine,
     source: &Source,
-    publisher: &Publisher,
+    publisher: &mut Publisher,
     at: EventTime,
 ) -> Result<(), String> {
     let ended = at == EventTime(i64::MAX);

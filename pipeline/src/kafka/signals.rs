@@ -3,6 +3,12 @@
 //! every partition. A correlator commits its input only after the brokers confirmed
 //! every signal raised before (`Publisher::confirm`): at-least-once, the decider drops
 //! the repeats.
+//!
+//! A record carries one or more wires, one JSON object per line, in the order they were
+//! raised: a correlator gathers what it raises for a partition and sends it as one
+//! record (`Publisher::send`), so a broker round trip carries many signals, while a
+//! record stays one produce batch of one record (tansu 0.6 loses all but the first
+//! record of a batch, see the ledger) and one request is in flight per connection.
 
 use super::{Failures, KafkaConfig};
 use crate::signal::{Wire, WireSignal};
@@ -21,8 +27,22 @@ pub struct Publisher {
     failures: Failures,
     topic: String,
     partitions: i32,
+    /// Per partition, the wires gathered for its next record (JSON lines) and the
+    /// newest stamp among them.
+    pending: Vec<(Vec<u8>, i64)>,
     /// Signals published (not counting watermarks).
     pub published: u64,
+}
+
+/// A record is sent once its wires reach this size, whatever else is gathered.
+const RECORD_BYTES: usize = 256 << 10;
+
+/// The wires of one record, in order; `Err` for a line that is not one.
+pub fn wires(payload: &[u8]) -> impl Iterator<Item = Result<Wire, serde_json::Error>> + '_ {
+    payload
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(serde_json::from_slice::<Wire>)
 }
 
 /// The partitions of `topic`, from the brokers' metadata (none if it does not exist).
@@ -139,43 +159,69 @@ impl Publisher {
             failures,
             topic: topic.to_string(),
             partitions,
+            pending: vec![(Vec::new(), i64::MIN); partitions as usize],
             published: 0,
         })
     }
 
-    /// Queues a signal under its incident key.
+    /// Gathers a signal for the partition of its incident key.
     pub fn signal(&mut self, key: &str, signal: WireSignal) -> Result<(), String> {
         let at = signal.at;
-        let payload = Wire::Signal(signal).to_json();
-        let record = BaseRecord::<str, [u8]>::to(&self.topic)
-            .key(key)
-            .partition(partition_of(key, self.partitions))
-            .payload(&payload)
-            .timestamp(millis(at));
-        super::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+        self.gather(partition_of(key, self.partitions), &Wire::Signal(signal), at)?;
         self.published += 1;
         Ok(())
     }
 
-    /// Queues a watermark to every partition (every decider needs it), stamped with
+    /// Gathers a watermark for every partition (every decider needs it), stamped with
     /// the correlator's event time `stamp` (deciders merge partitions by stamp: the end
-    /// of input must not be stamped in the future of the other correlators' signals).
-    pub fn watermark(&self, mark: &Wire, stamp: i64) -> Result<(), String> {
-        let payload = mark.to_json();
+    /// of input must not be stamped in the future of the other correlators' signals),
+    /// and sends everything gathered.
+    pub fn watermark(&mut self, mark: &Wire, stamp: i64) -> Result<(), String> {
         for partition in 0..self.partitions {
-            let record = BaseRecord::<str, [u8]>::to(&self.topic)
-                .partition(partition)
-                .payload(&payload)
-                .timestamp(millis(stamp));
-            super::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+            self.gather(partition, mark, stamp)?;
+        }
+        self.send()
+    }
+
+    fn gather(&mut self, partition: i32, wire: &Wire, stamp: i64) -> Result<(), String> {
+        let (buf, newest) = &mut self.pending[partition as usize];
+        serde_json::to_writer(&mut *buf, wire).expect("signals serialise");
+        buf.push(b'\n');
+        *newest = (*newest).max(stamp);
+        if buf.len() >= RECORD_BYTES {
+            self.send_partition(partition)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what was gathered: one record per partition.
+    pub fn send(&mut self) -> Result<(), String> {
+        for partition in 0..self.partitions {
+            self.send_partition(partition)?;
         }
         self.producer.poll(Duration::ZERO);
         Ok(())
     }
 
-    /// Waits until the brokers have everything queued; an error if anything was lost
-    /// (then nothing may be committed: a restart publishes it again).
-    pub fn confirm(&self) -> Result<(), String> {
+    fn send_partition(&mut self, partition: i32) -> Result<(), String> {
+        let (buf, newest) = &mut self.pending[partition as usize];
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let record = BaseRecord::<str, [u8]>::to(&self.topic)
+            .partition(partition)
+            .payload(buf.as_slice())
+            .timestamp(millis(*newest));
+        super::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+        buf.clear();
+        *newest = i64::MIN;
+        Ok(())
+    }
+
+    /// Sends what was gathered and waits until the brokers have everything; an error if
+    /// anything was lost (then nothing may be committed: a restart publishes it again).
+    pub fn confirm(&mut self) -> Result<(), String> {
+        self.send()?;
         self.producer
             .flush(TIMEOUT)
             .map_err(|e| format!("signals not confirmed: {e}"))?;
