@@ -139,8 +139,23 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
 fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Duration {
     let start = Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_logheal"))
-        .args(["run", "--brokers", brokers, "--topic", topic, "--group", group])
-        .args(["--until-end", "--dry-run", "--output", "json", "--listen", "127.0.0.1:0"])
+        .args([
+            "run",
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+        ])
+        .args([
+            "--until-end",
+            "--dry-run",
+            "--output",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--correlate-threads", &threads.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -18,6 +18,7 @@ mod ruletest;
 mod run;
 mod split;
 mod templates;
+mod threads;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -139,9 +139,18 @@ impl<W: Write> Printer<W> {
 /// The summary also gives the process's peak resident memory (`peak_rss_bytes`, from
 /// `/proc/self/status`; absent where there is none), so a flood's cost is visible.
 pub fn summary(engine: &Engine, out: &mut impl Write, format: Output) -> Result<()> {
+    summary_of(&engine.stats(), out, format)
+}
+
+/// The summary record of these statistics (JSON output only).
+pub fn summary_of(
+    stats: &logheal_pipeline::Stats,
+    out: &mut impl Write,
+    format: Output,
+) -> Result<()> {
     if let Output::Json = format {
         let mut summary: serde_json::Value =
-            serde_json::from_str(&engine.stats().to_json()).expect("the summary is JSON");
+            serde_json::from_str(&stats.to_json()).expect("the summary is JSON");
         if let Some(peak) = peak_rss_bytes() {
             summary["peak_rss_bytes"] = peak.into();
         }

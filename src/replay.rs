@@ -37,6 +37,13 @@ pub struct Args {
     /// audit record per attempt; without it nothing is called.
     #[arg(long)]
     execute: bool,
+    /// Read the files as the partitions of one stream (each in time order, as a
+    /// topic's partitions exported one per file) and correlate them on this many
+    /// threads: each thread takes its share of the files, merged by event time, and
+    /// one decider takes their signals, as the live job does with the stages apart.
+    /// Without it, files are read one after the other by one engine.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: Option<u16>,
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
@@ -59,6 +66,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         if rules.is_empty() {
             rules = file.rules.clone();
         }
+    }
+    if let Some(threads) = args.threads {
+        if args.execute {
+            anyhow::bail!("--threads replays dry: --execute needs one engine");
+        }
+        return crate::threads::replay(
+            &args.files,
+            &rules,
+            &config,
+            threads.into(),
+            args.output,
+        );
     }
     let Job {
         mut engine,

@@ -96,16 +96,22 @@ impl Shared {
 
     /// The first correlator's error, if one failed.
     fn failure(&self) -> Option<String> {
-        self.workers.iter().find_map(|w| match &w.lock().expect("not poisoned").ended {
-            Some(Err(e)) => Some(e.clone()),
-            _ => None,
-        })
+        self.workers
+            .iter()
+            .find_map(|w| match &w.lock().expect("not poisoned").ended {
+                Some(Err(e)) => Some(e.clone()),
+                _ => None,
+            })
     }
 
     /// Whether correlation is over: every correlator that ever had partitions ended
     /// (one that never had any has nothing to finish), and at least one did.
     fn all_ended(&self) -> bool {
-        let workers: Vec<_> = self.workers.iter().map(|w| w.lock().expect("not poisoned")).collect();
+        let workers: Vec<_> = self
+            .workers
+            .iter()
+            .map(|w| w.lock().expect("not poisoned"))
+            .collect();
         workers.iter().any(|w| w.ended.is_some())
             && workers.iter().all(|w| w.ended.is_some() || !w.assigned)
     }
@@ -240,22 +246,8 @@ pub fn run(
 
 /// The statistics of both stages: input from the correlator, decisions from here.
 fn merged_stats(decider: &Engine, shared: &Shared) -> Stats {
-    let decided = decider.stats();
     let mut s = shared.stats();
-    s.transitions = decided.transitions;
-    s.actions = decided.actions;
-    s.actions_cancelled = decided.actions_cancelled;
-    s.actions_withheld = decided.actions_withheld;
-    s.actions_silenced = decided.actions_silenced;
-    s.brakes = decided.brakes;
-    s.brake_on = decided.brake_on;
-    s.incidents = decided.incidents;
-    s.confirmed_incidents = decided.confirmed_incidents;
-    s.notifications_failed = decided.notifications_failed;
-    s.yielded = decided.yielded;
-    s.signals_repeated = decided.signals_repeated;
-    s.signals_unknown_rule = decided.signals_unknown_rule;
-    s.signals_early = decided.signals_early;
+    s.take_decisions(&decider.stats());
     s
 }
 

@@ -161,6 +161,25 @@ impl Stats {
         self.services_over_cap += o.services_over_cap;
     }
 
+    /// Takes the decide stage's counters (transitions, actions, incidents, signals
+    /// dropped or early, the brake) from the decider's statistics.
+    pub fn take_decisions(&mut self, d: &Stats) {
+        self.transitions = d.transitions;
+        self.actions = d.actions;
+        self.actions_cancelled = d.actions_cancelled;
+        self.actions_withheld = d.actions_withheld;
+        self.actions_silenced = d.actions_silenced;
+        self.brakes = d.brakes;
+        self.brake_on = d.brake_on;
+        self.incidents = d.incidents.clone();
+        self.confirmed_incidents = d.confirmed_incidents;
+        self.notifications_failed = d.notifications_failed;
+        self.yielded = d.yielded;
+        self.signals_repeated = d.signals_repeated;
+        self.signals_unknown_rule = d.signals_unknown_rule;
+        self.signals_early = d.signals_early;
+    }
+
     pub fn skip(&mut self, reason: SkipReason) {
         self.skipped[reason.index()] += 1;
     }

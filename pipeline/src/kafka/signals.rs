@@ -15,8 +15,8 @@ use crate::signal::{Wire, WireSignal};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,10 +89,13 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
     }
     let partitions = input_partitions(config)?
         .iter()
-        .fold(std::collections::BTreeMap::<&str, i32>::new(), |mut m, (t, _)| {
-            *m.entry(t).or_default() += 1;
-            m
-        })
+        .fold(
+            std::collections::BTreeMap::<&str, i32>::new(),
+            |mut m, (t, _)| {
+                *m.entry(t).or_default() += 1;
+                m
+            },
+        )
         .into_values()
         .max()
         .unwrap_or(1);
@@ -107,7 +110,10 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
     // -1: the brokers' default replication factor (KIP-464).
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let created = runtime
-        .block_on(admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(TIMEOUT))))
+        .block_on(admin.create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
+        ))
         .map_err(|e| format!("cannot create the signals topic {topic}: {e}"))?;
     for result in created {
         match result {
@@ -123,7 +129,9 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
     let deadline = std::time::Instant::now() + TIMEOUT;
     while partitions_of(config, topic)?.is_empty() {
         if std::time::Instant::now() > deadline {
-            return Err(format!("signals topic {topic} was created but does not show"));
+            return Err(format!(
+                "signals topic {topic} was created but does not show"
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -167,7 +175,11 @@ impl Publisher {
     /// Gathers a signal for the partition of its incident key.
     pub fn signal(&mut self, key: &str, signal: WireSignal) -> Result<(), String> {
         let at = signal.at;
-        self.gather(partition_of(key, self.partitions), &Wire::Signal(signal), at)?;
+        self.gather(
+            partition_of(key, self.partitions),
+            &Wire::Signal(signal),
+            at,
+        )?;
         self.published += 1;
         Ok(())
     }
