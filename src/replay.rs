@@ -71,13 +71,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         if args.execute {
             anyhow::bail!("--threads replays dry: --execute needs one engine");
         }
-        return crate::threads::replay(
-            &args.files,
-            &rules,
-            &config,
-            threads.into(),
-            args.output,
-        );
+        return crate::threads::replay(&args.files, &rules, &config, threads.into(), args.output);
     }
     let Job {
         mut engine,

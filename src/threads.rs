@@ -23,7 +23,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 /// Lines a correlator reads between two sends to the decider.
-const BATCH: usize = 4096;
+const BATCH: usize = 16384;
 /// Batches in flight per correlator before it waits for the decider.
 const IN_FLIGHT: usize = 16;
 
