@@ -12,8 +12,8 @@
 #[allow(dead_code)] // the tests use more of the generator than the bench does
 mod loggen;
 
-use logheal_pipeline::kafka::source::{Polled, Source};
-use logheal_pipeline::kafka::{send_waiting, KafkaConfig};
+use logheal_kafka::source::{Polled, Source};
+use logheal_kafka::{send_waiting, KafkaConfig};
 use logheal_pipeline::{Engine, EngineConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -52,7 +52,9 @@ fn key(line: &[u8]) -> &[u8] {
 
 fn write_parts(dir: &Path, buf: &[u8]) -> (PathBuf, Vec<PathBuf>, usize) {
     std::fs::create_dir_all(dir).expect("a temporary directory");
-    let mut parts = vec![Vec::with_capacity(buf.len() / PARTITIONS + 1); PARTITIONS];
+    let mut parts: Vec<Vec<u8>> = (0..PARTITIONS)
+        .map(|_| Vec::with_capacity(buf.len() / PARTITIONS + 1))
+        .collect();
     let mut n = 0;
     for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let h = key(line).iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {

@@ -4,7 +4,7 @@
 //! `file:PATH` (for SASL passwords and TLS keys), so the file itself holds no secret.
 
 use anyhow::{anyhow, bail, Result};
-use logheal_pipeline::kafka::KafkaConfig;
+use logheal_kafka::KafkaConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -233,7 +233,7 @@ impl KafkaSection {
             self.group.as_deref().unwrap_or("logheal"),
         );
         for (key, value) in &self.properties {
-            let value = logheal_pipeline::receivers::expand(value, env)
+            let value = logheal_actions::receivers::expand(value, env)
                 .map_err(|e| anyhow!("kafka property {key}: {e}"))?;
             config.properties.push((key.clone(), value));
         }

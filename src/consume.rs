@@ -10,10 +10,10 @@
 use crate::config::KafkaSection;
 use crate::run::{Live, Settings};
 use anyhow::{anyhow, bail, Result};
+use logheal_kafka::ledger::Ledger;
+use logheal_kafka::source::{Polled, Source};
+use logheal_kafka::{rekey, KafkaConfig};
 use logheal_parsers::EventTime;
-use logheal_pipeline::kafka::ledger::Ledger;
-use logheal_pipeline::kafka::source::{Polled, Source};
-use logheal_pipeline::kafka::{rekey, KafkaConfig};
 use logheal_pipeline::wall_clock_now;
 use rdkafka::consumer::CommitMode;
 use std::process::ExitCode;

@@ -8,8 +8,9 @@
 use crate::http::Metrics;
 use crate::output::Printer;
 use anyhow::Result;
-use logheal_pipeline::executor::{ActionRequest, Event, Executor, Outcome};
-use logheal_pipeline::kafka::ledger::{Decision, Ledger};
+use logheal_actions::executor::{Event, Executor};
+use logheal_kafka::ledger::{Decision, Ledger};
+use logheal_pipeline::action::{ActionRequest, Outcome};
 use logheal_pipeline::Engine;
 use std::collections::HashMap;
 use std::io::Write;
@@ -83,7 +84,7 @@ impl Handoff {
             tracing::info!(key, "calling again an action left pending");
             let id = self.track(u64::MAX, u64::MAX, Some(key.clone()));
             self.calling.entry(key.clone()).or_default();
-            executor.submit(ActionRequest::from_handoff(id, key, handoff));
+            executor.submit(handoff.into_request(id, key));
         }
     }
 

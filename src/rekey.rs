@@ -5,7 +5,7 @@
 
 use crate::consume::KafkaArgs;
 use anyhow::{anyhow, Result};
-use logheal_pipeline::kafka::rekey;
+use logheal_kafka::rekey;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

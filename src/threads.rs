@@ -33,7 +33,7 @@ const TOPIC: &str = "replay";
 enum Message {
     Wires(Vec<Wire>),
     /// A correlator ended, with its statistics or its error.
-    Ended(Result<Stats, String>),
+    Ended(Result<Box<Stats>, String>),
 }
 
 pub fn replay(
@@ -69,7 +69,7 @@ pub fn replay(
             std::thread::Builder::new()
                 .name(format!("correlate-{w}"))
                 .spawn(move || {
-                    let result = correlate(engine, &topic, &mine, &tx);
+                    let result = correlate(engine, &topic, &mine, &tx).map(Box::new);
                     let _ = tx.send(Message::Ended(result));
                 })
                 .context("a correlator thread")?,
@@ -149,13 +149,10 @@ fn correlate(
     let mut offsets = vec![0i64; files.len()];
     let partitions: Vec<(String, i32)> = files.iter().map(|(p, _)| (TOPIC.into(), *p)).collect();
     let mut since_send = 0;
-    loop {
-        let Some(i) = (0..files.len())
-            .filter(|i| readers[*i].is_some())
-            .min_by_key(|i| (last[*i], *i))
-        else {
-            break;
-        };
+    while let Some(i) = (0..files.len())
+        .filter(|i| readers[*i].is_some())
+        .min_by_key(|i| (last[*i], *i))
+    {
         let (partition, path) = &files[i];
         let reader = readers[i].as_mut().expect("open");
         match reader.next_line() {

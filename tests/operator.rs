@@ -59,6 +59,23 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// `/metrics` once `series` reached `at_least` (counters are taken in every tick, the
+/// incident book at once: wait for the tick).
+fn metrics_once(job: &Job, series: &str, at_least: f64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let metrics = job.http("GET", "/metrics", None, "").1;
+        if sample(&metrics, series).is_some_and(|v| v >= at_least) {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} below {at_least}: {metrics}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn the_api_and_the_cli_show_the_example_incident_with_its_actions() {
     let server = Server::start(&[]);
@@ -130,7 +147,9 @@ fn the_api_and_the_cli_show_the_example_incident_with_its_actions() {
                 .any(|s| s["to"] == "RESTORED")
         })
     });
-    let (_, metrics) = job.http("GET", "/metrics", None, "");
+    // Once the tick after the last line has taken the counters in (the book shows a
+    // step as soon as it is printed, which may be before the end of the batch).
+    let metrics = metrics_once(&job, "logheal_lines_total", EXAMPLE.lines().count() as f64);
     let rule = "{rule=\"cross-service-503\"}";
     assert_eq!(
         sample(
@@ -280,11 +299,7 @@ fn a_silence_made_with_the_cli_stops_the_calls_and_writes_need_the_token() {
         &["silence", "add", "--match", "root_service", "--for", "1h"],
     );
     assert!(!ok && err.contains("NAME=VALUE"), "{err}");
-    let metrics = job.http("GET", "/metrics", None, "").1;
-    assert!(
-        sample(&metrics, "logheal_actions_silenced_total").unwrap_or(0.0) >= 1.0,
-        "{metrics}"
-    );
+    metrics_once(&job, "logheal_actions_silenced_total", 1.0);
     assert!(job.finish().success());
 }
 

@@ -9,10 +9,10 @@
 //! executed here: the engine records what would be called, and treats the call as
 //! successful when it comes due (dry run), or hands requests to an executor.
 
+use crate::action::{ActionRequest, Attempt, Outcome};
 use crate::agenda::{Agenda, Due, PendingAction};
 use crate::clock::{Admission, ClockConfig, EventClock, SourceId};
 use crate::correlator::{ChainSignal, Correlator, Signal, TraceEvent};
-use crate::executor::{ActionRequest, Attempt, Outcome};
 use crate::incident::{Ctx, Effect, IncidentState, Input, Timing};
 use crate::interner::Interner;
 use crate::payload::{self, Counts, IncidentView};
@@ -959,9 +959,7 @@ impl Engine {
 
     /// The incident as the action's receiver sees it.
     fn view(&self, p: &PendingAction, record: &crate::record::ActionRecord) -> IncidentView {
-        let snapshot = self
-            .registry
-            .with(p.key, || None, |i| self.snapshot(p.key, i));
+        let snapshot = self.registry.get(&p.key).map(|i| self.snapshot(p.key, i));
         let (services, candidates, traces, templates, counts, first, last) = match snapshot {
             Some(s) => (
                 s.services,
@@ -1047,7 +1045,7 @@ impl Engine {
         keys.sort();
         let live = keys
             .into_iter()
-            .filter_map(|key| self.registry.with(key, || None, |i| self.snapshot(key, i)))
+            .filter_map(|key| self.registry.get(&key).map(|i| self.snapshot(key, i)))
             .collect();
         Changes {
             live,
@@ -1714,9 +1712,11 @@ impl Engine {
         });
         let named = chain.map_or_else(Vec::new, |c| self.named_services(c));
         let mut input = input;
+        let new_id =
+            (opens && self.registry.get(&key).is_none()).then(|| self.incident_id(key, at));
         let id = self.registry.with(
             key,
-            || opens.then(|| Incident::new(self.incident_id(key, at), timing, at)),
+            || new_id.map(|id| Incident::new(id, timing, at)),
             |incident| {
                 if let Some(chain) = chain {
                     incident.absorb_chain(chain, &novel, &named);

@@ -3,21 +3,23 @@
 //! Owns event time (`clock`), the per-trace correlator (`correlator`), the incident state
 //! machines (`incident`) and their registry (`registry`), the engine that wires them for
 //! one stream (`engine`), the records it emits (`record`), run statistics (`stats`), the
-//! bounded line reader for files and stdin (`reader`), and the action executor: receiver
-//! resolution (`receivers`), payloads (`payload`) and HTTP delivery (`executor`); and the
-//! Kafka source, action ledger and re-keying stage (`kafka`).
+//! bounded line reader for files and stdin (`reader`), what receivers are sent
+//! (`payload`), the values exchanged with the action executor (`action`), silences
+//! (`silence`) and the wire between the two stages (`signal`).
+//!
+//! This crate is pure: no I/O but the line reader, no clock (live jobs pass the wall
+//! clock in), no tokio, rdkafka or reqwest. The HTTP side is `logheal-actions`, Kafka
+//! is `logheal-kafka`.
 
+pub mod action;
 pub mod agenda;
 pub mod clock;
 pub mod correlator;
 pub mod engine;
-pub mod executor;
 pub mod incident;
 pub mod interner;
-pub mod kafka;
 pub mod payload;
 pub mod reader;
-pub mod receivers;
 pub mod record;
 pub mod registry;
 pub mod signal;

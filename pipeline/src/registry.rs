@@ -1,12 +1,12 @@
-//! The incident registry: live incidents by key, in a `DashMap` so that several
-//! partition workers can share it. Guards are never held across a call that could touch
-//! the map again.
+//! The incident registry: live incidents by key. One decider owns it (the correlators,
+//! however many threads they run on, never touch incidents: they hand signals to the
+//! decider), so it is a plain map with `&mut` access, not a concurrent one.
 
 use crate::incident::{self, Ctx, Input, Machine, Timing};
 use crate::interner::ServiceId;
-use dashmap::DashMap;
 use logheal_models::TemplateKey;
 use logheal_parsers::EventTime;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// One incident per rule and group-by labels.
@@ -183,59 +183,63 @@ impl Incident {
 /// Live incidents.
 #[derive(Default)]
 pub struct Registry {
-    live: DashMap<IncidentKey, Incident>,
+    live: FxHashMap<IncidentKey, Incident>,
 }
 
 impl Registry {
     /// Runs `f` on the incident for `key`, creating it with `create` if absent and
-    /// `create` gives one. The map guard is released before this returns.
+    /// `create` gives one.
     pub fn with<R>(
-        &self,
+        &mut self,
         key: IncidentKey,
         create: impl FnOnce() -> Option<Incident>,
         f: impl FnOnce(&mut Incident) -> R,
     ) -> Option<R> {
-        if let Some(mut entry) = self.live.get_mut(&key) {
-            return Some(f(&mut entry));
+        if let Some(entry) = self.live.get_mut(&key) {
+            return Some(f(entry));
         }
         let incident = create()?;
-        let mut entry = self.live.entry(key).or_insert(incident);
-        Some(f(&mut entry))
+        Some(f(self.live.entry(key).or_insert(incident)))
     }
 
-    pub fn remove(&self, key: &IncidentKey) -> Option<Incident> {
-        self.live.remove(key).map(|(_, v)| v)
+    /// The live incident for `key`.
+    pub fn get(&self, key: &IncidentKey) -> Option<&Incident> {
+        self.live.get(key)
+    }
+
+    pub fn remove(&mut self, key: &IncidentKey) -> Option<Incident> {
+        self.live.remove(key)
     }
 
     /// Keys of the live incidents of `rule`.
     pub fn keys_of_rule(&self, rule: u32) -> Vec<IncidentKey> {
         self.live
-            .iter()
-            .map(|e| *e.key())
+            .keys()
             .filter(|k| k.rule == rule)
+            .copied()
             .collect()
     }
 
     /// The first event time of the oldest live incident.
     pub fn oldest(&self) -> Option<EventTime> {
-        self.live.iter().map(|e| e.first_seen).min()
+        self.live.values().map(|e| e.first_seen).min()
     }
 
     /// Live incidents that have been confirmed.
     pub fn confirmed(&self) -> u64 {
-        self.live.iter().filter(|e| e.confirmed).count() as u64
+        self.live.values().filter(|e| e.confirmed).count() as u64
     }
 
     /// Whether a live, confirmed incident of one of `rules` covers one of `services` (its
     /// root, or a service of its chains).
     pub fn covers(&self, rules: &[u32], services: &[ServiceId]) -> bool {
-        self.live.iter().any(|e| {
-            rules.contains(&e.key().rule)
+        self.live.iter().any(|(key, e)| {
+            rules.contains(&key.rule)
                 && e.confirmed
                 && incident::state_of(&e.machine) != incident::IncidentState::Normal
                 && services
                     .iter()
-                    .any(|s| e.key().root == Some(*s) || e.services.contains(s))
+                    .any(|s| key.root == Some(*s) || e.services.contains(s))
         })
     }
 
@@ -244,7 +248,7 @@ impl Registry {
         let mut out: Vec<_> = self
             .live
             .iter()
-            .map(|e| (*e.key(), e.id.clone(), incident::state_of(&e.machine)))
+            .map(|(key, e)| (*key, e.id.clone(), incident::state_of(&e.machine)))
             .collect();
         out.sort_by_key(|(key, ..)| *key);
         out

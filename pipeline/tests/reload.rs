@@ -3,7 +3,7 @@
 //! The engine executes (requests go to the outbox); some calls stay in flight across
 //! reloads and are answered later, as a slow receiver would.
 
-use logheal_pipeline::executor::{ActionRequest, Outcome};
+use logheal_pipeline::action::{ActionRequest, Outcome};
 use logheal_pipeline::{Engine, EngineConfig, Record};
 use logheal_rules::{ReceiverKind, RuleSet};
 use proptest::prelude::*;

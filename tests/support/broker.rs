@@ -211,7 +211,7 @@ impl Broker {
             if let Some(ts) = ts {
                 record = record.timestamp(ts);
             }
-            logheal_pipeline::kafka::send_waiting(&producer, record)
+            logheal_kafka::send_waiting(&producer, record)
                 .unwrap_or_else(|e| panic!("cannot produce to {topic}: {e}"));
         }
         producer.flush(TIMEOUT).unwrap();

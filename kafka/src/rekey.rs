@@ -6,8 +6,8 @@
 //! the input offsets are committed only after the brokers confirmed every record
 //! written before them: at-least-once.
 
-use super::source::{Polled, Source};
-use super::{Failures, KafkaConfig};
+use crate::source::{Polled, Source};
+use crate::{Failures, KafkaConfig};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
@@ -123,5 +123,5 @@ fn send(
     if let Some(t) = time {
         record = record.timestamp(t);
     }
-    super::send_waiting(producer, record)
+    crate::send_waiting(producer, record)
 }

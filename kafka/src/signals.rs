@@ -10,8 +10,8 @@
 //! record stays one produce batch of one record (tansu 0.6 loses all but the first
 //! record of a batch, see the ledger) and one request is in flight per connection.
 
-use super::{Failures, KafkaConfig};
-use crate::signal::{Wire, WireSignal};
+use crate::{Failures, KafkaConfig};
+use logheal_pipeline::signal::{Wire, WireSignal};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -224,7 +224,7 @@ impl Publisher {
             .partition(partition)
             .payload(buf.as_slice())
             .timestamp(millis(*newest));
-        super::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+        crate::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
         buf.clear();
         *newest = i64::MIN;
         Ok(())

@@ -6,8 +6,8 @@
 //! revoked, then the new set assigned) commits synchronously, and the caller rebuilds its
 //! state from the committed offsets of the new assignment.
 
-use super::merge::Merge;
-use super::KafkaConfig;
+use crate::merge::Merge;
+use crate::KafkaConfig;
 use logheal_parsers::EventTime;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};

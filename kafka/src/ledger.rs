@@ -5,9 +5,9 @@
 //! are done are answered from the ledger instead of being called twice, and actions
 //! left pending by a consumer that died are called again under the same key.
 
-use super::KafkaConfig;
-use crate::executor::{ActionRequest, Outcome};
-use crate::silence::Silence;
+use crate::KafkaConfig;
+use logheal_pipeline::action::{ActionRequest, Outcome};
+use logheal_pipeline::silence::Silence;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
@@ -322,9 +322,10 @@ impl Ledger {
     }
 }
 
-impl ActionRequest {
-    /// A request that calls a ledger's pending hand-off again.
-    pub fn from_handoff(id: u64, key: String, handoff: Handoff) -> Self {
+impl Handoff {
+    /// A request that calls this pending hand-off again, under its idempotency `key`.
+    pub fn into_request(self, id: u64, key: String) -> ActionRequest {
+        let handoff = self;
         ActionRequest {
             id,
             receiver: handoff.receiver.as_str().into(),

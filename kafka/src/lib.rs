@@ -1,7 +1,12 @@
-//! Kafka: the consumer-group source (`source`) with its partition merge (`merge`) and
-//! commit positions (`offsets`), the action ledger that makes hand-offs durable and
-//! keeps a restarted consumer from calling twice (`ledger`), and the re-keying stage
-//! that routes every event of a trace to one partition (`rekey`).
+//! logheal-kafka: everything logheal does with Kafka (`rdkafka`). The consumer-group
+//! source (`source`) with its partition merge (`merge`) and commit positions
+//! (`offsets`), the action ledger that makes hand-offs durable and keeps a restarted
+//! consumer from calling twice (`ledger`, which also keeps the silences), the
+//! re-keying stage that routes every event of a trace to one partition (`rekey`), and
+//! the signals topic between the engine's two stages (`signals`).
+//!
+//! Invariant: no offset is committed past the engine's rewind point (`source::Source::commit`
+//! takes it), and a correlator commits only behind signals the brokers confirmed.
 
 pub mod ledger;
 pub mod merge;
@@ -94,7 +99,7 @@ pub struct KafkaConfig {
     /// The topic between the stages (see `signal.rs`); none: one engine per consumer.
     pub signals_topic: Option<String>,
     /// Which stages this process runs (with a signals topic).
-    pub stage: crate::signal::Stage,
+    pub stage: logheal_pipeline::signal::Stage,
     /// Correlators in this process (with a signals topic): each is a consumer of the
     /// group on a thread of its own, with its own share of the input partitions.
     pub correlate_threads: usize,
@@ -112,7 +117,7 @@ impl KafkaConfig {
             merge_buffer_bytes: 64 << 20,
             merge_idle: Duration::from_secs(1),
             signals_topic: None,
-            stage: crate::signal::Stage::All,
+            stage: logheal_pipeline::signal::Stage::All,
             correlate_threads: 1,
         }
     }
@@ -159,7 +164,7 @@ impl KafkaConfig {
         if self.correlate_threads > 1 && self.signals_topic.is_none() {
             return Err("more than one correlate thread needs the signals topic".into());
         }
-        if self.stage != crate::signal::Stage::All && self.signals_topic.is_none() {
+        if self.stage != logheal_pipeline::signal::Stage::All && self.signals_topic.is_none() {
             return Err("a stage of its own needs the signals topic (kafka.signals_topic)".into());
         }
         Ok(())

@@ -3,7 +3,7 @@
 //! without dropping a slower partition's records as late. A partition that is empty is
 //! waited for until it reports its end, stays idle for `idle`, or the buffers are full.
 
-use super::offsets::Checkpoints;
+use crate::offsets::Checkpoints;
 use logheal_parsers::EventTime;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ impl Merge {
             idle,
             last_slot: 0,
             released_total: 0,
-            checkpoint_every: super::offsets::CHECKPOINT_EVERY,
+            checkpoint_every: crate::offsets::CHECKPOINT_EVERY,
         }
     }
 
