@@ -234,7 +234,7 @@ pub fn run(
 /// topics in `<group>-rekey` and writes them keyed by trace id to the re-keyed topic,
 /// which the job then consumes instead.
 pub struct Rekeying {
-    thread: Option<std::thread::JoinHandle<Result<rekey::RekeyStats, String>>>,
+    thread: Option<std::thread::JoinHandle<Result<rekey::RekeyStats, logheal_kafka::Error>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -256,7 +256,7 @@ impl Rekeying {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread {
             match thread.join() {
-                Ok(Err(e)) => tracing::error!(error = e, "re-keying stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "re-keying stopped"),
                 Ok(Ok(stats)) => tracing::info!(records = stats.records, "re-keying stopped"),
                 Err(_) => tracing::error!("re-keying panicked"),
             }

@@ -185,7 +185,7 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("correlate-{worker}"))
                 .spawn(move || {
-                    let result = correlate(&job, &stop, &shared, &rx);
+                    let result = correlate(&job, &stop, &shared, &rx).map_err(|e| format!("{e:#}"));
                     if let Err(e) = &result {
                         tracing::error!(error = e, "correlation stopped");
                     }
@@ -436,7 +436,7 @@ fn correlate(
     stop: &AtomicBool,
     shared: &Shared,
     reloads: &std::sync::mpsc::Receiver<logheal_rules::RuleSet>,
-) -> Result<(), String> {
+) -> Result<()> {
     let Correlation {
         rules,
         config,
@@ -446,11 +446,11 @@ fn correlate(
         worker,
     } = job;
     let (topic, until_end) = (topic.as_str(), *until_end);
-    let rules = load_rules(rules).map_err(|e| e.to_string())?;
-    let mut engine = Engine::new(rules, config)?;
+    let rules = load_rules(rules)?;
+    let mut engine = Engine::new(rules, config).map_err(anyhow::Error::msg)?;
     let mut publisher = Publisher::open(kafka, topic)?;
     let mut source =
-        Source::subscribe(kafka).map_err(|e| format!("cannot join the consumer group: {e}"))?;
+        Source::subscribe(kafka).map_err(logheal_kafka::doing("cannot join the consumer group"))?;
     tracing::info!(topics = ?kafka.topics, group = kafka.group, signals = topic, "correlating");
     let mut last_admitted = Instant::now();
     let mut next_mark = Instant::now();
@@ -463,7 +463,7 @@ fn correlate(
         while let Ok(set) = reloads.try_recv() {
             if let Err(e) = engine.reload(set) {
                 tracing::error!(
-                    error = e,
+                    error = %e,
                     "the correlator could not take the reloaded rules"
                 );
             }
@@ -526,7 +526,7 @@ fn correlate(
         publisher.confirm()?;
         source
             .commit(EventTime::MAX, CommitMode::Sync)
-            .map_err(|e| format!("final commit failed: {e}"))?;
+            .map_err(logheal_kafka::doing("final commit failed"))?;
     } else {
         publisher.confirm()?;
         let point = engine.rewind_point(kafka.max_rewind);
@@ -558,7 +558,7 @@ fn correlate(
 }
 
 /// Sends the signals raised since the last call, one record per signals partition.
-fn publish(engine: &mut Engine, publisher: &mut Publisher) -> Result<(), String> {
+fn publish(engine: &mut Engine, publisher: &mut Publisher) -> Result<(), logheal_kafka::Error> {
     for signal in engine.take_signals() {
         let key = signal.key(engine.groups_by_root(&signal.rule));
         publisher.signal(&key, signal)?;
@@ -573,7 +573,7 @@ fn watermark(
     source: &Source,
     publisher: &mut Publisher,
     at: EventTime,
-) -> Result<(), String> {
+) -> Result<(), logheal_kafka::Error> {
     let ended = at == EventTime(i64::MAX);
     let (mut partitions, mut idle) = (Vec::new(), Vec::new());
     for p in &source.merge.partitions {

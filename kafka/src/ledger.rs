@@ -5,7 +5,7 @@
 //! are done are answered from the ledger instead of being called twice, and actions
 //! left pending by a consumer that died are called again under the same key.
 
-use crate::KafkaConfig;
+use crate::{doing, Error, KafkaConfig};
 use logheal_pipeline::action::{ActionRequest, Outcome};
 use logheal_pipeline::silence::Silence;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -96,11 +96,9 @@ fn now_ms() -> i64 {
 
 impl Ledger {
     /// Reads the whole ledger topic (which must exist), then keeps following it.
-    pub fn open(config: &KafkaConfig, runtime: tokio::runtime::Handle) -> Result<Ledger, String> {
+    pub fn open(config: &KafkaConfig, runtime: tokio::runtime::Handle) -> Result<Ledger, Error> {
         let topic = config.ledger_topic.clone();
-        let fail = |what: &str, e: rdkafka::error::KafkaError| {
-            format!("action ledger {topic}: {what}: {e}")
-        };
+        let fail = |what: &str| doing(format!("action ledger {topic}: {what}"));
         // One record per batch: ledger writes are few, and some Kafka-protocol brokers
         // (tansu 0.6) lose track of all but the first record of a batch.
         let producer: FutureProducer = config
@@ -111,37 +109,37 @@ impl Ledger {
             // librdkafka's default 5 ms of lingering.
             .set("linger.ms", "0")
             .create()
-            .map_err(|e| fail("cannot create the producer", e))?;
+            .map_err(fail("cannot create the producer"))?;
         let tail: BaseConsumer = config
             .client()
             .set("group.id", format!("{}-ledger", config.group))
             .set("enable.auto.commit", "false")
             .create()
-            .map_err(|e| fail("cannot create the reader", e))?;
+            .map_err(fail("cannot create the reader"))?;
         let metadata = tail
             .fetch_metadata(Some(&topic), LEDGER_TIMEOUT)
-            .map_err(|e| fail("no metadata", e))?;
+            .map_err(fail("no metadata"))?;
         let partitions: Vec<i32> = metadata
             .topics()
             .iter()
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
         if partitions.is_empty() {
-            return Err(format!(
+            return Err(Error::MissingTopic(format!(
                 "action ledger topic {topic} does not exist: create it (compacted), e.g. `kafka-topics.sh --create --topic {topic} --config cleanup.policy=compact`"
-            ));
+            )));
         }
         let mut tpl = TopicPartitionList::new();
         let mut ends = Vec::new();
         for p in &partitions {
             tpl.add_partition_offset(&topic, *p, Offset::Beginning)
-                .map_err(|e| fail("bad partition", e))?;
+                .map_err(fail("bad partition"))?;
             let (_, high) = tail
                 .fetch_watermarks(&topic, *p, LEDGER_TIMEOUT)
-                .map_err(|e| fail("no watermarks", e))?;
+                .map_err(fail("no watermarks"))?;
             ends.push((*p, high));
         }
-        tail.assign(&tpl).map_err(|e| fail("cannot assign", e))?;
+        tail.assign(&tpl).map_err(fail("cannot assign"))?;
         let mut ledger = Ledger {
             topic,
             producer,
@@ -157,10 +155,10 @@ impl Ledger {
         let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
         while ends.iter().any(|(p, high)| next[p] < *high) {
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(Error::Config(format!(
                     "action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}",
                     ledger.topic
-                ));
+                )));
             }
             if let Some((partition, offset)) = ledger.read_one(Duration::from_millis(200)) {
                 next.insert(partition, offset + 1);

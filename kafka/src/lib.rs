@@ -8,6 +8,34 @@
 //! Invariant: no offset is committed past the engine's rewind point (`source::Source::commit`
 //! takes it), and a correlator commits only behind signals the brokers confirmed.
 
+/// What can go wrong with Kafka, for the callers of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A client call failed: what was being done, and the client's error.
+    #[error("{doing}: {source}")]
+    Client {
+        doing: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// A topic logheal needs does not exist (the message says how to create it).
+    #[error("{0}")]
+    MissingTopic(String),
+    /// Records the brokers did not confirm: nothing past them may be committed (a
+    /// restart sends them again).
+    #[error("{0}")]
+    Lost(String),
+    /// Settings logheal cannot work with, or a stage that could not start.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Maps a client error to `Error::Client`, saying what was being done.
+pub fn doing(what: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
+    let doing = what.into();
+    move |source| Error::Client { doing, source }
+}
+
 pub mod ledger;
 pub mod merge;
 pub mod offsets;
@@ -136,36 +164,40 @@ impl KafkaConfig {
     }
 
     /// Properties logheal cannot work with, as an error message.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Error> {
         for (k, v) in &self.properties {
             match k.as_str() {
                 "partition.assignment.strategy" if v.contains("cooperative") => {
-                    return Err(format!(
+                    return Err(Error::Config(format!(
                         "{k}={v}: logheal rebuilds its state on every rebalance and needs an eager strategy (range or roundrobin)"
-                    ))
+                    )))
                 }
                 "enable.auto.commit" | "enable.auto.offset.store" | "group.id" => {
-                    return Err(format!(
+                    return Err(Error::Config(format!(
                         "{k} is managed by logheal (offsets are committed only once the state they cover is recoverable)"
-                    ))
+                    )))
                 }
                 _ => {}
             }
         }
         if self.topics.is_empty() {
-            return Err("no topic to consume".into());
+            return Err(Error::Config("no topic to consume".into()));
         }
         if self.correlate_threads == 0 || self.correlate_threads > 64 {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "correlate_threads {}: between 1 and 64",
                 self.correlate_threads
-            ));
+            )));
         }
         if self.correlate_threads > 1 && self.signals_topic.is_none() {
-            return Err("more than one correlate thread needs the signals topic".into());
+            return Err(Error::Config(
+                "more than one correlate thread needs the signals topic".into(),
+            ));
         }
         if self.stage != logheal_pipeline::signal::Stage::All && self.signals_topic.is_none() {
-            return Err("a stage of its own needs the signals topic (kafka.signals_topic)".into());
+            return Err(Error::Config(
+                "a stage of its own needs the signals topic (kafka.signals_topic)".into(),
+            ));
         }
         Ok(())
     }
@@ -178,7 +210,7 @@ mod tests {
     #[test]
     fn refuses_what_would_break_at_least_once_or_the_rebuild() {
         let mut config = KafkaConfig::new("k:9092", vec!["logs".into()], "g");
-        assert_eq!(config.check(), Ok(()));
+        assert!(config.check().is_ok());
         for (k, v) in [
             ("partition.assignment.strategy", "cooperative-sticky"),
             ("enable.auto.commit", "true"),
@@ -186,11 +218,15 @@ mod tests {
         ] {
             config.properties = vec![(k.into(), v.into())];
             let err = config.check().unwrap_err();
-            assert!(err.starts_with(k), "{err}");
+            assert!(matches!(err, Error::Config(_)));
+            assert!(err.to_string().starts_with(k), "{err}");
         }
         config.properties = vec![("sasl.username".into(), "me".into())];
-        assert_eq!(config.check(), Ok(()));
+        assert!(config.check().is_ok());
         config.topics.clear();
-        assert_eq!(config.check(), Err("no topic to consume".into()));
+        assert_eq!(
+            config.check().unwrap_err().to_string(),
+            "no topic to consume"
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! written before them: at-least-once.
 
 use crate::source::{Polled, Source};
-use crate::{Failures, KafkaConfig};
+use crate::{doing, Error, Failures, KafkaConfig};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
@@ -33,21 +33,21 @@ pub fn run(
     to: &str,
     stop: &AtomicBool,
     until_end: bool,
-) -> Result<RekeyStats, String> {
-    let mut source =
-        Source::subscribe(config).map_err(|e| format!("cannot create the consumer: {e}"))?;
+) -> Result<RekeyStats, Error> {
+    let mut source = Source::subscribe(config).map_err(doing("cannot create the consumer"))?;
     let failures = Failures::new("re-keyed record");
     let producer: BaseProducer<Failures> = config
         .client()
         .set("acks", "all")
         .set("linger.ms", "5")
         .create_with_context(failures.clone())
-        .map_err(|e| format!("cannot create the producer: {e}"))?;
+        .map_err(doing("cannot create the producer"))?;
     let mut parser = LineParser::new(
         &FieldNames::default(),
         None,
         logheal_parsers::time::current_year(),
-    )?;
+    )
+    .map_err(Error::Config)?;
     let mut stats = RekeyStats::default();
     let mut error = None;
     while !stop.load(Ordering::Relaxed) {
@@ -64,18 +64,18 @@ pub fn run(
                 (None, error.is_some())
             });
         if let Some(e) = error.take() {
-            return Err(format!("cannot write to {to}: {e}"));
+            return Err(doing(format!("cannot write to {to}"))(e));
         }
         if copied > 0 {
             producer
                 .flush(FLUSH_TIMEOUT)
-                .map_err(|e| format!("re-keyed records not confirmed: {e}"))?;
+                .map_err(doing("re-keyed records not confirmed"))?;
             if failures.any() {
-                return Err("re-keyed records were lost in delivery; the input offsets were not committed, so a restart copies them again".into());
+                return Err(Error::Lost("re-keyed records were lost in delivery; the input offsets were not committed, so a restart copies them again".into()));
             }
             source
                 .commit(EventTime::MAX, CommitMode::Sync)
-                .map_err(|e| format!("cannot commit: {e}"))?;
+                .map_err(doing("cannot commit"))?;
         }
         let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
         if until_end && idle && source.drained(FLUSH_TIMEOUT).unwrap_or(false) {

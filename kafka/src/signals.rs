@@ -10,7 +10,7 @@
 //! record stays one produce batch of one record (tansu 0.6 loses all but the first
 //! record of a batch, see the ledger) and one request is in flight per connection.
 
-use crate::{Failures, KafkaConfig};
+use crate::{doing, Error, Failures, KafkaConfig};
 use logheal_pipeline::signal::{Wire, WireSignal};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -46,14 +46,14 @@ pub fn wires(payload: &[u8]) -> impl Iterator<Item = Result<Wire, serde_json::Er
 }
 
 /// The partitions of `topic`, from the brokers' metadata (none if it does not exist).
-fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>, String> {
+fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>, Error> {
     let probe: BaseConsumer = config
         .client()
         .create()
-        .map_err(|e| format!("cannot create a client: {e}"))?;
+        .map_err(doing("cannot create a client"))?;
     let metadata = probe
         .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(|e| format!("no metadata for {topic}: {e}"))?;
+        .map_err(doing(format!("no metadata for {topic}")))?;
     Ok(metadata
         .topics()
         .iter()
@@ -64,13 +64,15 @@ fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>, String> 
 
 /// Every partition of the input topics: a decider's time waits for each one's
 /// watermark.
-pub fn input_partitions(config: &KafkaConfig) -> Result<Vec<(Arc<str>, i32)>, String> {
+pub fn input_partitions(config: &KafkaConfig) -> Result<Vec<(Arc<str>, i32)>, Error> {
     let mut all = Vec::new();
     for topic in &config.topics {
         let name: Arc<str> = topic.as_str().into();
         let partitions = partitions_of(config, topic)?;
         if partitions.is_empty() {
-            return Err(format!("input topic {topic} does not exist"));
+            return Err(Error::MissingTopic(format!(
+                "input topic {topic} does not exist"
+            )));
         }
         all.extend(partitions.into_iter().map(|p| (name.clone(), p)));
     }
@@ -83,7 +85,7 @@ pub fn input_partitions(config: &KafkaConfig) -> Result<Vec<(Arc<str>, i32)>, St
 /// brokers' default replication. Consumers starting together may race to create it;
 /// the one that loses finds it there. An error when it is missing and cannot be created
 /// (e.g. no permission): create it by hand then.
-pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
+pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), Error> {
     if !partitions_of(config, topic)?.is_empty() {
         return Ok(());
     }
@@ -102,11 +104,11 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = config
         .client()
         .create()
-        .map_err(|e| format!("cannot create an admin client: {e}"))?;
+        .map_err(doing("cannot create an admin client"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("no runtime: {e}"))?;
+        .map_err(|e| Error::Config(format!("no runtime: {e}")))?;
     // -1: the brokers' default replication factor (KIP-464).
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     let created = runtime
@@ -114,14 +116,14 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
             [&new],
             &AdminOptions::new().operation_timeout(Some(TIMEOUT)),
         ))
-        .map_err(|e| format!("cannot create the signals topic {topic}: {e}"))?;
+        .map_err(doing(format!("cannot create the signals topic {topic}")))?;
     for result in created {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
-                return Err(format!(
+                return Err(Error::MissingTopic(format!(
                     "signals topic {topic} does not exist and cannot be created ({code}): create it (as many partitions as deciders may run), e.g. `kafka-topics.sh --create --topic {topic} --partitions {partitions}`"
-                ))
+                )))
             }
         }
     }
@@ -129,9 +131,9 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
     let deadline = std::time::Instant::now() + TIMEOUT;
     while partitions_of(config, topic)?.is_empty() {
         if std::time::Instant::now() > deadline {
-            return Err(format!(
+            return Err(Error::MissingTopic(format!(
                 "signals topic {topic} was created but does not show"
-            ));
+            )));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -141,12 +143,12 @@ pub fn ensure_topic(config: &KafkaConfig, topic: &str) -> Result<(), String> {
 
 impl Publisher {
     /// A producer for `topic`, which must exist.
-    pub fn open(config: &KafkaConfig, topic: &str) -> Result<Publisher, String> {
+    pub fn open(config: &KafkaConfig, topic: &str) -> Result<Publisher, Error> {
         let partitions = partitions_of(config, topic)?.len() as i32;
         if partitions == 0 {
-            return Err(format!(
+            return Err(Error::MissingTopic(format!(
                 "signals topic {topic} does not exist: create it (as many partitions as deciders may run), e.g. `kafka-topics.sh --create --topic {topic} --partitions 6`"
-            ));
+            )));
         }
         let failures = Failures::new("signal");
         let producer: BaseProducer<Failures> = config
@@ -161,7 +163,7 @@ impl Publisher {
             // in any order).
             .set("max.in.flight.requests.per.connection", "1")
             .create_with_context(failures.clone())
-            .map_err(|e| format!("cannot create the signals producer: {e}"))?;
+            .map_err(doing("cannot create the signals producer"))?;
         Ok(Publisher {
             producer,
             failures,
@@ -173,7 +175,7 @@ impl Publisher {
     }
 
     /// Gathers a signal for the partition of its incident key.
-    pub fn signal(&mut self, key: &str, signal: WireSignal) -> Result<(), String> {
+    pub fn signal(&mut self, key: &str, signal: WireSignal) -> Result<(), Error> {
         let at = signal.at;
         self.gather(
             partition_of(key, self.partitions),
@@ -188,14 +190,14 @@ impl Publisher {
     /// the correlator's event time `stamp` (deciders merge partitions by stamp: the end
     /// of input must not be stamped in the future of the other correlators' signals),
     /// and sends everything gathered.
-    pub fn watermark(&mut self, mark: &Wire, stamp: i64) -> Result<(), String> {
+    pub fn watermark(&mut self, mark: &Wire, stamp: i64) -> Result<(), Error> {
         for partition in 0..self.partitions {
             self.gather(partition, mark, stamp)?;
         }
         self.send()
     }
 
-    fn gather(&mut self, partition: i32, wire: &Wire, stamp: i64) -> Result<(), String> {
+    fn gather(&mut self, partition: i32, wire: &Wire, stamp: i64) -> Result<(), Error> {
         let (buf, newest) = &mut self.pending[partition as usize];
         serde_json::to_writer(&mut *buf, wire).expect("signals serialise");
         buf.push(b'\n');
@@ -207,7 +209,7 @@ impl Publisher {
     }
 
     /// Sends what was gathered: one record per partition.
-    pub fn send(&mut self) -> Result<(), String> {
+    pub fn send(&mut self) -> Result<(), Error> {
         for partition in 0..self.partitions {
             self.send_partition(partition)?;
         }
@@ -215,7 +217,7 @@ impl Publisher {
         Ok(())
     }
 
-    fn send_partition(&mut self, partition: i32) -> Result<(), String> {
+    fn send_partition(&mut self, partition: i32) -> Result<(), Error> {
         let (buf, newest) = &mut self.pending[partition as usize];
         if buf.is_empty() {
             return Ok(());
@@ -224,7 +226,7 @@ impl Publisher {
             .partition(partition)
             .payload(buf.as_slice())
             .timestamp(millis(*newest));
-        crate::send_waiting(&self.producer, record).map_err(|e| e.to_string())?;
+        crate::send_waiting(&self.producer, record).map_err(doing("cannot send a signal"))?;
         buf.clear();
         *newest = i64::MIN;
         Ok(())
@@ -232,13 +234,13 @@ impl Publisher {
 
     /// Sends what was gathered and waits until the brokers have everything; an error if
     /// anything was lost (then nothing may be committed: a restart publishes it again).
-    pub fn confirm(&mut self) -> Result<(), String> {
+    pub fn confirm(&mut self) -> Result<(), Error> {
         self.send()?;
         self.producer
             .flush(TIMEOUT)
-            .map_err(|e| format!("signals not confirmed: {e}"))?;
+            .map_err(doing("signals not confirmed"))?;
         if self.failures.any() {
-            return Err("signals were lost in delivery".into());
+            return Err(Error::Lost("signals were lost in delivery".into()));
         }
         Ok(())
     }

@@ -273,18 +273,31 @@ pub struct Changes {
     pub closed: Vec<IncidentSnapshot>,
 }
 
+/// A configuration the engine cannot run with: its line shapes do not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("header format: {0}")]
+    HeaderFormat(String),
+    #[error("pattern {index}: {message}")]
+    Pattern { index: usize, message: String },
+}
+
 /// The line parser for a rule set: the configured field names plus the extra fields the
 /// rules match on.
-fn parser_for(rules: &RuleSet, config: &EngineConfig) -> Result<LineParser, String> {
+fn parser_for(rules: &RuleSet, config: &EngineConfig) -> Result<LineParser, ConfigError> {
     let mut names = match &config.fields {
         Some(custom) => FieldNames::with_overrides(custom),
         None => FieldNames::default(),
     };
     names.extra = rules.field_names.extra.clone();
     let year = logheal_parsers::time::current_year();
-    LineParser::new(&names, config.header_format.as_deref(), year)?
+    LineParser::new(&names, config.header_format.as_deref(), year)
+        .map_err(ConfigError::HeaderFormat)?
         .with_patterns(&config.patterns)
-        .map_err(|(i, e)| format!("pattern {}: {e}", i + 1))
+        .map_err(|(i, e)| ConfigError::Pattern {
+            index: i + 1,
+            message: e.to_string(),
+        })
 }
 
 /// The wall clock as event time.
@@ -296,7 +309,7 @@ pub fn wall_clock_now() -> EventTime {
 }
 
 impl Engine {
-    pub fn new(rules: RuleSet, config: &EngineConfig) -> Result<Self, String> {
+    pub fn new(rules: RuleSet, config: &EngineConfig) -> Result<Self, ConfigError> {
         let rule_count = rules.rules.len();
         let parser = parser_for(&rules, config)?;
         let correlators = rules
@@ -621,7 +634,7 @@ impl Engine {
     /// live incidents (and its open trace windows when its correlation is unchanged);
     /// incidents of a removed rule are closed with the reason stated; new rules start
     /// empty. Existing incidents keep the timing they opened with.
-    pub fn reload(&mut self, new: RuleSet) -> Result<Reload, String> {
+    pub fn reload(&mut self, new: RuleSet) -> Result<Reload, ConfigError> {
         let parser = parser_for(&new, &self.config)?;
         let old = std::mem::take(&mut self.rules.rules);
         let mut old_correlators = std::mem::take(&mut self.correlators).into_iter();

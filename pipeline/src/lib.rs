@@ -26,6 +26,8 @@ pub mod signal;
 pub mod silence;
 pub mod stats;
 
-pub use engine::{wall_clock_now, Changes, Engine, EngineConfig, IncidentSnapshot, Reload};
+pub use engine::{
+    wall_clock_now, Changes, ConfigError, Engine, EngineConfig, IncidentSnapshot, Reload,
+};
 pub use record::Record;
 pub use stats::{SkipReason, Stats};
