@@ -1,6 +1,8 @@
 //! Anomaly signals per template (and so per service): a template never seen before, once
 //! the stream is past its warm-up, and a rate spike against the template's own event-time
-//! baseline (an exponentially weighted mean of its per-bucket counts).
+//! baseline (an exponentially weighted mean of its per-bucket counts). The count a spike
+//! is measured by slides: the current bucket plus the prorated part of the previous one
+//! still within one bucket's length, so a burst that straddles a boundary counts whole.
 //!
 //! Only buckets in which the stream had events count: a gap in the input (a job that was
 //! down, a shipper that stalled) is not a quiet period, so it does not decay baselines
@@ -62,8 +64,20 @@ struct Rate {
     /// The stream's active-bucket number at `bucket`.
     active: u64,
     count: u32,
+    /// The count of the bucket before `bucket`, when the template had events in it (a
+    /// burst that straddles a bucket boundary is measured over the last bucket's length).
+    previous: u32,
     baseline: f64,
     history: u32,
+}
+
+impl Rate {
+    /// Events in the last bucket's length up to `at_nanos` (the current bucket, plus
+    /// the part of the previous one still inside that length, prorated).
+    fn recent(&self, at_nanos: i64, bucket_nanos: i64) -> f64 {
+        let into = at_nanos.rem_euclid(bucket_nanos) as f64 / bucket_nanos as f64;
+        f64::from(self.count) + f64::from(self.previous) * (1.0 - into)
+    }
 }
 
 impl Rate {
@@ -101,7 +115,8 @@ impl Detector {
         let c = &self.config;
         let started = *self.started.get_or_insert(at_nanos);
         let warm = at_nanos.saturating_sub(started) >= c.warmup.as_nanos() as i64;
-        let bucket = at_nanos.div_euclid(c.bucket.as_nanos().max(1) as i64);
+        let bucket_nanos = c.bucket.as_nanos().max(1) as i64;
+        let bucket = at_nanos.div_euclid(bucket_nanos);
         if bucket > self.stream_bucket {
             self.stream_bucket = bucket;
             self.active += 1;
@@ -112,6 +127,7 @@ impl Detector {
             bucket,
             active,
             count: 0,
+            previous: 0,
             baseline: 0.0,
             history: 0,
         });
@@ -131,16 +147,22 @@ impl Detector {
                 c.alpha * learned + (1.0 - c.alpha) * rate.baseline
             } * (1.0 - c.alpha).powi(idle);
             rate.history += 1 + idle as u32;
+            rate.previous = if bucket == rate.bucket + 1 {
+                rate.count
+            } else {
+                0
+            };
             rate.bucket = bucket;
             rate.active = active;
             rate.count = 0;
         }
         rate.count += 1;
+        let recent = rate.recent(at_nanos, bucket_nanos);
         Flags {
             new_template: rate.new_at(c.new_for, at_nanos),
             rate_spike: rate.history >= c.min_history
-                && rate.count >= c.spike_min
-                && f64::from(rate.count) >= c.spike_factor * rate.baseline.max(1.0),
+                && recent >= f64::from(c.spike_min)
+                && recent >= c.spike_factor * rate.baseline.max(1.0),
         }
     }
 
@@ -161,10 +183,11 @@ impl Detector {
             let age = at_nanos.saturating_sub(born);
             return Some(format!("new, first seen {}s before", age / 1_000_000_000));
         }
-        (rate.history >= c.min_history && rate.count >= c.spike_min).then(|| {
+        let recent = rate.recent(at_nanos, c.bucket.as_nanos().max(1) as i64);
+        (rate.history >= c.min_history && recent >= f64::from(c.spike_min)).then(|| {
             format!(
                 "{:.0}× its baseline of {:.1}/{}s",
-                f64::from(rate.count) / rate.baseline.max(1.0),
+                recent / rate.baseline.max(1.0),
                 rate.baseline,
                 c.bucket.as_secs()
             )
@@ -224,6 +247,29 @@ mod tests {
         assert!(burst[25], "26 events in a minute is a spike");
         // A quiet template's baseline decays, and a few events are never a spike.
         assert!(!d.observe(key(0), 100 * MIN, false).rate_spike);
+    }
+
+    #[test]
+    fn a_burst_across_a_bucket_boundary_is_a_spike() {
+        let mut d = Detector::new(AnomalyConfig::default());
+        // A template seen once a minute, and another template keeping the stream busy.
+        for minute in 0..10 {
+            d.observe(key(0), minute * MIN, false);
+            d.observe(key(1), minute * MIN + 1, false);
+        }
+        // Six in twelve seconds, three each side of 10:00: no bucket holds five.
+        let second = MIN / 60;
+        let burst: Vec<bool> = (0..6)
+            .map(|i| {
+                d.observe(key(0), 10 * MIN - 6 * second + i * 2 * second, false)
+                    .rate_spike
+            })
+            .collect();
+        assert!(burst[5], "{burst:?}");
+        assert!(!burst[2], "three events are no spike");
+        // A minute later the burst has slid out of the window.
+        d.observe(key(1), 11 * MIN + 30 * second, false);
+        assert!(!d.observe(key(0), 11 * MIN + 30 * second, false).rate_spike);
     }
 
     #[test]
