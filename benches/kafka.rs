@@ -8,9 +8,8 @@
 //! run `cargo bench --bench kafka`. Each side runs ROUNDS times, alternating, with a
 //! fresh consumer group; the medians and their ratio are printed.
 
-#[path = "../tests/support/loggen.rs"]
-#[allow(dead_code)] // the tests use more of the generator than the bench does
-mod loggen;
+mod common;
+use common::{corpus, median};
 
 use logheal_kafka::source::{Polled, Source};
 use logheal_kafka::{send_waiting, KafkaConfig};
@@ -23,24 +22,6 @@ use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
 const ROUNDS: usize = 3;
-
-fn corpus() -> Vec<u8> {
-    let scenario = loggen::Scenario {
-        seconds: 800,
-        requests_per_sec: 500,
-        outages: vec![loggen::Outage {
-            root: "payment",
-            from_s: 100,
-            to_s: 220,
-        }],
-        isolated_503s: 500,
-        seed: 1,
-        ..loggen::example()
-    };
-    let mut buf = Vec::with_capacity(300 << 20);
-    scenario.write(&mut buf).expect("in memory");
-    buf
-}
 
 /// The JSON fields the producer keys and stamps records by.
 fn key_and_time(line: &[u8]) -> (String, i64) {
@@ -167,11 +148,6 @@ fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Durat
         String::from_utf8_lossy(&out.stderr)
     );
     start.elapsed()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

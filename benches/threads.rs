@@ -8,9 +8,8 @@
 //! over two halves of the partitions, one after the other and then at the same time (two
 //! vCPUs that share a physical core give far less than 2x).
 
-#[path = "../tests/support/loggen.rs"]
-#[allow(dead_code)] // the tests use more of the generator than the bench does
-mod loggen;
+mod common;
+use common::{corpus, median};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,25 +17,6 @@ use std::time::{Duration, Instant};
 
 const PARTITIONS: usize = 4;
 const ROUNDS: usize = 5;
-
-fn corpus() -> Vec<u8> {
-    let scenario = loggen::Scenario {
-        start_ms: loggen::EXAMPLE_START_MS,
-        seconds: 800,
-        requests_per_sec: 500,
-        outages: vec![loggen::Outage {
-            root: "payment",
-            from_s: 100,
-            to_s: 220,
-        }],
-        isolated_503s: 500,
-        seed: 1,
-        ..loggen::example()
-    };
-    let mut buf = Vec::with_capacity(300 << 20);
-    scenario.write(&mut buf).expect("in memory");
-    buf
-}
 
 /// The trace id of a generated line (its services' lines when it has none).
 fn key(line: &[u8]) -> &[u8] {
@@ -117,11 +97,6 @@ fn halves(files: &[PathBuf]) -> (Duration, Duration) {
     let (mut x, mut y) = (spawn(a), spawn(b));
     assert!(x.wait().expect("ends").success() && y.wait().expect("ends").success());
     (sequential, start.elapsed())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
