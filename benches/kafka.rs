@@ -118,36 +118,20 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
 /// `logheal run --until-end --dry-run` (the binary, stages apart through a signals topic
 /// of its own) with `threads` correlators, until it has drained the topic and ended.
 fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Duration {
-    let start = Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_logheal"))
-        .args([
-            "run",
-            "--brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--group",
-            group,
-        ])
-        .args([
-            "--until-end",
-            "--dry-run",
-            "--output",
-            "json",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--correlate-threads", &threads.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .expect("logheal runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    start.elapsed()
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_logheal"));
+    cmd.args([
+        "run",
+        "--brokers",
+        brokers,
+        "--topic",
+        topic,
+        "--group",
+        group,
+    ])
+    .args(["--until-end", "--dry-run", "--output", "json"])
+    .args(["--listen", "127.0.0.1:0"])
+    .args(["--correlate-threads", &threads.to_string()]);
+    common::timed(cmd)
 }
 
 fn main() {

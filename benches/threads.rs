@@ -60,20 +60,9 @@ fn write_parts(dir: &Path, buf: &[u8]) -> (PathBuf, Vec<PathBuf>, usize) {
 }
 
 fn time(args: &[&str], files: &[PathBuf]) -> Duration {
-    let start = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_logheal"))
-        .args(args)
-        .args(files)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("logheal runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    start.elapsed()
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
+    cmd.args(args).args(files);
+    common::timed(cmd)
 }
 
 /// Two processes over two halves of the files: one after the other, then together.

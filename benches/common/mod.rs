@@ -28,3 +28,19 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
+
+/// Runs `cmd` (a `logheal` command) to its end, output discarded; how long it took.
+pub fn timed(mut cmd: std::process::Command) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let out = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("logheal runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
