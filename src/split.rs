@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 const WATERMARK_EVERY: Duration = Duration::from_millis(200);
 /// How often positions are committed (and the ledger followed).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// The longest the decider waits in one poll of the signals topic.
+const POLL: Duration = Duration::from_millis(100);
 
 /// What the correlators share with the job's loop: each one's statistics (for
 /// `/metrics`), and how each ended.
@@ -312,7 +314,9 @@ fn decide(
         if let Some(e) = shared.failure() {
             return Err(anyhow!("correlation failed: {e}"));
         }
-        let polled = source.poll(settings.tick);
+        // Short polls: signals are few, and the end of the input (the last watermark)
+        // should be seen at once, not a tick later.
+        let polled = source.poll(settings.tick.min(POLL));
         if polled == Polled::Rebalanced {
             live.job.engine = live.job.engine.fresh();
             live.job.engine.set_inputs(inputs.clone());
