@@ -198,7 +198,7 @@ pub struct Live {
     silences: Arc<Mutex<Silences>>,
     silences_in_force: Vec<String>,
     /// Where a reloaded rule set also goes (the correlator, with the stages apart).
-    pub reload_tap: Option<mpsc::Sender<logheal_rules::RuleSet>>,
+    pub reload_taps: Vec<mpsc::Sender<logheal_rules::RuleSet>>,
     /// With the stages apart, `/metrics` combines the correlators' counters with this
     /// engine's (`split::observe`): the tick must not count this engine's alone (its
     /// input counters are zero, and alternating the two would count lines twice).
@@ -267,7 +267,7 @@ impl Live {
             last_admitted: Instant::now(),
             silences,
             silences_in_force: Vec::new(),
-            reload_tap: None,
+            reload_taps: Vec::new(),
             metrics_elsewhere: false,
             rules: settings.rules.clone(),
             reload_at: None,
@@ -291,8 +291,8 @@ impl Live {
                 let Job {
                     engine, executor, ..
                 } = &mut self.job;
-                let tap = self.reload_tap.as_ref();
-                let ok = reload(engine, executor.as_mut(), &self.rules, why, &env, tap);
+                let taps = &self.reload_taps;
+                let ok = reload(engine, executor.as_mut(), &self.rules, why, &env, taps);
                 self.metrics.reloaded(ok);
                 if ok {
                     self.metrics.declare_rules(engine);
@@ -546,7 +546,7 @@ fn reload(
     paths: &[PathBuf],
     why: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    tap: Option<&mpsc::Sender<logheal_rules::RuleSet>>,
+    taps: &[mpsc::Sender<logheal_rules::RuleSet>],
 ) -> bool {
     if paths.is_empty() {
         eprintln!("logheal: nothing to reload ({why}): running the built-in rules");
@@ -555,14 +555,14 @@ fn reload(
     match logheal_rules::load_paths(paths) {
         Ok(set) => {
             let receivers = resolve_all(&set.receivers, env);
-            let copy = tap.map(|_| set.clone());
+            let copies: Vec<_> = taps.iter().map(|_| set.clone()).collect();
             match engine.reload(set) {
                 Ok(r) => {
                     if let Some(executor) = executor {
                         executor.set_receivers(receivers);
                     }
-                    // The correlator of a job with the stages apart runs the same set.
-                    if let (Some(tap), Some(copy)) = (tap, copy) {
+                    // The correlators of a job with the stages apart run the same set.
+                    for (tap, copy) in taps.iter().zip(copies) {
                         let _ = tap.send(copy);
                     }
                     eprintln!(

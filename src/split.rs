@@ -73,6 +73,13 @@ impl Shared {
         self.workers[i].lock().expect("not poisoned")
     }
 
+    /// A correlator's counters as they are now.
+    fn report(&self, i: usize, engine: &Engine) {
+        let mut slot = self.worker(i);
+        slot.stats = engine.stats();
+        slot.selected = engine.selected_by_rule();
+    }
+
     /// The input counters of every correlator together.
     fn stats(&self) -> Stats {
         let mut all = Stats::default();
@@ -152,9 +159,6 @@ pub fn run(
         decide_settings.engine.execute = false;
     }
     let (mut live, _tx) = Live::start(&decide_settings)?;
-    // Reloads of the rule files reach the correlator too.
-    let (rules_tx, rules_rx) = std::sync::mpsc::channel();
-    live.reload_tap = Some(rules_tx);
     live.metrics_elsewhere = true;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = if kafka.stage == Stage::Decide {
@@ -165,7 +169,6 @@ pub fn run(
     let shared = Arc::new(Shared::new(threads));
     // Each correlator is a consumer of the group of its own (Kafka assigns each a share
     // of the input partitions), with its own miner and windows, on a thread of its own.
-    let mut reload_taps = Vec::new();
     let correlators: Vec<_> = (0..threads)
         .map(|worker| {
             let config = EngineConfig {
@@ -181,8 +184,9 @@ pub fn run(
                 until_end,
                 worker,
             };
+            // Reloads of the rule files reach every correlator.
             let (tx, rx) = std::sync::mpsc::channel();
-            reload_taps.push(tx);
+            live.reload_taps.push(tx);
             let (stop, shared) = (stop.clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("correlate-{worker}"))
@@ -196,17 +200,6 @@ pub fn run(
                 .expect("a thread")
         })
         .collect();
-    // Reloads of the rule files reach every correlator.
-    std::thread::Builder::new()
-        .name("reload-tap".into())
-        .spawn(move || {
-            while let Ok(set) = rules_rx.recv() {
-                for tap in &reload_taps {
-                    let _ = tap.send(set.clone());
-                }
-            }
-        })
-        .expect("a thread");
     let outcome = if kafka.stage == Stage::Correlate {
         live.metrics.set_ready(true);
         wait_for_correlation(&mut live, &stop, &shared)
@@ -509,10 +502,7 @@ fn correlate(
             if let Err(e) = source.commit(point, CommitMode::Async) {
                 tracing::warn!(error = %e, "commit failed; retried at the next one");
             }
-            let mut slot = shared.worker(*worker);
-            slot.stats = engine.stats();
-            slot.selected = engine.selected_by_rule();
-            slot.assigned |= !source.merge.partitions.is_empty();
+            shared.report(*worker, &engine);
         }
         if until_end && idle && now >= drained_check {
             drained_check = now + Duration::from_millis(500);
@@ -538,11 +528,7 @@ fn correlate(
             tracing::warn!(error = %e, "final commit failed; the next consumer re-reads more");
         }
     }
-    {
-        let mut slot = shared.worker(*worker);
-        slot.stats = engine.stats();
-        slot.selected = engine.selected_by_rule();
-    }
+    shared.report(*worker, &engine);
     shared
         .consumed
         .fetch_add(source.merge.released_total, Ordering::Relaxed);
