@@ -173,6 +173,7 @@ pub fn run(
             next_commit = now + COMMIT_EVERY;
             live.commit(&mut source, &kafka, CommitMode::Async);
             live.tick();
+            live.metrics.observe(&live.job.engine);
             live.metrics
                 .observe_kafka(&source, live.handoff.answered_from_ledger);
         }

@@ -199,10 +199,6 @@ pub struct Live {
     silences_in_force: Vec<String>,
     /// Where a reloaded rule set also goes (the correlator, with the stages apart).
     pub reload_taps: Vec<mpsc::Sender<logheal_rules::RuleSet>>,
-    /// With the stages apart, `/metrics` combines the correlators' counters with this
-    /// engine's (`split::observe`): the tick must not count this engine's alone (its
-    /// input counters are zero, and alternating the two would count lines twice).
-    pub metrics_elsewhere: bool,
     rules: Vec<PathBuf>,
     reload_at: Option<(Instant, &'static str)>,
     // Keeps the watcher alive for the life of the job.
@@ -268,7 +264,6 @@ impl Live {
             silences,
             silences_in_force: Vec::new(),
             reload_taps: Vec::new(),
-            metrics_elsewhere: false,
             rules: settings.rules.clone(),
             reload_at: None,
             _watcher: watcher,
@@ -333,12 +328,11 @@ impl Live {
         false
     }
 
-    /// Once per tick: the gauges, the incident book, and the silences in force.
+    /// Once per tick: the incident book and the silences in force. The counters are
+    /// the caller's to take in: this engine's (`Metrics::observe`), or with the stages
+    /// apart the correlators' input with this decider's decisions (`split::observe`).
     pub fn tick(&mut self) {
         self.job.engine.set_wall_clock(wall_clock_now());
-        if !self.metrics_elsewhere {
-            self.metrics.observe(&self.job.engine);
-        }
         self.out.refresh(&mut self.job.engine);
         self.sync_silences(false);
     }
@@ -449,6 +443,7 @@ fn run_lines(args: &Args, settings: &Settings) -> Result<ExitCode> {
         if now >= next_observe {
             next_observe = now + settings.tick;
             live.tick();
+            live.metrics.observe(&live.job.engine);
         }
     };
     match &ended {

@@ -159,7 +159,6 @@ pub fn run(
         decide_settings.engine.execute = false;
     }
     let (mut live, _tx) = Live::start(&decide_settings)?;
-    live.metrics_elsewhere = true;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = if kafka.stage == Stage::Decide {
         0
