@@ -39,6 +39,8 @@ const WATERMARK_EVERY: Duration = Duration::from_millis(200);
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// The longest the decider waits in one poll of the signals topic.
 const POLL: Duration = Duration::from_millis(100);
+/// The longest a fetch of the signals topic waits at the broker (see `decide`).
+const SIGNALS_FETCH_WAIT_MS: &str = "100";
 
 /// What the correlators share with the job's loop: each one's statistics (for
 /// `/metrics`), and how each ended.
@@ -277,11 +279,23 @@ fn decide(
 ) -> Result<()> {
     let inputs = input_partitions(kafka).map_err(|e| anyhow!(e))?;
     live.job.engine.set_inputs(inputs.clone());
-    let signals = KafkaConfig {
+    let mut signals = KafkaConfig {
         topics: vec![topic.to_string()],
         group: format!("{}-decide", kafka.group),
         ..kafka.clone()
     };
+    // A signal should reach its decider at once. Brokers that answer a fetch only when
+    // its wait runs out (tansu) would otherwise hold each one up to the default 500 ms;
+    // at the signals' rate, shorter waits cost a few requests a second.
+    if !signals
+        .properties
+        .iter()
+        .any(|(k, _)| k == "fetch.wait.max.ms")
+    {
+        signals
+            .properties
+            .push(("fetch.wait.max.ms".into(), SIGNALS_FETCH_WAIT_MS.into()));
+    }
     live.open_ledger(kafka)?;
     let mut source =
         Source::subscribe(&signals).map_err(|e| anyhow!("cannot join the deciders' group: {e}"))?;
@@ -567,7 +581,7 @@ fn watermark(
     let (mut partitions, mut idle) = (Vec::new(), Vec::new());
     for p in &source.merge.partitions {
         let key = (p.topic.to_string(), p.partition);
-        if !ended && p.at_end && p.checkpoints.next().is_none() {
+        if !ended && p.at_end() && p.checkpoints.next().is_none() {
             idle.push(key);
         } else {
             partitions.push(key);

@@ -29,8 +29,9 @@ pub struct Partition {
     /// Bytes of `bytes` already handed on.
     consumed: usize,
     last_time: i64,
-    /// Caught up with the broker (the end was reported and nothing arrived since).
-    pub at_end: bool,
+    /// The client reported the end of the partition after the last record it delivered
+    /// (and nothing arrived since); see `at_end`.
+    end_reported: bool,
     last_arrival: Instant,
     pub checkpoints: Checkpoints,
 }
@@ -44,7 +45,7 @@ impl Partition {
             bytes: Vec::new(),
             consumed: 0,
             last_time: i64::MIN,
-            at_end: false,
+            end_reported: false,
             last_arrival: now,
             checkpoints: Checkpoints::every(checkpoint_every),
         }
@@ -54,8 +55,14 @@ impl Partition {
         self.queue.front().map(|b| b.time)
     }
 
+    /// Caught up with the broker: the end was reported and everything before it was
+    /// handed on.
+    pub fn at_end(&self) -> bool {
+        self.end_reported && self.queue.is_empty()
+    }
+
     fn waits_for_data(&self, now: Instant, idle: Duration) -> bool {
-        self.queue.is_empty() && !self.at_end && now.duration_since(self.last_arrival) < idle
+        self.queue.is_empty() && !self.end_reported && now.duration_since(self.last_arrival) < idle
     }
 }
 
@@ -171,17 +178,25 @@ impl Merge {
             len: payload.len(),
         });
         p.bytes.extend_from_slice(payload);
-        p.at_end = false;
+        p.end_reported = false;
         p.last_arrival = now;
         self.buffered_bytes += payload.len();
     }
 
-    /// Marks the partitions numbered `partition` that have nothing buffered as caught up
-    /// (the client reports the end of a partition by number only).
+    /// The client reached the end of partition number `partition`: it has delivered
+    /// everything before it, so once the buffered records are handed on, the merge
+    /// need not wait for that partition. The client names the partition by number
+    /// only: when several topics have one of that number, only those with nothing
+    /// buffered are marked (a record still buffered may be another topic's end).
     pub fn reached_end(&mut self, partition: i32) {
+        let named = self
+            .partitions
+            .iter()
+            .filter(|p| p.partition == partition)
+            .count();
         for p in &mut self.partitions {
-            if p.partition == partition && p.queue.is_empty() {
-                p.at_end = true;
+            if p.partition == partition && (named == 1 || p.queue.is_empty()) {
+                p.end_reported = true;
             }
         }
     }
@@ -280,6 +295,39 @@ mod tests {
         assert_eq!(m.buffered_bytes(), 0);
         let offsets: Vec<_> = m.partitions.iter().map(|p| p.checkpoints.next()).collect();
         assert_eq!(offsets, [Some(2), Some(1)]);
+    }
+
+    #[test]
+    fn an_end_reported_behind_buffered_records_holds_once_they_are_handed_on() {
+        let now = Instant::now();
+        let mut m = Merge::new(1 << 20, Duration::from_secs(1));
+        m.assign("logs", 0, now);
+        m.assign("logs", 1, now);
+        m.push("logs", 0, 0, Some(10), b"a10", now);
+        // The client reports partition 0's end while a10 is still buffered here.
+        m.reached_end(0);
+        assert!(!m.partitions[0].at_end(), "a10 is not handed on yet");
+        m.push("logs", 1, 0, Some(20), b"b20", now);
+        // Partition 0 has nothing more to send: b20 need not wait the idle second.
+        assert_eq!(drain(&mut m, now, false), ["a10", "b20"]);
+        assert!(m.partitions[0].at_end());
+        // A record after the end takes the mark back.
+        m.push("logs", 0, 1, Some(30), b"a30", now);
+        assert!(!m.partitions[0].at_end());
+    }
+
+    #[test]
+    fn an_end_by_number_shared_by_two_topics_marks_only_the_empty_one() {
+        let now = Instant::now();
+        let mut m = Merge::new(1 << 20, Duration::from_secs(1));
+        m.assign("a", 0, now);
+        m.assign("b", 0, now);
+        m.push("a", 0, 0, Some(10), b"a10", now);
+        m.reached_end(0);
+        // Which topic ended is unknown: a's buffered record may not be its last.
+        assert_eq!(drain(&mut m, now, false), ["a10"]);
+        assert!(!m.partitions[0].at_end());
+        assert!(m.partitions[1].at_end());
     }
 
     #[test]

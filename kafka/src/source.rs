@@ -9,6 +9,7 @@
 use crate::merge::Merge;
 use crate::KafkaConfig;
 use logheal_parsers::EventTime;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
@@ -90,6 +91,12 @@ pub enum Polled {
 
 pub struct Source {
     consumer: BaseConsumer<Context>,
+    /// For `drained`: a client of its own, made at the first check. The brokers answer
+    /// a connection's requests in order, so a watermark query on the consumer's own
+    /// connection waits behind its long-polling fetch (up to `fetch.wait.max.ms`, 500 ms
+    /// by default, per partition) exactly when the input is quiet.
+    probe: std::cell::OnceCell<BaseConsumer>,
+    client: ClientConfig,
     pub shared: Arc<Shared>,
     pub merge: Merge,
     /// Records the client delivered with an error (counted, never stopping the partition).
@@ -123,6 +130,8 @@ impl Source {
         consumer.subscribe(&topics)?;
         Ok(Source {
             consumer,
+            probe: std::cell::OnceCell::new(),
+            client: config.client(),
             shared,
             merge: Merge::new(config.merge_buffer_bytes, config.merge_idle),
             errors: 0,
@@ -212,10 +221,15 @@ impl Source {
         // Where reading starts for a partition nothing was read from yet: the group's
         // committed offset (a consumer that takes over a drained partition is drained).
         let committed = self.consumer.committed(timeout)?;
+        let probe = match self.probe.get() {
+            Some(probe) => probe,
+            None => {
+                let probe = self.client.create()?;
+                self.probe.get_or_init(|| probe)
+            }
+        };
         for e in assignment.elements() {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            let (low, high) = probe.fetch_watermarks(e.topic(), e.partition(), timeout)?;
             let start = committed
                 .find_partition(e.topic(), e.partition())
                 .and_then(|c| match c.offset() {
