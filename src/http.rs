@@ -1015,7 +1015,8 @@ fn parse_silence(body: &[u8], now: i64) -> Result<Silence, String> {
         .matchers
         .iter()
         .map(|m| Matcher::parse(m))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     Silence {
         id: new_silence_id(now),
         matchers,
@@ -1025,6 +1026,7 @@ fn parse_silence(body: &[u8], now: i64) -> Result<Silence, String> {
         created_by: new.created_by,
     }
     .validated()
+    .map_err(|e| e.to_string())
 }
 
 /// A fresh silence id: the time and 48 random bits, in hex.

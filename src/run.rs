@@ -346,7 +346,7 @@ impl Live {
         if let Some(ledger) = self.handoff.ledger() {
             for silence in ledger.take_silences() {
                 if let Err(e) = store.put(silence, now) {
-                    tracing::warn!(error = e, "silence from the ledger not kept");
+                    tracing::warn!(error = %e, "silence from the ledger not kept");
                 }
             }
         }
@@ -363,7 +363,7 @@ impl Live {
     pub fn silence(&mut self, command: SilenceCommand) -> Result<Silence, String> {
         let now = now_ms();
         let silence = match command {
-            SilenceCommand::Add(silence) => silence.validated()?,
+            SilenceCommand::Add(silence) => silence.validated().map_err(|e| e.to_string())?,
             SilenceCommand::Expire(id) => {
                 let store = self.silences.lock().expect("not poisoned");
                 let current = store.get(&id).ok_or_else(|| format!("no silence {id}"))?;
@@ -378,7 +378,8 @@ impl Live {
         self.silences
             .lock()
             .expect("not poisoned")
-            .put(silence.clone(), now)?;
+            .put(silence.clone(), now)
+            .map_err(|e| e.to_string())?;
         tracing::info!(
             id = silence.id,
             matchers = silence.describe(),

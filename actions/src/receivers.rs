@@ -51,24 +51,24 @@ pub fn resolve_all(
 fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
     // A rule file's references: the rules' policy is checked again here (a rule set
     // built some other way than through `logheal check` gets no more than it allows).
-    let expand = |template: &str| {
+    let expand = |template: &str| -> Result<String, ResolveError> {
         logheal_rules::check_references(template)?;
-        expand(template, env)
+        Ok(expand(template, env)?)
     };
-    let resolved = (|| {
+    let resolved: Result<Endpoint, ResolveError> = (|| {
         let url = expand(&r.url)?;
         let headers = r
             .headers
             .iter()
             .map(|(k, v)| Ok((k.clone(), expand(v)?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, ResolveError>>()?;
         let secret = r
             .secret
             .as_deref()
             .map(|s| expand(s).map(String::into_bytes))
             .transpose()?;
         let method = reqwest::Method::from_bytes(r.method.as_bytes())
-            .map_err(|_| format!("method {} is not valid", r.method))?;
+            .map_err(|_| ResolveError::Method(r.method.clone()))?;
         Ok(Endpoint {
             name: r.name.clone(),
             kind: r.kind,
@@ -82,31 +82,57 @@ fn resolve(r: &Receiver, env: &dyn Fn(&str) -> Option<String>) -> Resolved {
     })();
     match resolved {
         Ok(endpoint) => Resolved::Ready(endpoint),
-        Err(reason) => Resolved::NotConfigured(reason),
+        Err(reason) => Resolved::NotConfigured(reason.to_string()),
     }
+}
+
+/// Why a receiver cannot be called.
+#[derive(Debug, thiserror::Error)]
+enum ResolveError {
+    #[error(transparent)]
+    Reference(#[from] logheal_rules::ReferenceError),
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    #[error("method {0} is not valid")]
+    Method(String),
+}
+
+/// A reference that could not be expanded; it names what is missing, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpandError {
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unclosed ${{")]
+    Unclosed,
+    #[error("{0} is not set")]
+    Unset(String),
 }
 
 /// Replaces every `${NAME}` with the variable's value; a whole value `file:PATH` is the
 /// file's content (trimmed). Errors name what is missing, never a value. No policy: the
 /// job's own configuration uses it as is (`KAFKA_PASSWORD`); a rule file's references
 /// are checked first (`resolve`).
-pub fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     if let Some(path) = template.strip_prefix("file:") {
         return std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
-            .map_err(|e| format!("cannot read {path}: {e}"));
+            .map_err(|source| ExpandError::File {
+                path: path.to_string(),
+                source,
+            });
     }
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find('}')
-            .ok_or_else(|| "unclosed ${".to_string())?;
+        let end = rest[start..].find('}').ok_or(ExpandError::Unclosed)?;
         let name = &rest[start + 2..start + end];
         match env(name) {
             Some(v) if !v.is_empty() => out.push_str(&v),
-            _ => return Err(format!("{name} is not set")),
+            _ => return Err(ExpandError::Unset(name.to_string())),
         }
         rest = &rest[start + end + 1..];
     }

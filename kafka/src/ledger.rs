@@ -185,7 +185,7 @@ impl Ledger {
         match (key, entry) {
             (Some(_), Some(Entry::Silence { silence })) => match silence.validated() {
                 Ok(silence) => self.silences.push(silence),
-                Err(e) => tracing::warn!(error = e, "invalid silence in the ledger skipped"),
+                Err(e) => tracing::warn!(error = %e, "invalid silence in the ledger skipped"),
             },
             (Some(key), Some(entry)) => {
                 // A `done` is never overwritten by a late `pending`.

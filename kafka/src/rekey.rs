@@ -47,7 +47,7 @@ pub fn run(
         None,
         logheal_parsers::time::current_year(),
     )
-    .map_err(Error::Config)?;
+    .map_err(|e| Error::Config(e.to_string()))?;
     let mut stats = RekeyStats::default();
     let mut error = None;
     while !stop.load(Ordering::Relaxed) {

@@ -20,4 +20,5 @@ pub mod time;
 pub use event::{EventTime, Level, LogEvent};
 pub use fields::FieldNames;
 pub use parser::{LineParser, ParseError, Recognised};
+pub use pattern::FormatError;
 pub use text::TextShape;

@@ -2,7 +2,7 @@
 //! configured, else logfmt) and reads it into a [`LogEvent`].
 
 use crate::fields::{Field, FieldIndex, FieldNames};
-use crate::pattern::HeaderPattern;
+use crate::pattern::{FormatError, HeaderPattern};
 use crate::record::{Raw, RawRecord};
 use crate::text::{self, Finders};
 use crate::time::HeaderTimeReader;
@@ -91,7 +91,7 @@ impl LineParser {
         names: &FieldNames,
         header_format: Option<&str>,
         assumed_year: i32,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, FormatError> {
         let index = FieldIndex::new(names);
         let pattern = header_format
             .map(|f| HeaderPattern::new(f, &index))
@@ -115,7 +115,7 @@ impl LineParser {
     /// Adds text line shapes (Loghub-style header formats, as `--format` takes), tried in
     /// order before the built-in shapes, for text lines and for envelopes' text payloads.
     /// An error names the pattern (by position in `patterns`) and what is wrong with it.
-    pub fn with_patterns(mut self, patterns: &[String]) -> Result<Self, (usize, String)> {
+    pub fn with_patterns(mut self, patterns: &[String]) -> Result<Self, (usize, FormatError)> {
         for (i, p) in patterns.iter().enumerate() {
             self.patterns
                 .push(HeaderPattern::new(p, &self.index).map_err(|e| (i, e))?);

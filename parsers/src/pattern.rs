@@ -28,9 +28,24 @@ pub struct HeaderPattern {
 const TIME_GROUPS: &[&str] = &["date", "time", "month", "day", "timestamp", "datetime"];
 const SERVICE_GROUPS: &[&str] = &["service", "component", "program", "app", "application"];
 
+/// What is wrong with a header format (`--format`, `header_format:`, `patterns:`).
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("unclosed '<' in header format {0:?}")]
+    Unclosed(String),
+    #[error("bad field name <{0}> in header format")]
+    FieldName(String),
+    #[error("field <{0}> appears twice in header format")]
+    Repeated(String),
+    #[error("header format needs a <Content> field for the message")]
+    NoContent,
+    #[error("header format is not valid: {0}")]
+    Regex(Box<regex::Error>),
+}
+
 impl HeaderPattern {
     /// Compiles `format`; the error says what is wrong with it.
-    pub fn new(format: &str, index: &FieldIndex) -> Result<Self, String> {
+    pub fn new(format: &str, index: &FieldIndex) -> Result<Self, FormatError> {
         let mut re = String::from("^");
         let mut names = Vec::new();
         let mut rest = format.trim();
@@ -39,13 +54,13 @@ impl HeaderPattern {
             let close = rest[open..]
                 .find('>')
                 .map(|c| open + c)
-                .ok_or_else(|| format!("unclosed '<' in header format {format:?}"))?;
+                .ok_or_else(|| FormatError::Unclosed(format.to_string()))?;
             let name = &rest[open + 1..close];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("bad field name <{name}> in header format"));
+                return Err(FormatError::FieldName(name.to_string()));
             }
             if names.iter().any(|n: &String| n.eq_ignore_ascii_case(name)) {
-                return Err(format!("field <{name}> appears twice in header format"));
+                return Err(FormatError::Repeated(name.to_string()));
             }
             re.push_str(&format!("(?P<{name}>.*?)"));
             names.push(name.to_string());
@@ -54,9 +69,9 @@ impl HeaderPattern {
         push_separator(&mut re, rest);
         re.push('$');
         if !names.iter().any(|n| n.eq_ignore_ascii_case("content")) {
-            return Err("header format needs a <Content> field for the message".into());
+            return Err(FormatError::NoContent);
         }
-        let regex = Regex::new(&re).map_err(|e| format!("header format is not valid: {e}"))?;
+        let regex = Regex::new(&re).map_err(|e| FormatError::Regex(Box::new(e)))?;
         let service_group = SERVICE_GROUPS
             .iter()
             .find_map(|s| names.iter().find(|n| n.eq_ignore_ascii_case(s)))

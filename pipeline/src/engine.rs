@@ -25,7 +25,7 @@ use logheal_models::{
     AnomalyConfig, Detector, Families, Flags, MinerConfig, ServiceTemplates, TemplateKey,
     DEFAULT_FAMILY_SIMILARITY,
 };
-use logheal_parsers::{otlp, EventTime, FieldNames, LineParser, ParseError};
+use logheal_parsers::{otlp, EventTime, FieldNames, FormatError, LineParser, ParseError};
 use logheal_rules::{
     ActionState, AnomalyKind, CorrelationKey, GroupLabel, ModelConditions, Receiver, ReceiverKind,
     RuleSet,
@@ -277,9 +277,9 @@ pub struct Changes {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("header format: {0}")]
-    HeaderFormat(String),
-    #[error("pattern {index}: {message}")]
-    Pattern { index: usize, message: String },
+    HeaderFormat(#[source] FormatError),
+    #[error("pattern {index}: {source}")]
+    Pattern { index: usize, source: FormatError },
 }
 
 /// The line parser for a rule set: the configured field names plus the extra fields the
@@ -296,7 +296,7 @@ fn parser_for(rules: &RuleSet, config: &EngineConfig) -> Result<LineParser, Conf
         .with_patterns(&config.patterns)
         .map_err(|(i, e)| ConfigError::Pattern {
             index: i + 1,
-            message: e.to_string(),
+            source: e,
         })
 }
 

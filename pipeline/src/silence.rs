@@ -9,6 +9,34 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Why a silence or a matcher was refused (the API answers 400 with the text).
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceError {
+    #[error("{0:?}: expected NAME=VALUE, NAME!=VALUE or NAME=~REGEX")]
+    Syntax(String),
+    #[error("{0:?}: a label name is letters, digits, _ and -")]
+    LabelName(String),
+    #[error("the value of {0} is longer than {MAX_TEXT} bytes")]
+    ValueTooLong(String),
+    #[error("{matcher}: {source}")]
+    Regex {
+        matcher: String,
+        source: Box<regex::Error>,
+    },
+    #[error("a silence needs at least one matcher (it would silence everything)")]
+    NoMatchers,
+    #[error("a silence has at most {MAX_MATCHERS} matchers")]
+    TooManyMatchers,
+    #[error("comment and author are at most {MAX_TEXT} bytes")]
+    TextTooLong,
+    #[error("a silence id is 1 to 64 bytes")]
+    Id,
+    #[error("a silence must end after it starts")]
+    EndsBeforeStart,
+    #[error("{MAX_SILENCES} silences have not ended: expire some first")]
+    Full,
+}
+
 /// How a matcher compares a label's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,7 +71,7 @@ const MAX_TEXT: usize = 1024;
 
 impl Matcher {
     /// Parses `name=value`, `name!=value` or `name=~regex`.
-    pub fn parse(text: &str) -> Result<Matcher, String> {
+    pub fn parse(text: &str) -> Result<Matcher, SilenceError> {
         let (name, op, value) = if let Some((n, v)) = text.split_once("=~") {
             (n, MatchOp::Regex, v)
         } else if let Some((n, v)) = text.split_once("!=") {
@@ -51,28 +79,22 @@ impl Matcher {
         } else if let Some((n, v)) = text.split_once('=') {
             (n, MatchOp::Equal, v)
         } else {
-            return Err(format!(
-                "{text:?}: expected NAME=VALUE, NAME!=VALUE or NAME=~REGEX"
-            ));
+            return Err(SilenceError::Syntax(text.to_string()));
         };
         Matcher::new(name.trim(), op, value)
     }
 
-    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, String> {
+    pub fn new(name: &str, op: MatchOp, value: &str) -> Result<Matcher, SilenceError> {
         let valid_name = !name.is_empty()
             && name.len() <= 128
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !valid_name {
-            return Err(format!(
-                "{name:?}: a label name is letters, digits, _ and -"
-            ));
+            return Err(SilenceError::LabelName(name.to_string()));
         }
         if value.len() > MAX_TEXT {
-            return Err(format!(
-                "the value of {name} is longer than {MAX_TEXT} bytes"
-            ));
+            return Err(SilenceError::ValueTooLong(name.to_string()));
         }
         let mut m = Matcher {
             name: name.to_string(),
@@ -85,13 +107,16 @@ impl Matcher {
     }
 
     /// Builds the regex of a `=~` matcher (after deserialising).
-    fn compile(&mut self) -> Result<(), String> {
+    fn compile(&mut self) -> Result<(), SilenceError> {
         if self.op == MatchOp::Regex && self.compiled.is_none() {
             let anchored = format!("^(?:{})$", self.value);
             let re = regex::RegexBuilder::new(&anchored)
                 .size_limit(1 << 20)
                 .build()
-                .map_err(|e| format!("{}=~{}: {e}", self.name, self.value))?;
+                .map_err(|e| SilenceError::Regex {
+                    matcher: self.to_string(),
+                    source: Box::new(e),
+                })?;
             self.compiled = Some(re);
         }
         Ok(())
@@ -134,23 +159,21 @@ pub struct Silence {
 impl Silence {
     /// Checks bounds and compiles the matchers (a silence read from the API or the
     /// ledger is untrusted input).
-    pub fn validated(mut self) -> Result<Silence, String> {
+    pub fn validated(mut self) -> Result<Silence, SilenceError> {
         if self.matchers.is_empty() {
-            return Err(
-                "a silence needs at least one matcher (it would silence everything)".into(),
-            );
+            return Err(SilenceError::NoMatchers);
         }
         if self.matchers.len() > MAX_MATCHERS {
-            return Err(format!("a silence has at most {MAX_MATCHERS} matchers"));
+            return Err(SilenceError::TooManyMatchers);
         }
         if self.comment.len() > MAX_TEXT || self.created_by.len() > MAX_TEXT {
-            return Err(format!("comment and author are at most {MAX_TEXT} bytes"));
+            return Err(SilenceError::TextTooLong);
         }
         if self.id.is_empty() || self.id.len() > 64 {
-            return Err("a silence id is 1 to 64 bytes".into());
+            return Err(SilenceError::Id);
         }
         if self.ends_at <= self.starts_at {
-            return Err("a silence must end after it starts".into());
+            return Err(SilenceError::EndsBeforeStart);
         }
         for m in &mut self.matchers {
             m.compile()?;
@@ -202,16 +225,14 @@ pub struct Silences {
 impl Silences {
     /// Adds or replaces (same id) a silence; refused when the store is full of
     /// silences that have not ended.
-    pub fn put(&mut self, silence: Silence, now_ms: i64) -> Result<(), String> {
+    pub fn put(&mut self, silence: Silence, now_ms: i64) -> Result<(), SilenceError> {
         self.forget_ended(now_ms);
         if let Some(old) = self.all.iter_mut().find(|s| s.id == silence.id) {
             *old = silence;
             return Ok(());
         }
         if self.all.len() >= MAX_SILENCES {
-            return Err(format!(
-                "{MAX_SILENCES} silences have not ended: expire some first"
-            ));
+            return Err(SilenceError::Full);
         }
         self.all.push(silence);
         Ok(())

@@ -666,32 +666,56 @@ impl Default for ReferencePolicy {
 
 static POLICY: std::sync::OnceLock<ReferencePolicy> = std::sync::OnceLock::new();
 
+/// Why a reference policy (the job config's `secrets:`) was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("secrets.env_prefixes: at least one prefix")]
+    NoPrefix,
+    #[error(
+        "secrets.env_prefixes: {0:?} is not the start of a variable name (letters, digits, _)"
+    )]
+    Prefix(String),
+    #[error("secrets.dir: {0:?} must be an absolute directory other than /")]
+    Dir(String),
+    #[error("the reference policy is already set")]
+    AlreadySet,
+}
+
+/// A reference (`${NAME}`, `file:PATH`) that a rule file may not make.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("file:{path}: rule files may read files under {dir} only (job config `secrets.dir`)")]
+    File { path: String, dir: String },
+    #[error("unclosed ${{")]
+    Unclosed,
+    #[error("bad environment variable name {0:?}")]
+    Name(String),
+    #[error("${{{name}}}: rule files may read {prefixes}* variables only (job config `secrets.env_prefixes`)")]
+    Variable { name: String, prefixes: String },
+}
+
 /// Sets the process's reference policy; refused if the policy is unsafe (an empty
 /// prefix would open every variable; a relative or root directory every file) or was
 /// already set to another.
-pub fn set_reference_policy(mut policy: ReferencePolicy) -> Result<(), String> {
+pub fn set_reference_policy(mut policy: ReferencePolicy) -> Result<(), PolicyError> {
     if policy.env_prefixes.is_empty() {
-        return Err("secrets.env_prefixes: at least one prefix".into());
+        return Err(PolicyError::NoPrefix);
     }
     if let Some(p) = policy.env_prefixes.iter().find(|p| !is_env_name(p)) {
-        return Err(format!(
-            "secrets.env_prefixes: {p:?} is not the start of a variable name (letters, digits, _)"
-        ));
+        return Err(PolicyError::Prefix(p.clone()));
     }
     if !policy.secrets_dir.ends_with('/') {
         policy.secrets_dir.push('/');
     }
     let dir = &policy.secrets_dir;
     if !dir.starts_with('/') || dir == "/" || dir.split('/').any(|p| p == "..") {
-        return Err(format!(
-            "secrets.dir: {dir:?} must be an absolute directory other than /"
-        ));
+        return Err(PolicyError::Dir(dir.clone()));
     }
     let set = POLICY.get_or_init(|| policy.clone());
     if *set == policy {
         Ok(())
     } else {
-        Err("the reference policy is already set".into())
+        Err(PolicyError::AlreadySet)
     }
 }
 
@@ -703,35 +727,35 @@ pub fn reference_policy() -> &'static ReferencePolicy {
 /// Every `${...}` in `s` names an environment variable a rule file may read, and a
 /// `file:` reference lies under the secrets directory (see [`ReferencePolicy`]; the same
 /// checks run again when the references are resolved).
-pub fn check_references(s: &str) -> Result<(), String> {
+pub fn check_references(s: &str) -> Result<(), ReferenceError> {
     let policy = reference_policy();
     if let Some(path) = s.trim().strip_prefix("file:") {
         if !path.starts_with(&policy.secrets_dir) || path.split('/').any(|p| p == "..") {
-            return Err(format!(
-                "file:{path}: rule files may read files under {} only (job config `secrets.dir`)",
-                policy.secrets_dir
-            ));
+            return Err(ReferenceError::File {
+                path: path.to_string(),
+                dir: policy.secrets_dir.clone(),
+            });
         }
         return Ok(());
     }
     let mut rest = s;
     while let Some(start) = rest.find("${") {
         let Some(end) = rest[start..].find('}') else {
-            return Err("unclosed ${".into());
+            return Err(ReferenceError::Unclosed);
         };
         let name = &rest[start + 2..start + end];
         if !is_env_name(name) {
-            return Err(format!("bad environment variable name {name:?}"));
+            return Err(ReferenceError::Name(name.to_string()));
         }
         if !policy
             .env_prefixes
             .iter()
             .any(|p| name.starts_with(p.as_str()))
         {
-            return Err(format!(
-                "${{{name}}}: rule files may read {}* variables only (job config `secrets.env_prefixes`)",
-                policy.env_prefixes.join("*, ")
-            ));
+            return Err(ReferenceError::Variable {
+                name: name.to_string(),
+                prefixes: policy.env_prefixes.join("*, "),
+            });
         }
         rest = &rest[start + end + 1..];
     }
@@ -739,7 +763,7 @@ pub fn check_references(s: &str) -> Result<(), String> {
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    check_references(url)?;
+    check_references(url).map_err(|e| e.to_string())?;
     let url = url.trim();
     if url.starts_with("${") || url.starts_with("file:") {
         return Ok(());

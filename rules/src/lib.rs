@@ -14,9 +14,9 @@ mod schema;
 mod testfile;
 
 pub use compile::{
-    check_references, reference_policy, set_reference_policy, ReferencePolicy,
-    DEFAULT_ESCALATE_AFTER, DEFAULT_QUIET_PERIOD, DEFAULT_RECEIVER_TIMEOUT, DEFAULT_REOPEN_WITHIN,
-    DEFAULT_RETRIES, RULE_ENV_PREFIX, RULE_SECRETS_DIR,
+    check_references, reference_policy, set_reference_policy, PolicyError, ReferenceError,
+    ReferencePolicy, DEFAULT_ESCALATE_AFTER, DEFAULT_QUIET_PERIOD, DEFAULT_RECEIVER_TIMEOUT,
+    DEFAULT_REOPEN_WITHIN, DEFAULT_RETRIES, RULE_ENV_PREFIX, RULE_SECRETS_DIR,
 };
 pub use lint::lint;
 pub use load::{
