@@ -130,26 +130,21 @@ pub struct Reload {
 
 pub struct Engine {
     config: EngineConfig,
-    rules: RuleSet,
-    /// Per rule slot: removed by a reload (kept so that indices stay stable).
-    retired: Vec<bool>,
-    rule_names: Vec<Arc<str>>,
-    /// Per rule slot: the slots of the running rules it yields to (`incident.yield_to`).
-    yields_to: Vec<Vec<u32>>,
-    timings: Vec<Timing>,
+    /// One per rule, by slot (`IncidentKey::rule`); see [`Slot`].
+    slots: Vec<Slot>,
+    /// The receivers of the rule set, by index (as in `ActionRequest::receiver`).
+    receivers: Vec<Receiver>,
+    field_names: FieldNames,
     parser: LineParser,
     clock: EventClock,
     interner: Interner,
     templates: ServiceTemplates,
     families: Families,
     anomalies: Detector,
-    /// Per rule: whether a template meets the rule's model conditions, valid while the
-    /// template texts are unchanged (`models_seen` changes).
-    model_matches: Vec<FxHashMap<TemplateKey, bool>>,
+    /// Template changes when the slots' model match caches were last valid.
     models_seen: u64,
     /// Template changes and lines at the last family refresh.
     families_at: (u64, u64),
-    correlators: Vec<Correlator>,
     registry: Registry,
     agenda: Agenda,
     /// The records of the current OTLP batch, as flat JSON (reused across batches).
@@ -184,10 +179,63 @@ pub struct Engine {
     /// most `MAX_CLOSED_KEPT`, oldest dropped): what an operator's view refreshes.
     touched: rustc_hash::FxHashSet<IncidentKey>,
     closed: VecDeque<IncidentSnapshot>,
-    /// Events each rule slot selected.
-    selected_by_rule: Vec<u64>,
     /// The two stages apart (see `signal.rs`).
     split: Split,
+}
+
+/// What the engine keeps of one rule. Slots are stable: a reload keeps a rule's slot
+/// (matched by name), appends new rules, and marks removed ones retired instead of
+/// dropping them, so the slot number an incident, a pending action or a signal holds
+/// always names the same rule.
+struct Slot {
+    rule: logheal_rules::Rule,
+    name: Arc<str>,
+    /// Removed by a reload: selects nothing, is yielded to by no rule.
+    retired: bool,
+    /// The slots of the running rules it yields to (`incident.yield_to`).
+    yields_to: Vec<u32>,
+    /// The incident timing of the rule as loaded (an incident keeps the timing it
+    /// opened with).
+    timing: Timing,
+    /// Whether a template meets the rule's model conditions, valid while the template
+    /// texts are unchanged (cleared when `Engine::models_seen` moves).
+    model_matches: FxHashMap<TemplateKey, bool>,
+    correlator: Correlator,
+    /// Events it selected.
+    selected: u64,
+}
+
+impl Slot {
+    fn new(rule: logheal_rules::Rule, correlator: Correlator) -> Slot {
+        Slot {
+            name: rule.name.as_str().into(),
+            retired: false,
+            yields_to: Vec::new(),
+            timing: Timing::from(&rule.incident),
+            model_matches: FxHashMap::default(),
+            correlator,
+            selected: 0,
+            rule,
+        }
+    }
+}
+
+/// Points each slot at the running rules it yields to.
+fn link_yields(slots: &mut [Slot]) {
+    let targets: Vec<Vec<u32>> = slots
+        .iter()
+        .map(|s| {
+            (0..slots.len())
+                .filter(|&i| {
+                    !slots[i].retired && s.rule.incident.yield_to.contains(&slots[i].rule.name)
+                })
+                .map(|i| i as u32)
+                .collect()
+        })
+        .collect();
+    for (slot, to) in slots.iter_mut().zip(targets) {
+        slot.yields_to = to;
+    }
 }
 
 /// The state of a stage that runs apart from the other.
@@ -310,34 +358,29 @@ pub fn wall_clock_now() -> EventTime {
 
 impl Engine {
     pub fn new(rules: RuleSet, config: &EngineConfig) -> Result<Self, ConfigError> {
-        let rule_count = rules.rules.len();
         let parser = parser_for(&rules, config)?;
-        let correlators = rules
+        let mut slots: Vec<Slot> = rules
             .rules
-            .iter()
-            .map(|r| Correlator::new(&r.correlate, config.max_traces_per_rule))
+            .into_iter()
+            .map(|r| {
+                let correlator = Correlator::new(&r.correlate, config.max_traces_per_rule);
+                Slot::new(r, correlator)
+            })
             .collect();
+        link_yields(&mut slots);
         Ok(Engine {
             config: config.clone(),
-            retired: vec![false; rule_count],
-            rule_names: rules.rules.iter().map(|r| r.name.as_str().into()).collect(),
-            yields_to: yield_slots(&rules.rules, &vec![false; rule_count]),
-            timings: rules
-                .rules
-                .iter()
-                .map(|r| Timing::from(&r.incident))
-                .collect(),
-            rules,
+            slots,
+            receivers: rules.receivers,
+            field_names: rules.field_names,
             parser,
             clock: EventClock::new(config.time, wall_clock_now().plus(config.future_skew)),
             interner: Interner::new(config.max_services),
             templates: ServiceTemplates::new(MinerConfig::default()),
             families: Families::new(DEFAULT_FAMILY_SIMILARITY),
             anomalies: Detector::new(config.anomaly.clone()),
-            model_matches: vec![FxHashMap::default(); rule_count],
             models_seen: 0,
             families_at: (0, 0),
-            correlators,
             registry: Registry::default(),
             agenda: Agenda::default(),
             batch: Vec::new(),
@@ -359,7 +402,6 @@ impl Engine {
             silences: Vec::new(),
             touched: Default::default(),
             closed: VecDeque::new(),
-            selected_by_rule: vec![0; rule_count],
             split: Split {
                 time: EventTime::MIN,
                 ..Split::default()
@@ -371,12 +413,12 @@ impl Engine {
     /// consumer that rebuilds its state from the committed offsets after a rebalance.
     pub fn fresh(&self) -> Engine {
         let rules = RuleSet {
-            rules: (self.rules.rules.iter().zip(&self.retired))
-                .filter(|(_, retired)| !**retired)
-                .map(|(rule, _)| rule.clone())
+            rules: (self.slots.iter())
+                .filter(|s| !s.retired)
+                .map(|s| s.rule.clone())
                 .collect(),
-            receivers: self.rules.receivers.clone(),
-            field_names: self.rules.field_names.clone(),
+            receivers: self.receivers.clone(),
+            field_names: self.field_names.clone(),
         };
         Engine::new(rules, &self.config).expect("the running rules were accepted before")
     }
@@ -502,13 +544,14 @@ impl Engine {
         if over_cap {
             return self.over_service_cap(ts);
         }
-        for (ri, rule) in self.rules.rules.iter().enumerate() {
-            if self.retired[ri] || !rule.select.matches(&event) {
+        for (ri, slot) in self.slots.iter_mut().enumerate() {
+            let rule = &slot.rule;
+            if slot.retired || !rule.select.matches(&event) {
                 continue;
             }
             let models = &rule.select.models;
             if !models.is_empty() {
-                let cache = &mut self.model_matches[ri];
+                let cache = &mut slot.model_matches;
                 if !model_match(
                     models,
                     cache,
@@ -521,7 +564,7 @@ impl Engine {
                 }
             }
             self.stats.selected += 1;
-            self.selected_by_rule[ri] += 1;
+            slot.selected += 1;
             let key = match rule.correlate.key {
                 CorrelationKey::TraceId => {
                     event.trace_id.as_deref().or(event.request_id.as_deref())
@@ -540,7 +583,7 @@ impl Engine {
                 template,
                 anomalous: flags.new_template || flags.rate_spike,
             };
-            self.correlators[ri].observe(key, selected, &mut self.signals);
+            slot.correlator.observe(key, selected, &mut self.signals);
             self.signal_rules.resize(self.signals.len(), ri as u32);
         }
         self.expire_windows();
@@ -576,8 +619,8 @@ impl Engine {
     /// Drops the trace windows no record can reach any more.
     fn expire_windows(&mut self) {
         let point = self.clock.retention_point();
-        for c in &mut self.correlators {
-            c.expire(point);
+        for slot in &mut self.slots {
+            slot.correlator.expire(point);
         }
     }
 
@@ -590,7 +633,7 @@ impl Engine {
             return;
         }
         self.models_seen = changes;
-        self.model_matches.iter_mut().for_each(FxHashMap::clear);
+        self.clear_model_matches();
         let lines = self.stats.parsed;
         let (changes_then, lines_then) = self.families_at;
         let due = 1_000u64.max(20 * self.templates.live() as u64);
@@ -612,22 +655,26 @@ impl Engine {
         }
         let templates = &self.templates;
         self.anomalies.retain(|k| templates.is_live(*k));
-        self.model_matches.iter_mut().for_each(FxHashMap::clear);
+        self.clear_model_matches();
+    }
+
+    fn clear_model_matches(&mut self) {
+        for slot in &mut self.slots {
+            slot.model_matches.clear();
+        }
     }
 
     /// Whether a running rule selects events by template family.
     fn selects_by_family(&self) -> bool {
-        self.rules
-            .rules
+        self.slots
             .iter()
-            .zip(&self.retired)
-            .any(|(r, retired)| !retired && r.select.models.family.is_some())
+            .any(|s| !s.retired && s.rule.select.models.family.is_some())
     }
 
     /// The families of every template, fitted now (end of input, the summary).
     fn fit_families(&mut self) {
         self.families.refresh(&self.templates.texts());
-        self.model_matches.iter_mut().for_each(FxHashMap::clear);
+        self.clear_model_matches();
     }
 
     /// Swaps in a new, already validated rule set. A rule that still exists keeps its
@@ -636,66 +683,56 @@ impl Engine {
     /// empty. Existing incidents keep the timing they opened with.
     pub fn reload(&mut self, new: RuleSet) -> Result<Reload, ConfigError> {
         let parser = parser_for(&new, &self.config)?;
-        let old = std::mem::take(&mut self.rules.rules);
-        let mut old_correlators = std::mem::take(&mut self.correlators).into_iter();
         let mut incoming: Vec<Option<logheal_rules::Rule>> =
             new.rules.into_iter().map(Some).collect();
-        let (mut rules, mut retired, mut correlators) = (Vec::new(), Vec::new(), Vec::new());
         let mut summary = Reload::default();
         let mut removed = Vec::new();
         let max_traces = self.config.max_traces_per_rule;
-        for (i, previous) in old.into_iter().enumerate() {
-            let correlator = old_correlators.next().expect("one per rule");
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             let found = incoming
                 .iter_mut()
-                .find(|r| r.as_ref().is_some_and(|r| r.name == previous.name))
+                .find(|r| r.as_ref().is_some_and(|r| r.name == slot.rule.name))
                 .and_then(Option::take);
             match found {
                 Some(rule) => {
-                    let keep = !self.retired[i] && rule.correlate == previous.correlate;
-                    correlators.push(if keep {
-                        correlator
+                    // Open trace windows survive only an unchanged correlation.
+                    let keep = !slot.retired && rule.correlate == slot.rule.correlate;
+                    let correlator = if keep {
+                        std::mem::replace(
+                            &mut slot.correlator,
+                            Correlator::new(&rule.correlate, max_traces),
+                        )
                     } else {
                         Correlator::new(&rule.correlate, max_traces)
-                    });
-                    if self.retired[i] {
+                    };
+                    if slot.retired {
                         summary.added += 1
                     } else {
                         summary.kept += 1
                     }
-                    rules.push(rule);
-                    retired.push(false);
+                    let selected = slot.selected;
+                    *slot = Slot::new(rule, correlator);
+                    slot.selected = selected;
                 }
                 None => {
-                    if !self.retired[i] {
+                    if !slot.retired {
                         summary.removed += 1;
                         removed.push(i as u32);
                     }
-                    correlators.push(correlator);
-                    rules.push(previous);
-                    retired.push(true);
+                    slot.retired = true;
+                    slot.model_matches.clear();
                 }
             }
         }
         for rule in incoming.into_iter().flatten() {
-            correlators.push(Correlator::new(&rule.correlate, max_traces));
-            rules.push(rule);
-            retired.push(false);
+            let correlator = Correlator::new(&rule.correlate, max_traces);
+            self.slots.push(Slot::new(rule, correlator));
             summary.added += 1;
         }
+        link_yields(&mut self.slots);
         self.parser = parser;
-        self.rule_names = rules.iter().map(|r| r.name.as_str().into()).collect();
-        self.yields_to = yield_slots(&rules, &retired);
-        self.timings = rules.iter().map(|r| Timing::from(&r.incident)).collect();
-        self.model_matches = vec![FxHashMap::default(); rules.len()];
-        self.selected_by_rule.resize(rules.len(), 0);
-        self.correlators = correlators;
-        self.retired = retired;
-        self.rules = RuleSet {
-            rules,
-            receivers: new.receivers,
-            field_names: new.field_names,
-        };
+        self.receivers = new.receivers;
+        self.field_names = new.field_names;
         let at = self.current_time();
         for rule in removed {
             for key in self.registry.keys_of_rule(rule) {
@@ -710,9 +747,9 @@ impl Engine {
     /// of that name for that state, and then calls that action's receiver as now
     /// declared; any other is cancelled, with the reason in its record.
     fn reconcile_pending(&mut self, at: EventTime) {
-        let rules = &self.rules;
+        let (slots, receivers) = (&self.slots, &self.receivers);
         let cancelled = self.agenda.cancel_where(|p| {
-            let rule = &rules.rules[p.key.rule as usize];
+            let rule = &slots[p.key.rule as usize].rule;
             let now = p.state.action_state().and_then(|s| {
                 rule.actions
                     .for_state(s)
@@ -721,7 +758,7 @@ impl Engine {
             });
             match now {
                 Some(action) => {
-                    let receiver = rules.receivers[action.receiver].name.as_str();
+                    let receiver = receivers[action.receiver].name.as_str();
                     if *p.receiver != *receiver {
                         p.receiver = receiver.into();
                     }
@@ -735,7 +772,7 @@ impl Engine {
                 "action {:?} of state {} was removed from rule {:?} by a reload",
                 p.action,
                 p.state.as_str(),
-                self.rule_names[p.key.rule as usize]
+                self.slots[p.key.rule as usize].name
             );
             self.cancelled(&p, at, reason);
             // Its state's work is done if nothing else of it is pending or in flight.
@@ -797,7 +834,7 @@ impl Engine {
         self.note_closed(key, &incident);
         let reason = format!(
             "rule {:?} was removed by a reload",
-            self.rule_names[key.rule as usize]
+            self.slots[key.rule as usize].name
         );
         for p in self.agenda.cancel_all(key) {
             self.cancelled(&p, at, reason.clone());
@@ -805,7 +842,7 @@ impl Engine {
         self.records.push(Record::IncidentClosed {
             at: at.to_rfc3339(),
             incident: incident.id.clone(),
-            rule: self.rule_names[key.rule as usize].clone(),
+            rule: self.slots[key.rule as usize].name.clone(),
             key: self.labels(key),
             state,
             reason,
@@ -834,7 +871,7 @@ impl Engine {
 
     /// The receivers of the loaded rules, by index (as in [`ActionRequest::receiver`]).
     pub fn receivers(&self) -> &[Receiver] {
-        &self.rules.receivers
+        &self.receivers
     }
 
     /// Whether records or requests wait to be taken (`take_records`, `take_outbox`).
@@ -1023,7 +1060,7 @@ impl Engine {
         let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
         IncidentSnapshot {
             id: i.id.clone(),
-            rule: self.rule_names[key.rule as usize].clone(),
+            rule: self.slots[key.rule as usize].name.clone(),
             key: self.labels(key),
             state: crate::incident::state_of(&i.machine),
             first_seen: i.first_seen.to_rfc3339(),
@@ -1085,11 +1122,10 @@ impl Engine {
 
     /// Whether `rule` keys its incidents by root service (its signals' message key).
     pub fn groups_by_root(&self, rule: &str) -> bool {
-        self.rules
-            .rules
+        self.slots
             .iter()
-            .find(|r| r.name.as_str() == rule)
-            .is_some_and(|r| r.incident.group_by.contains(&GroupLabel::RootService))
+            .find(|s| *s.name == *rule)
+            .is_some_and(|s| s.rule.incident.group_by.contains(&GroupLabel::RootService))
     }
 
     /// Correlate stage: a signal goes out by name and text instead of to an incident.
@@ -1108,7 +1144,7 @@ impl Engine {
         self.split.raised += 1;
         let time = self.clock.time().nanos();
         let name = |s: crate::interner::ServiceId| self.interner.name(s).to_string();
-        let rule_name = self.rule_names[rule as usize].to_string();
+        let rule_name = self.slots[rule as usize].name.to_string();
         let wire = match signal {
             Signal::Suspect { service, at } => {
                 self.stats.suspicions += 1;
@@ -1318,8 +1354,7 @@ impl Engine {
 
     /// Decide stage: delivers one signal to its incident.
     fn deliver_wire(&mut self, signal: &WireSignal) {
-        let Some(rule) = (0..self.rule_names.len())
-            .find(|&i| !self.retired[i] && *self.rule_names[i] == *signal.rule)
+        let Some(rule) = (self.slots.iter()).position(|s| !s.retired && *s.name == *signal.rule)
         else {
             self.stats.signals_unknown_rule += 1;
             return;
@@ -1453,7 +1488,7 @@ impl Engine {
         if self.silences.is_empty() {
             return None;
         }
-        let rule = &*self.rule_names[p.key.rule as usize];
+        let rule = &*self.slots[p.key.rule as usize].name;
         let labels = self.labels(p.key);
         self.silences.iter().find(|s| {
             s.matches(|name| match name {
@@ -1493,8 +1528,8 @@ impl Engine {
             self.fit_families();
         }
         self.run_until(EventTime::MAX);
-        for c in &mut self.correlators {
-            c.expire(EventTime::MAX);
+        for slot in &mut self.slots {
+            slot.correlator.expire(EventTime::MAX);
         }
     }
 
@@ -1527,10 +1562,9 @@ impl Engine {
             newest
         } else {
             let window = self
-                .rules
-                .rules
+                .slots
                 .iter()
-                .map(|r| r.correlate.window)
+                .map(|s| s.rule.correlate.window)
                 .max()
                 .unwrap_or_default();
             self.clock.retention_point().minus(window)
@@ -1563,7 +1597,7 @@ impl Engine {
     /// Statistics so far; live incidents are counted by their current state.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
-        for c in &self.correlators {
+        for c in self.slots.iter().map(|s| &s.correlator) {
             s.traces_expired += c.stats.expired;
             s.traces_evicted += c.stats.evicted;
             s.traces_storm_evicted += c.stats.storm_evicted;
@@ -1589,10 +1623,9 @@ impl Engine {
 
     /// Events selected so far by each running rule, by name.
     pub fn selected_by_rule(&self) -> Vec<(Arc<str>, u64)> {
-        (self.rule_names.iter().zip(&self.selected_by_rule))
-            .zip(&self.retired)
-            .filter(|(_, retired)| !**retired)
-            .map(|((name, n), _)| (name.clone(), *n))
+        (self.slots.iter())
+            .filter(|s| !s.retired)
+            .map(|s| (s.name.clone(), s.selected))
             .collect()
     }
 
@@ -1606,7 +1639,7 @@ impl Engine {
     }
 
     fn key(&self, rule: u32, service: crate::interner::ServiceId) -> IncidentKey {
-        let groups = &self.rules.rules[rule as usize].incident.group_by;
+        let groups = &self.slots[rule as usize].rule.incident.group_by;
         IncidentKey {
             rule,
             root: groups.contains(&GroupLabel::RootService).then_some(service),
@@ -1626,7 +1659,7 @@ impl Engine {
 
     /// `<rule>-<labels>-<opening time>`, stable for a replay and readable in a URL or header.
     fn incident_id(&self, key: IncidentKey, at: EventTime) -> Arc<str> {
-        let mut id = self.rule_names[key.rule as usize].to_string();
+        let mut id = self.slots[key.rule as usize].name.to_string();
         if let Some(root) = key.root {
             id.push('-');
             escape_label(self.interner.name(root), &mut id);
@@ -1692,7 +1725,7 @@ impl Engine {
     /// Whether `rule` gives way to a live incident of a rule it yields to that covers a
     /// service of `signal`.
     fn yields(&self, rule: u32, signal: &Signal) -> bool {
-        let to = &self.yields_to[rule as usize];
+        let to = &self.slots[rule as usize].yields_to;
         if to.is_empty() {
             return false;
         }
@@ -1713,8 +1746,8 @@ impl Engine {
     ) {
         let opens = matches!(input, Input::Suspect | Input::Chain);
         let mut ctx = Ctx::at(at);
-        let timing = self.timings[key.rule as usize];
-        let correlate = &self.rules.rules[key.rule as usize].correlate;
+        let timing = self.slots[key.rule as usize].timing;
+        let correlate = &self.slots[key.rule as usize].rule.correlate;
         let (min_chains, within) = (correlate.min_chains, correlate.chains_within);
         let novel: Vec<TemplateKey> = chain.map_or_else(Vec::new, |c| {
             c.templates
@@ -1824,7 +1857,7 @@ impl Engine {
                     self.records.push(Record::Transition {
                         at: at.to_rfc3339(),
                         incident: id.clone(),
-                        rule: self.rule_names[key.rule as usize].clone(),
+                        rule: self.slots[key.rule as usize].name.clone(),
                         key: self.labels(key),
                         from,
                         to,
@@ -1868,7 +1901,7 @@ impl Engine {
         at: EventTime,
         (seq, from, to, reason): (u32, IncidentState, IncidentState, Arc<str>),
     ) {
-        let rule = &self.rules.rules[key.rule as usize];
+        let rule = &self.slots[key.rule as usize].rule;
         let actions = to
             .action_state()
             .map_or(&[][..], |s| rule.actions.for_state(s));
@@ -1882,7 +1915,7 @@ impl Engine {
                 from,
                 reason: reason.clone(),
                 action: action.name.as_str().into(),
-                receiver: self.rules.receivers[action.receiver].name.as_str().into(),
+                receiver: self.receivers[action.receiver].name.as_str().into(),
                 order: 0,
             });
         }
@@ -1914,7 +1947,7 @@ impl Engine {
         let id = self.request_id();
         self.outbox.push(ActionRequest {
             id,
-            receiver: self.rules.receivers[probe.receiver].name.as_str().into(),
+            receiver: self.receivers[probe.receiver].name.as_str().into(),
             action: "health-probe".into(),
             idempotency_key: format!("{incident}/{seq}-probe/{id}"),
             body: String::new(),
@@ -1945,7 +1978,7 @@ impl Engine {
         self.records.push(Record::Probe {
             at: at.to_rfc3339(),
             incident,
-            rule: self.rule_names[key.rule as usize].clone(),
+            rule: self.slots[key.rule as usize].name.clone(),
             passed,
             consecutive: passes,
             detail: outcome.detail(),
@@ -1965,7 +1998,7 @@ impl Engine {
 
     /// The health probe of an incident's rule, if it (still) has one.
     fn probe(&self, key: IncidentKey) -> Option<logheal_rules::HealthProbe> {
-        self.rules.rules[key.rule as usize].incident.probe
+        self.slots[key.rule as usize].rule.incident.probe
     }
 
     /// A fresh id for a request to the executor.
@@ -1983,7 +2016,7 @@ impl Engine {
         ActionRecord {
             at: at.to_rfc3339(),
             incident: p.incident.clone(),
-            rule: self.rule_names[p.key.rule as usize].clone(),
+            rule: self.slots[p.key.rule as usize].name.clone(),
             state: p.state,
             action: p.action.to_string(),
             receiver: p.receiver.to_string(),
@@ -2070,7 +2103,7 @@ impl Engine {
         if self.receiver_kind(&p.receiver) != ReceiverKind::Webhook {
             return None;
         }
-        let budget = self.rules.rules[p.key.rule as usize].incident.budget;
+        let budget = self.slots[p.key.rule as usize].rule.incident.budget;
         let calls = self
             .budget_used
             .entry((p.key, p.action.clone()))
@@ -2093,9 +2126,9 @@ impl Engine {
         calls.push_back(p.due);
         if self.budget_used.len() > BUDGET_KEYS_PRUNE_AT {
             let horizon = p.due;
-            let rules = &self.rules.rules;
+            let slots = &self.slots;
             self.budget_used.retain(|(key, _), calls| {
-                let period = rules[key.rule as usize].incident.budget.period;
+                let period = slots[key.rule as usize].rule.incident.budget.period;
                 calls.back().is_some_and(|t| *t > horizon.minus(period))
             });
         }
@@ -2122,8 +2155,7 @@ impl Engine {
     }
 
     fn receiver_kind(&self, name: &str) -> ReceiverKind {
-        self.rules
-            .receivers
+        self.receivers
             .iter()
             .find(|r| *r.name == *name)
             .map_or(ReceiverKind::Webhook, |r| r.kind)
@@ -2157,11 +2189,11 @@ impl Engine {
             limit: "brake",
             detail: detail.clone(),
         });
-        let rule = &self.rules.rules[rule as usize];
+        let rule = &self.slots[rule as usize].rule;
         let slack = ActionState::ALL
             .iter()
             .flat_map(|s| rule.actions.for_state(*s))
-            .map(|a| &self.rules.receivers[a.receiver])
+            .map(|a| &self.receivers[a.receiver])
             .find(|r| r.kind == ReceiverKind::Slack)
             .map(|r| r.name.clone());
         if let (Some(receiver), true) = (slack, self.config.execute) {
@@ -2212,20 +2244,6 @@ impl Engine {
             self.deliver(key, at, input, None);
         }
     }
-}
-
-/// Per rule slot, the slots of the running rules named in its `yield_to` (resolved once
-/// per rule set, not per signal).
-fn yield_slots(rules: &[logheal_rules::Rule], retired: &[bool]) -> Vec<Vec<u32>> {
-    rules
-        .iter()
-        .map(|rule| {
-            (0..rules.len())
-                .filter(|&i| !retired[i] && rule.incident.yield_to.contains(&rules[i].name))
-                .map(|i| i as u32)
-                .collect()
-        })
-        .collect()
 }
 
 /// `text` cut to about `max` characters by leaving out its middle ("…"): the end of a
@@ -2362,6 +2380,39 @@ mod tests {
         // gateway (2) and failed (1); gateway: failed (1).
         let scores: Vec<f64> = confirmed.iter().map(|c| c.score).collect();
         assert_eq!(scores, [5.0, 3.0, 1.0]);
+    }
+
+    #[test]
+    fn a_rule_keeps_its_slot_across_reloads_and_a_removed_one_is_retired() {
+        let builtin = logheal_rules::builtin();
+        let names: Vec<String> = builtin.rules.iter().map(|r| r.name.clone()).collect();
+        let mut engine = Engine::new(builtin.clone(), &EngineConfig::default()).unwrap();
+        cascade(&mut engine, "payment");
+        let selected = |e: &Engine| -> Vec<(String, u64)> {
+            e.selected_by_rule()
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect()
+        };
+        let before = selected(&engine);
+        assert!(before.iter().any(|(_, n)| *n > 0), "{before:?}");
+        // Without the first rule: it is retired in its slot, the others keep theirs.
+        let mut without = builtin.clone();
+        let first = without.rules.remove(0);
+        let summary = engine.reload(without).unwrap();
+        assert_eq!(
+            (summary.kept, summary.removed, summary.added),
+            (names.len() - 1, 1, 0)
+        );
+        assert_eq!(engine.slots.len(), names.len());
+        assert!(engine.slots[0].retired && *engine.slots[0].name == *first.name);
+        assert_eq!(selected(&engine), before[1..]);
+        // Back again: the same slot, running, with its count.
+        let summary = engine.reload(builtin).unwrap();
+        assert_eq!((summary.kept, summary.added), (names.len() - 1, 1));
+        assert_eq!(engine.slots.len(), names.len());
+        assert!(!engine.slots[0].retired);
+        assert_eq!(selected(&engine), before);
     }
 
     fn cascade(engine: &mut Engine, root: &str) {
