@@ -49,6 +49,7 @@ fn produce(brokers: &str, topic: &str, buf: &[u8]) -> u64 {
     let producer: BaseProducer = KafkaConfig::new(brokers, vec![], "bench")
         .client()
         .set("linger.ms", "20")
+        .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
@@ -112,12 +113,29 @@ fn logheal(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, u64) {
         }
         engine.take_records().for_each(drop);
     }
-    (start.elapsed(), engine.stats().chains)
+    let took = start.elapsed();
+    // The windows still open at the end run out, as at the end of a replay.
+    engine.finish();
+    (took, engine.stats().chains)
+}
+
+/// What one engine finds in the log in time order (what `logheal replay` finds): the
+/// chains every consumer of the topic must find too, whatever order the broker hands
+/// the partitions' records out in.
+fn replay_chains(buf: &[u8]) -> u64 {
+    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default())
+        .expect("the built-in rules");
+    for line in buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        engine.push_line(line);
+    }
+    engine.finish();
+    engine.stats().chains
 }
 
 /// `logheal run --until-end --dry-run` (the binary, stages apart through a signals topic
-/// of its own) with `threads` correlators, until it has drained the topic and ended.
-fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Duration {
+/// of its own) with `threads` correlators, until it has drained the topic and ended;
+/// how long it took, and the chains and skipped records of its summary.
+fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> (Duration, u64, u64) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_logheal"));
     cmd.args([
         "run",
@@ -131,7 +149,16 @@ fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Durat
     .args(["--until-end", "--dry-run", "--output", "json"])
     .args(["--listen", "127.0.0.1:0"])
     .args(["--correlate-threads", &threads.to_string()]);
-    common::timed(cmd)
+    let (took, stdout) = common::timed(cmd);
+    let summary: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["type"] == "summary")
+        .expect("a summary record");
+    let skipped = summary["skipped"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+    (took, summary["chains"].as_u64().unwrap_or(0), skipped)
 }
 
 fn main() {
@@ -141,6 +168,7 @@ fn main() {
     let buf = corpus();
     let started = Instant::now();
     let n = produce(&brokers, &topic, &buf);
+    let expected = replay_chains(&buf);
     assert!(n >= 1_000_000, "{n} records");
     eprintln!(
         "produced {n} records ({:.1} MB) to {topic} ({PARTITIONS} partitions) in {:.1?}",
@@ -154,7 +182,10 @@ fn main() {
         eprintln!("round {round}: bare consumer  {rate:>10.0} records/s ({t:.2?})");
         bare_rates.push(rate);
         let (t, chains) = logheal(&brokers, &topic, &format!("{topic}-logheal-{round}"), n);
-        assert!(chains > 0, "the pipeline found no chain");
+        assert_eq!(
+            chains, expected,
+            "the pipeline found other chains than a replay"
+        );
         let rate = n as f64 / t.as_secs_f64();
         eprintln!(
             "round {round}: logheal        {rate:>10.0} records/s ({t:.2?}, {chains} chains)"
@@ -167,7 +198,12 @@ fn main() {
     for round in 0..ROUNDS {
         for (threads, rates) in [(1, &mut one), (2, &mut two)] {
             let group = format!("{topic}-run{threads}-{round}");
-            let t = logheal_run(&brokers, &topic, &group, threads);
+            let (t, chains, skipped) = logheal_run(&brokers, &topic, &group, threads);
+            assert_eq!(
+                (chains, skipped),
+                (expected, 0),
+                "logheal run: chains and skipped records against a replay's"
+            );
             let rate = n as f64 / t.as_secs_f64();
             eprintln!(
                 "round {round}: logheal run --correlate-threads {threads}  {rate:>10.0} records/s ({t:.2?})"

@@ -29,18 +29,15 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs `cmd` (a `logheal` command) to its end, output discarded; how long it took.
-pub fn timed(mut cmd: std::process::Command) -> std::time::Duration {
+/// Runs `cmd` (a `logheal` command) to its end: how long it took, and its stdout.
+pub fn timed(mut cmd: std::process::Command) -> (std::time::Duration, String) {
     let start = std::time::Instant::now();
-    let out = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .expect("logheal runs");
+    let out = cmd.output().expect("logheal runs");
+    let took = start.elapsed();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    start.elapsed()
+    (took, String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -32,6 +32,9 @@ pub struct Partition {
     /// The client reported the end of the partition after the last record it delivered
     /// (and nothing arrived since); see `at_end`.
     end_reported: bool,
+    /// Whether a record or the end ever came (until then the partition is waited for
+    /// up to `Merge::start_wait`: its first fetch may queue behind the others').
+    started: bool,
     last_arrival: Instant,
     pub checkpoints: Checkpoints,
 }
@@ -46,6 +49,7 @@ impl Partition {
             consumed: 0,
             last_time: i64::MIN,
             end_reported: false,
+            started: false,
             last_arrival: now,
             checkpoints: Checkpoints::every(checkpoint_every),
         }
@@ -61,8 +65,9 @@ impl Partition {
         self.end_reported && self.queue.is_empty()
     }
 
-    fn waits_for_data(&self, now: Instant, idle: Duration) -> bool {
-        self.queue.is_empty() && !self.end_reported && now.duration_since(self.last_arrival) < idle
+    fn waits_for_data(&self, now: Instant, idle: Duration, start_wait: Duration) -> bool {
+        let wait = if self.started { idle } else { start_wait };
+        self.queue.is_empty() && !self.end_reported && now.duration_since(self.last_arrival) < wait
     }
 }
 
@@ -82,11 +87,16 @@ impl Position<'_> {
     }
 }
 
+/// How long a partition that never sent a record nor reached its end is waited for.
+pub const START_WAIT: Duration = Duration::from_secs(10);
+
 pub struct Merge {
     pub partitions: Vec<Partition>,
     buffered_bytes: usize,
     max_buffered_bytes: usize,
     idle: Duration,
+    /// How long a partition that never sent anything is waited for.
+    pub start_wait: Duration,
     /// The slot of the last record pushed (records of one partition come in runs).
     last_slot: usize,
     /// Records handed on since the start, across rebalances.
@@ -102,6 +112,7 @@ impl Merge {
             buffered_bytes: 0,
             max_buffered_bytes,
             idle,
+            start_wait: START_WAIT,
             last_slot: 0,
             released_total: 0,
             checkpoint_every: crate::offsets::CHECKPOINT_EVERY,
@@ -135,6 +146,30 @@ impl Merge {
         };
         self.last_slot = slot;
         slot
+    }
+
+    pub fn max_buffered_bytes(&self) -> usize {
+        self.max_buffered_bytes
+    }
+
+    /// Bytes buffered for one partition and not yet handed on.
+    pub fn buffered_of(&self, topic: &str, partition: i32) -> usize {
+        self.partitions
+            .iter()
+            .find(|p| p.partition == partition && &*p.topic == topic)
+            .map_or(0, |p| p.bytes.len() - p.consumed)
+    }
+
+    /// The client reached the end of this partition (see `reached_end`).
+    pub fn reached_end_of(&mut self, topic: &str, partition: i32) {
+        if let Some(p) = self
+            .partitions
+            .iter_mut()
+            .find(|p| p.partition == partition && &*p.topic == topic)
+        {
+            p.end_reported = true;
+            p.started = true;
+        }
     }
 
     /// Makes a partition known before its first record, so that it is waited for.
@@ -179,6 +214,7 @@ impl Merge {
         });
         p.bytes.extend_from_slice(payload);
         p.end_reported = false;
+        p.started = true;
         p.last_arrival = now;
         self.buffered_bytes += payload.len();
     }
@@ -197,6 +233,7 @@ impl Merge {
         for p in &mut self.partitions {
             if p.partition == partition && (named == 1 || p.queue.is_empty()) {
                 p.end_reported = true;
+                p.started = true;
             }
         }
     }
@@ -220,7 +257,7 @@ impl Merge {
                 && self
                     .partitions
                     .iter()
-                    .any(|p| p.waits_for_data(now, self.idle))
+                    .any(|p| p.waits_for_data(now, self.idle, self.start_wait))
             {
                 return released;
             }
@@ -331,9 +368,32 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_that_never_sent_anything_is_waited_for_longer_than_a_quiet_one() {
+        let now = Instant::now();
+        let mut m = Merge::new(1 << 20, Duration::from_millis(100));
+        m.assign("logs", 0, now);
+        m.assign("logs", 1, now);
+        m.push("logs", 0, 0, Some(10), b"a10", now);
+        // Partition 1 has not started (its first fetch may come seconds later).
+        assert!(drain(&mut m, now + Duration::from_millis(150), false).is_empty());
+        let later = now + m.start_wait;
+        assert_eq!(drain(&mut m, later, false), ["a10"]);
+        // Once it has sent a record, a quiet spell of `idle` is enough.
+        m.push("logs", 1, 0, Some(20), b"b20", later);
+        m.push("logs", 0, 1, Some(30), b"a30", later);
+        assert_eq!(drain(&mut m, later, false), ["b20"]);
+        assert_eq!(
+            drain(&mut m, later + Duration::from_millis(150), false),
+            ["a30"]
+        );
+    }
+
+    #[test]
     fn an_idle_partition_or_full_buffers_stop_the_wait() {
         let now = Instant::now();
         let mut m = Merge::new(8, Duration::from_millis(100));
+        // Partition 1 never sends anything: here it is waited for as long as a quiet one.
+        m.start_wait = Duration::from_millis(100);
         m.assign("logs", 0, now);
         m.assign("logs", 1, now);
         m.push("logs", 0, 0, Some(10), b"a10", now);

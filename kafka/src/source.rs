@@ -5,11 +5,18 @@
 //! nothing: its successor re-reads from there. A rebalance (eager: every partition is
 //! revoked, then the new set assigned) commits synchronously, and the caller rebuilds its
 //! state from the committed offsets of the new assignment.
+//!
+//! Each assigned partition's records come from a queue of their own (split off in the
+//! rebalance callback), taken only while the partition holds less than its share of the
+//! merge's buffer: the client stops fetching a partition whose queue is full, so one
+//! partition's backlog waits in the client instead of crowding the others out of the
+//! merge (which would then have to release records out of time order).
 
 use crate::merge::Merge;
 use crate::KafkaConfig;
 use logheal_parsers::EventTime;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
@@ -17,7 +24,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Records taken from the client per poll before the merge runs.
@@ -34,9 +41,38 @@ pub struct Shared {
     pub lag: AtomicI64,
     /// Rebalances seen.
     pub rebalances: AtomicI64,
+    /// The queues split off for a new assignment, until `Source::poll` takes them.
+    split: Mutex<Vec<Queue>>,
 }
 
-pub struct Context(pub Arc<Shared>);
+/// The records of one assigned partition, apart from the others' (see `Source::poll`).
+struct Queue {
+    topic: Arc<str>,
+    partition: i32,
+    queue: PartitionQueue<Context>,
+}
+
+pub struct Context {
+    shared: Arc<Shared>,
+    /// A client of its own for the brokers' watermarks, made at its first use. The
+    /// brokers answer a connection's requests in order, so a watermark query on the
+    /// consumer's own connection waits behind its fetch (up to `fetch.wait.max.ms`, 500
+    /// ms by default, per partition), and so does the resolution of a start offset.
+    probe: OnceLock<BaseConsumer>,
+    client: ClientConfig,
+    /// The consumer itself, to split the queues of the partitions it is assigned.
+    consumer: OnceLock<Weak<BaseConsumer<Context>>>,
+}
+
+impl Context {
+    fn probe(&self) -> KafkaResult<&BaseConsumer> {
+        if let Some(probe) = self.probe.get() {
+            return Ok(probe);
+        }
+        let probe = self.client.create()?;
+        Ok(self.probe.get_or_init(|| probe))
+    }
+}
 
 impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
@@ -47,14 +83,14 @@ impl ClientContext for Context {
             .filter(|(id, _)| **id >= 0)
             .map(|(_, p)| p.consumer_lag.max(0))
             .sum();
-        self.0.lag.store(lag, Ordering::Relaxed);
+        self.shared.lag.store(lag, Ordering::Relaxed);
     }
 }
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(_) = rebalance {
-            let positions = self.0.committed.lock().expect("not poisoned").take();
+            let positions = self.shared.committed.lock().expect("not poisoned").take();
             if let Some(tpl) = positions {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                     tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads a little more");
@@ -67,14 +103,28 @@ impl ConsumerContext for Context {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
+                // Split at once, before the first fetch of the new partitions returns.
+                let consumer = self.consumer.get().and_then(Weak::upgrade);
+                let mut split = self.shared.split.lock().expect("not poisoned");
+                split.clear();
+                for e in consumer.iter().flat_map(|_| tpl.elements()) {
+                    let consumer = consumer.as_ref().expect("checked");
+                    if let Some(queue) = consumer.split_partition_queue(e.topic(), e.partition()) {
+                        split.push(Queue {
+                            topic: e.topic().into(),
+                            partition: e.partition(),
+                            queue,
+                        });
+                    }
+                }
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
-        self.0.rebalances.fetch_add(1, Ordering::Relaxed);
-        self.0.rebalanced.store(true, Ordering::Release);
+        self.shared.rebalances.fetch_add(1, Ordering::Relaxed);
+        self.shared.rebalanced.store(true, Ordering::Release);
     }
 }
 
@@ -90,13 +140,12 @@ pub enum Polled {
 }
 
 pub struct Source {
-    consumer: BaseConsumer<Context>,
-    /// For `drained`: a client of its own, made at the first check. The brokers answer
-    /// a connection's requests in order, so a watermark query on the consumer's own
-    /// connection waits behind its long-polling fetch (up to `fetch.wait.max.ms`, 500 ms
-    /// by default, per partition) exactly when the input is quiet.
-    probe: std::cell::OnceCell<BaseConsumer>,
-    client: ClientConfig,
+    /// One queue per assigned partition: records are taken from a partition only while
+    /// it holds less than its share of the merge's buffer, so that a partition whose
+    /// records arrive first (a broker may fill a whole fetch with one partition) cannot
+    /// crowd out the others and force the merge to release out of time order.
+    queues: Vec<Queue>,
+    consumer: Arc<BaseConsumer<Context>>,
     pub shared: Arc<Shared>,
     pub merge: Merge,
     /// Records the client delivered with an error (counted, never stopping the partition).
@@ -124,14 +173,19 @@ impl Source {
                 client.set(key, value);
             }
         }
-        let consumer: BaseConsumer<Context> =
-            client.create_with_context(Context(shared.clone()))?;
+        let context = Context {
+            shared: shared.clone(),
+            probe: OnceLock::new(),
+            client: config.client(),
+            consumer: OnceLock::new(),
+        };
+        let consumer: Arc<BaseConsumer<Context>> = Arc::new(client.create_with_context(context)?);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         Ok(Source {
+            queues: Vec::new(),
             consumer,
-            probe: std::cell::OnceCell::new(),
-            client: config.client(),
             shared,
             merge: Merge::new(config.merge_buffer_bytes, config.merge_idle),
             errors: 0,
@@ -142,47 +196,64 @@ impl Source {
     /// (after which the merge holds only records of the new assignment, and the caller
     /// must start its state over).
     pub fn poll(&mut self, timeout: Duration) -> Polled {
-        let mut got = false;
-        let mut rebalanced = false;
+        let (mut got, mut rebalanced) = (false, false);
         let deadline = Instant::now() + timeout;
-        let mut wait = timeout;
         let mut taken = 0;
-        while taken < POLL_BATCH {
-            let result = self.consumer.poll(wait);
-            // Rebalance callbacks run inside `poll`: what it returned belongs to the
-            // new assignment, what was buffered before does not.
+        loop {
+            // The consumer's own queue: callbacks (a rebalance splits the new
+            // partitions' queues), errors, and records of any partition not split.
+            let mut wait = Duration::ZERO;
+            loop {
+                let result = self.consumer.poll(wait);
+                // Rebalance callbacks run inside `poll`: what comes next belongs to
+                // the new assignment, what was buffered before does not.
+                if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
+                    rebalanced = true;
+                    reset(&mut self.merge, &self.consumer);
+                    self.queues =
+                        std::mem::take(&mut *self.shared.split.lock().expect("not poisoned"));
+                }
+                let Some(result) = result else { break };
+                taken += 1;
+                got = true;
+                wait = Duration::ZERO;
+                take(&mut self.merge, &mut self.errors, None, result);
+                if taken >= POLL_BATCH {
+                    break;
+                }
+            }
+            // Each partition's queue, while the partition holds less than its share.
+            let share = self.merge.max_buffered_bytes() / self.queues.len().max(1);
+            for q in &self.queues {
+                let mut room = share.saturating_sub(self.merge.buffered_of(&q.topic, q.partition));
+                while room > 0 && taken < POLL_BATCH {
+                    let Some(result) = q.queue.poll(Duration::ZERO) else {
+                        break;
+                    };
+                    taken += 1;
+                    got = true;
+                    if let Ok(m) = &result {
+                        room = room.saturating_sub(m.payload_len().max(1));
+                    }
+                    take(&mut self.merge, &mut self.errors, Some(q), result);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if got || rebalanced || taken >= POLL_BATCH || left.is_zero() {
+                break;
+            }
+            // Nothing yet: wait a little on the consumer's queue (a callback wakes it),
+            // then look at the partitions' queues again.
+            let result = self.consumer.poll(left.min(WAIT_STEP));
             if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
                 rebalanced = true;
                 reset(&mut self.merge, &self.consumer);
+                self.queues = std::mem::take(&mut *self.shared.split.lock().expect("not poisoned"));
             }
-            let Some(result) = result else {
-                // `poll` also returns nothing after serving an event (a commit result, a
-                // rebalance): only a wait that ran out means the stream is quiet.
-                let left = deadline.saturating_duration_since(Instant::now());
-                if got || rebalanced || left.is_zero() {
-                    break;
-                }
-                wait = left;
-                continue;
-            };
-            taken += 1;
-            wait = Duration::ZERO;
-            got = true;
-            let now = Instant::now();
-            match result {
-                Ok(m) => self.merge.push(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.timestamp().to_millis(),
-                    m.payload().unwrap_or_default(),
-                    now,
-                ),
-                Err(KafkaError::PartitionEOF(p)) => self.merge.reached_end(p),
-                Err(e) => {
-                    self.errors += 1;
-                    tracing::warn!(error = %e, "consumer error");
-                }
+            if let Some(result) = result {
+                taken += 1;
+                got = true;
+                take(&mut self.merge, &mut self.errors, None, result);
             }
         }
         if rebalanced {
@@ -221,13 +292,9 @@ impl Source {
         // Where reading starts for a partition nothing was read from yet: the group's
         // committed offset (a consumer that takes over a drained partition is drained).
         let committed = self.consumer.committed(timeout)?;
-        let probe = match self.probe.get() {
-            Some(probe) => probe,
-            None => {
-                let probe = self.client.create()?;
-                self.probe.get_or_init(|| probe)
-            }
-        };
+        // Asked of the probe: on the consumer's own connection the query would wait
+        // behind its fetch exactly when the input is quiet.
+        let probe = self.consumer.context().probe()?;
         for e in assignment.elements() {
             let (low, high) = probe.fetch_watermarks(e.topic(), e.partition(), timeout)?;
             let start = committed
@@ -263,6 +330,37 @@ impl Source {
     /// Leaves the group (after a final commit by the caller).
     pub fn close(self) {
         self.consumer.unsubscribe();
+    }
+}
+
+/// The longest `poll` waits on the consumer's queue before it looks at the partitions'
+/// queues again.
+const WAIT_STEP: Duration = Duration::from_millis(10);
+
+/// Buffers what a queue delivered; `queue`: the partition's own queue it came from.
+fn take(
+    merge: &mut Merge,
+    errors: &mut u64,
+    queue: Option<&Queue>,
+    result: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+) {
+    match result {
+        Ok(m) => merge.push(
+            m.topic(),
+            m.partition(),
+            m.offset(),
+            m.timestamp().to_millis(),
+            m.payload().unwrap_or_default(),
+            Instant::now(),
+        ),
+        Err(KafkaError::PartitionEOF(p)) => match queue {
+            Some(q) => merge.reached_end_of(&q.topic, q.partition),
+            None => merge.reached_end(p),
+        },
+        Err(e) => {
+            *errors += 1;
+            tracing::warn!(error = %e, "consumer error");
+        }
     }
 }
 
