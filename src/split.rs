@@ -56,8 +56,10 @@ struct Shared {
 struct Worker {
     stats: Stats,
     selected: Vec<(Arc<str>, u64)>,
-    /// Whether it was ever assigned a partition, and how it ended.
+    /// Whether it holds partitions now, whether it has read them to their end
+    /// (`--until-end`), and how it ended.
     assigned: bool,
+    drained: bool,
     ended: Option<Result<(), String>>,
 }
 
@@ -115,8 +117,24 @@ impl Shared {
             })
     }
 
-    /// Whether correlation is over: every correlator that ever had partitions ended
-    /// (one that never had any has nothing to finish), and at least one did.
+    /// Whether every correlator holding partitions has read them to their end (and at
+    /// least one has): with `--until-end` they stop together, since one that left the
+    /// group early would hand its partitions to the others, and a rebalance makes them
+    /// start over from their rewind points.
+    fn all_drained(&self) -> bool {
+        let workers: Vec<_> = self
+            .workers
+            .iter()
+            .map(|w| w.lock().expect("not poisoned"))
+            .collect();
+        workers.iter().any(|w| w.drained)
+            && workers
+                .iter()
+                .all(|w| w.drained || !w.assigned || w.ended.is_some())
+    }
+
+    /// Whether correlation is over: every correlator holding partitions ended (one
+    /// without any has nothing to finish), and at least one did.
     fn all_ended(&self) -> bool {
         let workers: Vec<_> = self
             .workers
@@ -466,6 +484,7 @@ fn correlate(
     let mut next_mark = Instant::now();
     let mut next_commit = Instant::now() + COMMIT_EVERY;
     let mut drained_check = Instant::now();
+    let mut drained = false;
     let ended = loop {
         if stop.load(Ordering::Relaxed) {
             break false;
@@ -483,9 +502,9 @@ fn correlate(
             // The assignment changed: start over from the committed offsets (the
             // deciders drop the signals published again).
             engine = engine.fresh();
-            if !source.merge.partitions.is_empty() {
-                shared.worker(*worker).assigned = true;
-            }
+            let mut me = shared.worker(*worker);
+            me.assigned = !source.merge.partitions.is_empty();
+            me.drained = false;
         }
         let now = Instant::now();
         source.merge.release(now, false, |payload, _, position| {
@@ -517,9 +536,15 @@ fn correlate(
             }
             shared.report(*worker, &engine);
         }
+        if until_end && !idle && drained {
+            drained = false;
+            shared.worker(*worker).drained = false;
+        }
         if until_end && idle && now >= drained_check {
             drained_check = now + Duration::from_millis(500);
-            if source.drained(Duration::from_secs(5)).unwrap_or(false) {
+            drained = source.drained(Duration::from_secs(5)).unwrap_or(false);
+            shared.worker(*worker).drained = drained;
+            if drained && shared.all_drained() {
                 break true;
             }
         }

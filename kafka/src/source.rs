@@ -27,6 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+/// What the client may fetch ahead, in kilobytes (`queued.max.messages.kbytes`).
+const QUEUED_KBYTES: &str = "16384";
+
 /// Records taken from the client per poll before the merge runs.
 const POLL_BATCH: usize = 4096;
 
@@ -168,6 +171,9 @@ impl Source {
         for (key, value) in [
             ("auto.offset.reset", "earliest"),
             ("statistics.interval.ms", "5000"),
+            // Records the client fetches ahead, per partition queue: the merge holds
+            // its own buffer, so the client's default (64 MB) would only add memory.
+            ("queued.max.messages.kbytes", QUEUED_KBYTES),
         ] {
             if client.get(key).is_none() {
                 client.set(key, value);
