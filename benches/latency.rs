@@ -66,6 +66,15 @@ fn rules_file() -> std::path::PathBuf {
     path
 }
 
+/// The job's config: the brake off, so that every cascade's restart is called (with the
+/// default brake, actions stop after 10 confirmations in 10 minutes).
+fn job_config() -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("logheal-latency-job-{}.yaml", std::process::id()));
+    std::fs::write(&path, "limits:\n  brake:\n    max_confirmed: 0\n").unwrap();
+    path
+}
+
 /// The stream: (slot, line, the cascade it completes). Timestamps are filled in when
 /// written (`{TS}`), so the job sees a live stream.
 fn stream() -> Vec<(u64, String, Option<usize>)> {
@@ -146,6 +155,8 @@ fn spawn_job(args: &[&str], base: &str) -> Child {
         .args(args)
         .args(["--output", "json", "--listen", "127.0.0.1:0", "--rules"])
         .arg(rules_file())
+        .arg("--config")
+        .arg(job_config())
         .env("LOGHEAL_RESTART_URL", format!("{base}/restart"))
         .stdin(Stdio::piped())
         .stdout(match std::env::var_os("LOGHEAL_LATENCY_RECORDS") {
@@ -245,6 +256,11 @@ fn stdin_path(runtime: &tokio::runtime::Runtime, stream: &[(u64, String, Option<
     );
     let samples = latencies(&completed, &arrivals, Duration::from_secs(10));
     report("stdin: chain-completing line to webhook", &samples);
+    assert_eq!(
+        samples.len(),
+        CASCADES,
+        "every cascade's restart was called"
+    );
     drop(stdin);
     let _ = job.wait();
 }
@@ -322,6 +338,11 @@ fn kafka_path(
     let _ = producer.flush(Duration::from_secs(10));
     let samples = latencies(&completed, &arrivals, Duration::from_secs(20));
     report("kafka: chain-completing record to webhook", &samples);
+    assert_eq!(
+        samples.len(),
+        CASCADES,
+        "every cascade's restart was called"
+    );
     let _ = job.kill();
     let _ = job.wait();
 }

@@ -24,7 +24,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// What the client may fetch ahead, in kilobytes (`queued.max.messages.kbytes`).
@@ -46,6 +46,36 @@ pub struct Shared {
     pub rebalances: AtomicI64,
     /// The queues split off for a new assignment, until `Source::poll` takes them.
     split: Mutex<Vec<Queue>>,
+    /// Rung by the client when one of the queues gets something.
+    bell: Bell,
+}
+
+/// Wakes `Source::poll` when the consumer's queue or a partition's queue goes from
+/// empty to not empty (the client calls `ring` from its own threads).
+#[derive(Default)]
+struct Bell {
+    rung: Mutex<bool>,
+    ringing: Condvar,
+}
+
+impl Bell {
+    fn ring(&self) {
+        *self.rung.lock().expect("not poisoned") = true;
+        self.ringing.notify_one();
+    }
+
+    /// Waits up to `timeout` for a ring since the last wait.
+    fn wait(&self, timeout: Duration) {
+        let mut rung = self.rung.lock().expect("not poisoned");
+        if !*rung {
+            rung = self
+                .ringing
+                .wait_timeout(rung, timeout)
+                .expect("not poisoned")
+                .0;
+        }
+        *rung = false;
+    }
 }
 
 /// The records of one assigned partition, apart from the others' (see `Source::poll`).
@@ -112,7 +142,11 @@ impl ConsumerContext for Context {
                 split.clear();
                 for e in consumer.iter().flat_map(|_| tpl.elements()) {
                     let consumer = consumer.as_ref().expect("checked");
-                    if let Some(queue) = consumer.split_partition_queue(e.topic(), e.partition()) {
+                    if let Some(mut queue) =
+                        consumer.split_partition_queue(e.topic(), e.partition())
+                    {
+                        let shared = self.shared.clone();
+                        queue.set_nonempty_callback(move || shared.bell.ring());
                         split.push(Queue {
                             topic: e.topic().into(),
                             partition: e.partition(),
@@ -185,7 +219,10 @@ impl Source {
             client: config.client(),
             consumer: OnceLock::new(),
         };
-        let consumer: Arc<BaseConsumer<Context>> = Arc::new(client.create_with_context(context)?);
+        let mut consumer: BaseConsumer<Context> = client.create_with_context(context)?;
+        let bell = shared.clone();
+        consumer.set_nonempty_callback(move || bell.bell.ring());
+        let consumer = Arc::new(consumer);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -248,19 +285,9 @@ impl Source {
             if got || rebalanced || taken >= POLL_BATCH || left.is_zero() {
                 break;
             }
-            // Nothing yet: wait a little on the consumer's queue (a callback wakes it),
-            // then look at the partitions' queues again.
-            let result = self.consumer.poll(left.min(WAIT_STEP));
-            if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
-                rebalanced = true;
-                reset(&mut self.merge, &self.consumer);
-                self.queues = std::mem::take(&mut *self.shared.split.lock().expect("not poisoned"));
-            }
-            if let Some(result) = result {
-                taken += 1;
-                got = true;
-                take(&mut self.merge, &mut self.errors, None, result);
-            }
+            // Nothing yet: wait until a queue gets something (or the time is up), then
+            // look at them all again.
+            self.shared.bell.wait(left);
         }
         if rebalanced {
             Polled::Rebalanced
@@ -338,10 +365,6 @@ impl Source {
         self.consumer.unsubscribe();
     }
 }
-
-/// The longest `poll` waits on the consumer's queue before it looks at the partitions'
-/// queues again.
-const WAIT_STEP: Duration = Duration::from_millis(10);
 
 /// Buffers what a queue delivered; `queue`: the partition's own queue it came from.
 fn take(
