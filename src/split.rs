@@ -485,8 +485,6 @@ fn correlate(
     let mut next_commit = Instant::now() + COMMIT_EVERY;
     let mut drained_check = Instant::now();
     let mut drained = false;
-    // A commit point waiting for the signals sent before it: (point, records sent).
-    let mut behind: Option<(EventTime, u64)> = None;
     let ended = loop {
         if stop.load(Ordering::Relaxed) {
             break false;
@@ -504,8 +502,6 @@ fn correlate(
             // The assignment changed: start over from the committed offsets (the
             // deciders drop the signals published again).
             engine = engine.fresh();
-            // A point of the state before the rebalance commits nothing of the new one.
-            behind = None;
             let mut me = shared.worker(*worker);
             me.assigned = !source.merge.partitions.is_empty();
             me.drained = false;
@@ -532,20 +528,11 @@ fn correlate(
         }
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
-            // Only behind signals the brokers have, without waiting for them (a wait
-            // held up every record behind it): a rewind point taken at one tick is
-            // committed at a later one, once every signal sent before it was taken.
-            publisher.send()?;
-            if let Some((point, sent)) = behind {
-                if publisher.taken(sent)? {
-                    if let Err(e) = source.commit(point, CommitMode::Async) {
-                        tracing::warn!(error = %e, "commit failed; retried at the next one");
-                    }
-                    behind = None;
-                }
-            }
-            if behind.is_none() {
-                behind = Some((engine.rewind_point(kafka.max_rewind), publisher.sent()));
+            // Only behind signals the brokers have.
+            publisher.confirm()?;
+            let point = engine.rewind_point(kafka.max_rewind);
+            if let Err(e) = source.commit(point, CommitMode::Async) {
+                tracing::warn!(error = %e, "commit failed; retried at the next one");
             }
             shared.report(*worker, &engine);
         }
