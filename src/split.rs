@@ -122,27 +122,24 @@ impl Shared {
     /// group early would hand its partitions to the others, and a rebalance makes them
     /// start over from their rewind points.
     fn all_drained(&self) -> bool {
-        let workers: Vec<_> = self
-            .workers
-            .iter()
-            .map(|w| w.lock().expect("not poisoned"))
-            .collect();
-        workers.iter().any(|w| w.drained)
-            && workers
-                .iter()
-                .all(|w| w.drained || !w.assigned || w.ended.is_some())
+        self.all_holding(|w| w.drained || w.ended.is_some(), |w| w.drained)
     }
 
     /// Whether correlation is over: every correlator holding partitions ended (one
     /// without any has nothing to finish), and at least one did.
     fn all_ended(&self) -> bool {
+        self.all_holding(|w| w.ended.is_some(), |w| w.ended.is_some())
+    }
+
+    /// Whether `done` holds for every correlator that holds partitions, and `one` for
+    /// at least one correlator.
+    fn all_holding(&self, done: impl Fn(&Worker) -> bool, one: impl Fn(&Worker) -> bool) -> bool {
         let workers: Vec<_> = self
             .workers
             .iter()
             .map(|w| w.lock().expect("not poisoned"))
             .collect();
-        workers.iter().any(|w| w.ended.is_some())
-            && workers.iter().all(|w| w.ended.is_some() || !w.assigned)
+        workers.iter().any(|w| one(w)) && workers.iter().all(|w| done(w) || !w.assigned)
     }
 }
 
