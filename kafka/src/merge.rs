@@ -32,9 +32,6 @@ pub struct Partition {
     /// The client reported the end of the partition after the last record it delivered
     /// (and nothing arrived since); see `at_end`.
     end_reported: bool,
-    /// Whether a record or the end ever came (until then the partition is waited for
-    /// up to `Merge::start_wait`: its first fetch may queue behind the others').
-    started: bool,
     last_arrival: Instant,
     pub checkpoints: Checkpoints,
 }
@@ -49,7 +46,6 @@ impl Partition {
             consumed: 0,
             last_time: i64::MIN,
             end_reported: false,
-            started: false,
             last_arrival: now,
             checkpoints: Checkpoints::every(checkpoint_every),
         }
@@ -65,8 +61,14 @@ impl Partition {
         self.end_reported && self.queue.is_empty()
     }
 
+    /// Whether a record or the end ever came (until then the partition is waited for
+    /// up to `Merge::start_wait`: its first fetch may queue behind the others').
+    fn started(&self) -> bool {
+        self.end_reported || !self.queue.is_empty() || self.checkpoints.next().is_some()
+    }
+
     fn waits_for_data(&self, now: Instant, idle: Duration, start_wait: Duration) -> bool {
-        let wait = if self.started { idle } else { start_wait };
+        let wait = if self.started() { idle } else { start_wait };
         self.queue.is_empty() && !self.end_reported && now.duration_since(self.last_arrival) < wait
     }
 }
@@ -168,7 +170,6 @@ impl Merge {
             .find(|p| p.partition == partition && &*p.topic == topic)
         {
             p.end_reported = true;
-            p.started = true;
         }
     }
 
@@ -214,7 +215,6 @@ impl Merge {
         });
         p.bytes.extend_from_slice(payload);
         p.end_reported = false;
-        p.started = true;
         p.last_arrival = now;
         self.buffered_bytes += payload.len();
     }
@@ -233,7 +233,6 @@ impl Merge {
         for p in &mut self.partitions {
             if p.partition == partition && (named == 1 || p.queue.is_empty()) {
                 p.end_reported = true;
-                p.started = true;
             }
         }
     }
