@@ -90,7 +90,7 @@ pub struct Context {
     /// A client of its own for the brokers' watermarks, made at its first use. The
     /// brokers answer a connection's requests in order, so a watermark query on the
     /// consumer's own connection waits behind its fetch (up to `fetch.wait.max.ms`, 500
-    /// ms by default, per partition), and so does the resolution of a start offset.
+    /// ms by default, per partition).
     probe: OnceLock<BaseConsumer>,
     client: ClientConfig,
     /// The consumer itself, to split the queues of the partitions it is assigned.
@@ -137,14 +137,15 @@ impl ConsumerContext for Context {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 // Split at once, before the first fetch of the new partitions returns.
-                let consumer = self.consumer.get().and_then(Weak::upgrade);
                 let mut split = self.shared.split.lock().expect("not poisoned");
                 split.clear();
-                for e in consumer.iter().flat_map(|_| tpl.elements()) {
-                    let consumer = consumer.as_ref().expect("checked");
-                    if let Some(mut queue) =
-                        consumer.split_partition_queue(e.topic(), e.partition())
-                    {
+                if let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) {
+                    for e in tpl.elements() {
+                        let Some(mut queue) =
+                            consumer.split_partition_queue(e.topic(), e.partition())
+                        else {
+                            continue;
+                        };
                         let shared = self.shared.clone();
                         queue.set_nonempty_callback(move || shared.bell.ring());
                         split.push(Queue {
@@ -245,9 +246,8 @@ impl Source {
         loop {
             // The consumer's own queue: callbacks (a rebalance splits the new
             // partitions' queues), errors, and records of any partition not split.
-            let mut wait = Duration::ZERO;
             loop {
-                let result = self.consumer.poll(wait);
+                let result = self.consumer.poll(Duration::ZERO);
                 // Rebalance callbacks run inside `poll`: what comes next belongs to
                 // the new assignment, what was buffered before does not.
                 if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
@@ -259,7 +259,6 @@ impl Source {
                 let Some(result) = result else { break };
                 taken += 1;
                 got = true;
-                wait = Duration::ZERO;
                 take(&mut self.merge, &mut self.errors, None, result);
                 if taken >= POLL_BATCH {
                     break;
