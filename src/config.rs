@@ -122,7 +122,7 @@ impl FileConfig {
         if let Some(dir) = &secrets.dir {
             policy.secrets_dir = dir.clone();
         }
-        logheal_rules::set_reference_policy(policy).map_err(|e| anyhow!(e))
+        Ok(logheal_rules::set_reference_policy(policy)?)
     }
 
     /// Sets what the file says of the engine: field names, line shapes and limits (and

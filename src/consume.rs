@@ -119,7 +119,7 @@ impl KafkaArgs {
             config.properties.retain(|(key, _)| key != k);
             config.properties.push((k.clone(), v.clone()));
         }
-        config.check().map_err(anyhow::Error::msg)?;
+        config.check()?;
         let rekey_to = file.and_then(|f| f.rekey.as_ref()).map(|r| r.to.clone());
         Ok(Some((config, rekey_to)))
     }
@@ -306,8 +306,7 @@ impl Live {
         let Some(executor) = &self.job.executor else {
             return Ok(());
         };
-        let ledger =
-            Ledger::open(kafka, self.job.runtime.handle().clone()).map_err(anyhow::Error::msg)?;
+        let ledger = Ledger::open(kafka, self.job.runtime.handle().clone())?;
         tracing::info!(
             topic = kafka.ledger_topic,
             entries = ledger.len(),

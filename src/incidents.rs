@@ -4,7 +4,7 @@
 //! in `LOGHEAL_API_TOKEN`.
 
 use crate::output::Output;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -344,7 +344,7 @@ pub fn silence(args: &SilenceArgs) -> Result<ExitCode> {
             author,
         } => {
             for m in matchers {
-                logheal_pipeline::silence::Matcher::parse(m).map_err(|e| anyhow!(e))?;
+                logheal_pipeline::silence::Matcher::parse(m)?;
             }
             let mut body = serde_json::json!({
                 "matchers": matchers,

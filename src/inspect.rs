@@ -59,8 +59,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         &names,
         args.format.as_deref(),
         logheal_parsers::time::current_year(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let mut templates = ServiceTemplates::new(MinerConfig::default());
     let mut services: HashMap<String, u32> = HashMap::new();
     let mut tally = Tally::default();

@@ -28,7 +28,7 @@ pub struct Job {
 
 impl Job {
     pub fn start(rules: &[PathBuf], config: &EngineConfig) -> Result<Job> {
-        let engine = Engine::new(load_rules(rules)?, config).map_err(anyhow::Error::msg)?;
+        let engine = Engine::new(load_rules(rules)?, config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -32,8 +32,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let stats =
-        rekey::run(&config, &args.to, &stop, args.kafka.until_end).map_err(anyhow::Error::msg)?;
+    let stats = rekey::run(&config, &args.to, &stop, args.kafka.until_end)?;
     eprintln!(
         "rekey: {} records: {} by trace id, {} by service, {} with their own key",
         stats.records, stats.by_trace, stats.by_service, stats.unkeyed

@@ -88,7 +88,7 @@ fn replay(rules: &RuleSet, case: &TestCase) -> Result<Vec<Record>> {
         future_skew: Duration::from_secs(100 * 365 * 24 * 3600),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::new(rules.clone(), &config).map_err(anyhow::Error::msg)?;
+    let mut engine = Engine::new(rules.clone(), &config)?;
     let text =
         match &case.input {
             Input::Inline(text) => Cow::Borrowed(text.as_str()),

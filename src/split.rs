@@ -162,7 +162,7 @@ pub fn run(
         }
         _ => Some(Rekeying::start(&mut kafka, rekey_to.as_deref())),
     };
-    ensure_topic(&kafka, &topic).map_err(|e| anyhow!(e))?;
+    ensure_topic(&kafka, &topic)?;
     let kafka = &kafka;
     let mut decide_settings = Settings {
         engine: EngineConfig {
@@ -292,7 +292,7 @@ fn decide(
     stop: &AtomicBool,
     shared: &Shared,
 ) -> Result<()> {
-    let inputs = input_partitions(kafka).map_err(|e| anyhow!(e))?;
+    let inputs = input_partitions(kafka)?;
     live.job.engine.set_inputs(inputs.clone());
     let mut signals = KafkaConfig {
         topics: vec![topic.to_string()],
@@ -472,7 +472,7 @@ fn correlate(
     } = job;
     let (topic, until_end) = (topic.as_str(), *until_end);
     let rules = load_rules(rules)?;
-    let mut engine = Engine::new(rules, config).map_err(anyhow::Error::msg)?;
+    let mut engine = Engine::new(rules, config)?;
     let mut publisher = Publisher::open(kafka, topic)?;
     let mut source =
         Source::subscribe(kafka).map_err(logheal_kafka::doing("cannot join the consumer group"))?;

@@ -94,8 +94,7 @@ impl Messages {
 /// not parse (as the Loghub reference tooling does), so the output has one row per line.
 fn read_messages(args: &Args) -> Result<Messages> {
     let year = logheal_parsers::time::current_year();
-    let mut parser = LineParser::new(&FieldNames::default(), args.format.as_deref(), year)
-        .map_err(anyhow::Error::msg)?;
+    let mut parser = LineParser::new(&FieldNames::default(), args.format.as_deref(), year)?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let mut reader = LineReader::new(BufReader::with_capacity(1 << 18, file), 1 << 20);

@@ -63,7 +63,7 @@ pub fn replay(
             execute: false,
             ..config.clone()
         };
-        let engine = Engine::new(set.clone(), &config).map_err(|e| anyhow!(e))?;
+        let engine = Engine::new(set.clone(), &config)?;
         let (tx, topic) = (tx.clone(), topic.clone());
         handles.push(
             std::thread::Builder::new()
@@ -81,7 +81,7 @@ pub fn replay(
         execute: false,
         ..config.clone()
     };
-    let mut decider = Engine::new(set, &config).map_err(|e| anyhow!(e))?;
+    let mut decider = Engine::new(set, &config)?;
     decider.set_inputs(
         (0..files.len() as i32)
             .map(|i| (topic.clone(), i))

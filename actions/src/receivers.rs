@@ -100,11 +100,8 @@ enum ResolveError {
 /// A reference that could not be expanded; it names what is missing, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum ExpandError {
-    #[error("cannot read {path}: {source}")]
-    File {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {error}")]
+    File { path: String, error: std::io::Error },
     #[error("unclosed ${{")]
     Unclosed,
     #[error("{0} is not set")]
@@ -119,9 +116,9 @@ pub fn expand(template: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
     if let Some(path) = template.strip_prefix("file:") {
         return std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
-            .map_err(|source| ExpandError::File {
+            .map_err(|error| ExpandError::File {
                 path: path.to_string(),
-                source,
+                error,
             });
     }
     let mut out = String::with_capacity(template.len());

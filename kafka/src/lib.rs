@@ -11,13 +11,10 @@
 /// What can go wrong with Kafka, for the callers of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A client call failed: what was being done, and the client's error.
-    #[error("{doing}: {source}")]
-    Client {
-        doing: String,
-        #[source]
-        source: KafkaError,
-    },
+    /// A client call failed: what was being done, and the client's error. (Every
+    /// message here says it all, with no `source`, so that `{:#}` does not repeat it.)
+    #[error("{doing}: {error}")]
+    Client { doing: String, error: KafkaError },
     /// A topic logheal needs does not exist (the message says how to create it).
     #[error("{0}")]
     MissingTopic(String),
@@ -33,7 +30,7 @@ pub enum Error {
 /// Maps a client error to `Error::Client`, saying what was being done.
 pub fn doing(what: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
     let doing = what.into();
-    move |source| Error::Client { doing, source }
+    move |error| Error::Client { doing, error }
 }
 
 pub mod ledger;

@@ -324,10 +324,12 @@ pub struct Changes {
 /// A configuration the engine cannot run with: its line shapes do not compile.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("header format: {0}")]
-    HeaderFormat(#[source] FormatError),
-    #[error("pattern {index}: {source}")]
-    Pattern { index: usize, source: FormatError },
+    // The messages say what was wrong in full; no source, so that `{:#}` does not
+    // repeat them.
+    #[error("{0}")]
+    HeaderFormat(FormatError),
+    #[error("pattern {index}: {error}")]
+    Pattern { index: usize, error: FormatError },
 }
 
 /// The line parser for a rule set: the configured field names plus the extra fields the
@@ -344,7 +346,7 @@ fn parser_for(rules: &RuleSet, config: &EngineConfig) -> Result<LineParser, Conf
         .with_patterns(&config.patterns)
         .map_err(|(i, e)| ConfigError::Pattern {
             index: i + 1,
-            source: e,
+            error: e,
         })
 }
 

@@ -18,10 +18,10 @@ pub enum SilenceError {
     LabelName(String),
     #[error("the value of {0} is longer than {MAX_TEXT} bytes")]
     ValueTooLong(String),
-    #[error("{matcher}: {source}")]
+    #[error("{matcher}: {error}")]
     Regex {
         matcher: String,
-        source: Box<regex::Error>,
+        error: Box<regex::Error>,
     },
     #[error("a silence needs at least one matcher (it would silence everything)")]
     NoMatchers,
@@ -115,7 +115,7 @@ impl Matcher {
                 .build()
                 .map_err(|e| SilenceError::Regex {
                     matcher: self.to_string(),
-                    source: Box::new(e),
+                    error: Box::new(e),
                 })?;
             self.compiled = Some(re);
         }
