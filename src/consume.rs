@@ -327,8 +327,13 @@ impl Live {
     }
 
     /// Commits the positions a successor needs to rebuild the current state, and takes
-    /// in what other consumers wrote to the ledger.
-    pub fn commit(&mut self, source: &mut Source, kafka: &KafkaConfig, mode: CommitMode) {
+    /// in what other consumers wrote to the ledger; the rewind point committed at.
+    pub fn commit(
+        &mut self,
+        source: &mut Source,
+        kafka: &KafkaConfig,
+        mode: CommitMode,
+    ) -> EventTime {
         let point = self.job.engine.rewind_point(kafka.max_rewind);
         if let Err(e) = source.commit(point, mode) {
             tracing::warn!(error = %e, "commit failed; retried at the next one");
@@ -336,6 +341,7 @@ impl Live {
         if let Some(ledger) = self.handoff.ledger() {
             ledger.follow();
         }
+        point
     }
 
     /// Waits for the outcomes still being written to the ledger.

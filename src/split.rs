@@ -348,6 +348,7 @@ fn decide(
                 .map(|p| p.partition)
                 .collect();
             live.job.engine.set_owned(owned);
+            take_floors(live, &source, topic);
             live.rebuilt();
         }
         let now = Instant::now();
@@ -357,7 +358,8 @@ fn decide(
         live.out.input_at = None;
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
-            live.commit(&mut source, kafka, CommitMode::Async);
+            let point = live.commit(&mut source, kafka, CommitMode::Async);
+            write_floors(live, &source, topic, point);
             live.tick();
             observe(live, shared);
             live.metrics
@@ -380,7 +382,8 @@ fn decide(
             settings.shutdown_timeout,
             "shutdown: the decider that takes the incident key over carries it on",
         )?;
-        live.commit(&mut source, kafka, CommitMode::Sync);
+        let point = live.commit(&mut source, kafka, CommitMode::Sync);
+        write_floors(live, &source, topic, point);
     } else {
         feed(live, &mut source, true, settings.engine.time.lateness)?;
         live.run_out()?;
@@ -392,6 +395,37 @@ fn decide(
     observe(live, shared);
     source.close();
     Ok(())
+}
+
+/// A decider that took signals partitions over learns where their last decider
+/// committed them (see `Ledger::write_floor`). Without a ledger (nothing is called),
+/// nothing is known: a repeat published after that commit opens its incident again.
+fn take_floors(live: &mut Live, source: &Source, topic: &str) {
+    let Some(ledger) = live.handoff.ledger() else {
+        return;
+    };
+    if let Err(e) = ledger.catch_up() {
+        tracing::warn!(error = %e, "the ledger was not read to its end: repeats of closed incidents may open them again");
+    }
+    let floors: Vec<_> = (source.merge.partitions.iter())
+        .filter_map(|p| Some((p.partition, ledger.floor(topic, p.partition)?)))
+        .collect();
+    for (partition, at) in floors {
+        live.job.engine.set_floor(partition, EventTime(at));
+    }
+}
+
+/// Writes the rewind point just committed as the floor of every signals partition
+/// this decider reads (none before time started).
+fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime) {
+    if point == EventTime::MIN || point == EventTime::MAX {
+        return;
+    }
+    if let Some(ledger) = live.handoff.ledger() {
+        for p in &source.merge.partitions {
+            ledger.write_floor(topic, p.partition, point.nanos());
+        }
+    }
 }
 
 /// `/metrics` for both stages: input counters from the correlator (when it runs here),
@@ -428,7 +462,7 @@ fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -
                         );
                         continue;
                     };
-                    admitted = engine.push_wire(position.partition, &wire).or(admitted);
+                    admitted = admitted.max(engine.push_wire(position.partition, &wire));
                 }
                 paused =
                     execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();
@@ -482,6 +516,8 @@ fn correlate(
     let mut next_commit = Instant::now() + COMMIT_EVERY;
     let mut drained_check = Instant::now();
     let mut drained = false;
+    // A commit point waiting for the signals sent before it: (point, records sent).
+    let mut behind: Option<(EventTime, u64)> = None;
     let ended = loop {
         if stop.load(Ordering::Relaxed) {
             break false;
@@ -499,6 +535,8 @@ fn correlate(
             // The assignment changed: start over from the committed offsets (the
             // deciders drop the signals published again).
             engine = engine.fresh();
+            // A point of the state before the rebalance commits nothing of the new one.
+            behind = None;
             let mut me = shared.worker(*worker);
             me.assigned = !source.merge.partitions.is_empty();
             me.drained = false;
@@ -525,11 +563,20 @@ fn correlate(
         }
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
-            // Only behind signals the brokers have.
-            publisher.confirm()?;
-            let point = engine.rewind_point(kafka.max_rewind);
-            if let Err(e) = source.commit(point, CommitMode::Async) {
-                tracing::warn!(error = %e, "commit failed; retried at the next one");
+            // Only behind signals the brokers have, without waiting for them (a wait
+            // held up every record behind it): a rewind point taken at one tick is
+            // committed at a later one, once every signal sent before it was taken.
+            publisher.send()?;
+            if let Some((point, sent)) = behind {
+                if publisher.taken(sent)? {
+                    if let Err(e) = source.commit(point, CommitMode::Async) {
+                        tracing::warn!(error = %e, "commit failed; retried at the next one");
+                    }
+                    behind = None;
+                }
+            }
+            if behind.is_none() {
+                behind = Some((engine.rewind_point(kafka.max_rewind), publisher.sent()));
             }
             shared.report(*worker, &engine);
         }

@@ -4,6 +4,9 @@
 //! rebalance, reads the ledger first: actions that its replay asks for again and that
 //! are done are answered from the ledger instead of being called twice, and actions
 //! left pending by a consumer that died are called again under the same key.
+//!
+//! It also carries what a consumer must hand its successor beside its offsets: the
+//! silences, and each signals partition's floor (see [`Ledger::write_floor`]).
 
 use crate::{doing, Error, KafkaConfig};
 use logheal_pipeline::action::{ActionRequest, Outcome};
@@ -39,11 +42,22 @@ pub enum Entry {
     Silence {
         silence: Silence,
     },
+    /// The floor of a signals partition (key `floor/<topic>/<partition>`): the decider's
+    /// rewind point (event time, ns) when it last committed the partition; the greatest
+    /// one written wins.
+    Floor {
+        at: i64,
+    },
 }
 
 /// The ledger key of a silence.
 fn silence_key(id: &str) -> String {
     format!("silence/{id}")
+}
+
+/// The ledger key of a signals partition's floor.
+fn floor_key(topic: &str, partition: i32) -> String {
+    format!("floor/{topic}/{partition}")
 }
 
 /// What to do with an action the engine asks for.
@@ -76,6 +90,8 @@ pub struct Ledger {
     pruned_at: i64,
     /// Silences read since the last `take_silences` (written by any consumer).
     silences: Vec<Silence>,
+    /// Each signals partition's floor, by its key (one per partition: never pruned).
+    floors: HashMap<String, i64>,
 }
 
 /// Drops the `done` entries written before `horizon`; returns how many.
@@ -149,22 +165,48 @@ impl Ledger {
             pruned: 0,
             pruned_at: 0,
             silences: Vec::new(),
+            floors: HashMap::new(),
             runtime,
         };
-        let deadline = Instant::now() + LEDGER_TIMEOUT;
         let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
-        while ends.iter().any(|(p, high)| next[p] < *high) {
+        ledger.read_to(&ends, &mut next)?;
+        Ok(ledger)
+    }
+
+    /// Reads until every partition's `next` offset reaches its end in `ends`.
+    fn read_to(&mut self, ends: &[(i32, i64)], next: &mut HashMap<i32, i64>) -> Result<(), Error> {
+        let deadline = Instant::now() + LEDGER_TIMEOUT;
+        while ends.iter().any(|(p, high)| next.get(p).is_some_and(|n| n < high)) {
             if Instant::now() > deadline {
                 return Err(Error::Config(format!(
                     "action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}",
-                    ledger.topic
+                    self.topic
                 )));
             }
-            if let Some((partition, offset)) = ledger.read_one(Duration::from_millis(200)) {
+            if let Some((partition, offset)) = self.read_one(Duration::from_millis(200)) {
                 next.insert(partition, offset + 1);
             }
         }
-        Ok(ledger)
+        Ok(())
+    }
+
+    /// Reads what was written until now (by any consumer): what a consumer that takes
+    /// partitions over needs before it rebuilds their state.
+    pub fn catch_up(&mut self) -> Result<(), Error> {
+        let fail = |what: &str| doing(format!("action ledger {}: {what}", self.topic));
+        let positions = self.tail.position().map_err(fail("no positions"))?;
+        let mut ends = Vec::new();
+        let mut next = HashMap::new();
+        for e in positions.elements() {
+            let (_, high) = self
+                .tail
+                .fetch_watermarks(&self.topic, e.partition(), LEDGER_TIMEOUT)
+                .map_err(fail("no watermarks"))?;
+            ends.push((e.partition(), high));
+            // Nothing read from a partition yet: its position is not known.
+            next.insert(e.partition(), e.offset().to_raw().unwrap_or(0).max(0));
+        }
+        self.read_to(&ends, &mut next)
     }
 
     /// Takes one record of the ledger, if one comes within `wait`.
@@ -187,6 +229,10 @@ impl Ledger {
                 Ok(silence) => self.silences.push(silence),
                 Err(e) => tracing::warn!(error = %e, "invalid silence in the ledger skipped"),
             },
+            (Some(key), Some(Entry::Floor { at })) => {
+                let floor = self.floors.entry(key.into_owned()).or_insert(at);
+                *floor = (*floor).max(at);
+            }
             (Some(key), Some(entry)) => {
                 // A `done` is never overwritten by a late `pending`.
                 if !matches!(
@@ -226,7 +272,7 @@ impl Ledger {
     pub fn decide(&self, key: &str) -> Decision {
         match self.entries.get(key) {
             // Silences are kept apart; no action key holds one.
-            None | Some((Entry::Silence { .. }, _)) => Decision::Call,
+            None | Some((Entry::Silence { .. } | Entry::Floor { .. }, _)) => Decision::Call,
             Some((Entry::Pending(_), _)) => Decision::Pending,
             Some((Entry::Done { outcome }, _)) => Decision::Done(outcome.clone()),
         }
@@ -239,7 +285,7 @@ impl Ledger {
             .iter()
             .filter_map(|(k, (e, _))| match e {
                 Entry::Pending(h) => Some((k.clone(), h.clone())),
-                Entry::Done { .. } | Entry::Silence { .. } => None,
+                Entry::Done { .. } | Entry::Silence { .. } | Entry::Floor { .. } => None,
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -299,6 +345,34 @@ impl Ledger {
             silence: silence.clone(),
         };
         self.write(&silence_key(&silence.id), &entry, true)
+    }
+
+    /// Raises the floor of a signals partition to `at` (event time, ns), in the
+    /// background: the decider's rewind point when it commits the partition.
+    ///
+    /// Invariant: a signal read at or after the committed offset that stands for a time
+    /// before the floor is a repeat: a correlator that re-read its input after a
+    /// rebalance published it again, after the decider had committed past the original.
+    /// The original was taken by the decider (its time is before the point, so it was
+    /// delivered), and the state rebuilt from the point does not need it. Offsets
+    /// cannot carry the point themselves: some brokers (tansu 0.6) drop the metadata of
+    /// a commit. A stale floor (lower, read before the latest was written) only filters
+    /// less; a floor above the committed point filters only records the checkpoint
+    /// had already passed (see `offsets.rs`).
+    pub fn write_floor(&mut self, topic: &str, partition: i32, at: i64) {
+        let key = floor_key(topic, partition);
+        if self.floors.get(&key).is_some_and(|f| *f >= at) {
+            return;
+        }
+        if let Err(e) = self.write(&key, &Entry::Floor { at }, false) {
+            tracing::warn!(key, error = %e, "signals floor not written to the ledger");
+        }
+        self.floors.insert(key, at);
+    }
+
+    /// The floor of a signals partition, if one was written.
+    pub fn floor(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.floors.get(&floor_key(topic, partition)).copied()
     }
 
     /// Silences read from the ledger since the last call (at start: all of them).

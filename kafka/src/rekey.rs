@@ -11,7 +11,7 @@ use crate::{doing, Error, Failures, KafkaConfig};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
 use rdkafka::consumer::CommitMode;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -67,8 +67,7 @@ pub fn run(
             return Err(doing(format!("cannot write to {to}"))(e));
         }
         if copied > 0 {
-            producer
-                .flush(FLUSH_TIMEOUT)
+            crate::flush(&producer, FLUSH_TIMEOUT)
                 .map_err(doing("re-keyed records not confirmed"))?;
             if failures.any() {
                 return Err(Error::Lost("re-keyed records were lost in delivery; the input offsets were not committed, so a restart copies them again".into()));

@@ -15,7 +15,7 @@ use logheal_pipeline::signal::{Wire, WireSignal};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,8 @@ pub struct Publisher {
     pending: Vec<(Vec<u8>, i64)>,
     /// Signals published (not counting watermarks).
     pub published: u64,
+    /// Records handed to the producer.
+    sent: u64,
 }
 
 /// A record is sent once its wires reach this size, whatever else is gathered.
@@ -171,6 +173,7 @@ impl Publisher {
             partitions,
             pending: vec![(Vec::new(), i64::MIN); partitions as usize],
             published: 0,
+            sent: 0,
         })
     }
 
@@ -227,18 +230,36 @@ impl Publisher {
             .payload(buf.as_slice())
             .timestamp(millis(*newest));
         crate::send_waiting(&self.producer, record).map_err(doing("cannot send a signal"))?;
+        self.sent += 1;
         buf.clear();
         *newest = i64::MIN;
         Ok(())
+    }
+
+    /// Records handed to the producer so far (see `taken`).
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Whether the brokers have taken the first `sent` records, without waiting; an
+    /// error if any record was lost (then nothing may be committed).
+    pub fn taken(&self, sent: u64) -> Result<bool, Error> {
+        self.producer.poll(Duration::ZERO);
+        if self.failures.any() {
+            return Err(Error::Lost("signals were lost in delivery".into()));
+        }
+        Ok(self
+            .failures
+            .taken
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= sent)
     }
 
     /// Sends what was gathered and waits until the brokers have everything; an error if
     /// anything was lost (then nothing may be committed: a restart publishes it again).
     pub fn confirm(&mut self) -> Result<(), Error> {
         self.send()?;
-        self.producer
-            .flush(TIMEOUT)
-            .map_err(doing("signals not confirmed"))?;
+        crate::flush(&self.producer, TIMEOUT).map_err(doing("signals not confirmed"))?;
         if self.failures.any() {
             return Err(Error::Lost("signals were lost in delivery".into()));
         }

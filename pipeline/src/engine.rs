@@ -258,6 +258,9 @@ struct Split {
     /// Decide: per (signals partition, input topic, input partition), the origin of the
     /// latest signal taken, so that a correlator's repeats are dropped.
     seen: FxHashMap<(i32, Arc<str>, i32), (i64, u32)>,
+    /// Decide: per signals partition, the rewind point of the decider that committed it
+    /// last (see `set_floor`).
+    floors: FxHashMap<i32, EventTime>,
     /// Decide: templates known by text (a decider mines nothing); the key's id indexes
     /// `texts`, with the correlator's anomaly verdict.
     template_ids: FxHashMap<(u32, Box<str>), u32>,
@@ -1206,6 +1209,15 @@ impl Engine {
         self.split.owned = partitions;
     }
 
+    /// Decide stage: the rewind point at which a decider before this one committed a
+    /// signals partition. A signal read from it that stands for an earlier time is a
+    /// repeat, published again by a correlator that re-read its input after the
+    /// original was taken, and is dropped: the repeat filter of that decider is gone,
+    /// and a closed incident's signals would otherwise open it again.
+    pub fn set_floor(&mut self, partition: i32, at: EventTime) {
+        self.split.floors.insert(partition, at);
+    }
+
     /// The (signals partition, input partition) pairs time waits for.
     fn mark_keys(&self) -> Vec<(i32, Arc<str>, i32)> {
         let split = &self.split;
@@ -1282,12 +1294,22 @@ impl Engine {
             }
             Wire::Signal(signal) => {
                 let o = &signal.origin;
+                let time = EventTime(signal.time);
+                // What a restart must read again: the incident it joins starts no
+                // later than its event time (`at`), and the rewind point is never past
+                // the first signal of a live incident; while held back, it also stands
+                // for its correlator's time, never before the rewind point. The
+                // correlator's time alone is not enough: a lagging source holds it
+                // behind the event (see `clock.rs`), and a restart would then skip the
+                // first signal of an incident still open.
+                let stands = time.max(EventTime(signal.at));
                 let seen = (partition, o.topic.as_str().into(), o.partition);
                 if self
                     .split
                     .seen
                     .get(&seen)
                     .is_some_and(|last| (o.offset, o.index) <= *last)
+                    || self.split.floors.get(&partition).is_some_and(|f| stands < *f)
                 {
                     self.stats.signals_repeated += 1;
                     return None;
@@ -1295,7 +1317,6 @@ impl Engine {
                 self.split.seen.insert(seen, (o.offset, o.index));
                 // The correlator's time when it raised the signal is a watermark of its
                 // partition; the signal waits until every partition has passed it.
-                let time = EventTime(signal.time);
                 self.mark(partition, &o.topic, o.partition, time);
                 self.split.arrivals += 1;
                 let order = (time, self.split.arrivals);
@@ -1307,9 +1328,7 @@ impl Engine {
                     }
                 }
                 self.advance_decide();
-                // Held back, it must be read again after a restart: it stands for its
-                // correlator's time, which is never before the rewind point.
-                Some(time)
+                Some(stands)
             }
         }
     }

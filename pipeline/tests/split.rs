@@ -92,3 +92,101 @@ fn a_correlator_that_reads_again_changes_nothing() {
     let json = |rs: &[Record]| rs.iter().map(Record::to_json).collect::<Vec<_>>();
     assert_eq!(json(&two), json(&one));
 }
+
+/// Transitions to CONFIRMED among `records`.
+fn confirmations(records: &[Record]) -> usize {
+    records
+        .iter()
+        .filter(|r| matches!(r, Record::Transition { to, .. } if to.as_str() == "CONFIRMED"))
+        .count()
+}
+
+/// A decider that takes a signals partition over after its decider committed past a
+/// closed incident, while a correlator re-reads its input and publishes that incident's
+/// signals again: with the floor its predecessor left (the rewind point it committed
+/// at), the repeats are dropped; without it, the closed incident is confirmed again.
+#[test]
+fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
+    let topic: Arc<str> = "logs".into();
+    let lines: Vec<&str> = EXAMPLE.lines().collect();
+    let forward = |correlate: &mut Engine, decide: &mut Engine| {
+        for signal in correlate.take_signals() {
+            decide.push_wire(3, &serde_json::from_slice(&Wire::Signal(signal).to_json()).unwrap());
+        }
+        let mark = Wire::Watermark(Watermark {
+            at: correlate.time().nanos(),
+            partitions: vec![("logs".into(), 0)],
+            idle: vec![],
+        });
+        decide.push_wire(3, &serde_json::from_slice(&mark.to_json()).unwrap());
+    };
+    let mut correlate = engine(Stage::Correlate);
+    let mut first = engine(Stage::Decide);
+    first.set_inputs(vec![(topic.clone(), 0)]);
+    for (offset, line) in lines.iter().enumerate() {
+        correlate.set_position(&topic, 0, offset as i64);
+        correlate.push_record(0, line.as_bytes());
+        forward(&mut correlate, &mut first);
+    }
+    // Half an hour later (the correlator's watermark), the restored incident is over.
+    let later = Wire::Watermark(Watermark {
+        at: correlate.time().nanos() + 1_800_000_000_000,
+        partitions: vec![("logs".into(), 0)],
+        idle: vec![],
+    });
+    first.push_wire(3, &serde_json::from_slice(&later.to_json()).unwrap());
+    let confirmed: Vec<Record> = first.take_records().collect();
+    assert_eq!(confirmations(&confirmed), 1);
+    // The incident closed, so the point is past it.
+    let point = first.rewind_point(std::time::Duration::from_secs(3600));
+    let restored = confirmed
+        .iter()
+        .filter_map(|r| match r {
+            Record::Transition { to, at, .. } if to.as_str() == "RESTORED" => Some(at.clone()),
+            _ => None,
+        })
+        .next()
+        .expect("the outage is restored before the end");
+    assert!(point.to_rfc3339() > restored, "{} {restored}", point.to_rfc3339());
+    let take_over = |floor: bool| {
+        let mut again = engine(Stage::Correlate);
+        let mut next = engine(Stage::Decide);
+        next.set_inputs(vec![(topic.clone(), 0)]);
+        if floor {
+            next.set_floor(3, point);
+        }
+        for (offset, line) in lines.iter().enumerate() {
+            again.set_position(&topic, 0, offset as i64);
+            again.push_record(0, line.as_bytes());
+            forward(&mut again, &mut next);
+        }
+        let records: Vec<Record> = next.take_records().collect();
+        (confirmations(&records), next.stats().signals_repeated)
+    };
+    let (confirmed, repeated) = take_over(true);
+    assert_eq!(confirmed, 0);
+    assert!(repeated > 10, "{repeated}");
+    assert_eq!(take_over(false), (1, 0));
+}
+
+/// A record of the signals topic stands, for the decider's commit, for the latest of
+/// its correlator's time and its event time: a lagging source holds the correlator's
+/// time behind the event, and a commit at a rewind point between the two would skip
+/// the first signal of an incident still open.
+#[test]
+fn a_signal_stands_for_its_event_time_when_its_correlator_lags() {
+    let topic: Arc<str> = "logs".into();
+    let mut correlate = engine(Stage::Correlate);
+    let mut signals = Vec::new();
+    for (offset, line) in EXAMPLE.lines().enumerate() {
+        correlate.set_position(&topic, 0, offset as i64);
+        correlate.push_record(0, line.as_bytes());
+        signals.extend(correlate.take_signals());
+    }
+    let mut signal = signals.into_iter().next().expect("the example raises signals");
+    signal.time = signal.at - 5_000_000_000;
+    let mut decide = engine(Stage::Decide);
+    decide.set_inputs(vec![(topic, 0)]);
+    let wire = serde_json::from_slice(&Wire::Signal(signal.clone()).to_json()).unwrap();
+    assert_eq!(decide.push_wire(3, &wire).map(|t| t.nanos()), Some(signal.at));
+}
