@@ -200,6 +200,9 @@ pub struct Live {
     /// Where a reloaded rule set also goes (the correlator, with the stages apart).
     pub reload_taps: Vec<mpsc::Sender<logheal_rules::RuleSet>>,
     rules: Vec<PathBuf>,
+    /// The rule files' texts as last loaded: a change in their directories that leaves
+    /// them as they were reloads nothing.
+    rule_texts: Option<Vec<(String, String)>>,
     reload_at: Option<(Instant, &'static str)>,
     // Keeps the watcher alive for the life of the job.
     _watcher: Option<notify::RecommendedWatcher>,
@@ -265,6 +268,7 @@ impl Live {
             silences_in_force: Vec::new(),
             reload_taps: Vec::new(),
             rules: settings.rules.clone(),
+            rule_texts: logheal_rules::read_paths(&settings.rules).ok(),
             reload_at: None,
             _watcher: watcher,
         };
@@ -287,10 +291,20 @@ impl Live {
                     engine, executor, ..
                 } = &mut self.job;
                 let taps = &self.reload_taps;
-                let ok = reload(engine, executor.as_mut(), &self.rules, why, &env, taps);
-                self.metrics.reloaded(ok);
-                if ok {
-                    self.metrics.declare_rules(engine);
+                let last = &mut self.rule_texts;
+                if let Some(ok) = reload(
+                    engine,
+                    executor.as_mut(),
+                    &self.rules,
+                    why,
+                    &env,
+                    taps,
+                    last,
+                ) {
+                    self.metrics.reloaded(ok);
+                    if ok {
+                        self.metrics.declare_rules(engine);
+                    }
                 }
             }
         }
@@ -536,6 +550,12 @@ impl Live {
 }
 
 /// Reloads the rule files; `false` (and the previous rules kept) on any error.
+/// Why a reload the rule watcher asked for happens.
+const FILES_CHANGED: &str = "rule files changed";
+
+/// Reloads the rule files; whether the new set runs. `last` holds the texts last
+/// loaded: when the watcher asked and the files read as before (something else in
+/// their directory changed), nothing is loaded: `None`.
 fn reload(
     engine: &mut Engine,
     executor: Option<&mut Executor>,
@@ -543,47 +563,57 @@ fn reload(
     why: &str,
     env: &dyn Fn(&str) -> Option<String>,
     taps: &[mpsc::Sender<logheal_rules::RuleSet>],
-) -> bool {
+    last: &mut Option<Vec<(String, String)>>,
+) -> Option<bool> {
     if paths.is_empty() {
         eprintln!("logheal: nothing to reload ({why}): running the built-in rules");
-        return false;
+        return Some(false);
     }
-    match logheal_rules::load_paths(paths) {
-        Ok(set) => {
-            let receivers = resolve_all(&set.receivers, env);
-            let copies: Vec<_> = taps.iter().map(|_| set.clone()).collect();
-            match engine.reload(set) {
-                Ok(r) => {
-                    if let Some(executor) = executor {
-                        executor.set_receivers(receivers);
-                    }
-                    // The correlators of a job with the stages apart run the same set.
-                    for (tap, copy) in taps.iter().zip(copies) {
-                        let _ = tap.send(copy);
-                    }
-                    eprintln!(
+    let texts = logheal_rules::read_paths(paths);
+    if let Ok(texts) = &texts {
+        if why == FILES_CHANGED && last.as_ref() == Some(texts) {
+            return None;
+        }
+        *last = Some(texts.clone());
+    }
+    Some(
+        match texts.and_then(|texts| logheal_rules::load_sources(&texts)) {
+            Ok(set) => {
+                let receivers = resolve_all(&set.receivers, env);
+                let copies: Vec<_> = taps.iter().map(|_| set.clone()).collect();
+                match engine.reload(set) {
+                    Ok(r) => {
+                        if let Some(executor) = executor {
+                            executor.set_receivers(receivers);
+                        }
+                        // The correlators of a job with the stages apart run the same set.
+                        for (tap, copy) in taps.iter().zip(copies) {
+                            let _ = tap.send(copy);
+                        }
+                        eprintln!(
                         "logheal: rules reloaded ({why}): {} kept, {} added, {} removed, {} incident(s) closed",
                         r.kept, r.added, r.removed, r.closed
                     );
-                    true
-                }
-                Err(e) => {
-                    eprintln!(
-                        "logheal: reload failed ({why}): {e}; the previous rules keep running"
-                    );
-                    false
+                        true
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "logheal: reload failed ({why}): {e}; the previous rules keep running"
+                        );
+                        false
+                    }
                 }
             }
-        }
-        Err(diagnostics) => {
-            crate::output::report(&diagnostics);
-            eprintln!(
-                "logheal: reload failed ({why}): {} error(s); the previous rules keep running",
-                diagnostics.len()
-            );
-            false
-        }
-    }
+            Err(diagnostics) => {
+                crate::output::report(&diagnostics);
+                eprintln!(
+                    "logheal: reload failed ({why}): {} error(s); the previous rules keep running",
+                    diagnostics.len()
+                );
+                false
+            }
+        },
+    )
 }
 
 fn spawn_reader(inputs: Vec<PathBuf>, tx: mpsc::SyncSender<Message>) {
@@ -659,9 +689,21 @@ fn watch_rules(
     if paths.is_empty() {
         return Ok(None);
     }
+    let names: Vec<std::ffi::OsString> = paths
+        .iter()
+        .filter(|p| !p.is_dir())
+        .filter_map(|p| p.file_name().map(Into::into))
+        .collect();
+    let watches_dir = paths.iter().any(|p| p.is_dir());
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.try_send(Message::Reload("rule files changed"));
+        let Ok(event) = event else { return };
+        if !event.kind.is_access()
+            && event
+                .paths
+                .iter()
+                .any(|p| names_rules(p, &names, watches_dir))
+        {
+            let _ = tx.try_send(Message::Reload(FILES_CHANGED));
         }
     })?;
     for path in paths {
@@ -680,6 +722,18 @@ fn watch_rules(
             .with_context(|| format!("cannot watch {}", dir.display()))?;
     }
     Ok(Some(watcher))
+}
+
+/// Whether a change at `path`, in a watched directory, may change the rules: a rule
+/// file by name, a YAML file in a watched rules directory, or a ConfigMap's swap
+/// (`..data`, `..2026_…`: Kubernetes replaces the files behind their symlinks).
+fn names_rules(path: &Path, names: &[std::ffi::OsString], watches_dir: bool) -> bool {
+    let Some(name) = path.file_name() else {
+        return true;
+    };
+    names.iter().any(|n| n == name)
+        || name.as_encoded_bytes().starts_with(b"..")
+        || (watches_dir && path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
 }
 
 /// SIGHUP reloads the rules; SIGTERM and SIGINT end the run gracefully (stop reading,

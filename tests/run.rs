@@ -271,6 +271,37 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
 }
 
 #[test]
+fn only_a_change_of_the_rules_reloads_them() {
+    let (dir, rules, mut live) = start_with_one_rule("beside");
+    let reloads = |live: &Live| {
+        (live.log.lock().unwrap().iter())
+            .filter(|l| l.contains("rules reloaded"))
+            .count()
+    };
+    // Other files in the directory change (a log written beside the rules, an editor's
+    // backup), and the rule file is written again as it was: nothing to reload.
+    for i in 0..5 {
+        std::fs::write(dir.join("job.log"), format!("line {i}\n")).unwrap();
+        std::fs::write(dir.join("rules.yaml~"), "backup").unwrap();
+        write(&rules, &format!("{HEAD}{}", rule("cascades")));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // More than the watcher's settling time later, a real change reloads once.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(reloads(&live), 0, "{:?}", live.log.lock().unwrap());
+    write(
+        &rules,
+        &format!("{HEAD}{}{}", rule("cascades"), rule("second")),
+    );
+    live.wait_log("rules reloaded (rule files changed): 1 kept, 1 added, 0 removed");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(reloads(&live), 1, "{:?}", live.log.lock().unwrap());
+    drop(live.stdin.take());
+    assert!(live.child.wait().unwrap().success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn sigterm_ends_the_run_gracefully() {
     let (dir, _, mut live) = start_with_one_rule("term");
     live.cascade("t1", "payment");

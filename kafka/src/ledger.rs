@@ -176,7 +176,10 @@ impl Ledger {
     /// Reads until every partition's `next` offset reaches its end in `ends`.
     fn read_to(&mut self, ends: &[(i32, i64)], next: &mut HashMap<i32, i64>) -> Result<(), Error> {
         let deadline = Instant::now() + LEDGER_TIMEOUT;
-        while ends.iter().any(|(p, high)| next.get(p).is_some_and(|n| n < high)) {
+        while ends
+            .iter()
+            .any(|(p, high)| next.get(p).is_some_and(|n| n < high))
+        {
             if Instant::now() > deadline {
                 return Err(Error::Config(format!(
                     "action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}",

@@ -1309,7 +1309,11 @@ impl Engine {
                     .seen
                     .get(&seen)
                     .is_some_and(|last| (o.offset, o.index) <= *last)
-                    || self.split.floors.get(&partition).is_some_and(|f| stands < *f)
+                    || self
+                        .split
+                        .floors
+                        .get(&partition)
+                        .is_some_and(|f| stands < *f)
                 {
                     self.stats.signals_repeated += 1;
                     return None;

@@ -111,7 +111,10 @@ fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
     let lines: Vec<&str> = EXAMPLE.lines().collect();
     let forward = |correlate: &mut Engine, decide: &mut Engine| {
         for signal in correlate.take_signals() {
-            decide.push_wire(3, &serde_json::from_slice(&Wire::Signal(signal).to_json()).unwrap());
+            decide.push_wire(
+                3,
+                &serde_json::from_slice(&Wire::Signal(signal).to_json()).unwrap(),
+            );
         }
         let mark = Wire::Watermark(Watermark {
             at: correlate.time().nanos(),
@@ -147,7 +150,11 @@ fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
         })
         .next()
         .expect("the outage is restored before the end");
-    assert!(point.to_rfc3339() > restored, "{} {restored}", point.to_rfc3339());
+    assert!(
+        point.to_rfc3339() > restored,
+        "{} {restored}",
+        point.to_rfc3339()
+    );
     let take_over = |floor: bool| {
         let mut again = engine(Stage::Correlate);
         let mut next = engine(Stage::Decide);
@@ -183,10 +190,16 @@ fn a_signal_stands_for_its_event_time_when_its_correlator_lags() {
         correlate.push_record(0, line.as_bytes());
         signals.extend(correlate.take_signals());
     }
-    let mut signal = signals.into_iter().next().expect("the example raises signals");
+    let mut signal = signals
+        .into_iter()
+        .next()
+        .expect("the example raises signals");
     signal.time = signal.at - 5_000_000_000;
     let mut decide = engine(Stage::Decide);
     decide.set_inputs(vec![(topic, 0)]);
     let wire = serde_json::from_slice(&Wire::Signal(signal.clone()).to_json()).unwrap();
-    assert_eq!(decide.push_wire(3, &wire).map(|t| t.nanos()), Some(signal.at));
+    assert_eq!(
+        decide.push_wire(3, &wire).map(|t| t.nanos()),
+        Some(signal.at)
+    );
 }

@@ -20,8 +20,8 @@ pub use compile::{
 };
 pub use lint::lint;
 pub use load::{
-    builtin, load_or_builtin, load_paths, load_sources, parse_yaml, BUILTIN_ERRORS_NAME,
-    BUILTIN_ERROR_RULES, BUILTIN_NAME, BUILTIN_RULES,
+    builtin, load_or_builtin, load_paths, load_sources, parse_yaml, read_paths,
+    BUILTIN_ERRORS_NAME, BUILTIN_ERROR_RULES, BUILTIN_NAME, BUILTIN_RULES,
 };
 pub use model::*;
 pub use testfile::{

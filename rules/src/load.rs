@@ -29,6 +29,12 @@ pub fn builtin() -> RuleSet {
 
 /// Loads files and directories (every `*.yaml` / `*.yml` inside, sorted) as one set.
 pub fn load_paths(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
+    load_sources(&read_paths(paths)?)
+}
+
+/// Reads files and directories (every `*.yaml` / `*.yml` inside, sorted) as `(name,
+/// text)` pairs, for `load_sources`.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<(String, String)>, Vec<Diagnostic>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for path in expand(paths, &mut errors) {
@@ -41,7 +47,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<RuleSet, Vec<Diagnostic>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    load_sources(&sources)
+    Ok(sources)
 }
 
 /// The rule files given, or the built-in rules when none are.
