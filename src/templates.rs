@@ -20,11 +20,38 @@ pub struct Args {
     /// Also write `line,template_id,template` for every input line to this CSV file.
     #[arg(long, value_name = "OUT")]
     csv: Option<PathBuf>,
+    /// Changes a setting of the miner, for experiments (the live job always runs the
+    /// defaults): `similarity` (0.5), `prefix_depth` (2; at most 2 count),
+    /// `settle_after` (1), `siblings_to_merge` (4). Repeatable.
+    #[arg(long = "miner", value_name = "KEY=VALUE")]
+    miner: Vec<String>,
+}
+
+/// The default miner settings with the `--miner` changes.
+fn miner_config(changes: &[String]) -> Result<MinerConfig> {
+    let mut config = MinerConfig::default();
+    for change in changes {
+        let (key, value) = change
+            .split_once('=')
+            .with_context(|| format!("--miner {change}: expected KEY=VALUE"))?;
+        let bad = || format!("--miner {change}: bad value for {key}");
+        match key {
+            "similarity" => config.similarity = value.parse().with_context(bad)?,
+            "prefix_depth" => config.prefix_depth = value.parse().with_context(bad)?,
+            "settle_after" => config.settle_after = value.parse().with_context(bad)?,
+            "siblings_to_merge" => config.siblings_to_merge = value.parse().with_context(bad)?,
+            _ => anyhow::bail!(
+                "--miner {change}: unknown setting {key} (similarity, prefix_depth, settle_after, siblings_to_merge)"
+            ),
+        }
+    }
+    Ok(config)
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
+    let config = miner_config(&args.miner)?;
     let messages = read_messages(args)?;
-    let mut miner = Miner::new(MinerConfig::default());
+    let mut miner = Miner::new(config);
     let started = Instant::now();
     let ids: Vec<_> = messages.iter().map(|m| miner.add(m)).collect();
     let elapsed = started.elapsed().as_secs_f64();

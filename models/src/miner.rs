@@ -43,7 +43,7 @@
 use crate::blind::digit_blind;
 use crate::memo::{Key, Memo};
 use crate::seen::Seen;
-use logheal_parsers::lexer::{is_unit, tokens, Kind};
+use logheal_parsers::lexer::{is_unit, key_of, tokens, Kind};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 /// A mined template. Ids are never reused within a process.
@@ -613,7 +613,16 @@ impl Miner {
         while let Some((kind, text)) = lexed.next() {
             // An identifier called like a function (`jk2_init()`) is code, not data.
             let called = kind == Kind::Mixed && lexed.peek().is_some_and(|(_, t)| *t == "(");
-            if kind.is_variable() && !called {
+            if kind == Kind::KeyValue {
+                // The key stays: `onExtend:<*>`.
+                let key = key_of(text);
+                constant_chars = true;
+                constant_digits |= key.bytes().any(|b| b.is_ascii_digit());
+                self.shape.push_str(key);
+                self.shape.push_str("<*>");
+                variable = true;
+                last_var = true;
+            } else if kind.is_variable() && !called {
                 variable = true;
                 if !last_var {
                     self.shape.push_str("<*>");
@@ -1053,6 +1062,21 @@ mod tests {
         assert_eq!(d, e, "refined in place");
         assert_eq!(m.template(d).unwrap(), "login from <*> ok");
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn a_key_with_a_long_number_keeps_its_key() {
+        let mut m = miner();
+        let a = m.add("onExtend:1514038530000 14 0 4");
+        let b = m.add("onExtend:1514038590000 15 0 4");
+        assert_eq!(a, b);
+        // Not `<*> <*>`: the longest match once took `onExtend:15140` as an endpoint.
+        assert_eq!(m.template(a).unwrap(), "onExtend:<*> <*>");
+        // A port is still an endpoint, all variable.
+        let d = m.add("connect to wpad:80 failed");
+        let e = m.add("connect to proxy:3128 failed");
+        assert_eq!(d, e);
+        assert_eq!(m.template(d).unwrap(), "connect to <*> failed");
     }
 
     #[test]

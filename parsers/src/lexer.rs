@@ -38,6 +38,12 @@ pub enum Kind {
     /// A host name: three or more labels ending in a short lower-case top-level label
     /// (`proxy.cse.cuhk.edu.hk`, `db-1.prod.example.com`); with a port it is an [`Kind::Endpoint`].
     Host,
+    /// A name, a colon and more digits than a port has: a key and its value
+    /// (`onExtend:1514038530000`). A variable, whose key [`key_of`] gives; the longest
+    /// match would otherwise take the name with five digits as an [`Kind::Endpoint`],
+    /// and a template would lose the key.
+    #[regex(r"[A-Za-z][A-Za-z0-9_-]*:[0-9]{6,}", priority = 7)]
+    KeyValue,
     /// A name with a port: `github.com:443`, `wpad:80`.
     #[regex(r"[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*:[0-9]{1,5}", priority = 6)]
     Endpoint,
@@ -76,6 +82,11 @@ impl Kind {
     pub fn is_variable(self) -> bool {
         !matches!(self, Kind::Word | Kind::Punct | Kind::Space | Kind::Dotted)
     }
+}
+
+/// The constant part of a [`Kind::KeyValue`] token: its key with the colon.
+pub fn key_of(token: &str) -> &str {
+    token.rfind(':').map_or("", |colon| &token[..=colon])
 }
 
 /// Whether a dotted name is a host: its last label (before any port) is 2–6 lower-case
@@ -159,6 +170,13 @@ mod tests {
             (Host, "proxy.cse.cuhk.edu.hk")
         );
         assert_eq!(kinds("via proxy.cse.cuhk.edu.hk:5070")[1].0, Endpoint);
+        // More digits than a port: a key and its value.
+        assert_eq!(
+            kinds("onExtend:1514038530000 14"),
+            vec![(KeyValue, "onExtend:1514038530000"), (Number, "14")]
+        );
+        assert_eq!(key_of("onExtend:1514038530000"), "onExtend:");
+        assert_eq!(kinds("wpad:80")[0].0, Endpoint);
         assert_eq!(
             kinds("org.apache.hadoop.MRAppMaster")[0],
             (Word, "org.apache.hadoop.MRAppMaster")
