@@ -25,6 +25,21 @@ fn one_engine() -> Vec<Record> {
     e.take_records().collect()
 }
 
+/// Hands what the correlator raised to the decider through JSON, as on the signals
+/// topic, then the correlator's watermark.
+fn forward(correlate: &mut Engine, decide: &mut Engine) {
+    for signal in correlate.take_signals() {
+        let json = Wire::Signal(signal).to_json();
+        decide.push_wire(3, &serde_json::from_slice(&json).unwrap());
+    }
+    let mark = Wire::Watermark(Watermark {
+        at: correlate.time().nanos(),
+        partitions: vec![("logs".into(), 0)],
+        idle: vec![],
+    });
+    decide.push_wire(3, &serde_json::from_slice(&mark.to_json()).unwrap());
+}
+
 /// Replays through the two stages; with `repeat`, the correlator re-reads the lines
 /// from `repeat` on after reaching the end (as after a restart), publishing again.
 fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
@@ -32,23 +47,11 @@ fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
     let mut correlate = engine(Stage::Correlate);
     let mut decide = engine(Stage::Decide);
     decide.set_inputs(vec![(topic.clone(), 0)]);
-    let wire = |correlate: &mut Engine, decide: &mut Engine| {
-        for signal in correlate.take_signals() {
-            let json = Wire::Signal(signal).to_json();
-            decide.push_wire(3, &serde_json::from_slice(&json).unwrap());
-        }
-        let mark = Wire::Watermark(Watermark {
-            at: correlate.time().nanos(),
-            partitions: vec![("logs".into(), 0)],
-            idle: vec![],
-        });
-        decide.push_wire(3, &serde_json::from_slice(&mark.to_json()).unwrap());
-    };
     let lines: Vec<&str> = EXAMPLE.lines().collect();
     for (offset, line) in lines.iter().enumerate() {
         correlate.set_position(&topic, 0, offset as i64);
         correlate.push_record(0, line.as_bytes());
-        wire(&mut correlate, &mut decide);
+        forward(&mut correlate, &mut decide);
     }
     if let Some(from) = repeat {
         let mut again = engine(Stage::Correlate);
@@ -62,7 +65,7 @@ fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
         }
     }
     correlate.finish();
-    wire(&mut correlate, &mut decide);
+    forward(&mut correlate, &mut decide);
     decide.finish();
     let repeated = decide.stats().signals_repeated;
     (decide.take_records().collect(), repeated)
@@ -109,20 +112,6 @@ fn confirmations(records: &[Record]) -> usize {
 fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
     let topic: Arc<str> = "logs".into();
     let lines: Vec<&str> = EXAMPLE.lines().collect();
-    let forward = |correlate: &mut Engine, decide: &mut Engine| {
-        for signal in correlate.take_signals() {
-            decide.push_wire(
-                3,
-                &serde_json::from_slice(&Wire::Signal(signal).to_json()).unwrap(),
-            );
-        }
-        let mark = Wire::Watermark(Watermark {
-            at: correlate.time().nanos(),
-            partitions: vec![("logs".into(), 0)],
-            idle: vec![],
-        });
-        decide.push_wire(3, &serde_json::from_slice(&mark.to_json()).unwrap());
-    };
     let mut correlate = engine(Stage::Correlate);
     let mut first = engine(Stage::Decide);
     first.set_inputs(vec![(topic.clone(), 0)]);
