@@ -359,7 +359,7 @@ fn decide(
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
             let point = live.commit(&mut source, kafka, CommitMode::Async);
-            write_floors(live, &source, topic, point);
+            write_floors(live, &source, topic, point, false);
             live.tick();
             observe(live, shared);
             live.metrics
@@ -383,7 +383,7 @@ fn decide(
             "shutdown: the decider that takes the incident key over carries it on",
         )?;
         let point = live.commit(&mut source, kafka, CommitMode::Sync);
-        write_floors(live, &source, topic, point);
+        write_floors(live, &source, topic, point, true);
     } else {
         feed(live, &mut source, true, settings.engine.time.lateness)?;
         live.run_out()?;
@@ -398,7 +398,7 @@ fn decide(
 }
 
 /// A decider that took signals partitions over learns where their last decider
-/// committed them (see `Ledger::write_floor`). Without a ledger (nothing is called),
+/// committed them (see `Ledger::write_floors`). Without a ledger (nothing is called),
 /// nothing is known: a repeat published after that commit opens its incident again.
 fn take_floors(live: &mut Live, source: &Source, topic: &str) {
     let Some(ledger) = live.handoff.ledger() else {
@@ -416,15 +416,19 @@ fn take_floors(live: &mut Live, source: &Source, topic: &str) {
 }
 
 /// Writes the rewind point just committed as the floor of every signals partition
-/// this decider reads (none before time started).
-fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime) {
+/// this decider reads (none before time started); with `now`, whenever it was last.
+fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime, now: bool) {
     if point == EventTime::MIN || point == EventTime::MAX {
         return;
     }
     if let Some(ledger) = live.handoff.ledger() {
-        for p in &source.merge.partitions {
-            ledger.write_floor(topic, p.partition, point.nanos());
-        }
+        let partitions: Vec<i32> = source
+            .merge
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        ledger.write_floors(topic, &partitions, point.nanos(), now);
     }
 }
 

@@ -6,7 +6,7 @@
 //! left pending by a consumer that died are called again under the same key.
 //!
 //! It also carries what a consumer must hand its successor beside its offsets: the
-//! silences, and each signals partition's floor (see [`Ledger::write_floor`]).
+//! silences, and each signals partition's floor (see [`Ledger::write_floors`]).
 
 use crate::{doing, Error, KafkaConfig};
 use logheal_pipeline::action::{ActionRequest, Outcome};
@@ -92,7 +92,13 @@ pub struct Ledger {
     silences: Vec<Silence>,
     /// Each signals partition's floor, by its key (one per partition: never pruned).
     floors: HashMap<String, i64>,
+    /// When this consumer last wrote floors.
+    floors_written: Option<Instant>,
 }
+
+/// Floors are written at most this often (and when a decider stops): each write is a
+/// record per signals partition, and a stale floor only filters less.
+const FLOOR_EVERY: Duration = Duration::from_secs(5);
 
 /// Drops the `done` entries written before `horizon`; returns how many.
 fn prune(entries: &mut HashMap<String, (Entry, i64)>, horizon: i64) -> usize {
@@ -166,6 +172,7 @@ impl Ledger {
             pruned_at: 0,
             silences: Vec::new(),
             floors: HashMap::new(),
+            floors_written: None,
             runtime,
         };
         let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
@@ -350,8 +357,9 @@ impl Ledger {
         self.write(&silence_key(&silence.id), &entry, true)
     }
 
-    /// Raises the floor of a signals partition to `at` (event time, ns), in the
-    /// background: the decider's rewind point when it commits the partition.
+    /// Raises the floor of each of the signals `partitions` of `topic` to `at` (event
+    /// time, ns), in the background: the decider's rewind point when it commits them.
+    /// At most every few seconds, unless `now` (a decider that stops).
     ///
     /// Invariant: a signal read at or after the committed offset that stands for a time
     /// before the floor is a repeat: a correlator that re-read its input after a
@@ -362,15 +370,25 @@ impl Ledger {
     /// a commit. A stale floor (lower, read before the latest was written) only filters
     /// less; a floor above the committed point filters only records the checkpoint
     /// had already passed (see `offsets.rs`).
-    pub fn write_floor(&mut self, topic: &str, partition: i32, at: i64) {
-        let key = floor_key(topic, partition);
-        if self.floors.get(&key).is_some_and(|f| *f >= at) {
+    pub fn write_floors(&mut self, topic: &str, partitions: &[i32], at: i64, now: bool) {
+        if !now
+            && self
+                .floors_written
+                .is_some_and(|t| t.elapsed() < FLOOR_EVERY)
+        {
             return;
         }
-        if let Err(e) = self.write(&key, &Entry::Floor { at }, false) {
-            tracing::warn!(key, error = %e, "signals floor not written to the ledger");
+        self.floors_written = Some(Instant::now());
+        for &partition in partitions {
+            let key = floor_key(topic, partition);
+            if self.floors.get(&key).is_some_and(|f| *f >= at) {
+                continue;
+            }
+            if let Err(e) = self.write(&key, &Entry::Floor { at }, false) {
+                tracing::warn!(key, error = %e, "signals floor not written to the ledger");
+            }
+            self.floors.insert(key, at);
         }
-        self.floors.insert(key, at);
     }
 
     /// The floor of a signals partition, if one was written.
