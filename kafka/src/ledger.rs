@@ -25,7 +25,7 @@ const LEDGER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An action handed off but not known to be done: enough to call it again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Handoff {
+pub struct PendingCall {
     pub receiver: String,
     pub action: String,
     pub body: String,
@@ -34,7 +34,7 @@ pub struct Handoff {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Entry {
-    Pending(Handoff),
+    Pending(PendingCall),
     Done {
         outcome: Outcome,
     },
@@ -289,7 +289,7 @@ impl Ledger {
     }
 
     /// Actions handed off and never reported done, with their keys.
-    pub fn pending(&self) -> Vec<(String, Handoff)> {
+    pub fn pending(&self) -> Vec<(String, PendingCall)> {
         let mut out: Vec<_> = self
             .entries
             .iter()
@@ -304,7 +304,7 @@ impl Ledger {
 
     /// Writes the hand-off of `request` and waits until the brokers have it.
     pub fn hand_off(&mut self, request: &ActionRequest) -> KafkaResult<()> {
-        let entry = Entry::Pending(Handoff {
+        let entry = Entry::Pending(PendingCall {
             receiver: request.receiver.to_string(),
             action: request.action.clone(),
             body: request.body.clone(),
@@ -415,7 +415,7 @@ impl Ledger {
     }
 }
 
-impl Handoff {
+impl PendingCall {
     /// A request that calls this pending hand-off again, under its idempotency `key`.
     pub fn into_request(self, id: u64, key: String) -> ActionRequest {
         let handoff = self;
@@ -442,7 +442,7 @@ mod tests {
                 attempts: 1,
             },
         };
-        let pending = Entry::Pending(Handoff {
+        let pending = Entry::Pending(PendingCall {
             receiver: "r".into(),
             action: "a".into(),
             body: String::new(),
