@@ -241,7 +241,8 @@ impl Source {
     /// must start its state over).
     pub fn poll(&mut self, timeout: Duration) -> Polled {
         let (mut got, mut rebalanced) = (false, false);
-        let deadline = Instant::now() + timeout;
+        let mut now = Instant::now();
+        let deadline = now + timeout;
         let mut taken = 0;
         loop {
             // The consumer's own queue: callbacks (a rebalance splits the new
@@ -259,7 +260,7 @@ impl Source {
                 let Some(result) = result else { break };
                 taken += 1;
                 got = true;
-                take(&mut self.merge, &mut self.errors, None, result);
+                take(&mut self.merge, &mut self.errors, None, result, now);
                 if taken >= POLL_BATCH {
                     break;
                 }
@@ -277,7 +278,7 @@ impl Source {
                     if let Ok(m) = &result {
                         room = room.saturating_sub(m.payload_len().max(1));
                     }
-                    take(&mut self.merge, &mut self.errors, Some(q), result);
+                    take(&mut self.merge, &mut self.errors, Some(q), result, now);
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -287,6 +288,7 @@ impl Source {
             // Nothing yet: wait until a queue gets something (or the time is up), then
             // look at them all again.
             self.shared.bell.wait(left);
+            now = Instant::now();
         }
         if rebalanced {
             Polled::Rebalanced
@@ -366,11 +368,14 @@ impl Source {
 }
 
 /// Buffers what a queue delivered; `queue`: the partition's own queue it came from.
+/// Buffers what a poll returned; `now` is when the poll batch began (one clock read per
+/// batch, not per record: it only times how long a partition has been quiet).
 fn take(
     merge: &mut Merge,
     errors: &mut u64,
     queue: Option<&Queue>,
     result: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+    now: Instant,
 ) {
     match result {
         Ok(m) => merge.push(
@@ -379,7 +384,7 @@ fn take(
             m.offset(),
             m.timestamp().to_millis(),
             m.payload().unwrap_or_default(),
-            Instant::now(),
+            now,
         ),
         Err(KafkaError::PartitionEOF(p)) => match queue {
             Some(q) => merge.reached_end_of(&q.topic, q.partition),
