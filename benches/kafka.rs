@@ -69,7 +69,8 @@ fn config(brokers: &str, topic: &str, group: &str) -> KafkaConfig {
 }
 
 /// Polls and counts until `n` records arrived: the rate the broker and client allow.
-fn bare(brokers: &str, topic: &str, group: &str, n: u64) -> Duration {
+/// How long it took, and how long until the first record (joining the group).
+fn bare(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, Duration) {
     let consumer: BaseConsumer = config(brokers, topic, group)
         .client()
         .set("group.id", group)
@@ -79,13 +80,15 @@ fn bare(brokers: &str, topic: &str, group: &str, n: u64) -> Duration {
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribed");
     let start = Instant::now();
+    let mut first = None;
     let mut seen = 0;
     while seen < n {
         if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(|| start.elapsed());
             seen += 1;
         }
     }
-    start.elapsed()
+    (start.elapsed(), first.unwrap_or_default())
 }
 
 /// The whole pipeline until `n` records went through it.
@@ -132,10 +135,19 @@ fn replay_chains(buf: &[u8]) -> u64 {
     engine.stats().chains
 }
 
+/// What one `logheal run` took: in all, until its first input record (process start,
+/// signals topic, joining both groups), and the chains and skipped records of its
+/// summary.
+struct Ran {
+    took: Duration,
+    first: Duration,
+    chains: u64,
+    skipped: u64,
+}
+
 /// `logheal run --until-end --dry-run` (the binary, stages apart through a signals topic
-/// of its own) with `threads` correlators, until it has drained the topic and ended;
-/// how long it took, and the chains and skipped records of its summary.
-fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> (Duration, u64, u64) {
+/// of its own) with `threads` correlators, until it has drained the topic and ended.
+fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Ran {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_logheal"));
     cmd.args([
         "run",
@@ -149,16 +161,23 @@ fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> (Dura
     .args(["--until-end", "--dry-run", "--output", "json"])
     .args(["--listen", "127.0.0.1:0"])
     .args(["--correlate-threads", &threads.to_string()]);
-    let (took, stdout) = common::timed(cmd);
-    let summary: serde_json::Value = stdout
-        .lines()
+    let run = common::timed(cmd);
+    let first = run
+        .until_log(&format!("reading from topic=\"{topic}\""))
+        .expect("the job logs the first record of each input partition");
+    let summary: serde_json::Value = (run.stdout.lines())
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|r| r["type"] == "summary")
         .expect("a summary record");
     let skipped = summary["skipped"]
         .as_object()
         .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
-    (took, summary["chains"].as_u64().unwrap_or(0), skipped)
+    Ran {
+        took: run.took,
+        first,
+        chains: summary["chains"].as_u64().unwrap_or(0),
+        skipped,
+    }
 }
 
 fn main() {
@@ -176,11 +195,17 @@ fn main() {
         started.elapsed()
     );
     let (mut bare_rates, mut logheal_rates) = (Vec::new(), Vec::new());
+    // From the first record on (after joining the group, and for the binary after
+    // starting): the rates once records flow.
+    let (mut bare_flowing, mut run_flowing) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        let t = bare(&brokers, &topic, &format!("{topic}-bare-{round}"), n);
+        let (t, first) = bare(&brokers, &topic, &format!("{topic}-bare-{round}"), n);
         let rate = n as f64 / t.as_secs_f64();
-        eprintln!("round {round}: bare consumer  {rate:>10.0} records/s ({t:.2?})");
+        eprintln!(
+            "round {round}: bare consumer  {rate:>10.0} records/s ({t:.2?}, first record after {first:.2?})"
+        );
         bare_rates.push(rate);
+        bare_flowing.push(n as f64 / (t - first).as_secs_f64());
         let (t, chains) = logheal(&brokers, &topic, &format!("{topic}-logheal-{round}"), n);
         assert_eq!(
             chains, expected,
@@ -198,21 +223,26 @@ fn main() {
     for round in 0..ROUNDS {
         for (threads, rates) in [(1, &mut one), (2, &mut two)] {
             let group = format!("{topic}-run{threads}-{round}");
-            let (t, chains, skipped) = logheal_run(&brokers, &topic, &group, threads);
+            let ran = logheal_run(&brokers, &topic, &group, threads);
             assert_eq!(
-                (chains, skipped),
+                (ran.chains, ran.skipped),
                 (expected, 0),
                 "logheal run: chains and skipped records against a replay's"
             );
-            let rate = n as f64 / t.as_secs_f64();
+            let rate = n as f64 / ran.took.as_secs_f64();
             eprintln!(
-                "round {round}: logheal run --correlate-threads {threads}  {rate:>10.0} records/s ({t:.2?})"
+                "round {round}: logheal run --correlate-threads {threads}  {rate:>10.0} records/s ({:.2?}, first record after {:.2?})",
+                ran.took, ran.first
             );
             rates.push(rate);
+            if threads == 1 {
+                run_flowing.push(n as f64 / (ran.took - ran.first).as_secs_f64());
+            }
         }
     }
     let (b, l) = (median(bare_rates), median(logheal_rates));
     let (r1, r2) = (median(one), median(two));
+    let (bf, rf) = (median(bare_flowing), median(run_flowing));
     println!("kafka end-to-end, {n} records, median of {ROUNDS}:");
     println!("  bare rdkafka consumer (poll + count)  {b:>10.0} records/s");
     println!(
@@ -226,5 +256,9 @@ fn main() {
     println!(
         "  logheal run, 2 correlate threads     {r2:>10.0} records/s  = {:.2}x one thread",
         r2 / r1
+    );
+    println!(
+        "  from the first record on: bare {bf:.0}, logheal run (1 thread) {rf:.0} records/s = {:.0} % of bare",
+        100.0 * rf / bf
     );
 }

@@ -62,7 +62,7 @@ fn write_parts(dir: &Path, buf: &[u8]) -> (PathBuf, Vec<PathBuf>, usize) {
 fn time(args: &[&str], files: &[PathBuf]) -> Duration {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_logheal"));
     cmd.args(args).args(files);
-    common::timed(cmd).0
+    common::timed(cmd).took
 }
 
 /// Two processes over two halves of the files: one after the other, then together.

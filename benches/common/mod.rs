@@ -29,15 +29,38 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs `cmd` (a `logheal` command) to its end: how long it took, and its stdout.
-pub fn timed(mut cmd: std::process::Command) -> (std::time::Duration, String) {
+/// A `logheal` command run to its end.
+pub struct Run {
+    /// Wall time from spawning it to its exit.
+    pub took: std::time::Duration,
+    pub stdout: String,
+    pub stderr: String,
+    /// When it was spawned (to place its log lines' timestamps).
+    pub started: std::time::SystemTime,
+}
+
+impl Run {
+    /// Time from the spawn to the first log line (on stderr) that contains `needle`,
+    /// read from the line's RFC 3339 timestamp.
+    pub fn until_log(&self, needle: &str) -> Option<std::time::Duration> {
+        let line = self.stderr.lines().find(|l| l.contains(needle))?;
+        let at = humantime::parse_rfc3339_weak(line.split_whitespace().next()?).ok()?;
+        at.duration_since(self.started).ok()
+    }
+}
+
+/// Runs `cmd` (a `logheal` command) to its end.
+pub fn timed(mut cmd: std::process::Command) -> Run {
+    let started = std::time::SystemTime::now();
     let start = std::time::Instant::now();
     let out = cmd.output().expect("logheal runs");
     let took = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (took, String::from_utf8_lossy(&out.stdout).into_owned())
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    Run {
+        took,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+        started,
+    }
 }
