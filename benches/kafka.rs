@@ -136,8 +136,9 @@ fn replay_chains(buf: &[u8]) -> u64 {
 }
 
 /// What one `logheal run` took: in all, until its first input record (process start,
-/// signals topic, joining both groups), and the chains and skipped records of its
-/// summary.
+/// signals topic, joining both groups), the chains its decider took (a correlator that
+/// re-reads its input after a rebalance raises some again; the decider drops those) and
+/// the records skipped, from its summary.
 struct Ran {
     took: Duration,
     first: Duration,
@@ -175,7 +176,7 @@ fn logheal_run(brokers: &str, topic: &str, group: &str, threads: usize) -> Ran {
     Ran {
         took: run.took,
         first,
-        chains: summary["chains"].as_u64().unwrap_or(0),
+        chains: summary["chains_taken"].as_u64().unwrap_or(0),
         skipped,
     }
 }

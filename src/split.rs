@@ -239,7 +239,7 @@ pub fn run(
     let stats = merged_stats(&live.job.engine, &shared);
     eprintln!("{stats}");
     eprintln!(
-        "  kafka           {} records consumed, {} rebalances, {} consumer errors; stages apart through {topic} ({}): {} signals repeated (dropped), {} of rules not run here; {} actions answered from the ledger",
+        "  kafka           {} records consumed, {} rebalances, {} consumer errors; stages apart through {topic} ({}): {} chains taken, {} signals repeated (dropped), {} of rules not run here; {} actions answered from the ledger",
         shared.consumed.load(Ordering::Relaxed),
         shared.rebalances.load(Ordering::Relaxed),
         shared.errors.load(Ordering::Relaxed),
@@ -248,6 +248,7 @@ pub fn run(
             Stage::Correlate => "correlate",
             Stage::Decide => "decide",
         },
+        stats.chains_taken,
         stats.signals_repeated,
         stats.signals_unknown_rule,
         live.handoff.answered_from_ledger

@@ -1324,6 +1324,7 @@ impl Engine {
                     return None;
                 }
                 self.split.seen.insert(seen, (o.offset, o.index));
+                self.stats.chains_taken += u64::from(signal.chain.is_some());
                 // The correlator's time when it raised the signal is a watermark of its
                 // partition; the signal waits until every partition has passed it.
                 self.mark(partition, &o.topic, o.partition, time);

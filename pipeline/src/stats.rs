@@ -102,6 +102,9 @@ pub struct Stats {
     /// and signals of a rule this decider does not run.
     pub signals_repeated: u64,
     pub signals_unknown_rule: u64,
+    /// Decide stage: chain signals taken (repeats excluded): the chains decided on,
+    /// counted once however often correlators that re-read their input raised them.
+    pub chains_taken: u64,
     /// Decide stage: signals delivered before every partition passed their time
     /// (more were held back than the bound allows).
     pub signals_early: u64,
@@ -176,6 +179,7 @@ impl Stats {
         self.notifications_failed = d.notifications_failed;
         self.yielded = d.yielded;
         self.signals_repeated = d.signals_repeated;
+        self.chains_taken = d.chains_taken;
         self.signals_unknown_rule = d.signals_unknown_rule;
         self.signals_early = d.signals_early;
     }
@@ -246,6 +250,7 @@ impl Stats {
             "actions_withheld": self.actions_withheld,
             "actions_silenced": self.actions_silenced,
             "signals_repeated": self.signals_repeated,
+            "chains_taken": self.chains_taken,
             "signals_unknown_rule": self.signals_unknown_rule,
             "signals_early": self.signals_early,
             "brakes": self.brakes,
