@@ -360,7 +360,7 @@ fn decide(
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
             let point = live.commit(&mut source, kafka, CommitMode::Async);
-            write_floors(live, &source, topic, point, false);
+            write_floors(live, &source, topic, point);
             live.tick();
             observe(live, shared);
             live.metrics
@@ -384,7 +384,7 @@ fn decide(
             "shutdown: the decider that takes the incident key over carries it on",
         )?;
         let point = live.commit(&mut source, kafka, CommitMode::Sync);
-        write_floors(live, &source, topic, point, true);
+        write_floors(live, &source, topic, point);
     } else {
         feed(live, &mut source, true, settings.engine.time.lateness)?;
         live.run_out()?;
@@ -417,8 +417,8 @@ fn take_floors(live: &mut Live, source: &Source, topic: &str) {
 }
 
 /// Writes the rewind point just committed as the floor of every signals partition
-/// this decider reads (none before time started); with `now`, whenever it was last.
-fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime, now: bool) {
+/// this decider reads (none before time started).
+fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime) {
     if point == EventTime::MIN || point == EventTime::MAX {
         return;
     }
@@ -429,7 +429,7 @@ fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime,
             .iter()
             .map(|p| p.partition)
             .collect();
-        ledger.write_floors(topic, &partitions, point.nanos(), now);
+        ledger.write_floors(topic, &partitions, point.nanos());
     }
 }
 

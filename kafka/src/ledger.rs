@@ -92,13 +92,7 @@ pub struct Ledger {
     silences: Vec<Silence>,
     /// Each signals partition's floor, by its key (one per partition: never pruned).
     floors: HashMap<String, i64>,
-    /// When this consumer last wrote floors.
-    floors_written: Option<Instant>,
 }
-
-/// Floors are written at most this often (and when a decider stops): each write is a
-/// record per signals partition, and a stale floor only filters less.
-const FLOOR_EVERY: Duration = Duration::from_secs(5);
 
 /// Drops the `done` entries written before `horizon`; returns how many.
 fn prune(entries: &mut HashMap<String, (Entry, i64)>, horizon: i64) -> usize {
@@ -172,7 +166,6 @@ impl Ledger {
             pruned_at: 0,
             silences: Vec::new(),
             floors: HashMap::new(),
-            floors_written: None,
             runtime,
         };
         let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
@@ -359,7 +352,10 @@ impl Ledger {
 
     /// Raises the floor of each of the signals `partitions` of `topic` to `at` (event
     /// time, ns), in the background: the decider's rewind point when it commits them.
-    /// At most every few seconds, unless `now` (a decider that stops).
+    /// At every commit: a decider loses partitions at any rebalance, without notice, and
+    /// the revocation commits the last position again. (Writing every few seconds
+    /// instead let repeats through: the three-consumer test failed again.) The ledger
+    /// topic is compacted, so one record per partition stays.
     ///
     /// Invariant: a signal read at or after the committed offset that stands for a time
     /// before the floor is a repeat: a correlator that re-read its input after a
@@ -370,15 +366,7 @@ impl Ledger {
     /// a commit. A stale floor (lower, read before the latest was written) only filters
     /// less; a floor above the committed point filters only records the checkpoint
     /// had already passed (see `offsets.rs`).
-    pub fn write_floors(&mut self, topic: &str, partitions: &[i32], at: i64, now: bool) {
-        if !now
-            && self
-                .floors_written
-                .is_some_and(|t| t.elapsed() < FLOOR_EVERY)
-        {
-            return;
-        }
-        self.floors_written = Some(Instant::now());
+    pub fn write_floors(&mut self, topic: &str, partitions: &[i32], at: i64) {
         for &partition in partitions {
             let key = floor_key(topic, partition);
             if self.floors.get(&key).is_some_and(|f| *f >= at) {
