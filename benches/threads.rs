@@ -8,6 +8,7 @@
 //! over two halves of the partitions, one after the other and then at the same time (two
 //! vCPUs that share a physical core give far less than 2x).
 
+#[allow(dead_code)] // the kafka bench uses all of it, this one part
 mod common;
 use common::{corpus, median};
 
