@@ -291,16 +291,13 @@ impl Live {
                     engine, executor, ..
                 } = &mut self.job;
                 let taps = &self.reload_taps;
-                let last = &mut self.rule_texts;
-                if let Some(ok) = reload(
-                    engine,
-                    executor.as_mut(),
-                    &self.rules,
-                    why,
-                    &env,
-                    taps,
-                    last,
-                ) {
+                // The watcher also fires for other files in the rules' directories:
+                // files that read as they were last loaded are not loaded again.
+                let texts = logheal_rules::read_paths(&self.rules).ok();
+                let unchanged = why == FILES_CHANGED && texts.is_some() && texts == self.rule_texts;
+                self.rule_texts = texts;
+                if !unchanged {
+                    let ok = reload(engine, executor.as_mut(), &self.rules, why, &env, taps);
                     self.metrics.reloaded(ok);
                     if ok {
                         self.metrics.declare_rules(engine);
@@ -553,9 +550,6 @@ impl Live {
 /// Why a reload the rule watcher asked for happens.
 const FILES_CHANGED: &str = "rule files changed";
 
-/// Reloads the rule files; whether the new set runs. `last` holds the texts last
-/// loaded: when the watcher asked and the files read as before (something else in
-/// their directory changed), nothing is loaded: `None`.
 fn reload(
     engine: &mut Engine,
     executor: Option<&mut Executor>,
@@ -563,57 +557,47 @@ fn reload(
     why: &str,
     env: &dyn Fn(&str) -> Option<String>,
     taps: &[mpsc::Sender<logheal_rules::RuleSet>],
-    last: &mut Option<Vec<(String, String)>>,
-) -> Option<bool> {
+) -> bool {
     if paths.is_empty() {
         eprintln!("logheal: nothing to reload ({why}): running the built-in rules");
-        return Some(false);
+        return false;
     }
-    let texts = logheal_rules::read_paths(paths);
-    if let Ok(texts) = &texts {
-        if why == FILES_CHANGED && last.as_ref() == Some(texts) {
-            return None;
-        }
-        *last = Some(texts.clone());
-    }
-    Some(
-        match texts.and_then(|texts| logheal_rules::load_sources(&texts)) {
-            Ok(set) => {
-                let receivers = resolve_all(&set.receivers, env);
-                let copies: Vec<_> = taps.iter().map(|_| set.clone()).collect();
-                match engine.reload(set) {
-                    Ok(r) => {
-                        if let Some(executor) = executor {
-                            executor.set_receivers(receivers);
-                        }
-                        // The correlators of a job with the stages apart run the same set.
-                        for (tap, copy) in taps.iter().zip(copies) {
-                            let _ = tap.send(copy);
-                        }
-                        eprintln!(
+    match logheal_rules::load_paths(paths) {
+        Ok(set) => {
+            let receivers = resolve_all(&set.receivers, env);
+            let copies: Vec<_> = taps.iter().map(|_| set.clone()).collect();
+            match engine.reload(set) {
+                Ok(r) => {
+                    if let Some(executor) = executor {
+                        executor.set_receivers(receivers);
+                    }
+                    // The correlators of a job with the stages apart run the same set.
+                    for (tap, copy) in taps.iter().zip(copies) {
+                        let _ = tap.send(copy);
+                    }
+                    eprintln!(
                         "logheal: rules reloaded ({why}): {} kept, {} added, {} removed, {} incident(s) closed",
                         r.kept, r.added, r.removed, r.closed
                     );
-                        true
-                    }
-                    Err(e) => {
-                        eprintln!(
-                            "logheal: reload failed ({why}): {e}; the previous rules keep running"
-                        );
-                        false
-                    }
+                    true
+                }
+                Err(e) => {
+                    eprintln!(
+                        "logheal: reload failed ({why}): {e}; the previous rules keep running"
+                    );
+                    false
                 }
             }
-            Err(diagnostics) => {
-                crate::output::report(&diagnostics);
-                eprintln!(
-                    "logheal: reload failed ({why}): {} error(s); the previous rules keep running",
-                    diagnostics.len()
-                );
-                false
-            }
-        },
-    )
+        }
+        Err(diagnostics) => {
+            crate::output::report(&diagnostics);
+            eprintln!(
+                "logheal: reload failed ({why}): {} error(s); the previous rules keep running",
+                diagnostics.len()
+            );
+            false
+        }
+    }
 }
 
 fn spawn_reader(inputs: Vec<PathBuf>, tx: mpsc::SyncSender<Message>) {

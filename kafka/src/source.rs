@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 /// What the client may fetch ahead, in kilobytes (`queued.max.messages.kbytes`): the
 /// client's own default, 64 MB. With 16 MB the pipeline waited for fetches half of its
-/// time on the Kafka bench (3 s of 6), and reached 81 % of a bare consumer against 90 %;
+/// time on the Kafka bench (3 s of 6), and reached 81 % of a bare consumer against 91 %;
 /// its peak RSS was 296 MB against 360 MB. Set it lower to trade speed for memory.
 const QUEUED_KBYTES: &str = "65536";
 
@@ -388,8 +388,9 @@ impl Source {
     }
 }
 
-/// Buffers what a poll returned (`queue`: the partition's own queue it came from); `now` is when the poll batch began (one clock read per
-/// batch, not per record: it only times how long a partition has been quiet).
+/// Buffers what a poll returned (`queue`: the partition's own queue it came from).
+/// `now` is when the poll batch began: one clock read per batch, not per record (it
+/// only times how long a partition has been quiet).
 fn take(
     merge: &mut Merge,
     errors: &mut u64,
