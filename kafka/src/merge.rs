@@ -313,12 +313,18 @@ mod tests {
         out
     }
 
+    /// A merge of partitions 0 and 1 of `logs`, assigned `now`.
+    fn two_partitions(buffer: usize, idle: Duration, now: Instant) -> Merge {
+        let mut m = Merge::new(buffer, idle);
+        m.assign("logs", 0, now);
+        m.assign("logs", 1, now);
+        m
+    }
+
     #[test]
     fn interleaves_partitions_by_time_and_waits_for_an_empty_one() {
         let now = Instant::now();
-        let mut m = Merge::new(1 << 20, Duration::from_secs(1));
-        m.assign("logs", 0, now);
-        m.assign("logs", 1, now);
+        let mut m = two_partitions(1 << 20, Duration::from_secs(1), now);
         m.push("logs", 0, 0, Some(10), b"a10", now);
         m.push("logs", 0, 1, Some(30), b"a30", now);
         // Partition 1 has sent nothing yet: wait.
@@ -336,9 +342,7 @@ mod tests {
     #[test]
     fn an_end_reported_behind_buffered_records_holds_once_they_are_handed_on() {
         let now = Instant::now();
-        let mut m = Merge::new(1 << 20, Duration::from_secs(1));
-        m.assign("logs", 0, now);
-        m.assign("logs", 1, now);
+        let mut m = two_partitions(1 << 20, Duration::from_secs(1), now);
         m.push("logs", 0, 0, Some(10), b"a10", now);
         // The client reports partition 0's end while a10 is still buffered here.
         m.reached_end(0);
@@ -369,9 +373,7 @@ mod tests {
     #[test]
     fn a_partition_that_never_sent_anything_is_waited_for_longer_than_a_quiet_one() {
         let now = Instant::now();
-        let mut m = Merge::new(1 << 20, Duration::from_millis(100));
-        m.assign("logs", 0, now);
-        m.assign("logs", 1, now);
+        let mut m = two_partitions(1 << 20, Duration::from_millis(100), now);
         m.push("logs", 0, 0, Some(10), b"a10", now);
         // Partition 1 has not started (its first fetch may come seconds later).
         assert!(drain(&mut m, now + Duration::from_millis(150), false).is_empty());
@@ -390,11 +392,9 @@ mod tests {
     #[test]
     fn an_idle_partition_or_full_buffers_stop_the_wait() {
         let now = Instant::now();
-        let mut m = Merge::new(8, Duration::from_millis(100));
+        let mut m = two_partitions(8, Duration::from_millis(100), now);
         // Partition 1 never sends anything: here it is waited for as long as a quiet one.
         m.start_wait = Duration::from_millis(100);
-        m.assign("logs", 0, now);
-        m.assign("logs", 1, now);
         m.push("logs", 0, 0, Some(10), b"a10", now);
         assert!(drain(&mut m, now, false).is_empty());
         assert_eq!(
