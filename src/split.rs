@@ -423,13 +423,8 @@ fn write_floors(live: &mut Live, source: &Source, topic: &str, point: EventTime)
         return;
     }
     if let Some(ledger) = live.handoff.ledger() {
-        let partitions: Vec<i32> = source
-            .merge
-            .partitions
-            .iter()
-            .map(|p| p.partition)
-            .collect();
-        ledger.write_floors(topic, &partitions, point.nanos());
+        let partitions = source.merge.partitions.iter().map(|p| p.partition);
+        ledger.write_floors(topic, partitions, point.nanos());
     }
 }
 

@@ -146,14 +146,9 @@ impl Ledger {
             )));
         }
         let mut tpl = TopicPartitionList::new();
-        let mut ends = Vec::new();
         for p in &partitions {
             tpl.add_partition_offset(&topic, *p, Offset::Beginning)
                 .map_err(fail("bad partition"))?;
-            let (_, high) = tail
-                .fetch_watermarks(&topic, *p, LEDGER_TIMEOUT)
-                .map_err(fail("no watermarks"))?;
-            ends.push((*p, high));
         }
         tail.assign(&tpl).map_err(fail("cannot assign"))?;
         let mut ledger = Ledger {
@@ -168,18 +163,29 @@ impl Ledger {
             floors: HashMap::new(),
             runtime,
         };
-        let mut next: HashMap<i32, i64> = partitions.iter().map(|p| (*p, 0)).collect();
-        ledger.read_to(&ends, &mut next)?;
+        ledger.catch_up()?;
         Ok(ledger)
     }
 
-    /// Reads until every partition's `next` offset reaches its end in `ends`.
-    fn read_to(&mut self, ends: &[(i32, i64)], next: &mut HashMap<i32, i64>) -> Result<(), Error> {
+    /// Reads what was written until now (by any consumer): all of it at start, and what
+    /// a consumer that takes partitions over needs before it rebuilds their state.
+    pub fn catch_up(&mut self) -> Result<(), Error> {
+        let fail = |what: &str| doing(format!("action ledger {}: {what}", self.topic));
+        let positions = self.tail.position().map_err(fail("no positions"))?;
+        // Per partition: the next offset to read, and its end.
+        let mut reading = HashMap::new();
+        for e in positions.elements() {
+            let (low, high) = self
+                .tail
+                .fetch_watermarks(&self.topic, e.partition(), LEDGER_TIMEOUT)
+                .map_err(fail("no watermarks"))?;
+            // Where reading stands; before the first record, the partition's first
+            // offset still kept (an emptied partition has nothing to wait for).
+            let next = e.offset().to_raw().unwrap_or(0).max(low);
+            reading.insert(e.partition(), (next, high));
+        }
         let deadline = Instant::now() + LEDGER_TIMEOUT;
-        while ends
-            .iter()
-            .any(|(p, high)| next.get(p).is_some_and(|n| n < high))
-        {
+        while reading.values().any(|(next, high)| next < high) {
             if Instant::now() > deadline {
                 return Err(Error::Config(format!(
                     "action ledger {}: not read to its end within {LEDGER_TIMEOUT:?}",
@@ -187,29 +193,12 @@ impl Ledger {
                 )));
             }
             if let Some((partition, offset)) = self.read_one(Duration::from_millis(200)) {
-                next.insert(partition, offset + 1);
+                if let Some((next, _)) = reading.get_mut(&partition) {
+                    *next = offset + 1;
+                }
             }
         }
         Ok(())
-    }
-
-    /// Reads what was written until now (by any consumer): what a consumer that takes
-    /// partitions over needs before it rebuilds their state.
-    pub fn catch_up(&mut self) -> Result<(), Error> {
-        let fail = |what: &str| doing(format!("action ledger {}: {what}", self.topic));
-        let positions = self.tail.position().map_err(fail("no positions"))?;
-        let mut ends = Vec::new();
-        let mut next = HashMap::new();
-        for e in positions.elements() {
-            let (_, high) = self
-                .tail
-                .fetch_watermarks(&self.topic, e.partition(), LEDGER_TIMEOUT)
-                .map_err(fail("no watermarks"))?;
-            ends.push((e.partition(), high));
-            // Nothing read from a partition yet: its position is not known.
-            next.insert(e.partition(), e.offset().to_raw().unwrap_or(0).max(0));
-        }
-        self.read_to(&ends, &mut next)
     }
 
     /// Takes one record of the ledger, if one comes within `wait`.
@@ -366,8 +355,8 @@ impl Ledger {
     /// a commit. A stale floor (lower, read before the latest was written) only filters
     /// less; a floor above the committed point filters only records the checkpoint
     /// had already passed (see `offsets.rs`).
-    pub fn write_floors(&mut self, topic: &str, partitions: &[i32], at: i64) {
-        for &partition in partitions {
+    pub fn write_floors(&mut self, topic: &str, partitions: impl Iterator<Item = i32>, at: i64) {
+        for partition in partitions {
             let key = floor_key(topic, partition);
             if self.floors.get(&key).is_some_and(|f| *f >= at) {
                 continue;
