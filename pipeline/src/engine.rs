@@ -255,12 +255,8 @@ struct Split {
     marks: FxHashMap<(i32, Arc<str>, i32), (EventTime, bool)>,
     /// Decide: the signals partitions this decider owns (none known: those heard of).
     owned: Vec<i32>,
-    /// Decide: per (signals partition, input topic, input partition), the origin of the
-    /// latest signal taken, so that a correlator's repeats are dropped.
-    seen: FxHashMap<(i32, Arc<str>, i32), (i64, u32)>,
-    /// Decide: per signals partition, the rewind point of the decider that committed it
-    /// last (see `set_floor`).
-    floors: FxHashMap<i32, EventTime>,
+    /// Decide: what tells a correlator's repeats (see `repeats.rs`).
+    repeats: crate::repeats::Repeats,
     /// Decide: templates known by text (a decider mines nothing); the key's id indexes
     /// `texts`, with the correlator's anomaly verdict.
     template_ids: FxHashMap<(u32, Box<str>), u32>,
@@ -1220,7 +1216,7 @@ impl Engine {
     /// original was taken, and is dropped: the repeat filter of that decider is gone,
     /// and a closed incident's signals would otherwise open it again.
     pub fn set_floor(&mut self, partition: i32, at: EventTime) {
-        self.split.floors.insert(partition, at);
+        self.split.repeats.set_floor(partition, at);
     }
 
     /// The (signals partition, input partition) pairs time waits for.
@@ -1308,22 +1304,10 @@ impl Engine {
                 // behind the event (see `clock.rs`), and a restart would then skip the
                 // first signal of an incident still open.
                 let stands = time.max(EventTime(signal.at));
-                let seen = (partition, o.topic.as_str().into(), o.partition);
-                if self
-                    .split
-                    .seen
-                    .get(&seen)
-                    .is_some_and(|last| (o.offset, o.index) <= *last)
-                    || self
-                        .split
-                        .floors
-                        .get(&partition)
-                        .is_some_and(|f| stands < *f)
-                {
+                if self.split.repeats.check(partition, signal, stands).is_err() {
                     self.stats.signals_repeated += 1;
                     return None;
                 }
-                self.split.seen.insert(seen, (o.offset, o.index));
                 self.stats.chains_taken += u64::from(signal.chain.is_some());
                 // The correlator's time when it raised the signal is a watermark of its
                 // partition; the signal waits until every partition has passed it.
@@ -1587,6 +1571,11 @@ impl Engine {
             return newest;
         }
         let limit = newest.minus(max_rewind);
+        if decide {
+            // A correlator re-reads no further back than `max_rewind` before its own
+            // newest record; twice that covers what it had not committed yet.
+            self.split.repeats.forget_before(limit.minus(max_rewind));
+        }
         // A decider holds no trace windows: its signals are needed only from the first
         // of its incidents on.
         let mut point = if decide {
@@ -1635,6 +1624,7 @@ impl Engine {
             s.traces_live = s.traces_live.max(c.live_traces() as u64);
         }
         s.brake_on = self.braked_since.is_some();
+        s.chain_traces_forgotten = self.split.repeats.forgotten;
         for (_, _, state) in self.registry.states() {
             s.count_incident(state);
         }

@@ -5,7 +5,8 @@
 //! one stream (`engine`), the records it emits (`record`), run statistics (`stats`), the
 //! bounded line reader for files and stdin (`reader`), what receivers are sent
 //! (`payload`), the values exchanged with the action executor (`action`), silences
-//! (`silence`) and the wire between the two stages (`signal`).
+//! (`silence`), the wire between the two stages (`signal`) and how a decider tells
+//! a correlator's repeats (`repeats`).
 //!
 //! This crate is pure: no I/O but the line reader, no clock (live jobs pass the wall
 //! clock in), no tokio, rdkafka or reqwest. The HTTP side is `logheal-actions`, Kafka
@@ -22,6 +23,7 @@ pub mod payload;
 pub mod reader;
 pub mod record;
 pub mod registry;
+pub mod repeats;
 pub mod signal;
 pub mod silence;
 pub mod stats;

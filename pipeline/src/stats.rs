@@ -101,6 +101,9 @@ pub struct Stats {
     /// Decide stage: signals dropped as repeats of a correlator that re-read its input,
     /// and signals of a rule this decider does not run.
     pub signals_repeated: u64,
+    /// Decide stage: traces whose latest chain was forgotten early (more traces than
+    /// `repeats::MAX_TRACES_KEPT`): a repeat of one of their chains is not recognised.
+    pub chain_traces_forgotten: u64,
     pub signals_unknown_rule: u64,
     /// Decide stage: chain signals taken (repeats excluded): the chains decided on,
     /// counted once however often correlators that re-read their input raised them.
@@ -179,6 +182,7 @@ impl Stats {
         self.notifications_failed = d.notifications_failed;
         self.yielded = d.yielded;
         self.signals_repeated = d.signals_repeated;
+        self.chain_traces_forgotten = d.chain_traces_forgotten;
         self.chains_taken = d.chains_taken;
         self.signals_unknown_rule = d.signals_unknown_rule;
         self.signals_early = d.signals_early;
@@ -250,6 +254,7 @@ impl Stats {
             "actions_withheld": self.actions_withheld,
             "actions_silenced": self.actions_silenced,
             "signals_repeated": self.signals_repeated,
+            "chain_traces_forgotten": self.chain_traces_forgotten,
             "chains_taken": self.chains_taken,
             "signals_unknown_rule": self.signals_unknown_rule,
             "signals_early": self.signals_early,

@@ -17,8 +17,12 @@ fn engine(stage: Stage) -> Engine {
 }
 
 fn one_engine() -> Vec<Record> {
+    one_engine_over(EXAMPLE.lines())
+}
+
+fn one_engine_over<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Record> {
     let mut e = engine(Stage::All);
-    for line in EXAMPLE.lines() {
+    for line in lines {
         e.push_line(line.as_bytes());
     }
     e.finish();
@@ -191,4 +195,56 @@ fn a_signal_stands_for_its_event_time_when_its_correlator_lags() {
         decide.push_wire(3, &wire).map(|t| t.nanos()),
         Some(signal.at)
     );
+}
+
+
+/// A correlator that re-reads from inside a trace, after the chain that trace raised,
+/// sees fewer of its early events and raises the chain again from a later record, one
+/// its predecessor never published from: the origin filter lets it through, and the
+/// decider drops it by its trace (its events are not after the chain it took). Without
+/// that, the repeat is one more chain for its incident, and reopens a restored one.
+#[test]
+fn a_chain_raised_again_from_a_later_record_is_a_repeat() {
+    let topic: Arc<str> = "logs".into();
+    let mut lines: Vec<String> = EXAMPLE.lines().map(String::from).collect();
+    // The first failing trace (payment, checkout, gateway) gets one more gateway line.
+    let first = lines
+        .iter()
+        .position(|l| l.contains(r#""level":"error""#))
+        .unwrap();
+    let trace = lines[first].split(r#""trace_id":""#).nth(1).unwrap()[..32].to_string();
+    let third = (first..lines.len())
+        .filter(|&i| lines[i].contains(&trace))
+        .nth(2)
+        .unwrap();
+    let extra = lines[third].replace(r#".008Z""#, r#".009Z""#);
+    assert_ne!(extra, lines[third]);
+    lines.insert(third + 1, extra);
+    let one = one_engine_over(lines.iter().map(String::as_str));
+
+    let mut decide = engine(Stage::Decide);
+    decide.set_inputs(vec![(topic.clone(), 0)]);
+    // The first correlator raises the chain at the trace's third line, and stops.
+    let mut correlate = engine(Stage::Correlate);
+    for (offset, line) in lines.iter().enumerate().take(third + 1) {
+        correlate.set_position(&topic, 0, offset as i64);
+        correlate.push_record(0, line.as_bytes());
+        forward(&mut correlate, &mut decide);
+    }
+    assert_eq!(decide.stats().chains_taken, 1);
+    // Its successor re-reads from the trace's second line: its chain comes from the
+    // added line, later than any origin the decider took.
+    let mut again = engine(Stage::Correlate);
+    for (offset, line) in lines.iter().enumerate().skip(first + 1) {
+        again.set_position(&topic, 0, offset as i64);
+        again.push_record(0, line.as_bytes());
+        forward(&mut again, &mut decide);
+    }
+    again.finish();
+    forward(&mut again, &mut decide);
+    decide.finish();
+    assert!(decide.stats().signals_repeated >= 1);
+    let two: Vec<Record> = decide.take_records().collect();
+    let json = |rs: &[Record]| rs.iter().map(Record::to_json).collect::<Vec<_>>();
+    assert_eq!(json(&two), json(&one));
 }
