@@ -405,10 +405,16 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "both outages not recovered; stderr: {}",
+            "both outages not recovered; transitions and stderr: {}",
             running
                 .iter()
-                .map(Running::stderr)
+                .map(|r| {
+                    let transitions = of_type(&r.records(), "transition")
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    format!("{transitions}\n{}", r.stderr())
+                })
                 .collect::<Vec<_>>()
                 .join("\n----\n")
         );

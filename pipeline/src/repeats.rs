@@ -22,8 +22,8 @@
 //!   root. Only a repeat that reaches this decider is recognised: one whose other root
 //!   keys it to another decider is not.
 
-use logheal_parsers::EventTime;
 use crate::signal::WireSignal;
+use logheal_parsers::EventTime;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
@@ -162,7 +162,10 @@ mod tests {
         let mut r = Repeats::default();
         assert_eq!(check(&mut r, &chain(10, "t", 100, 300)), Ok(()));
         // The same record again, and an earlier one: the origin filter.
-        assert_eq!(check(&mut r, &chain(10, "t", 100, 300)), Err(Repeat::Origin));
+        assert_eq!(
+            check(&mut r, &chain(10, "t", 100, 300)),
+            Err(Repeat::Origin)
+        );
         assert_eq!(check(&mut r, &chain(9, "u", 50, 60)), Err(Repeat::Origin));
         // Raised again from a later record, from inside the trace.
         assert_eq!(check(&mut r, &chain(14, "t", 200, 400)), Err(Repeat::Trace));

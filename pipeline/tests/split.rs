@@ -197,7 +197,6 @@ fn a_signal_stands_for_its_event_time_when_its_correlator_lags() {
     );
 }
 
-
 /// A correlator that re-reads from inside a trace, after the chain that trace raised,
 /// sees fewer of its early events and raises the chain again from a later record, one
 /// its predecessor never published from: the origin filter lets it through, and the
