@@ -151,7 +151,12 @@ pub struct KafkaConfig {
     pub max_rewind: Duration,
     /// Bytes buffered for the partition merge before records are released regardless.
     pub merge_buffer_bytes: usize,
-    /// How long an empty partition is waited for before the others go on without it.
+    /// How long an empty partition that has not reported its end is waited for before
+    /// the others go on without it. A caught-up partition reports its end at once
+    /// (`enable.partition.eof`) and is not waited for, so this bounds only a fetch that
+    /// is slow to come: a loaded broker, or one partition of a backlog fetched behind
+    /// the others. Going on sooner would move time past that partition's records (in a
+    /// backlog, a second of waiting is minutes of event time).
     pub merge_idle: Duration,
     /// The topic between the stages (see `signal.rs`); none: one engine per consumer.
     pub signals_topic: Option<String>,
@@ -172,7 +177,7 @@ impl KafkaConfig {
             ledger_topic: "logheal-actions".into(),
             max_rewind: Duration::from_secs(3600),
             merge_buffer_bytes: 64 << 20,
-            merge_idle: Duration::from_secs(1),
+            merge_idle: crate::merge::START_WAIT,
             signals_topic: None,
             stage: logheal_pipeline::signal::Stage::All,
             correlate_threads: 1,
