@@ -408,4 +408,26 @@ mod tests {
         m.push("logs", 0, 1, None, b"a-no-time", later);
         assert_eq!(drain(&mut m, later, false), ["b5", "b6....", "a-no-time"]);
     }
+
+    /// With the job's default bound, a partition whose next fetch is seconds late holds
+    /// the others back (a loaded broker, a backlog), and one that reported its end does
+    /// not hold anything back.
+    #[test]
+    fn by_default_a_slow_fetch_is_waited_for_and_a_caught_up_partition_is_not() {
+        let now = Instant::now();
+        let idle = crate::KafkaConfig::new("-", vec![], "-").merge_idle;
+        let mut m = two_partitions(1 << 20, idle, now);
+        m.push("logs", 0, 0, Some(10), b"a10", now);
+        m.push("logs", 1, 0, Some(20), b"b20", now);
+        m.push("logs", 1, 1, Some(40), b"b40", now);
+        assert_eq!(drain(&mut m, now, false), ["a10"]);
+        // Partition 0's next records come 5 s later: nothing of partition 1 went ahead.
+        let late = now + Duration::from_secs(5);
+        assert!(drain(&mut m, late, false).is_empty());
+        m.push("logs", 0, 1, Some(30), b"a30", late);
+        assert_eq!(drain(&mut m, late, false), ["b20", "a30"]);
+        // Caught up: partition 0 reports its end, and b40 goes on at once.
+        m.reached_end(0);
+        assert_eq!(drain(&mut m, late, false), ["b40"]);
+    }
 }
