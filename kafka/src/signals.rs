@@ -44,7 +44,7 @@ pub fn wires(payload: &[u8]) -> impl Iterator<Item = Result<Wire, serde_json::Er
     payload
         .split(|&b| b == b'\n')
         .filter(|line| !line.is_empty())
-        .map(serde_json::from_slice::<Wire>)
+        .map(Wire::from_json)
 }
 
 /// The partitions of `topic`, from the brokers' metadata (none if it does not exist).

@@ -253,6 +253,8 @@ struct Split {
     /// signals still on their way in another (each partition is in order, the
     /// partitions are not), so a decider's time is the least over its own partitions.
     marks: FxHashMap<(i32, Arc<str>, i32), (EventTime, bool)>,
+    /// The keys of `marks` time waits for (see `refresh_mark_keys`).
+    mark_keys: Vec<(i32, Arc<str>, i32)>,
     /// Decide: the signals partitions this decider owns (none known: those heard of).
     owned: Vec<i32>,
     /// Decide: what tells a correlator's repeats (see `repeats.rs`).
@@ -1203,11 +1205,13 @@ impl Engine {
     /// Decide stage: every input partition whose watermark time waits for.
     pub fn set_inputs(&mut self, inputs: Vec<(Arc<str>, i32)>) {
         self.split.inputs = inputs;
+        self.refresh_mark_keys();
     }
 
     /// Decide stage: the signals partitions this decider was assigned.
     pub fn set_owned(&mut self, partitions: Vec<i32>) {
         self.split.owned = partitions;
+        self.refresh_mark_keys();
     }
 
     /// Decide stage: the rewind point at which a decider before this one committed a
@@ -1219,8 +1223,10 @@ impl Engine {
         self.split.repeats.set_floor(partition, at);
     }
 
-    /// The (signals partition, input partition) pairs time waits for.
-    fn mark_keys(&self) -> Vec<(i32, Arc<str>, i32)> {
+    /// Works out the (signals partition, input partition) pairs time waits for, when
+    /// the partitions or the keys of `marks` change (not per signal: time is read at
+    /// every one).
+    fn refresh_mark_keys(&mut self) {
         let split = &self.split;
         let mut owned = split.owned.clone();
         if owned.is_empty() {
@@ -1234,10 +1240,10 @@ impl Engine {
             inputs.sort();
             inputs.dedup();
         }
-        owned
+        self.split.mark_keys = owned
             .iter()
             .flat_map(|sp| inputs.iter().map(move |(t, p)| (*sp, t.clone(), *p)))
-            .collect()
+            .collect();
     }
 
     /// Decide stage: event time, the least watermark over the input partitions, as
@@ -1246,8 +1252,8 @@ impl Engine {
     fn decide_time(&self) -> EventTime {
         let marks = &self.split.marks;
         let mut least: Option<EventTime> = None;
-        for key in self.mark_keys() {
-            match marks.get(&key) {
+        for key in &self.split.mark_keys {
+            match marks.get(key) {
                 None => return EventTime::MIN,
                 Some((_, true)) => {}
                 Some((at, false)) => least = Some(least.map_or(*at, |l| l.min(*at))),
@@ -1259,7 +1265,7 @@ impl Engine {
 
     /// Decide stage: every input partition has ended (`--until-end`).
     pub fn input_ended(&self) -> bool {
-        let keys = self.mark_keys();
+        let keys = &self.split.mark_keys;
         !self.split.inputs.is_empty()
             && !keys.is_empty()
             && keys.iter().all(|k| {
@@ -1284,11 +1290,15 @@ impl Engine {
                     self.mark(partition, topic, *p, EventTime(*at));
                 }
                 for (topic, p) in idle {
+                    let known = self.split.marks.len();
                     self.split
                         .marks
                         .entry((partition, topic.as_str().into(), *p))
                         .or_insert((EventTime::MIN, true))
                         .1 = true;
+                    if self.split.marks.len() != known {
+                        self.refresh_mark_keys();
+                    }
                 }
                 self.advance_decide();
                 Some(EventTime(*at))
@@ -1382,12 +1392,20 @@ impl Engine {
     /// Decide stage: moves an input partition's watermark, as seen on signals
     /// partition `on`, on (never back).
     fn mark(&mut self, on: i32, topic: &str, partition: i32, at: EventTime) {
+        let known = self.split.marks.len();
+        // The input topics' names are shared, not allocated per signal.
+        let topic = (self.split.inputs.iter())
+            .find(|(t, _)| **t == *topic)
+            .map_or_else(|| Arc::from(topic), |(t, _)| t.clone());
         let mark = self
             .split
             .marks
-            .entry((on, topic.into(), partition))
+            .entry((on, topic, partition))
             .or_insert((EventTime::MIN, false));
         *mark = (mark.0.max(at), false);
+        if self.split.marks.len() != known {
+            self.refresh_mark_keys();
+        }
     }
 
     /// A signal from the wire with this decider's service and template numbers.
