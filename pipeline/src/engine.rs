@@ -1803,14 +1803,22 @@ impl Engine {
             key,
             || new_id.map(|id| Incident::new(id, timing, at)),
             |incident| {
+                let state = crate::incident::state_of(&incident.machine);
                 if let Some(chain) = chain {
                     incident.absorb_chain(chain, &novel, &named);
                     // Before confirmation, below `min_chains` a chain only keeps the
                     // incident suspected (once confirmed, every chain counts).
-                    let state = crate::incident::state_of(&incident.machine);
                     let confirming =
                         matches!(state, IncidentState::Normal | IncidentState::Suspected);
                     if !incident.chains_enough(at, min_chains, within) && confirming {
+                        input = Input::Suspect;
+                    }
+                    // A chain that ended before the restore came late (a slow input):
+                    // evidence of the outage that was, not of a new failure, so it
+                    // reopens nothing (a chain after the restore does).
+                    if state == IncidentState::Restored
+                        && incident.restored_at.is_some_and(|r| chain.last < r)
+                    {
                         input = Input::Suspect;
                     }
                 }
@@ -1818,6 +1826,10 @@ impl Engine {
                     incident.suspicions += 1;
                 }
                 incident.handle(input, &mut ctx);
+                let now = crate::incident::state_of(&incident.machine);
+                if now == IncidentState::Restored && state != IncidentState::Restored {
+                    incident.restored_at = Some(at);
+                }
                 incident.id.clone()
             },
         );

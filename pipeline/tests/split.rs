@@ -247,3 +247,63 @@ fn a_chain_raised_again_from_a_later_record_is_a_repeat() {
     let json = |rs: &[Record]| rs.iter().map(Record::to_json).collect::<Vec<_>>();
     assert_eq!(json(&two), json(&one));
 }
+
+/// A chain that ended before its incident was restored but arrives after the restore
+/// (its input partition was read late) is evidence of the outage that was: it reopens
+/// nothing. A chain that ended after the restore still reopens it.
+#[test]
+fn a_chain_from_before_the_restore_reopens_nothing() {
+    let topic: Arc<str> = "logs".into();
+    let run = |late_by: Option<i64>| {
+        let mut correlate = engine(Stage::Correlate);
+        let mut decide = engine(Stage::Decide);
+        decide.set_inputs(vec![(topic.clone(), 0)]);
+        let mut last_chain = None;
+        let lines: Vec<&str> = EXAMPLE.lines().collect();
+        for (offset, line) in lines.iter().enumerate() {
+            correlate.set_position(&topic, 0, offset as i64);
+            correlate.push_record(0, line.as_bytes());
+            for signal in correlate.take_signals() {
+                if signal.chain.is_some() {
+                    last_chain = Some(signal.clone());
+                }
+                decide.push_wire(3, &Wire::Signal(signal));
+            }
+            forward(&mut correlate, &mut decide);
+        }
+        let before: Vec<Record> = decide.take_records().collect();
+        let restored = before
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Record::Transition { to, .. } if to.as_str() == "RESTORED" => Some(r.to_json()),
+                _ => None,
+            })
+            .expect("the outage is restored by the end of the example");
+        // The last chain again, as another trace from a later record, at the
+        // correlator's time now; its events as they were, or `late_by` after the restore.
+        let mut late = last_chain.expect("the example raises chains");
+        late.origin.offset = lines.len() as i64;
+        late.time = correlate.time().nanos();
+        let chain = late.chain.as_mut().unwrap();
+        chain.trace = "0123456789abcdef0123456789abcdef".into();
+        if let Some(after) = late_by {
+            let restored_at: serde_json::Value = serde_json::from_str(&restored).unwrap();
+            let at = nanos_of(restored_at["at"].as_str().unwrap()) + after;
+            (chain.first, chain.last, late.at) = (at, at, at);
+        }
+        decide.push_wire(3, &Wire::Signal(late));
+        forward(&mut correlate, &mut decide);
+        let after: Vec<Record> = decide.take_records().collect();
+        confirmations(&after)
+    };
+    assert_eq!(run(None), 0);
+    assert_eq!(run(Some(1_000_000_000)), 1);
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time.
+fn nanos_of(text: &str) -> i64 {
+    logheal_parsers::time::parse_timestamp(text)
+        .expect("an RFC 3339 time")
+        .nanos()
+}
