@@ -175,7 +175,7 @@ One machine per incident key (rule + `group_by` labels).
 | RECOVERING | RESTORED | `restore_when`: no chain for `quiet_period` and/or the probe passed `passes` times |
 | RECOVERING | ESCALATED | chains still arrive, or not restored, `escalate_after` into recovery; or an action failed |
 | ESCALATED | RESTORED | no chain for `quiet_period` |
-| RESTORED | CONFIRMED | a chain within `reopen_within` (same incident) |
+| RESTORED | CONFIRMED | a chain within `reopen_within` (same incident) that ends after the restore (one whose events all came before it was read late, and reopens nothing) |
 
 After `reopen_within` in RESTORED the incident closes. Delayed actions of a state are
 cancelled when the incident leaves it first.
