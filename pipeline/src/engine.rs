@@ -1290,15 +1290,7 @@ impl Engine {
                     self.mark(partition, topic, *p, EventTime(*at));
                 }
                 for (topic, p) in idle {
-                    let known = self.split.marks.len();
-                    self.split
-                        .marks
-                        .entry((partition, topic.as_str().into(), *p))
-                        .or_insert((EventTime::MIN, true))
-                        .1 = true;
-                    if self.split.marks.len() != known {
-                        self.refresh_mark_keys();
-                    }
+                    self.with_mark(partition, topic, *p, true, |m| m.1 = true);
                 }
                 self.advance_decide();
                 Some(EventTime(*at))
@@ -1314,7 +1306,11 @@ impl Engine {
                 // behind the event (see `clock.rs`), and a restart would then skip the
                 // first signal of an incident still open.
                 let stands = time.max(EventTime(signal.at));
-                if self.split.repeats.check(partition, signal, stands).is_err() {
+                let topic = self.shared_topic(&o.topic);
+                if (self.split.repeats)
+                    .check(partition, topic, signal, stands)
+                    .is_err()
+                {
                     self.stats.signals_repeated += 1;
                     return None;
                 }
@@ -1392,20 +1388,36 @@ impl Engine {
     /// Decide stage: moves an input partition's watermark, as seen on signals
     /// partition `on`, on (never back).
     fn mark(&mut self, on: i32, topic: &str, partition: i32, at: EventTime) {
+        self.with_mark(on, topic, partition, false, |m| *m = (m.0.max(at), false));
+    }
+
+    /// Applies `f` to an input partition's mark as seen on signals partition `on` (a
+    /// new one starts at no time, `idle` or not).
+    fn with_mark(
+        &mut self,
+        on: i32,
+        topic: &str,
+        partition: i32,
+        idle: bool,
+        f: impl FnOnce(&mut (EventTime, bool)),
+    ) {
         let known = self.split.marks.len();
-        // The input topics' names are shared, not allocated per signal.
-        let topic = (self.split.inputs.iter())
-            .find(|(t, _)| **t == *topic)
-            .map_or_else(|| Arc::from(topic), |(t, _)| t.clone());
-        let mark = self
+        let topic = self.shared_topic(topic);
+        f(self
             .split
             .marks
             .entry((on, topic, partition))
-            .or_insert((EventTime::MIN, false));
-        *mark = (mark.0.max(at), false);
+            .or_insert((EventTime::MIN, idle)));
         if self.split.marks.len() != known {
             self.refresh_mark_keys();
         }
+    }
+
+    /// An input topic's name, shared with `set_inputs` rather than allocated per signal.
+    fn shared_topic(&self, name: &str) -> Arc<str> {
+        (self.split.inputs.iter())
+            .find(|(t, _)| **t == *name)
+            .map_or_else(|| Arc::from(name), |(t, _)| t.clone())
     }
 
     /// A signal from the wire with this decider's service and template numbers.

@@ -59,15 +59,16 @@ impl Repeats {
     }
 
     /// Whether `signal`, read from signals `partition` and standing for `stands`, is a
-    /// repeat; if it is not, it is taken (remembered).
+    /// repeat; if it is not, it is taken (remembered). `topic` is its origin's topic.
     pub fn check(
         &mut self,
         partition: i32,
+        topic: Arc<str>,
         signal: &WireSignal,
         stands: EventTime,
     ) -> Result<(), Repeat> {
         let o = &signal.origin;
-        let seen = (partition, Arc::<str>::from(o.topic.as_str()), o.partition);
+        let seen = (partition, topic, o.partition);
         if self
             .seen
             .get(&seen)
@@ -154,7 +155,7 @@ mod tests {
     }
 
     fn check(r: &mut Repeats, s: &WireSignal) -> Result<(), Repeat> {
-        r.check(0, s, EventTime(s.at))
+        r.check(0, "logs".into(), s, EventTime(s.at))
     }
 
     #[test]
@@ -186,7 +187,8 @@ mod tests {
         assert_eq!(check(&mut r, &chain(1, "t", 100, 300)), Err(Repeat::Floor));
         assert_eq!(check(&mut r, &chain(2, "t", 900, 1000)), Ok(()));
         // Another signals partition has no floor.
-        assert_eq!(r.check(1, &chain(1, "u", 100, 300), EventTime(300)), Ok(()));
+        let other = chain(1, "u", 100, 300);
+        assert_eq!(r.check(1, "logs".into(), &other, EventTime(300)), Ok(()));
     }
 
     #[test]
