@@ -214,6 +214,10 @@ impl Source {
             ("statistics.interval.ms", "5000"),
             // Records the client fetches ahead, per partition queue (see QUEUED_KBYTES).
             ("queued.max.messages.kbytes", QUEUED_KBYTES),
+            // A member learns of a rebalance at its next heartbeat: at the client's 3 s,
+            // a joining consumer (scaling out, a second correlate thread) waits up to
+            // that long for the others to give their partitions up.
+            ("heartbeat.interval.ms", "1000"),
         ] {
             if client.get(key).is_none() {
                 client.set(key, value);
