@@ -377,6 +377,20 @@ fn confirmed_ids(records: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
+    three_consumers(false);
+}
+
+/// The log is on the topic before the consumers start, one a second: the first reads
+/// the backlog alone until the others join and the group rebalances twice, and each
+/// correlator re-reads from the rewind points committed so far.
+#[test]
+fn three_consumers_started_one_by_one_on_a_backlog_confirm_each_cascade_once() {
+    three_consumers(true);
+}
+
+/// Three consumers of one group on six partitions, started before the log is produced
+/// or (`backlog`) after, one a second.
+fn three_consumers(backlog: bool) {
     let broker = Broker::from_env();
     let lines = scenario();
     let topic = broker.topic("grouped", 6);
@@ -385,11 +399,23 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
     // signals topic (`<group>-signals`, as many partitions as the input) and decides
     // each incident key in one consumer.
     let consumer = Consumer::new(&broker, &topic, &server);
-    let running: Vec<Running> = (0..3).map(|_| consumer.spawn()).collect();
+    if backlog {
+        broker.produce_keyed(&topic, &lines);
+    }
+    let running: Vec<Running> = (0..3)
+        .map(|i| {
+            if backlog && i > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            consumer.spawn()
+        })
+        .collect();
     for r in &running {
         wait_ready(r);
     }
-    broker.produce_keyed(&topic, &lines);
+    if !backlog {
+        broker.produce_keyed(&topic, &lines);
+    }
     let union =
         |running: &[Running]| -> Vec<Value> { running.iter().flat_map(|r| r.records()).collect() };
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
