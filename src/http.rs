@@ -281,7 +281,7 @@ impl Metrics {
         );
         r.register(
             "logheal_bound_overflow",
-            "What happened past a cap: records of services over the cap, traces evicted (storm: of a storming service), templates evicted, records of untracked time sources",
+            "What happened past a cap: records of services over the cap, traces evicted (storm: of a storming service), templates evicted, records of untracked time sources, chain traces a decider forgot early",
             m.bound_overflow.clone(),
         );
         r.register(
@@ -361,6 +361,7 @@ impl Metrics {
             "traces_storm",
             "templates",
             "time_sources",
+            "chain_traces",
         ] {
             let _ = m.bound_overflow.get_or_create(&BoundLabel { bound });
         }
@@ -533,6 +534,11 @@ impl Metrics {
                 "time_sources",
                 now.untracked_records,
                 seen.untracked_records,
+            ),
+            (
+                "chain_traces",
+                now.chain_traces_forgotten,
+                seen.chain_traces_forgotten,
             ),
         ];
         for (bound, new, old) in overflow {

@@ -221,6 +221,10 @@ impl Live {
             ("services", engine.max_services as u64),
             ("traces", engine.max_traces_per_rule as u64),
             ("time_sources", engine.time.max_sources as u64),
+            (
+                "chain_traces",
+                logheal_pipeline::repeats::MAX_TRACES_KEPT as u64,
+            ),
         ]);
         metrics.declare_rules(&job.engine);
         let book = Book::new(settings.history, Some(metrics.clone()));

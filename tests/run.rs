@@ -238,6 +238,13 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
         metrics.contains("logheal_rule_reloads_total{result=\"failure\"} 1"),
         "{metrics}"
     );
+    // The decider's repeat filter is a bounded kind of state too.
+    for series in [
+        "logheal_bound_limit{bound=\"chain_traces\"} 100000",
+        "logheal_bound_overflow_total{bound=\"chain_traces\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series}: {metrics}");
+    }
     // The clock's sources: one per service the cascades came from (gauges update once
     // a tick).
     let deadline = Instant::now() + Duration::from_secs(5);
