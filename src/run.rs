@@ -550,10 +550,10 @@ impl Live {
     }
 }
 
-/// Reloads the rule files; `false` (and the previous rules kept) on any error.
 /// Why a reload the rule watcher asked for happens.
 const FILES_CHANGED: &str = "rule files changed";
 
+/// Reloads the rule files; `false` (and the previous rules kept) on any error.
 fn reload(
     engine: &mut Engine,
     executor: Option<&mut Executor>,

@@ -408,11 +408,10 @@ fn take_floors(live: &mut Live, source: &Source, topic: &str) {
     if let Err(e) = ledger.catch_up() {
         tracing::warn!(error = %e, "the ledger was not read to its end: repeats of closed incidents may open them again");
     }
-    let floors: Vec<_> = (source.merge.partitions.iter())
-        .filter_map(|p| Some((p.partition, ledger.floor(topic, p.partition)?)))
-        .collect();
-    for (partition, at) in floors {
-        live.job.engine.set_floor(partition, EventTime(at));
+    for p in &source.merge.partitions {
+        if let Some(at) = ledger.floor(topic, p.partition) {
+            live.job.engine.set_floor(p.partition, EventTime(at));
+        }
     }
 }
 
