@@ -16,6 +16,12 @@ fn engine(stage: Stage) -> Engine {
     Engine::new(logheal_rules::builtin(), &config).unwrap()
 }
 
+/// A correlator reads line `offset` of partition 0 of `logs`.
+fn read(correlate: &mut Engine, offset: usize, line: &str) {
+    correlate.set_position(&"logs".into(), 0, offset as i64);
+    correlate.push_record(0, line.as_bytes());
+}
+
 fn one_engine() -> Vec<Record> {
     one_engine_over(EXAMPLE.lines())
 }
@@ -53,15 +59,13 @@ fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
     decide.set_inputs(vec![(topic.clone(), 0)]);
     let lines: Vec<&str> = EXAMPLE.lines().collect();
     for (offset, line) in lines.iter().enumerate() {
-        correlate.set_position(&topic, 0, offset as i64);
-        correlate.push_record(0, line.as_bytes());
+        read(&mut correlate, offset, line);
         forward(&mut correlate, &mut decide);
     }
     if let Some(from) = repeat {
         let mut again = engine(Stage::Correlate);
         for (offset, line) in lines.iter().enumerate().skip(from) {
-            again.set_position(&topic, 0, offset as i64);
-            again.push_record(0, line.as_bytes());
+            read(&mut again, offset, line);
             for signal in again.take_signals() {
                 let json = Wire::Signal(signal).to_json();
                 decide.push_wire(3, &serde_json::from_slice(&json).unwrap());
@@ -120,8 +124,7 @@ fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
     let mut first = engine(Stage::Decide);
     first.set_inputs(vec![(topic.clone(), 0)]);
     for (offset, line) in lines.iter().enumerate() {
-        correlate.set_position(&topic, 0, offset as i64);
-        correlate.push_record(0, line.as_bytes());
+        read(&mut correlate, offset, line);
         forward(&mut correlate, &mut first);
     }
     // Half an hour later (the correlator's watermark), the restored incident is over.
@@ -156,8 +159,7 @@ fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
             next.set_floor(3, point);
         }
         for (offset, line) in lines.iter().enumerate() {
-            again.set_position(&topic, 0, offset as i64);
-            again.push_record(0, line.as_bytes());
+            read(&mut again, offset, line);
             forward(&mut again, &mut next);
         }
         let records: Vec<Record> = next.take_records().collect();
@@ -179,8 +181,7 @@ fn a_signal_stands_for_its_event_time_when_its_correlator_lags() {
     let mut correlate = engine(Stage::Correlate);
     let mut signals = Vec::new();
     for (offset, line) in EXAMPLE.lines().enumerate() {
-        correlate.set_position(&topic, 0, offset as i64);
-        correlate.push_record(0, line.as_bytes());
+        read(&mut correlate, offset, line);
         signals.extend(correlate.take_signals());
     }
     let mut signal = signals
@@ -226,8 +227,7 @@ fn a_chain_raised_again_from_a_later_record_is_a_repeat() {
     // The first correlator raises the chain at the trace's third line, and stops.
     let mut correlate = engine(Stage::Correlate);
     for (offset, line) in lines.iter().enumerate().take(third + 1) {
-        correlate.set_position(&topic, 0, offset as i64);
-        correlate.push_record(0, line.as_bytes());
+        read(&mut correlate, offset, line);
         forward(&mut correlate, &mut decide);
     }
     assert_eq!(decide.stats().chains_taken, 1);
@@ -235,8 +235,7 @@ fn a_chain_raised_again_from_a_later_record_is_a_repeat() {
     // added line, later than any origin the decider took.
     let mut again = engine(Stage::Correlate);
     for (offset, line) in lines.iter().enumerate().skip(first + 1) {
-        again.set_position(&topic, 0, offset as i64);
-        again.push_record(0, line.as_bytes());
+        read(&mut again, offset, line);
         forward(&mut again, &mut decide);
     }
     again.finish();
@@ -261,8 +260,7 @@ fn a_chain_from_before_the_restore_reopens_nothing() {
         let mut last_chain = None;
         let lines: Vec<&str> = EXAMPLE.lines().collect();
         for (offset, line) in lines.iter().enumerate() {
-            correlate.set_position(&topic, 0, offset as i64);
-            correlate.push_record(0, line.as_bytes());
+            read(&mut correlate, offset, line);
             for signal in correlate.take_signals() {
                 if signal.chain.is_some() {
                     last_chain = Some(signal.clone());
