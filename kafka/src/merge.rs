@@ -132,6 +132,12 @@ impl Merge {
         self.buffered_bytes
     }
 
+    /// Every assigned partition reported its end and handed on all it had (none
+    /// assigned: not caught up, there is nothing to be caught up with yet).
+    pub fn caught_up(&self) -> bool {
+        !self.partitions.is_empty() && self.partitions.iter().all(Partition::at_end)
+    }
+
     fn slot(&mut self, topic: &str, partition: i32, now: Instant) -> usize {
         let hit = |p: &Partition| p.partition == partition && &*p.topic == topic;
         if self.partitions.get(self.last_slot).is_some_and(hit) {
@@ -351,9 +357,13 @@ mod tests {
         // Partition 0 has nothing more to send: b20 need not wait the idle second.
         assert_eq!(drain(&mut m, now, false), ["a10", "b20"]);
         assert!(m.partitions[0].at_end());
+        assert!(!m.caught_up(), "partition 1 has not reported its end");
+        m.reached_end(1);
+        assert!(m.caught_up());
         // A record after the end takes the mark back.
         m.push("logs", 0, 1, Some(30), b"a30", now);
         assert!(!m.partitions[0].at_end());
+        assert!(!m.caught_up());
     }
 
     #[test]
