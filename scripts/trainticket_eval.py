@@ -37,8 +37,10 @@ def ts(value):
 
 
 def read_window(path):
-    """(time, service, level, trace) of every line of a Fluent Bit-shaped window file."""
-    out = []
+    """(time, service, level, trace) of every line of a Fluent Bit-shaped window file,
+    and the services named in warn/error lines: {(time, line's service, named service)}
+    (a service name of the system that occurs in the line's text)."""
+    out, texts = [], []
     with gzip.open(path, "rt") as f:
         for line in f:
             r = json.loads(line)
@@ -51,7 +53,20 @@ def read_window(path):
                 m.group(1) if m else "",
                 t.group(1).lower() if t else None,
             ))
-    return out
+            if out[-1][2] in ("WARN", "WARNING", "ERROR", "FATAL"):
+                texts.append((out[-1][0], out[-1][1], log))
+    services = {s for (_, s, _, _) in out}
+    named = {(t, s, n) for (t, s, log) in texts for n in services if n != s and n in log}
+    return out, named
+
+
+def in_the_logs(lines, named, inject, injected):
+    """Whether the logs point at the injected service at all after the injection: it
+    logs warn/error lines itself, or another service's warn/error line names it. No
+    ranking can put a service the logs never point at first; this bounds the top-3."""
+    own = any(t >= inject and s == injected and lvl in ("WARN", "WARNING", "ERROR", "FATAL")
+              for (t, s, lvl, _) in lines)
+    return own or any(t >= inject and n == injected for (t, _, n) in named)
 
 
 def rates(lines, lo, hi, services=None):
@@ -92,7 +107,8 @@ def main():
     config = arg("--config")
     faults = json.load(open(os.path.join(data, "faults.json")))
     files = sorted(f for f in os.listdir(data) if f.endswith(".jsonl.gz"))
-    windows = {f: read_window(os.path.join(data, f)) for f in files}
+    read = {f: read_window(os.path.join(data, f)) for f in files}
+    windows = {f: lines for f, (lines, _) in read.items()}
     nofault_file = next(f for f in files if "no-fault" in f)
     nf = windows[nofault_file]
     nofault = rates(nf, nf[0][0], nf[-1][0])
@@ -147,19 +163,21 @@ def main():
             "detected": bool(hits),
             "seconds": round(hits[0]["t"] - inject, 1) if hits else None,
             "rule": hits[0]["rule"] if hits else "", "top3": top, "in_top3": in_top,
+            "pointed": in_the_logs(lines, read[f][1], inject, fault["service"]),
         })
     nf_start, nf_end = nf[0][0], nf[-1][0]
     false_alarms = [r for r in confirmed if nf_start <= r["t"] <= nf_end]
     md = "--markdown" in sys.argv
     if md:
-        print("| window | injected | fault | log-visible | detected | s | rule | top-3 candidates | in top-3 |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| window | injected | fault | log-visible | detected | s | rule | top-3 candidates | in top-3 | logs point at it |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [r["window"], r["service"], r["type"],
                  ("yes (" + r["visible_by"] + ")") if r["visible"] else "no",
                  "yes" if r["detected"] else "no",
                  "" if r["seconds"] is None else str(r["seconds"]), r["rule"],
-                 ", ".join(r["top3"]), "yes" if r["in_top3"] else ("" if not r["detected"] else "no")]
+                 ", ".join(r["top3"]), "yes" if r["in_top3"] else ("" if not r["detected"] else "no"),
+                 "yes" if r["pointed"] else "no"]
         print(("| " + " | ".join(cells) + " |") if md else "  ".join(cells))
     vis = [r for r in rows if r["visible"]]
     det = [r for r in vis if r["detected"]]
@@ -173,6 +191,10 @@ def main():
           f" also {len(invisible_detected)} of {len(rows) - len(vis)} not log-visible")
     print(f"injected service in the top 3: {len(top3)} of {len(det)} detected"
           f" ({100 * len(top3) / max(len(det), 1):.0f} %)")
+    pointed = [r for r in det if r["pointed"]]
+    print(f"  the logs point at it (its own warn/error lines, or named in one) after the"
+          f" injection in {len(pointed)} of those {len(det)}; in the top 3:"
+          f" {len([r for r in pointed if r['in_top3']])} of {len(pointed)}")
     print(f"confirmations in the fault-free minute: {len(false_alarms)}")
     print(f"confirmations in all: {len(confirmed)}")
 
