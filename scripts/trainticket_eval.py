@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 
 LEVEL = re.compile(r"^\S+\s+(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b")
 TRACE = re.compile(r"TraceID:\s*([0-9a-fA-F]{16,32})")
+# The levels a service logs its failures at.
+LOUD = ("WARN", "WARNING", "ERROR", "FATAL")
 
 
 def arg(name, default=None):
@@ -53,7 +55,7 @@ def read_window(path):
                 m.group(1) if m else "",
                 t.group(1).lower() if t else None,
             ))
-            if out[-1][2] in ("WARN", "WARNING", "ERROR", "FATAL"):
+            if out[-1][2] in LOUD:
                 texts.append((out[-1][0], out[-1][1], log))
     services = {s for (_, s, _, _) in out}
     named = {(t, s, n) for (t, s, log) in texts for n in services if n != s and n in log}
@@ -64,7 +66,7 @@ def in_the_logs(lines, named, inject, injected):
     """Whether the logs point at the injected service at all after the injection: it
     logs warn/error lines itself, or another service's warn/error line names it. No
     ranking can put a service the logs never point at first; this bounds the top-3."""
-    own = any(t >= inject and s == injected and lvl in ("WARN", "WARNING", "ERROR", "FATAL")
+    own = any(t >= inject and s == injected and lvl in LOUD
               for (t, s, lvl, _) in lines)
     return own or any(t >= inject and n == injected for (t, _, n) in named)
 
@@ -73,7 +75,7 @@ def rates(lines, lo, hi, services=None):
     minutes = max((hi - lo) / 60.0, 1 / 60)
     counts = collections.Counter(
         s for (t, s, lvl, _) in lines
-        if lo <= t < hi and lvl in ("WARN", "WARNING", "ERROR", "FATAL")
+        if lo <= t < hi and lvl in LOUD
         and (services is None or s in services))
     return {s: n / minutes for s, n in counts.items()}
 

@@ -369,8 +369,8 @@ fn decide(
         }
         // Every correlator's last watermark was read on every signals partition: what
         // came before it is in. The brokers are asked once more all the same.
-        let idle = source.merge.buffered_bytes() == 0;
-        if until_end && idle && live.job.engine.input_ended() && now >= drained_check {
+        let empty = source.merge.buffered_bytes() == 0;
+        if until_end && empty && live.job.engine.input_ended() && now >= drained_check {
             drained_check = now + Duration::from_millis(500);
             if source.drained(Duration::from_secs(5)).unwrap_or(false) {
                 break;
