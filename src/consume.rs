@@ -177,9 +177,7 @@ pub fn run(
             live.metrics
                 .observe_kafka(&source, live.handoff.answered_from_ledger);
         }
-        // With every partition at its end, the brokers are asked at once, not after a
-        // poll's timeout with nothing.
-        if until_end && (idle || source.merge.caught_up()) && now >= drained_check {
+        if until_end && source.quiet(&polled) && now >= drained_check {
             drained_check = now + Duration::from_millis(500);
             if source.drained(Duration::from_secs(5)).unwrap_or(false) {
                 break;

@@ -558,9 +558,7 @@ fn correlate(
         if idle {
             engine.advance_idle(last_admitted.elapsed());
         }
-        // With every partition at its end, the brokers are asked at once, not after
-        // a poll's timeout with nothing.
-        let quiet = idle || source.merge.caught_up();
+        let quiet = source.quiet(&polled);
         publish(&mut engine, &mut publisher)?;
         if now >= next_mark {
             next_mark = now + WATERMARK_EVERY;

@@ -6,7 +6,7 @@
 //! the input offsets are committed only after the brokers confirmed every record
 //! written before them: at-least-once.
 
-use crate::source::{Polled, Source};
+use crate::source::Source;
 use crate::{doing, Error, Failures, KafkaConfig};
 use logheal_parsers::{EventTime, FieldNames, LineParser};
 use rdkafka::consumer::CommitMode;
@@ -76,8 +76,7 @@ pub fn run(
                 .commit(EventTime::MAX, CommitMode::Sync)
                 .map_err(doing("cannot commit"))?;
         }
-        let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
-        if until_end && idle && source.drained(FLUSH_TIMEOUT).unwrap_or(false) {
+        if until_end && source.quiet(&polled) && source.drained(FLUSH_TIMEOUT).unwrap_or(false) {
             break;
         }
     }

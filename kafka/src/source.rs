@@ -325,6 +325,13 @@ impl Source {
         Ok(())
     }
 
+    /// Whether an `--until-end` job should ask the brokers if it has drained: the poll
+    /// brought nothing and nothing is buffered, or every partition reported its end and
+    /// handed on all it had (then at once, not after a poll's timeout with nothing).
+    pub fn quiet(&self, polled: &Polled) -> bool {
+        (*polled == Polled::Idle && self.merge.buffered_bytes() == 0) || self.merge.caught_up()
+    }
+
     /// Whether every assigned partition has been processed up to its high watermark
     /// (asks the brokers; for `--until-end`).
     pub fn drained(&self, timeout: Duration) -> KafkaResult<bool> {
