@@ -106,8 +106,11 @@ impl<'a> RawRecord<'a> {
             let Some((rank, value)) = theirs.take() else {
                 continue;
             };
-            // The message after a timed header, or a `msg=` pair of a logfmt payload.
-            let header_message = Some(i) == message && rank <= crate::text::HEADER_RANK;
+            // The message after a timed header, or a `msg=` pair of a logfmt payload; an
+            // empty one (`msg=` with nothing after it) says nothing and keeps the text.
+            let header_message = Some(i) == message
+                && rank <= crate::text::HEADER_RANK
+                && !matches!(&value, Raw::Str(s) if s.trim().is_empty());
             if structured || header_message || mine.is_none() {
                 *mine = Some((rank, value));
             }

@@ -356,3 +356,17 @@ fn configured_patterns_come_before_the_built_in_shapes() {
     let bad = parser().with_patterns(&["<Date".to_string()]);
     assert!(bad.is_err());
 }
+
+#[test]
+fn an_empty_message_pair_inside_the_line_keeps_the_text() {
+    // A `msg=`/`@m=` pair with nothing after it says nothing: the record's message stays
+    // the line it carried (found by `properties::json_fields_round_trip`).
+    for text in ["@m=", "msg=", "level=error msg= took 3 s", "@m=  "] {
+        let line = serde_json::json!({"ts": 1_773_482_402_017i64, "service": "s", "msg": text})
+            .to_string();
+        assert_eq!(parse(&line).message, text, "{line}");
+    }
+    // A non-empty pair still becomes the message.
+    let e = parse(r#"{"ts":1773482402017,"service":"s","log":"level=error msg=boom"}"#);
+    assert_eq!(e.message, "boom");
+}
