@@ -1,6 +1,7 @@
 //! The template miner: online, streaming, in the Drain family.
 //!
-//! A message is split at whitespace into chunks. Each chunk is lexed (see
+//! A message is split at whitespace into chunks (a `key="…"` value with spaces in its
+//! quotes is one chunk). Each chunk is lexed (see
 //! `logheal_parsers::lexer`); variable tokens become `<*>`, so `uid=0` has the shape
 //! `uid=<*>`, and a chunk with no letters or digits left (`10.0.0.1:80`, `(<*>)` is kept
 //! because of its brackets only if it has letters) is a wildcard. Shapes are interned to
@@ -12,14 +13,17 @@
 //! Clusters live in leaves keyed by the chunk count and the first two chunks (Drain's
 //! fixed-depth prefix tree; a wildcard chunk routes to the wildcard branch, and a node with
 //! too many children sends new ones there too). A line joins the most similar cluster of
-//! its leaf when the share of equal constant positions reaches the similarity threshold;
-//! positions that differ become wildcards. A refined template keeps its id.
+//! its leaf when the share of equal positions (variables facing variables count) reaches
+//! the similarity threshold and they share at least one constant; positions that differ
+//! become wildcards. A refined template keeps its id.
 //!
-//! Plain words (letters, no variables) are settled once a template has seen them: a line
-//! with another word in that place does not generalise the template. If that word is the
-//! only difference, the line starts a *sibling* template; when enough siblings differ in
-//! the same place (`siblings_to_merge` distinct words), the place is a variable after all
-//! and they merge into the oldest, which keeps its id (the others become aliases). So
+//! Plain words (letters, no variables; also `key=word`, `key:word` and dotted names that
+//! end in an upper-case constant, `android.intent.action.SCREEN_ON`) are settled once a
+//! template has seen them: a line with another word in that place does not generalise
+//! the template. If that word is the only difference, the line starts a *sibling*
+//! template; when enough siblings differ in the same place (`siblings_to_merge` distinct
+//! words), the place is a variable after all and they merge into the oldest, which keeps
+//! its id (the others become aliases). So
 //! `VM Started` / `VM Paused` stay apart, while many user names become `user <*>`.
 //! Routing through the tree uses plain words only; anything else takes the wildcard
 //! branch, so a varying first word (`com.apple.<*>:`) does not scatter a template.
@@ -714,6 +718,12 @@ impl Miner {
                     word_at = i;
                 }
             }
+            // Variables facing variables count as agreeing, but agreeing on variables
+            // alone says nothing: a line with constants joins only a template it shares
+            // one with (`onExtend:<*> <*>` and `getDiffTotalSteps= <*>` stay apart).
+            if same == 0 && both_var < line.len() {
+                continue;
+            }
             let sim = if line.is_empty() {
                 1.0
             } else {
@@ -965,8 +975,9 @@ static CLASS: [u8; 256] = {
     table
 };
 
-/// The whitespace-separated chunks of `message`, each with its start and the classes of
-/// its bytes (`DIGIT`, `ALPHA`) OR-ed together, in one pass over the bytes.
+/// The whitespace-separated chunks of `message` (a `key="…"` value with spaces is one),
+/// each with its start and the classes of its bytes (`DIGIT`, `ALPHA`) OR-ed together, in
+/// one pass over the bytes.
 fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
     let bytes = message.as_bytes();
     let mut i = 0;
@@ -979,12 +990,21 @@ fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
         }
         let start = i;
         let mut class = 0;
+        // Inside the quotes of a `key="…"` value, which is one chunk, spaces and all,
+        // when its quote closes on the line: `tag="View Lock",` and `tag="*launch*",`
+        // are the same field.
+        let mut quoted = false;
         while i < bytes.len() {
-            let c = CLASS[bytes[i] as usize];
+            let b = bytes[i];
+            let c = CLASS[b as usize];
             if c == SPACE {
-                break;
+                if !quoted || !bytes[i..].contains(&b'"') {
+                    break;
+                }
+            } else if b == b'"' {
+                quoted = !quoted && i > start && bytes[i - 1] == b'=';
             }
-            class |= c;
+            class |= c & !SPACE;
             i += 1;
         }
         // Both ends are at ASCII whitespace or the ends of the message: char boundaries.
@@ -1024,10 +1044,21 @@ fn is_plain_word(chunk: &str) -> bool {
             && w.bytes()
                 .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-')
     };
-    // `key=word` is an enumeration-like value too: `user=root`, `state=RUNNING`.
-    match word.split_once('=') {
-        Some((key, value)) => letters(key) && letters(value),
-        None => letters(word),
+    // A dotted name whose last label is an upper-case constant names one thing, as a
+    // word does: `android.intent.action.SCREEN_ON`; `com.apple.xpc.launchd` does not.
+    let name = |w: &str| {
+        letters(w)
+            || w.rsplit_once('.').is_some_and(|(path, last)| {
+                path.split('.').all(letters)
+                    && last.len() > 1
+                    && last.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+            })
+    };
+    // `key=word` and `key:word` are enumeration-like values too: `user=root`,
+    // `state=RUNNING`, `action:android.intent.action.TIME_TICK`.
+    match word.split_once(['=', ':']) {
+        Some((key, value)) => letters(key) && name(value),
+        None => name(word),
     }
 }
 
@@ -1320,5 +1351,49 @@ mod tests {
         let live = m.clusters.iter().flatten().count();
         assert_eq!(live, m.len());
         assert_leaves_mirror_clusters(&m);
+    }
+
+    #[test]
+    fn lines_that_agree_only_on_variables_stay_apart() {
+        let mut m = miner();
+        let a = m.add("onExtend:1514038530000 14 0 4");
+        let b = m.add("getDiffTotalSteps= 12##7007");
+        assert_ne!(a, b);
+        assert_eq!(m.add("onExtend:1514038531000 1 0 4"), a);
+        assert_eq!(m.template(a).unwrap(), "onExtend:<*> <*>");
+    }
+
+    #[test]
+    fn dotted_constants_and_key_values_name_events() {
+        let mut m = miner();
+        let on = m.add("processHandleBroadcastAction action:android.intent.action.SCREEN_ON");
+        let tick = m.add("processHandleBroadcastAction action:android.intent.action.TIME_TICK");
+        assert_ne!(on, tick, "an upper-case constant is a word");
+        let off = m.add("onReceive action: android.intent.action.SCREEN_OFF");
+        assert_ne!(
+            m.add("onReceive action: android.intent.action.SCREEN_ON"),
+            off
+        );
+        // A dotted name that is not a constant is still a variable.
+        let a = m.add("loaded bundle com.apple.alpha in place");
+        assert_eq!(m.add("loaded bundle com.apple.beta in place"), a);
+    }
+
+    #[test]
+    fn a_quoted_value_with_spaces_is_one_chunk() {
+        let mut m = miner();
+        let a = m.add(r#"acquire lock=1, flags=0x1, tag="View Lock", name=x, uid=2"#);
+        let b = m.add(r#"acquire lock=3, flags=0x1, tag="*launch*", name=x, uid=4"#);
+        assert_eq!(a, b);
+        assert_eq!(
+            m.template(a).unwrap(),
+            "acquire lock=<*>, flags=<*>, <*> name=x, uid=<*>"
+        );
+        // An unclosed quote does not swallow the line.
+        let c = m.add(r#"bad tag="open and never closed here"#);
+        assert_eq!(
+            m.template(c).unwrap(),
+            r#"bad tag="open and never closed here"#
+        );
     }
 }
