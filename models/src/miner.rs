@@ -990,19 +990,22 @@ fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
         }
         let start = i;
         let mut class = 0;
-        // Inside the quotes of a `key="…"` value, which is one chunk, spaces and all,
-        // when its quote closes on the line: `tag="View Lock",` and `tag="*launch*",`
-        // are the same field.
-        let mut quoted = false;
+        // Up to `close`, the closing quote of a `key="…"` value, which is one chunk,
+        // spaces and all, when its quote closes on the line: `tag="View Lock",` and
+        // `tag="*launch*",` are the same field.
+        // (Each quote is looked for once, so a line costs linear time, quotes or not.)
+        let mut close = 0;
         while i < bytes.len() {
             let b = bytes[i];
             let c = CLASS[b as usize];
             if c == SPACE {
-                if !quoted || !bytes[i..].contains(&b'"') {
+                if i > close {
                     break;
                 }
-            } else if b == b'"' {
-                quoted = !quoted && i > start && bytes[i - 1] == b'=';
+            } else if b == b'"' && i > close && i > start && bytes[i - 1] == b'=' {
+                if let Some(at) = bytes[i + 1..].iter().position(|&b| b == b'"') {
+                    close = i + 1 + at;
+                }
             }
             class |= c & !SPACE;
             i += 1;
@@ -1394,6 +1397,15 @@ mod tests {
         assert_eq!(
             m.template(c).unwrap(),
             r#"bad tag="open and never closed here"#
+        );
+        let texts = |line: &'static str| chunks(line).map(|(_, t, _)| t).collect::<Vec<_>>();
+        assert_eq!(
+            texts(r#"a="x y" b="z w "c" d"#),
+            [r#"a="x y""#, r#"b="z w "c""#, "d"]
+        );
+        assert_eq!(
+            texts(r#"say "x y" a= "b c""#),
+            ["say", r#""x"#, r#"y""#, "a=", r#""b"#, r#"c""#]
         );
     }
 }
