@@ -377,7 +377,7 @@ fn confirmed_ids(records: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
-    three_consumers(false);
+    three_consumers(Start::BeforeTheLog);
 }
 
 /// The log is on the topic before the consumers start, one a second: the first reads
@@ -385,12 +385,28 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
 /// correlator re-reads from the rewind points committed so far.
 #[test]
 fn three_consumers_started_one_by_one_on_a_backlog_confirm_each_cascade_once() {
-    three_consumers(true);
+    three_consumers(Start::OneBySecondOnABacklog);
+}
+
+/// The log is on the topic and the three start at the same moment, as a deployment of
+/// three replicas does: they join the group together, each may read before the group
+/// has settled, and still each cascade is confirmed once and called once.
+#[test]
+fn three_consumers_started_together_on_a_backlog_confirm_each_cascade_once() {
+    three_consumers(Start::TogetherOnABacklog);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    BeforeTheLog,
+    OneBySecondOnABacklog,
+    TogetherOnABacklog,
 }
 
 /// Three consumers of one group on six partitions, started before the log is produced
-/// or (`backlog`) after, one a second.
-fn three_consumers(backlog: bool) {
+/// or after (`Start`).
+fn three_consumers(start: Start) {
+    let backlog = start != Start::BeforeTheLog;
     let broker = Broker::from_env();
     let lines = scenario();
     let topic = broker.topic("grouped", 6);
@@ -404,7 +420,7 @@ fn three_consumers(backlog: bool) {
     }
     let running: Vec<Running> = (0..3)
         .map(|i| {
-            if backlog && i > 0 {
+            if start == Start::OneBySecondOnABacklog && i > 0 {
                 std::thread::sleep(Duration::from_secs(1));
             }
             consumer.spawn()
