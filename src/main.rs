@@ -47,9 +47,14 @@ enum LogFormat {
 }
 
 /// Structured logs on stderr; stdout is reserved for records.
+///
+/// The Kafka client's own log (targets `librdkafka` and `rdkafka`) is off unless
+/// `RUST_LOG` names it: the consumer already reports the errors that matter, once, and
+/// the client would repeat each of them several times a second while a broker is down.
+/// `RUST_LOG=info,librdkafka=debug` with `-X debug=cgrp` shows the group protocol.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=off,rdkafka=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
