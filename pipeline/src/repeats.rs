@@ -46,8 +46,11 @@ pub struct Repeats {
     seen: FxHashMap<(i32, Arc<str>, i32), (i64, u32)>,
     /// Per signals partition: the rewind point its previous decider committed.
     floors: FxHashMap<i32, EventTime>,
-    /// Per (rule, trace): the newest event of the latest chain taken.
-    chains: FxHashMap<(Box<str>, Box<str>), i64>,
+    /// Per rule, per trace: the newest event of the latest chain taken. Nested so that
+    /// a lookup borrows the names and only a new trace allocates.
+    chains: FxHashMap<Box<str>, FxHashMap<Box<str>, i64>>,
+    /// Traces in `chains`, over all rules.
+    kept: usize,
     /// Chains forgotten before their time because more traces than the bound came.
     pub forgotten: u64,
 }
@@ -80,11 +83,12 @@ impl Repeats {
             return Err(Repeat::Floor);
         }
         if let Some(chain) = &signal.chain {
-            let key = (
-                Box::<str>::from(signal.rule.as_str()),
-                Box::<str>::from(chain.trace.as_str()),
-            );
-            match self.chains.get_mut(&key) {
+            let trace = chain.trace.as_str();
+            let last = self
+                .chains
+                .get_mut(signal.rule.as_str())
+                .and_then(|traces| traces.get_mut(trace));
+            match last {
                 Some(last) if chain.first <= *last => {
                     // What the re-reading correlator raises next comes after this.
                     *last = (*last).max(chain.last);
@@ -92,10 +96,15 @@ impl Repeats {
                 }
                 Some(last) => *last = chain.last,
                 None => {
-                    if self.chains.len() >= MAX_TRACES_KEPT {
+                    if self.kept >= MAX_TRACES_KEPT {
                         self.forget_oldest_half();
                     }
-                    self.chains.insert(key, chain.last);
+                    let traces = match self.chains.get_mut(signal.rule.as_str()) {
+                        Some(traces) => traces,
+                        None => self.chains.entry(signal.rule.as_str().into()).or_default(),
+                    };
+                    traces.insert(trace.into(), chain.last);
+                    self.kept += 1;
                 }
             }
         }
@@ -106,22 +115,36 @@ impl Repeats {
     /// Forgets the chains whose newest event is before `before`: no correlator re-reads
     /// that far back (its rewind point is bounded, see `Engine::rewind_point`).
     pub fn forget_before(&mut self, before: EventTime) {
-        self.chains.retain(|_, last| *last >= before.nanos());
+        self.retain(|last| last >= before.nanos());
     }
 
     fn forget_oldest_half(&mut self) {
-        let mut lasts: Vec<i64> = self.chains.values().copied().collect();
+        let mut lasts: Vec<i64> = self
+            .chains
+            .values()
+            .flat_map(|t| t.values())
+            .copied()
+            .collect();
         let middle = lasts.len() / 2;
         let (_, median, _) = lasts.select_nth_unstable(middle);
         let median = *median;
-        let before = self.chains.len();
-        self.chains.retain(|_, last| *last > median);
-        self.forgotten += (before - self.chains.len()) as u64;
+        let before = self.kept;
+        self.retain(|last| last > median);
+        self.forgotten += (before - self.kept) as u64;
+    }
+
+    /// Keeps the chains whose newest event passes `keep`, and the rules that still have one.
+    fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        for traces in self.chains.values_mut() {
+            traces.retain(|_, last| keep(*last));
+        }
+        self.chains.retain(|_, traces| !traces.is_empty());
+        self.kept = self.chains.values().map(FxHashMap::len).sum();
     }
 
     /// Chains remembered now.
     pub fn traces_kept(&self) -> usize {
-        self.chains.len()
+        self.kept
     }
 }
 
