@@ -975,6 +975,10 @@ static CLASS: [u8; 256] = {
     table
 };
 
+/// The longest quoted value read as one chunk: a longer one is free text, split at its
+/// spaces as any other.
+const QUOTED_MAX: usize = 256;
+
 /// The whitespace-separated chunks of `message` (a `key="…"` value with spaces is one),
 /// each with its start and the classes of its bytes (`DIGIT`, `ALPHA`) OR-ed together, in
 /// one pass over the bytes.
@@ -991,9 +995,9 @@ fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
         let start = i;
         let mut class = 0;
         // Up to `close`, the closing quote of a `key="…"` value, which is one chunk,
-        // spaces and all, when its quote closes on the line: `tag="View Lock",` and
-        // `tag="*launch*",` are the same field.
-        // (Each quote is looked for once, so a line costs linear time, quotes or not.)
+        // spaces and all, when its quote closes within `QUOTED_MAX` bytes:
+        // `tag="View Lock",` and `tag="*launch*",` are the same field. (Each quote is
+        // looked for once, and not far, so a line costs linear time, quotes or not.)
         let mut close = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -1003,7 +1007,8 @@ fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
                     break;
                 }
             } else if b == b'"' && i > close && i > start && bytes[i - 1] == b'=' {
-                if let Some(at) = bytes[i + 1..].iter().position(|&b| b == b'"') {
+                let rest = &bytes[i + 1..bytes.len().min(i + 1 + QUOTED_MAX)];
+                if let Some(at) = rest.iter().position(|&b| b == b'"') {
                     close = i + 1 + at;
                 }
             }
@@ -1406,6 +1411,12 @@ mod tests {
         assert_eq!(
             texts(r#"say "x y" a= "b c""#),
             ["say", r#""x"#, r#"y""#, "a=", r#""b"#, r#"c""#]
+        );
+        let long = format!(r#"a="{}""#, "w ".repeat(QUOTED_MAX));
+        assert_eq!(
+            chunks(&long).count(),
+            QUOTED_MAX + 1,
+            "a long quote is text"
         );
     }
 }
