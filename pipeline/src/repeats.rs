@@ -49,8 +49,6 @@ pub struct Repeats {
     /// Per rule, per trace: the newest event of the latest chain taken. Nested so that
     /// a lookup borrows the names and only a new trace allocates.
     chains: FxHashMap<Box<str>, FxHashMap<Box<str>, i64>>,
-    /// Traces in `chains`, over all rules.
-    kept: usize,
     /// Chains forgotten before their time because more traces than the bound came.
     pub forgotten: u64,
 }
@@ -96,7 +94,7 @@ impl Repeats {
                 }
                 Some(last) => *last = chain.last,
                 None => {
-                    if self.kept >= MAX_TRACES_KEPT {
+                    if self.traces_kept() >= MAX_TRACES_KEPT {
                         self.forget_oldest_half();
                     }
                     let traces = match self.chains.get_mut(signal.rule.as_str()) {
@@ -104,7 +102,6 @@ impl Repeats {
                         None => self.chains.entry(signal.rule.as_str().into()).or_default(),
                     };
                     traces.insert(trace.into(), chain.last);
-                    self.kept += 1;
                 }
             }
         }
@@ -128,9 +125,9 @@ impl Repeats {
         let middle = lasts.len() / 2;
         let (_, median, _) = lasts.select_nth_unstable(middle);
         let median = *median;
-        let before = self.kept;
+        let before = self.traces_kept();
         self.retain(|last| last > median);
-        self.forgotten += (before - self.kept) as u64;
+        self.forgotten += (before - self.traces_kept()) as u64;
     }
 
     /// Keeps the chains whose newest event passes `keep`, and the rules that still have one.
@@ -139,12 +136,11 @@ impl Repeats {
             traces.retain(|_, last| keep(*last));
         }
         self.chains.retain(|_, traces| !traces.is_empty());
-        self.kept = self.chains.values().map(FxHashMap::len).sum();
     }
 
-    /// Chains remembered now.
+    /// Chains remembered now (a sum over the rules, which are few).
     pub fn traces_kept(&self) -> usize {
-        self.kept
+        self.chains.values().map(FxHashMap::len).sum()
     }
 }
 
