@@ -1290,7 +1290,7 @@ impl Engine {
                     self.mark(partition, topic, *p, EventTime(*at));
                 }
                 for (topic, p) in idle {
-                    self.with_mark(partition, topic, *p, true, |m| m.1 = true);
+                    self.with_mark(partition, topic, *p, |m| m.1 = true);
                 }
                 self.advance_decide();
                 Some(EventTime(*at))
@@ -1388,17 +1388,16 @@ impl Engine {
     /// Decide stage: moves an input partition's watermark, as seen on signals
     /// partition `on`, on (never back).
     fn mark(&mut self, on: i32, topic: &str, partition: i32, at: EventTime) {
-        self.with_mark(on, topic, partition, false, |m| *m = (m.0.max(at), false));
+        self.with_mark(on, topic, partition, |m| *m = (m.0.max(at), false));
     }
 
-    /// Applies `f` to an input partition's mark as seen on signals partition `on` (a
-    /// new one starts at no time, `idle` or not).
+    /// Applies `f` to an input partition's mark (its time, and whether it is idle) as
+    /// seen on signals partition `on`; a new one starts at no time.
     fn with_mark(
         &mut self,
         on: i32,
         topic: &str,
         partition: i32,
-        idle: bool,
         f: impl FnOnce(&mut (EventTime, bool)),
     ) {
         let known = self.split.marks.len();
@@ -1407,7 +1406,7 @@ impl Engine {
             .split
             .marks
             .entry((on, topic, partition))
-            .or_insert((EventTime::MIN, idle)));
+            .or_insert((EventTime::MIN, false)));
         if self.split.marks.len() != known {
             self.refresh_mark_keys();
         }
@@ -1829,7 +1828,8 @@ impl Engine {
                     // evidence of the outage that was, not of a new failure, so it
                     // reopens nothing (a chain after the restore does).
                     if state == IncidentState::Restored
-                        && incident.restored_at.is_some_and(|r| chain.last < r)
+                        && crate::incident::restored_since(&incident.machine)
+                            .is_some_and(|r| chain.last < r)
                     {
                         input = Input::Suspect;
                     }
@@ -1838,10 +1838,6 @@ impl Engine {
                     incident.suspicions += 1;
                 }
                 incident.handle(input, &mut ctx);
-                let now = crate::incident::state_of(&incident.machine);
-                if now == IncidentState::Restored && state != IncidentState::Restored {
-                    incident.restored_at = Some(at);
-                }
                 incident.id.clone()
             },
         );

@@ -150,6 +150,8 @@ pub struct Lifecycle {
     generation: u64,
     seq: u32,
     recovering_since: EventTime,
+    /// When it last entered RESTORED.
+    restored_since: Option<EventTime>,
     /// While recovering: no chain for the quiet period / the probe passed.
     quiet_held: bool,
     probe_passed: bool,
@@ -162,6 +164,7 @@ impl Lifecycle {
             generation: 0,
             seq: 0,
             recovering_since: EventTime::MIN,
+            restored_since: None,
             quiet_held: false,
             probe_passed: false,
         }
@@ -219,6 +222,11 @@ pub type Machine = StateMachine<Lifecycle>;
 /// A new machine in NORMAL.
 pub fn machine(timing: Timing) -> Machine {
     Lifecycle::new(timing).state_machine()
+}
+
+/// When a machine last entered RESTORED, if ever.
+pub fn restored_since(m: &Machine) -> Option<EventTime> {
+    m.restored_since
 }
 
 /// The printed name of a machine's state.
@@ -437,7 +445,10 @@ impl Lifecycle {
                 self.arm(context, t.quiet_period);
             }
             IncidentState::Escalated => self.arm(context, t.quiet_period),
-            IncidentState::Restored => self.arm(context, t.reopen_within),
+            IncidentState::Restored => {
+                self.restored_since = Some(context.at);
+                self.arm(context, t.reopen_within);
+            }
         }
     }
 }

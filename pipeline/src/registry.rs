@@ -42,8 +42,6 @@ pub struct Incident {
     pub seq: u32,
     /// Health probe passes in a row while recovering.
     pub probe_passes: u32,
-    /// When it was last restored (a chain that ended before then reopens nothing).
-    pub restored_at: Option<EventTime>,
     /// Times of its latest chains (at most the rule's `min_chains`).
     pub recent_chains: std::collections::VecDeque<EventTime>,
     /// Root-cause candidates: each service that failed in its chains, with its evidence
@@ -74,7 +72,6 @@ impl Incident {
             templates: Vec::new(),
             seq: 0,
             probe_passes: 0,
-            restored_at: None,
             recent_chains: std::collections::VecDeque::new(),
             scores: Vec::new(),
         }
