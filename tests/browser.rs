@@ -78,7 +78,22 @@ fn count(haystack: &str, needle: &str) -> usize {
 fn the_example_incident_and_its_actions_render_in_chromium() {
     let server = Server::start(&[]);
     let mut job = job(&server);
-    job.write(EXAMPLE);
+    // The payment outage begins at 10:03:02.
+    job.write_until(
+        EXAMPLE,
+        "2026-03-14T10:03:10",
+        "the payment incident's restart",
+        |j| {
+            j.incidents().iter().any(|i| {
+                i["id"] == PAYMENT
+                    && i["actions"].as_array().is_some_and(|a| {
+                        a.iter().any(|a| {
+                            a["action"] == "restart-downstream" && a["outcome"] == "succeeded"
+                        })
+                    })
+            })
+        },
+    );
     job.wait_until(
         "the payment incident restored with its failback done",
         |j| {

@@ -80,13 +80,18 @@ fn metrics_once(job: &Job, series: &str, at_least: f64) -> String {
 fn the_api_and_the_cli_show_the_example_incident_with_its_actions() {
     let server = Server::start(&[]);
     let mut job = job(&server);
-    job.write(EXAMPLE);
-    job.wait_until("the payment incident's restart to succeed", |j| {
-        incident(&j.incidents(), PAYMENT)
-            .and_then(|i| action_outcome(i, "restart-downstream"))
-            .as_deref()
-            == Some("succeeded")
-    });
+    // The payment outage begins at 10:03:02.
+    job.write_until(
+        EXAMPLE,
+        "2026-03-14T10:03:10",
+        "the payment incident's restart to succeed",
+        |j| {
+            incident(&j.incidents(), PAYMENT)
+                .and_then(|i| action_outcome(i, "restart-downstream"))
+                .as_deref()
+                == Some("succeeded")
+        },
+    );
     let incidents = job.incidents();
     let payment = incident(&incidents, PAYMENT).unwrap();
     assert_eq!(payment["key"]["root_service"], "payment");

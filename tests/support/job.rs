@@ -77,6 +77,32 @@ impl Job {
         stdin.flush().unwrap();
     }
 
+    /// Writes `log` as a live source would deliver it around one moment: the lines up
+    /// to the first stamped `from` or later, then, once `done` holds (an action's outcome
+    /// came back), the rest. Written at once, minutes of log reach the job in a
+    /// millisecond, so an outcome comes back after the last line and the incident is
+    /// RECOVERING from there: its quiet period then passes only in wall time (idle
+    /// advance, a minute), past the tests' patience.
+    pub fn write_until(&mut self, log: &str, from: &str, what: &str, done: impl Fn(&Job) -> bool) {
+        let split = log
+            .lines()
+            .scan(0, |at, line| {
+                let start = *at;
+                *at += line.len() + 1;
+                Some((start, line))
+            })
+            .find(|(_, line)| {
+                serde_json::from_str::<Value>(line)
+                    .ok()
+                    .and_then(|v| v["ts"].as_str().map(|ts| ts >= from))
+                    .unwrap_or(false)
+            })
+            .map_or(log.len(), |(start, _)| start);
+        self.write(&log[..split]);
+        self.wait_until(what, done);
+        self.write(&log[split..]);
+    }
+
     /// A 503 cascade rooted at `root`, stamped now.
     pub fn cascade(&mut self, trace: &str, root: &str) {
         let mut text = String::new();
