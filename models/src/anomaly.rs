@@ -1,8 +1,12 @@
 //! Anomaly signals per template (and so per service): a template never seen before, once
 //! the stream is past its warm-up, and a rate spike against the template's own event-time
-//! baseline (an exponentially weighted mean of its per-bucket counts). The count a spike
-//! is measured by slides: the current bucket plus the prorated part of the previous one
-//! still within one bucket's length, so a burst that straddles a boundary counts whole.
+//! baseline: the median of its counts in the stream's last [`BASELINE_BUCKETS`] buckets.
+//! A median learns what a template usually does and ignores what it did in a few bursts:
+//! an error seen only while something fails has a baseline of 0, so each return of that
+//! failure is a spike, however often it happened before; a lasting change becomes the
+//! baseline once it fills half the buckets. The count a spike is measured by slides: the
+//! current bucket plus the prorated part of the previous one still within one bucket's
+//! length, so a burst that straddles a boundary counts whole.
 //!
 //! Only buckets in which the stream had events count: a gap in the input (a job that was
 //! down, a shipper that stalled) is not a quiet period, so it does not decay baselines
@@ -33,8 +37,6 @@ pub struct AnomalyConfig {
     pub spike_factor: f64,
     /// ...when it also holds at least this many events.
     pub spike_min: u32,
-    /// Weight of the newest bucket in the baseline.
-    pub alpha: f64,
     /// Buckets seen before a template has a baseline.
     pub min_history: u32,
 }
@@ -47,14 +49,45 @@ impl Default for AnomalyConfig {
             bucket: Duration::from_secs(60),
             spike_factor: 5.0,
             spike_min: 5,
-            alpha: 0.3,
             min_history: 3,
         }
     }
 }
 
-/// How far above its baseline one bucket may move the baseline (see `observe`).
-const LEARN_CAP: f64 = 2.0;
+/// How many of the stream's last buckets a template's baseline is the median of.
+pub const BASELINE_BUCKETS: usize = 15;
+
+/// A template's counts in the stream's last buckets, oldest overwritten first.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    ring: [u16; BASELINE_BUCKETS],
+    len: u8,
+    next: u8,
+}
+
+impl Counts {
+    const EMPTY: Counts = Counts {
+        ring: [0; BASELINE_BUCKETS],
+        len: 0,
+        next: 0,
+    };
+
+    fn push(&mut self, count: u32) {
+        self.ring[usize::from(self.next)] = count.min(u32::from(u16::MAX)) as u16;
+        self.next = ((usize::from(self.next) + 1) % BASELINE_BUCKETS) as u8;
+        self.len = (usize::from(self.len) + 1).min(BASELINE_BUCKETS) as u8;
+    }
+
+    /// The median (the lower one of an even number of counts); 0 with none.
+    fn median(&self) -> u16 {
+        let mut sorted = self.ring;
+        let held = &mut sorted[..usize::from(self.len)];
+        held.sort_unstable();
+        held.get(held.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0)
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Rate {
@@ -67,6 +100,8 @@ struct Rate {
     /// The count of the bucket before `bucket`, when the template had events in it (a
     /// burst that straddles a bucket boundary is measured over the last bucket's length).
     previous: u32,
+    /// Its counts in the stream's buckets before `bucket`, and their median.
+    counts: Counts,
     baseline: f64,
     history: u32,
 }
@@ -128,25 +163,22 @@ impl Detector {
             active,
             count: 0,
             previous: 0,
+            counts: Counts::EMPTY,
             baseline: 0.0,
             history: 0,
         });
         if bucket > rate.bucket {
-            // Buckets the stream had events in and this template had none.
-            let idle = active.saturating_sub(rate.active + 1).min(1_000) as i32;
-            // A burst teaches the baseline at most twice what it was: a failure's
-            // errors must not become the rate the next failure is measured against,
-            // while a lasting change is learned within minutes. A template first seen
-            // after the warm-up starts from nothing (it did not exist before); one of
-            // the warm-up starts from its first minute.
-            let count = f64::from(rate.count);
-            rate.baseline = if rate.history == 0 && rate.born_new.is_none() {
-                count
-            } else {
-                let learned = count.min(LEARN_CAP * rate.baseline.max(1.0));
-                c.alpha * learned + (1.0 - c.alpha) * rate.baseline
-            } * (1.0 - c.alpha).powi(idle);
-            rate.history += 1 + idle as u32;
+            // Buckets the stream had events in and this template had none count as 0.
+            // A template's counts start with its first bucket: one of the warm-up is
+            // measured from what it did then, one first seen later from what it has
+            // done since (it is new meanwhile).
+            let idle = active.saturating_sub(rate.active + 1);
+            rate.counts.push(rate.count);
+            for _ in 0..idle.min(BASELINE_BUCKETS as u64) {
+                rate.counts.push(0);
+            }
+            rate.baseline = f64::from(rate.counts.median());
+            rate.history = rate.history.saturating_add(1 + idle.min(1_000) as u32);
             rate.previous = if bucket == rate.bucket + 1 {
                 rate.count
             } else {
@@ -174,8 +206,8 @@ impl Detector {
             .is_some_and(|rate| rate.new_at(self.config.new_for, at_nanos))
     }
 
-    /// Why `template` is anomalous now, for a person: `new (first seen 2m ago)`, or
-    /// `12× its baseline`; `None` if it is not.
+    /// Why `template` is anomalous now, for a person: `new, first seen 120s before`, or
+    /// `12 in 60s, 12× its median of 0/60s`; `None` if it is not.
     pub fn explain(&self, template: TemplateKey, at_nanos: i64) -> Option<String> {
         let rate = self.rates.get(&template)?;
         let c = &self.config;
@@ -185,11 +217,11 @@ impl Detector {
         }
         let recent = rate.recent(at_nanos, c.bucket.as_nanos().max(1) as i64);
         (rate.history >= c.min_history && recent >= f64::from(c.spike_min)).then(|| {
+            let per = c.bucket.as_secs();
             format!(
-                "{:.0}× its baseline of {:.1}/{}s",
+                "{recent:.0} in {per}s, {:.0}× its median of {}/{per}s",
                 recent / rate.baseline.max(1.0),
                 rate.baseline,
-                c.bucket.as_secs()
             )
         })
     }
@@ -247,6 +279,40 @@ mod tests {
         assert!(burst[25], "26 events in a minute is a spike");
         // A quiet template's baseline decays, and a few events are never a spike.
         assert!(!d.observe(key(0), 100 * MIN, false).rate_spike);
+    }
+
+    #[test]
+    fn an_error_seen_only_in_bursts_spikes_each_time_it_returns() {
+        let mut d = Detector::new(AnomalyConfig::default());
+        let other = key(9);
+        let mut spikes = Vec::new();
+        // Another template keeps the stream busy; key(0) bursts 8 times a minute for two
+        // minutes every five minutes, four times over (a failure that keeps coming back).
+        for minute in 0..40 {
+            d.observe(other, minute * MIN, false);
+            if minute >= 12 && minute % 5 < 2 {
+                let spiked = (0..8)
+                    .map(|i| d.observe(key(0), minute * MIN + 1 + i, false).rate_spike)
+                    .fold(false, |a, b| a | b);
+                spikes.push((minute, spiked));
+            }
+        }
+        // Its first minute of each return is a spike: its usual count is 0.
+        for (minute, spiked) in &spikes {
+            if minute % 5 == 0 && *minute > 15 {
+                assert!(spiked, "return at minute {minute}: {spikes:?}");
+            }
+        }
+        // A lasting change is learned: once it fills half the buckets it is the baseline.
+        let mut late = Vec::new();
+        for minute in 40..60 {
+            d.observe(other, minute * MIN, false);
+            let spiked = (0..8)
+                .map(|i| d.observe(key(0), minute * MIN + 1 + i, false).rate_spike)
+                .fold(false, |a, b| a | b);
+            late.push(spiked);
+        }
+        assert!(!late[12..].iter().any(|s| *s), "{late:?}");
     }
 
     #[test]

@@ -111,7 +111,8 @@ pub struct WireTemplate {
     pub count: u32,
     /// New for its service (anomaly verdict of the correlator).
     pub novel: bool,
-    /// Why it is anomalous, if it is ("new", "6× its baseline").
+    /// Why it is anomalous, if it is (`new, first seen 8s before`, or
+    /// `12 in 60s, 12× its median of 0/60s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
 }
