@@ -86,7 +86,7 @@ pub const KEYS: &[KeyDoc] = &[
     key!("select", "fields", "map of field path → value", "none", "Exact values of other fields (captured only when a rule names them).", "`fields: {http.request.method: POST}`"),
     key!("select", "template", "glob", "any", "Over the event's mined template.", "`template: \"*connection refused*\"`"),
     key!("select", "family", "glob", "any", "Some template of the event's TF-IDF family matches it.", "`family: \"*redis*\"`"),
-    key!("select", "anomaly", "list", "any", "`new_template` (after a 10-minute warm-up) and/or `rate_spike` (≥ 5× the template's per-minute baseline and ≥ 10).", "`anomaly: [new_template]`"),
+    key!("select", "anomaly", "list", "any", "`new_template` (after a 10-minute warm-up) and/or `rate_spike` (in the last minute ≥ 5 events and ≥ 5× the template's usual count: the median of its per-minute counts over the last 15 minutes with input).", "`anomaly: [new_template]`"),
     key!("correlate", "by", "`trace_id` \\| `request_id` \\| `service` \\| field path", "`trace_id`", "The key events are grouped by. `trace_id` falls back to the request id (`x-request-id`) for records without a trace id.", "`by: trace_id`"),
     key!("correlate", "window", "duration", "required", "Sliding window per key, on event time.", "`window: 30s`"),
     key!("correlate", "min_events", "integer ≥ 1", "required", "Selected events in one window that make a chain.", "`min_events: 3`"),
