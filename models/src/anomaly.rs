@@ -100,8 +100,9 @@ struct Rate {
     /// The count of the bucket before `bucket`, when the template had events in it (a
     /// burst that straddles a bucket boundary is measured over the last bucket's length).
     previous: u32,
-    /// Its counts in the stream's buckets before `bucket`, and their median.
+    /// Its counts in the stream's last buckets before `bucket`.
     counts: Counts,
+    /// The median of `counts`.
     baseline: f64,
     history: u32,
 }
