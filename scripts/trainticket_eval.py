@@ -12,7 +12,9 @@ the injected service is among them; the confirmations inside the fault-free minu
 "log-visible" verdict computed from the logs alone, independently of the detector: the
 injected service or one of its callers (a service that logs in a trace before it) logs
 warn/error lines after the injection at least 3 per minute and more than twice its rate
-before the injection and in the fault-free minute.
+before the injection and in the fault-free minute. For a log-visible window it also gives
+the seconds from the first anomalous line (that service's first warn/error line after the
+injection) to the confirmation, the measure the detection target is stated in.
 """
 import collections
 import gzip
@@ -159,11 +161,18 @@ def main():
             top = [c["service"] for c in first.get("candidates", [])][:3] or \
                 [first.get("key", {}).get("root_service", "?")]
         in_top = any(fault["service"] in c for c in [t for h in hits[:1] for t in top])
+        # The first anomalous line: the log-visible service's first warn/error line after
+        # the injection.
+        first_loud = min((t for (t, s, lvl, _) in lines
+                          if seen and s == seen[0] and lvl in LOUD and t >= inject),
+                         default=None)
         rows.append({
             "window": f[:15], "service": fault["service"], "type": fault["type"],
             "visible": seen is not None, "visible_by": seen[0] if seen else "",
             "detected": bool(hits),
             "seconds": round(hits[0]["t"] - inject, 1) if hits else None,
+            "from_first": round(hits[0]["t"] - first_loud, 1)
+            if hits and first_loud is not None else None,
             "rule": hits[0]["rule"] if hits else "", "top3": top, "in_top3": in_top,
             "pointed": in_the_logs(lines, read[f][1], inject, fault["service"]),
         })
@@ -171,25 +180,29 @@ def main():
     false_alarms = [r for r in confirmed if nf_start <= r["t"] <= nf_end]
     md = "--markdown" in sys.argv
     if md:
-        print("| window | injected | fault | log-visible | detected | s | rule | top-3 candidates | in top-3 | logs point at it |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("| window | injected | fault | log-visible | detected | s | s from first anomalous line | rule | top-3 candidates | in top-3 | logs point at it |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [r["window"], r["service"], r["type"],
                  ("yes (" + r["visible_by"] + ")") if r["visible"] else "no",
                  "yes" if r["detected"] else "no",
-                 "" if r["seconds"] is None else str(r["seconds"]), r["rule"],
+                 "" if r["seconds"] is None else str(r["seconds"]),
+                 "" if r["from_first"] is None else str(r["from_first"]), r["rule"],
                  ", ".join(r["top3"]), "yes" if r["in_top3"] else ("" if not r["detected"] else "no"),
                  "yes" if r["pointed"] else "no"]
         print(("| " + " | ".join(cells) + " |") if md else "  ".join(cells))
     vis = [r for r in rows if r["visible"]]
     det = [r for r in vis if r["detected"]]
     fast = [r for r in det if r["seconds"] is not None and r["seconds"] <= 60]
+    # Within 60 s of the first anomalous line (a confirmation before it counts too).
+    prompt = [r for r in det if r["from_first"] is None or r["from_first"] <= 60]
     top3 = [r for r in det if r["in_top3"]]
     invisible_detected = [r for r in rows if not r["visible"] and r["detected"]]
     print()
     print(f"log-visible windows: {len(vis)} of {len(rows)}")
     print(f"detected: {len(det)} of {len(vis)} log-visible"
-          f" ({100 * len(det) / max(len(vis), 1):.0f} %), {len(fast)} within 60 s;"
+          f" ({100 * len(det) / max(len(vis), 1):.0f} %), {len(fast)} within 60 s of the"
+          f" injection, {len(prompt)} within 60 s of the first anomalous line;"
           f" also {len(invisible_detected)} of {len(rows) - len(vis)} not log-visible")
     print(f"injected service in the top 3: {len(top3)} of {len(det)} detected"
           f" ({100 * len(top3) / max(len(det), 1):.0f} %)")
