@@ -53,14 +53,31 @@ enum LogFormat {
 /// the client would repeat each of them several times a second while a broker is down.
 /// `RUST_LOG=info,librdkafka=debug` with `-X debug=cgrp` shows the group protocol.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=off,rdkafka=off"));
+    let filter = tracing_subscriber::EnvFilter::new(log_directives(
+        std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV)
+            .ok()
+            .as_deref(),
+    ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(false).init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The log filter: `RUST_LOG` (default `info`), with the Kafka client's targets turned
+/// off unless it names one of them.
+fn log_directives(rust_log: Option<&str>) -> String {
+    let given = rust_log
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    if given.contains("rdkafka") {
+        given.to_owned()
+    } else {
+        format!("{given},librdkafka=off,rdkafka=off")
     }
 }
 
@@ -118,5 +135,27 @@ fn main() -> ExitCode {
             eprintln!("logheal: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn the_kafka_clients_log_is_off_unless_rust_log_names_it() {
+        assert_eq!(log_directives(None), "info,librdkafka=off,rdkafka=off");
+        assert_eq!(
+            log_directives(Some("  ")),
+            "info,librdkafka=off,rdkafka=off"
+        );
+        assert_eq!(
+            log_directives(Some("debug")),
+            "debug,librdkafka=off,rdkafka=off"
+        );
+        assert_eq!(
+            log_directives(Some("info,librdkafka=debug")),
+            "info,librdkafka=debug"
+        );
     }
 }
