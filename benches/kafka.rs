@@ -76,6 +76,8 @@ fn bare(brokers: &str, topic: &str, group: &str, n: u64) -> (Duration, Duration)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        // The source's fetch wait, so the baseline fetches as the pipeline does.
+        .set("fetch.wait.max.ms", logheal_kafka::source::FETCH_WAIT_MS)
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribed");
