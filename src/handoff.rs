@@ -3,7 +3,11 @@
 //! down before it is called, and an action the ledger knows as done is answered from
 //! there instead of being called again (a consumer replaying after a restart or a
 //! rebalance). Requests are renumbered, so outcomes of calls made for an engine that has
-//! since been rebuilt reach the ledger but not the new engine.
+//! since been rebuilt reach the ledger but not the new engine. An action another
+//! consumer handed off moments ago (it gave the incident up in a rebalance, or this one
+//! started while it ran) may still be in flight there: it is waited for, answered from
+//! the ledger once done, and called here only if no outcome comes within
+//! `ledger::IN_FLIGHT_GRACE` of its hand-off.
 
 use crate::http::Metrics;
 use crate::output::Printer;
@@ -14,6 +18,15 @@ use logheal_pipeline::action::{ActionRequest, Outcome};
 use logheal_pipeline::Engine;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
+
+/// How often the ledger is read again for the outcome of an action in flight elsewhere,
+/// while the engine waits for it.
+const RECHECK_EVERY: Duration = Duration::from_millis(20);
+
+/// The generation of calls resumed from the ledger at start: no engine awaits them.
+const RESUMED: u64 = u64::MAX;
 
 /// A call in flight: the engine generation and request it answers, and its key when
 /// the ledger tracks it.
@@ -23,10 +36,19 @@ struct Call {
     ledger_key: Option<String>,
 }
 
+/// A request for an action that another consumer may be calling (see the module doc),
+/// with the engine generation it answers (`RESUMED`: none).
+struct Deferred {
+    generation: u64,
+    request: ActionRequest,
+}
+
 #[derive(Default)]
 pub struct Handoff {
     ledger: Option<Ledger>,
     calls: HashMap<u64, Call>,
+    /// Actions waited for because another consumer may be calling them.
+    deferred: Vec<Deferred>,
     /// Keys being called here, and the engine requests (generation, id) waiting on them.
     calling: HashMap<String, Vec<(u64, u64)>>,
     next: u64,
@@ -62,13 +84,15 @@ impl Handoff {
         for waiters in self.calling.values_mut() {
             waiters.clear();
         }
+        // The new engine asks again for what it needs.
+        self.deferred.retain(|d| d.generation == RESUMED);
     }
 
     /// Calls again what the ledger holds as handed off but never done (its caller
     /// died), under the same keys.
     pub fn resume_pending(&mut self, engine: &Engine, executor: &Executor) {
         let Some(ledger) = &self.ledger else { return };
-        for (key, handoff) in ledger.pending() {
+        for (key, handoff, in_flight) in ledger.pending() {
             if !engine
                 .receivers()
                 .iter()
@@ -81,8 +105,19 @@ impl Handoff {
                 );
                 continue;
             };
+            if in_flight {
+                tracing::info!(
+                    key,
+                    "an action handed off moments ago may still be in flight: waiting for its outcome"
+                );
+                self.deferred.push(Deferred {
+                    generation: RESUMED,
+                    request: handoff.into_request(RESUMED, key),
+                });
+                continue;
+            }
             tracing::info!(key, "calling again an action left pending");
-            let id = self.track(u64::MAX, u64::MAX, Some(key.clone()));
+            let id = self.track(RESUMED, RESUMED, Some(key.clone()));
             self.calling.entry(key.clone()).or_default();
             executor.submit(handoff.into_request(id, key));
         }
@@ -115,13 +150,23 @@ impl Handoff {
             for request in engine.take_outbox() {
                 self.submit(engine, executor, request);
             }
+            self.recheck(engine, executor);
             // An answer from the ledger can make the next action due at once: submit
             // it before waiting, or the wait would be for a call never made.
             if engine.has_requests() {
                 continue;
             }
             let event = if wait && engine.awaiting_outcomes() {
-                executor.events.recv().ok()
+                if self.deferred.is_empty() {
+                    executor.events.recv().ok()
+                } else {
+                    // An outcome may come through the ledger instead.
+                    match executor.events.recv_timeout(RECHECK_EVERY) {
+                        Ok(event) => Some(event),
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                }
             } else {
                 executor.events.try_recv().ok()
             };
@@ -188,14 +233,24 @@ impl Handoff {
                     engine.action_outcome(request.id, &outcome);
                     return;
                 }
-                Decision::Pending => {
-                    // Being called here already: answer this request with that call.
+                // Being called here already: answer this request with that call.
+                Decision::InFlight | Decision::Pending if self.calling.contains_key(&key) => {
                     if let Some(waiters) = self.calling.get_mut(&key) {
                         waiters.push((generation, request.id));
-                        return;
                     }
+                    return;
                 }
-                Decision::Call => {
+                // Another consumer may be calling it: wait for its outcome.
+                Decision::InFlight => {
+                    self.deferred.push(Deferred {
+                        generation,
+                        request,
+                    });
+                    return;
+                }
+                // Nobody called it, or its caller died: written down (again, so that a
+                // third consumer takes it as in flight here), then called.
+                Decision::Pending | Decision::Call => {
                     if let Err(e) = ledger.hand_off(&request) {
                         // Still called: the committed offsets stay before the incident,
                         // so a restart replays it and calls again under the same key.
@@ -207,6 +262,62 @@ impl Handoff {
         }
         let key = tracked.then(|| request.idempotency_key.clone());
         request.id = self.track(generation, request.id, key);
+        executor.submit(request);
+    }
+
+    /// Looks again at the actions waited for because another consumer may be calling
+    /// them: answered from the ledger once done there, called here once their hand-off
+    /// is older than the grace.
+    fn recheck(&mut self, engine: &mut Engine, executor: &Executor) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let Some(ledger) = self.ledger.as_mut() else {
+            return;
+        };
+        ledger.follow();
+        let decided: Vec<_> = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .map(|d| {
+                let decision = ledger.decide(&d.request.idempotency_key);
+                (d, decision)
+            })
+            .collect();
+        for (d, decision) in decided {
+            match decision {
+                Decision::InFlight => self.deferred.push(d),
+                Decision::Done(outcome) => {
+                    self.answered_from_ledger += 1;
+                    if d.generation == self.generation {
+                        engine.action_outcome(d.request.id, &outcome);
+                    }
+                }
+                Decision::Pending | Decision::Call => self.call_again(d, executor),
+            }
+        }
+    }
+
+    /// Calls a waited-for action whose caller is taken to have died, under its key.
+    fn call_again(&mut self, d: Deferred, executor: &Executor) {
+        let key = d.request.idempotency_key.clone();
+        if let Some(waiters) = self.calling.get_mut(&key) {
+            if d.generation == self.generation {
+                waiters.push((d.generation, d.request.id));
+            }
+            return;
+        }
+        tracing::info!(
+            key,
+            "no outcome within the grace of its hand-off: calling it again"
+        );
+        if let Some(ledger) = self.ledger.as_mut() {
+            if let Err(e) = ledger.hand_off(&d.request) {
+                tracing::warn!(key, error = %e, "action hand-off not written to the ledger");
+            }
+        }
+        let mut request = d.request;
+        request.id = self.track(d.generation, request.id, Some(key.clone()));
+        self.calling.entry(key).or_default();
         executor.submit(request);
     }
 

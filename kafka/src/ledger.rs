@@ -23,6 +23,16 @@ use std::time::{Duration, Instant};
 /// How long reading the ledger at start, or confirming a write, may take.
 const LEDGER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long after its hand-off a pending action is taken to be still in flight at the
+/// consumer that wrote it. A consumer that takes an incident over in a rebalance (or
+/// starts while the others run) replays it and asks for the same actions at once, while
+/// the consumer that gave the incident up may still be calling one: calling it again
+/// then would be a second call. Within the grace it waits for the outcome instead; past
+/// it, the writer is taken to have died and the action is called again under its key.
+/// A call that takes longer (a receiver's timeout times its attempts, with backoffs)
+/// can still be made twice, under one idempotency key.
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
+
 /// An action handed off but not known to be done: enough to call it again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PendingCall {
@@ -65,7 +75,10 @@ fn floor_key(topic: &str, partition: i32) -> String {
 pub enum Decision {
     /// Never handed off: write it down, then call.
     Call,
-    /// Handed off before (by this consumer or one before it): call again only if
+    /// Handed off less than [`IN_FLIGHT_GRACE`] ago and not done: whoever wrote it may
+    /// be calling it still. Wait for its outcome (unless this consumer is the caller).
+    InFlight,
+    /// Handed off longer ago and never done (its caller died): call again only if
     /// nobody here is calling it already.
     Pending,
     /// Already done: this is the outcome.
@@ -99,6 +112,22 @@ fn prune(entries: &mut HashMap<String, (Entry, i64)>, horizon: i64) -> usize {
     let before = entries.len();
     entries.retain(|_, (entry, written)| matches!(entry, Entry::Pending(_)) || *written >= horizon);
     before - entries.len()
+}
+
+/// Whether a hand-off written at `written` may still be in flight at `now` (ms).
+fn in_flight(written: i64, now: i64) -> bool {
+    now - written < IN_FLIGHT_GRACE.as_millis() as i64
+}
+
+/// What to do with an action whose ledger entry is `entry`, at `now` (ms).
+fn decide(entry: Option<&(Entry, i64)>, now: i64) -> Decision {
+    match entry {
+        // Silences are kept apart; no action key holds one.
+        None | Some((Entry::Silence { .. } | Entry::Floor { .. }, _)) => Decision::Call,
+        Some((Entry::Pending(_), written)) if in_flight(*written, now) => Decision::InFlight,
+        Some((Entry::Pending(_), _)) => Decision::Pending,
+        Some((Entry::Done { outcome }, _)) => Decision::Done(outcome.clone()),
+    }
 }
 
 /// Kept past `max_rewind`: more than any action delay a rule may reasonably give.
@@ -262,21 +291,18 @@ impl Ledger {
     }
 
     pub fn decide(&self, key: &str) -> Decision {
-        match self.entries.get(key) {
-            // Silences are kept apart; no action key holds one.
-            None | Some((Entry::Silence { .. } | Entry::Floor { .. }, _)) => Decision::Call,
-            Some((Entry::Pending(_), _)) => Decision::Pending,
-            Some((Entry::Done { outcome }, _)) => Decision::Done(outcome.clone()),
-        }
+        decide(self.entries.get(key), now_ms())
     }
 
-    /// Actions handed off and never reported done, with their keys.
-    pub fn pending(&self) -> Vec<(String, PendingCall)> {
+    /// Actions handed off and never reported done, with their keys and whether they may
+    /// still be in flight (see [`IN_FLIGHT_GRACE`]).
+    pub fn pending(&self) -> Vec<(String, PendingCall, bool)> {
+        let now = now_ms();
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .filter_map(|(k, (e, _))| match e {
-                Entry::Pending(h) => Some((k.clone(), h.clone())),
+            .filter_map(|(k, (e, written))| match e {
+                Entry::Pending(h) => Some((k.clone(), h.clone(), in_flight(*written, now))),
                 Entry::Done { .. } | Entry::Silence { .. } | Entry::Floor { .. } => None,
             })
             .collect();
@@ -432,5 +458,31 @@ mod tests {
         let mut kept: Vec<_> = entries.keys().cloned().collect();
         kept.sort();
         assert_eq!(kept, ["new-done", "old-pending"]);
+    }
+
+    #[test]
+    fn a_fresh_hand_off_is_in_flight_and_an_old_one_is_called_again() {
+        let pending = Entry::Pending(PendingCall {
+            receiver: "r".into(),
+            action: "a".into(),
+            body: String::new(),
+        });
+        let grace = IN_FLIGHT_GRACE.as_millis() as i64;
+        let written = 1_000_000;
+        let at = |now| decide(Some(&(pending.clone(), written)), now);
+        assert!(matches!(at(written), Decision::InFlight));
+        assert!(matches!(at(written + grace - 1), Decision::InFlight));
+        assert!(matches!(at(written + grace), Decision::Pending));
+        assert!(matches!(decide(None, written), Decision::Call));
+        let done = Entry::Done {
+            outcome: Outcome::Succeeded {
+                status: 200,
+                attempts: 1,
+            },
+        };
+        assert!(matches!(
+            decide(Some(&(done, written)), written),
+            Decision::Done(_)
+        ));
     }
 }
