@@ -89,7 +89,7 @@ impl Handoff {
     }
 
     /// Calls again what the ledger holds as handed off but never done (its caller
-    /// died), under the same keys.
+    /// died), under the same keys; what was handed off moments ago is waited for first.
     pub fn resume_pending(&mut self, engine: &Engine, executor: &Executor) {
         let Some(ledger) = &self.ledger else { return };
         for (key, handoff, in_flight) in ledger.pending() {
@@ -105,21 +105,19 @@ impl Handoff {
                 );
                 continue;
             };
+            let deferred = Deferred {
+                generation: RESUMED,
+                request: handoff.into_request(RESUMED, key),
+            };
             if in_flight {
                 tracing::info!(
-                    key,
+                    key = %deferred.request.idempotency_key,
                     "an action handed off moments ago may still be in flight: waiting for its outcome"
                 );
-                self.deferred.push(Deferred {
-                    generation: RESUMED,
-                    request: handoff.into_request(RESUMED, key),
-                });
-                continue;
+                self.deferred.push(deferred);
+            } else {
+                self.call_again(deferred, executor);
             }
-            tracing::info!(key, "calling again an action left pending");
-            let id = self.track(RESUMED, RESUMED, Some(key.clone()));
-            self.calling.entry(key.clone()).or_default();
-            executor.submit(handoff.into_request(id, key));
         }
     }
 
@@ -297,7 +295,8 @@ impl Handoff {
         }
     }
 
-    /// Calls a waited-for action whose caller is taken to have died, under its key.
+    /// Calls an action left pending by a caller taken to have died, under its key,
+    /// unless it is being called here.
     fn call_again(&mut self, d: Deferred, executor: &Executor) {
         let key = d.request.idempotency_key.clone();
         if let Some(waiters) = self.calling.get_mut(&key) {
@@ -306,10 +305,7 @@ impl Handoff {
             }
             return;
         }
-        tracing::info!(
-            key,
-            "no outcome within the grace of its hand-off: calling it again"
-        );
+        tracing::info!(key, "calling again an action left pending");
         if let Some(ledger) = self.ledger.as_mut() {
             if let Err(e) = ledger.hand_off(&d.request) {
                 tracing::warn!(key, error = %e, "action hand-off not written to the ledger");
