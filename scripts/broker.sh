@@ -23,11 +23,13 @@ install() {
     cargo install --locked tansu --version 0.6.0 --features dynostore >&2
 }
 
-# A port nothing answers on.
+# A port nothing answers on, below the ephemeral range (32768 and up on Linux), where a
+# client's outgoing connection may hold a port that nothing answers on but that cannot
+# be bound.
 free_port() {
     local port
     while true; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
@@ -38,22 +40,28 @@ free_port() {
 start() {
     install
     stop 2>/dev/null || true
-    local port address
-    port=$(free_port)
-    address="127.0.0.1:$port"
-    tansu broker --listener-url "tcp://$address" --advertised-listener-url "tcp://$address" \
-        --storage-engine memory://tansu/ >"$state/broker.log" 2>&1 &
-    echo $! >"$state/pid"
-    echo "$address" >"$state/address"
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "LOGHEAL_TEST_BROKERS=$address"
-            return
-        fi
-        sleep 0.1
+    local port address pid
+    # A port can still be taken between the look and the bind: a few tries.
+    for _ in 1 2 3 4 5; do
+        port=$(free_port)
+        address="127.0.0.1:$port"
+        tansu broker --listener-url "tcp://$address" --advertised-listener-url "tcp://$address" \
+            --storage-engine memory://tansu/ >"$state/broker.log" 2>&1 &
+        pid=$!
+        echo "$pid" >"$state/pid"
+        echo "$address" >"$state/address"
+        for _ in $(seq 1 100); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                echo "LOGHEAL_TEST_BROKERS=$address"
+                return
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        echo "broker: tansu did not start on $address; its log:" >&2
+        cat "$state/broker.log" >&2
+        stop
     done
-    echo "broker: tansu did not start; its log:" >&2
-    cat "$state/broker.log" >&2
     exit 1
 }
 
