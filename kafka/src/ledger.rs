@@ -30,7 +30,9 @@ const LEDGER_TIMEOUT: Duration = Duration::from_secs(30);
 /// then would be a second call. Within the grace it waits for the outcome instead; past
 /// it, the writer is taken to have died and the action is called again under its key.
 /// A call that takes longer (a receiver's timeout times its attempts, with backoffs)
-/// can still be made twice, under one idempotency key.
+/// can still be made twice, under one idempotency key. A hand-off's age is taken from
+/// its record's timestamp, the writer's clock: consumers' clocks must agree to well
+/// within the grace.
 pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(30);
 
 /// An action handed off but not known to be done: enough to call it again.
