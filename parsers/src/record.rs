@@ -106,12 +106,17 @@ impl<'a> RawRecord<'a> {
     }
 
     fn take(&mut self, field: Field) -> Option<Raw<'a>> {
-        let i = field.slot()?;
-        if self.ranks[i] == EMPTY {
+        self.take_slot(field.slot()?).map(|(_, value)| value)
+    }
+
+    /// The rank and value at slot `i`, leaving it empty.
+    fn take_slot(&mut self, i: usize) -> Option<(u8, Raw<'a>)> {
+        let rank = self.ranks[i];
+        if rank == EMPTY {
             return None;
         }
         self.ranks[i] = EMPTY;
-        Some(std::mem::replace(&mut self.values[i], Raw::Null))
+        Some((rank, std::mem::replace(&mut self.values[i], Raw::Null)))
     }
 
     /// Takes in the record read from this record's message (the payload of an envelope).
@@ -130,11 +135,9 @@ impl<'a> RawRecord<'a> {
         }
         let message = Field::Message.slot();
         for i in 0..Field::LISTED.len() {
-            let rank = payload.ranks[i];
-            if rank == EMPTY {
+            let Some((rank, value)) = payload.take_slot(i) else {
                 continue;
-            }
-            let value = std::mem::replace(&mut payload.values[i], Raw::Null);
+            };
             // The message after a timed header, or a `msg=` pair of a logfmt payload; an
             // empty one (`msg=` with nothing after it) says nothing and keeps the text.
             let header_message = Some(i) == message
