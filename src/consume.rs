@@ -313,7 +313,7 @@ impl Live {
             "action ledger read"
         );
         self.handoff = std::mem::take(&mut self.handoff).with_ledger(ledger);
-        self.handoff.resume_pending(&self.job.engine, executor);
+        self.handoff.resume_pending(&mut self.job.engine, executor);
         self.sync_silences(true);
         Ok(())
     }

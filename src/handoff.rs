@@ -36,9 +36,9 @@ struct Call {
     ledger_key: Option<String>,
 }
 
-/// A request for an action that another consumer may be calling (see the module doc),
-/// with the engine generation it answers (`RESUMED`: none).
-struct Deferred {
+/// A request for an action going through the ledger, with the engine generation it
+/// answers (`RESUMED`: none).
+struct Asked {
     generation: u64,
     request: ActionRequest,
 }
@@ -48,7 +48,7 @@ pub struct Handoff {
     ledger: Option<Ledger>,
     calls: HashMap<u64, Call>,
     /// Actions waited for because another consumer may be calling them.
-    deferred: Vec<Deferred>,
+    deferred: Vec<Asked>,
     /// Keys being called here, and the engine requests (generation, id) waiting on them.
     calling: HashMap<String, Vec<(u64, u64)>>,
     next: u64,
@@ -90,7 +90,7 @@ impl Handoff {
 
     /// Calls again what the ledger holds as handed off but never done (its caller
     /// died), under the same keys; what was handed off moments ago is waited for first.
-    pub fn resume_pending(&mut self, engine: &Engine, executor: &Executor) {
+    pub fn resume_pending(&mut self, engine: &mut Engine, executor: &Executor) {
         let Some(ledger) = &self.ledger else { return };
         for (key, handoff, in_flight) in ledger.pending() {
             if !engine
@@ -105,19 +105,20 @@ impl Handoff {
                 );
                 continue;
             };
-            let deferred = Deferred {
+            let asked = Asked {
                 generation: RESUMED,
                 request: handoff.into_request(RESUMED, key),
             };
-            if in_flight {
+            let decision = if in_flight {
                 tracing::info!(
-                    key = %deferred.request.idempotency_key,
+                    key = %asked.request.idempotency_key,
                     "an action handed off moments ago may still be in flight: waiting for its outcome"
                 );
-                self.deferred.push(deferred);
+                Decision::InFlight
             } else {
-                self.call_again(deferred, executor);
-            }
+                Decision::Pending
+            };
+            self.settle(asked, decision, engine, executor);
         }
     }
 
@@ -219,48 +220,22 @@ impl Handoff {
     }
 
     fn submit(&mut self, engine: &mut Engine, executor: &Executor, mut request: ActionRequest) {
-        let generation = self.generation;
         // Health probes are asked afresh each time; only actions go through the ledger.
-        let tracked = request.expect_status.is_none() && self.ledger.is_some();
-        if tracked {
-            let key = request.idempotency_key.clone();
-            let ledger = self.ledger.as_mut().expect("tracked means a ledger");
-            match ledger.decide(&key) {
-                Decision::Done(outcome) => {
-                    self.answered_from_ledger += 1;
-                    engine.action_outcome(request.id, &outcome);
-                    return;
-                }
-                // Being called here already: answer this request with that call.
-                Decision::InFlight | Decision::Pending if self.calling.contains_key(&key) => {
-                    if let Some(waiters) = self.calling.get_mut(&key) {
-                        waiters.push((generation, request.id));
-                    }
-                    return;
-                }
-                // Another consumer may be calling it: wait for its outcome.
-                Decision::InFlight => {
-                    self.deferred.push(Deferred {
-                        generation,
-                        request,
-                    });
-                    return;
-                }
-                // Nobody called it, or its caller died: written down (again, so that a
-                // third consumer takes it as in flight here), then called.
-                Decision::Pending | Decision::Call => {
-                    if let Err(e) = ledger.hand_off(&request) {
-                        // Still called: the committed offsets stay before the incident,
-                        // so a restart replays it and calls again under the same key.
-                        tracing::warn!(key, error = %e, "action hand-off not written to the ledger");
-                    }
-                }
+        let decision = match &self.ledger {
+            Some(ledger) if request.expect_status.is_none() => {
+                ledger.decide(&request.idempotency_key)
             }
-            self.calling.entry(key).or_default();
-        }
-        let key = tracked.then(|| request.idempotency_key.clone());
-        request.id = self.track(generation, request.id, key);
-        executor.submit(request);
+            _ => {
+                request.id = self.track(self.generation, request.id, None);
+                executor.submit(request);
+                return;
+            }
+        };
+        let asked = Asked {
+            generation: self.generation,
+            request,
+        };
+        self.settle(asked, decision, engine, executor);
     }
 
     /// Looks again at the actions waited for because another consumer may be calling
@@ -282,32 +257,47 @@ impl Handoff {
             })
             .collect();
         for (d, decision) in decided {
-            match decision {
-                Decision::InFlight => self.deferred.push(d),
-                Decision::Done(outcome) => {
-                    self.answered_from_ledger += 1;
-                    if d.generation == self.generation {
-                        engine.action_outcome(d.request.id, &outcome);
-                    }
-                }
-                Decision::Pending | Decision::Call => self.call_again(d, executor),
-            }
+            self.settle(d, decision, engine, executor);
         }
     }
 
-    /// Calls an action left pending by a caller taken to have died, under its key,
-    /// unless it is being called here.
-    fn call_again(&mut self, d: Deferred, executor: &Executor) {
-        let key = d.request.idempotency_key.clone();
-        if let Some(waiters) = self.calling.get_mut(&key) {
-            if d.generation == self.generation {
-                waiters.push((d.generation, d.request.id));
+    /// Acts on the ledger's `decision` for an action: answers it from there, joins the
+    /// call of it in flight here, waits for the consumer that may be calling it, or
+    /// calls it.
+    fn settle(&mut self, d: Asked, decision: Decision, engine: &mut Engine, executor: &Executor) {
+        let key = &d.request.idempotency_key;
+        match decision {
+            Decision::Done(outcome) => {
+                self.answered_from_ledger += 1;
+                if d.generation == self.generation {
+                    engine.action_outcome(d.request.id, &outcome);
+                }
             }
-            return;
+            // Being called here already: that call answers this request.
+            _ if self.calling.contains_key(key) => {
+                if let Some(waiters) = self.calling.get_mut(key) {
+                    if d.generation == self.generation {
+                        waiters.push((d.generation, d.request.id));
+                    }
+                }
+            }
+            Decision::InFlight => self.deferred.push(d),
+            Decision::Pending => {
+                tracing::info!(key, "calling again an action left pending");
+                self.call(d, executor);
+            }
+            Decision::Call => self.call(d, executor),
         }
-        tracing::info!(key, "calling again an action left pending");
+    }
+
+    /// Writes an action's hand-off (again, for one left pending: so that a third
+    /// consumer takes it as in flight here), then calls it under its key.
+    fn call(&mut self, d: Asked, executor: &Executor) {
+        let key = d.request.idempotency_key.clone();
         if let Some(ledger) = self.ledger.as_mut() {
             if let Err(e) = ledger.hand_off(&d.request) {
+                // Still called: the committed offsets stay before the incident, so a
+                // restart replays it and calls again under the same key.
                 tracing::warn!(key, error = %e, "action hand-off not written to the ledger");
             }
         }
