@@ -282,8 +282,8 @@ fn feed(
         let engine = &mut live.job.engine;
         let mut paused = false;
         let last_admitted = &mut live.last_admitted;
-        source.merge.release(now, flush, |record, _, position| {
-            engine.push_record(position.index(), record);
+        source.merge.release(now, flush, |record, stamp, position| {
+            engine.push_stamped(position.index(), record, stamp.map(EventTime::from_millis));
             let admitted = engine.admitted();
             if admitted.is_some() {
                 *last_admitted = now;

@@ -85,6 +85,7 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     lines: Counter,
     parsed: Counter,
+    transport_timed: Counter,
     skipped: Family<ReasonLabel, Counter>,
     transitions: Counter,
     actions: Counter,
@@ -143,6 +144,7 @@ impl Metrics {
             reloads: Family::default(),
             lines: Counter::default(),
             parsed: Counter::default(),
+            transport_timed: Counter::default(),
             skipped: Family::default(),
             transitions: Counter::default(),
             actions: Counter::default(),
@@ -213,6 +215,11 @@ impl Metrics {
             "logheal_lines_parsed",
             "Lines parsed into events",
             m.parsed.clone(),
+        );
+        r.register(
+            "logheal_lines_timed_by_kafka",
+            "Lines parsed into events that name no time, timed by their Kafka timestamp",
+            m.transport_timed.clone(),
         );
         r.register(
             "logheal_lines_skipped",
@@ -486,6 +493,8 @@ impl Metrics {
         let delta = |new: u64, old: u64| if new >= old { new - old } else { new };
         self.lines.inc_by(delta(now.lines, seen.lines));
         self.parsed.inc_by(delta(now.parsed, seen.parsed));
+        self.transport_timed
+            .inc_by(delta(now.transport_timed, seen.transport_timed));
         self.transitions
             .inc_by(delta(now.transitions, seen.transitions));
         self.actions.inc_by(delta(now.actions, seen.actions));

@@ -544,15 +544,17 @@ fn correlate(
             me.drained = false;
         }
         let now = Instant::now();
-        source.merge.release(now, false, |payload, _, position| {
-            engine.set_position(position.topic, position.partition, position.offset);
-            engine.push_record(position.index(), payload);
-            let admitted = engine.admitted();
-            if admitted.is_some() {
-                last_admitted = now;
-            }
-            (admitted, false)
-        });
+        source
+            .merge
+            .release(now, false, |payload, stamp, position| {
+                engine.set_position(position.topic, position.partition, position.offset);
+                engine.push_stamped(position.index(), payload, stamp.map(EventTime::from_millis));
+                let admitted = engine.admitted();
+                if admitted.is_some() {
+                    last_admitted = now;
+                }
+                (admitted, false)
+            });
         let idle = polled == Polled::Idle && source.merge.buffered_bytes() == 0;
         engine.set_wall_clock(wall_clock_now());
         if idle {

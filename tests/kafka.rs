@@ -795,6 +795,63 @@ fn malformed_records_are_counted_and_the_partition_goes_on() {
 }
 
 #[test]
+fn records_that_name_no_time_are_timed_by_their_kafka_timestamp() {
+    // As Fluentd's Kafka output writes by default (no time key): the scenario's records
+    // without their `ts`, stamped with it as the producer's timestamp. The job decides
+    // what a replay of the timed records decides, at the same event times, with the
+    // stages apart (the default) and in one engine (`--signals-topic off`).
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let records: Vec<(Option<String>, Vec<u8>, Option<i64>)> = lines
+        .iter()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis();
+            v.as_object_mut().unwrap().remove("ts");
+            let key = v["trace_id"].as_str().map(String::from);
+            (key, v.to_string().into_bytes(), Some(ts))
+        })
+        .collect();
+    let replay = broker::replay_dry(&lines);
+    let transitions = |records: &[Value]| -> BTreeSet<(String, String, String)> {
+        of_type(records, "transition")
+            .map(|t| {
+                let s = |k: &str| t[k].as_str().unwrap_or_default().to_string();
+                (s("incident"), s("to"), s("at"))
+            })
+            .collect()
+    };
+    for signals in [None, Some("off")] {
+        let topic = broker.topic("untimed", 4);
+        broker.produce_with(&topic, &records);
+        let server = Server::start(&[]);
+        let mut consumer = Consumer::new(&broker, &topic, &server)
+            .dry_run()
+            .until_end();
+        if let Some(signals) = signals {
+            consumer = consumer.signals(signals);
+        }
+        let run = consumer.run();
+        assert_eq!(run.lines_read(), lines.len() as u64, "{}", run.stderr);
+        let timed = format!("timed           {} records", lines.len());
+        assert!(
+            run.stderr.contains(&timed),
+            "no `{timed}` in {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("missing_timestamp"), "{}", run.stderr);
+        assert_eq!(
+            confirmed(&run.records),
+            ["inventory", "payment"].map(String::from).into()
+        );
+        assert_eq!(transitions(&run.records), transitions(&replay));
+        assert_eq!(action_keys(&run.records), action_keys(&replay));
+    }
+}
+
+#[test]
 fn rekey_routes_every_event_of_a_trace_to_one_partition() {
     let (broker, lines, raw, keyed) = unkeyed_scenario();
     let out = broker::logheal()

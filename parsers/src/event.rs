@@ -13,6 +13,11 @@ impl EventTime {
     /// The latest representable time.
     pub const MAX: EventTime = EventTime(i64::MAX);
 
+    /// Milliseconds since the epoch (a Kafka timestamp), saturating.
+    pub fn from_millis(millis: i64) -> Self {
+        EventTime(millis.saturating_mul(1_000_000))
+    }
+
     /// Nanoseconds since the epoch.
     pub fn nanos(self) -> i64 {
         self.0

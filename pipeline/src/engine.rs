@@ -446,6 +446,15 @@ impl Engine {
     /// Processes one record (without a line terminator) of `partition`: each partition,
     /// and each service within it, is a source of event time of its own.
     pub fn push_record(&mut self, partition: u32, line: &[u8]) {
+        self.push_stamped(partition, line, None);
+    }
+
+    /// [`push_record`](Self::push_record) for a record its transport stamped with a time
+    /// (a Kafka record's timestamp: when the shipper produced it, or when the broker
+    /// appended it): that time is the record's event time when the record names none,
+    /// as Fluentd's Kafka output writes by default and as an app's time-of-day header
+    /// without a date leaves it. Records that name their time keep it.
+    pub fn push_stamped(&mut self, partition: u32, line: &[u8], stamp: Option<EventTime>) {
         self.admitted = None;
         self.stats.lines += 1;
         self.stats.bytes += line.len() as u64 + 1;
@@ -468,26 +477,26 @@ impl Engine {
                 Ok(()) => {
                     self.stats.batched += batch.len() as u64;
                     for record in &batch {
-                        self.process(partition, record.as_bytes(), false);
+                        self.process(partition, record.as_bytes(), false, stamp);
                     }
                 }
                 Err(e) if json_batch => self.stats.skip(SkipReason::Parse(e)),
                 // Not protobuf after all: a line that starts with a newline byte.
-                Err(_) => self.process(partition, line, false),
+                Err(_) => self.process(partition, line, false, stamp),
             }
             self.batch = batch;
         } else {
-            self.process(partition, line, false);
+            self.process(partition, line, false, stamp);
         }
         // Records held for being far ahead of their peers, now admitted.
         while let Some(held) = self.clock.take_released() {
-            self.process(held.source.partition, &held.line, true);
+            self.process(held.source.partition, &held.line, true, Some(held.at));
         }
     }
 
     /// Parses and admits one line (`released`: it was held before), then mines,
-    /// selects and correlates it.
-    fn process(&mut self, partition: u32, line: &[u8], released: bool) {
+    /// selects and correlates it; `stamp` is its event time when it names none.
+    fn process(&mut self, partition: u32, line: &[u8], released: bool, stamp: Option<EventTime>) {
         let text = match std::str::from_utf8(line) {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => {
@@ -515,8 +524,15 @@ impl Engine {
             self.stats.continuations += 1;
             return;
         }
-        let Some(ts) = event.ts else {
-            return self.stats.skip(SkipReason::MissingTimestamp);
+        let ts = match (event.ts, stamp) {
+            (Some(ts), _) => ts,
+            (None, Some(stamp)) => {
+                if !released {
+                    self.stats.transport_timed += 1;
+                }
+                stamp
+            }
+            (None, None) => return self.stats.skip(SkipReason::MissingTimestamp),
         };
         let service = self
             .interner
@@ -866,7 +882,7 @@ impl Engine {
     pub fn advance_idle(&mut self, quiet: Duration) {
         self.clock.advance_idle(quiet);
         while let Some(held) = self.clock.take_released() {
-            self.process(held.source.partition, &held.line, true);
+            self.process(held.source.partition, &held.line, true, Some(held.at));
         }
         self.run_until(self.clock.time());
         self.expire_windows();
@@ -1565,7 +1581,7 @@ impl Engine {
         }
         self.clock.end_of_input();
         while let Some(held) = self.clock.take_released() {
-            self.process(held.source.partition, &held.line, true);
+            self.process(held.source.partition, &held.line, true, Some(held.at));
         }
         self.refit_families();
         if !self.selects_by_family() {
@@ -2483,6 +2499,41 @@ mod tests {
         for l in [line(1, root), line(2, "checkout"), line(3, "gateway")] {
             engine.push_line(l.as_bytes());
         }
+    }
+
+    #[test]
+    fn a_record_without_a_time_takes_its_transport_stamp_and_one_with_a_time_keeps_it() {
+        let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+        // As Fluentd's Kafka output writes by default: no time key, the app's line inside.
+        let untimed = |service: &str| {
+            format!(
+                r#"{{"log":"ERROR call failed trace_id=4bf92f3577b34da6a3ce929d0e0e4736 status=503","kubernetes":{{"labels":{{"app":"{service}"}}}}}}"#
+            )
+        };
+        let stamp = EventTime::from_millis(1_773_482_400_000); // 2026-03-14T10:00:00Z
+        engine.push_line(untimed("payment").as_bytes());
+        assert_eq!(engine.stats().skipped(SkipReason::MissingTimestamp), 1);
+        assert_eq!(engine.admitted(), None);
+        engine.push_stamped(0, untimed("payment").as_bytes(), Some(stamp));
+        assert_eq!(engine.admitted(), Some(stamp));
+        assert_eq!(engine.stats().transport_timed, 1);
+        let later = EventTime::from_millis(1_773_482_401_000);
+        engine.push_stamped(0, untimed("checkout").as_bytes(), Some(later));
+        assert_eq!(engine.admitted(), Some(later));
+        // Its own time wins over the stamp.
+        let own =
+            r#"{"ts":"2026-03-14T10:00:01.500Z","service":"gateway","level":"error","msg":"x"}"#;
+        engine.push_stamped(
+            0,
+            own.as_bytes(),
+            Some(later.plus(Duration::from_secs(3600))),
+        );
+        assert_eq!(
+            engine.admitted(),
+            Some(EventTime(later.nanos() + 500_000_000))
+        );
+        assert_eq!(engine.stats().transport_timed, 2);
+        assert_eq!(engine.stats().parsed, 4);
     }
 
     fn silence_of(matcher: &str) -> Silence {

@@ -68,6 +68,9 @@ pub struct Stats {
     /// Records taken out of batches (OTLP: one line, many records).
     pub batched: u64,
     pub parsed: u64,
+    /// Parsed records without a time of their own, timed by their transport's stamp
+    /// (a Kafka record's timestamp).
+    pub transport_timed: u64,
     /// Stack-trace lines counted with the record before them (not events of their own).
     pub continuations: u64,
     skipped: [u64; SkipReason::COUNT],
@@ -143,6 +146,7 @@ impl Stats {
         self.bytes += o.bytes;
         self.batched += o.batched;
         self.parsed += o.parsed;
+        self.transport_timed += o.transport_timed;
         self.continuations += o.continuations;
         for (a, b) in self.skipped.iter_mut().zip(o.skipped) {
             *a += b;
@@ -234,6 +238,7 @@ impl Stats {
             "bytes": self.bytes,
             "batched": self.batched,
             "parsed": self.parsed,
+            "transport_timed": self.transport_timed,
             "continuations": self.continuations,
             "skipped": skipped,
             "held": self.held,
@@ -281,6 +286,13 @@ impl fmt::Display for Stats {
             )?;
         }
         writeln!(f, "  parsed          {}", self.parsed)?;
+        if self.transport_timed > 0 {
+            writeln!(
+                f,
+                "  timed           {} records by their Kafka timestamp (they name no time)",
+                self.transport_timed
+            )?;
+        }
         if self.continuations > 0 {
             writeln!(
                 f,

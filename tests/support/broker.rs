@@ -228,6 +228,11 @@ impl Broker {
         self.produce(topic, lines.iter().map(|l| stamped(l, false)));
     }
 
+    /// Payloads with the keys and Kafka timestamps given.
+    pub fn produce_with(&self, topic: &str, records: &[(Option<String>, Vec<u8>, Option<i64>)]) {
+        self.produce(topic, records.iter().cloned());
+    }
+
     /// Arbitrary payloads, unkeyed and unstamped.
     pub fn produce_raw(&self, topic: &str, payloads: &[Vec<u8>]) {
         self.produce(topic, payloads.iter().map(|p| (None, p.clone(), None)));
