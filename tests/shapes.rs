@@ -117,6 +117,44 @@ fn spring_boot_3_lines_with_micrometer_ids() {
 }
 
 #[test]
+fn google_cloud_structured_logging() {
+    // Cloud Logging's special JSON fields: the trace as a resource name, the service in
+    // `serviceContext` (Error Reporting), the status in `httpRequest`.
+    let input = lines(scenario().into_iter().map(|r| {
+        json!({"timestamp": r["ts"], "severity": s(&r, "level").to_uppercase(),
+               "message": r["msg"], "serviceContext": {"service": r["service"], "version": "1"},
+               "httpRequest": {"requestMethod": r["method"], "status": r["status"]},
+               "logging.googleapis.com/trace":
+                   format!("projects/shop-prod/traces/{}", s(&r, "trace_id")),
+               "logging.googleapis.com/spanId": r["span_id"]})
+    }));
+    assert_eq!(confirmed(&input), EXPECTED);
+}
+
+#[test]
+fn journald_records_through_vector() {
+    // Vector's journald source: the journal's fields as they are (time in microseconds,
+    // the syslog priority as a string, the program as SYSLOG_IDENTIFIER), the app's text
+    // line in `message`.
+    let input = lines(scenario().into_iter().map(|r| {
+        let micros = chrono::DateTime::parse_from_rfc3339(s(&r, "ts"))
+            .unwrap()
+            .timestamp_micros();
+        let priority = if s(&r, "level") == "error" { "3" } else { "6" };
+        let line = format!(
+            "{} status: {} trace_id={}",
+            s(&r, "msg"),
+            r["status"],
+            s(&r, "trace_id")
+        );
+        json!({"message": line, "source_type": "journald", "host": "node-1",
+               "__REALTIME_TIMESTAMP": micros.to_string(), "PRIORITY": priority,
+               "SYSLOG_IDENTIFIER": r["service"], "_SYSTEMD_UNIT": format!("{}.service", s(&r, "service"))})
+    }));
+    assert_eq!(confirmed(&input), EXPECTED);
+}
+
+#[test]
 fn istio_sidecar_access_logs_correlate_by_request_id() {
     // The mesh's access lines only: the request id (propagated by the apps) ties the
     // hops together; there is no trace id.

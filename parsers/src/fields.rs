@@ -115,6 +115,10 @@ impl Default for FieldNames {
                 "timeUnixNano",
                 "start_time",
                 "asctime",
+                "Timestamp",
+                "time_iso8601",
+                "time_local",
+                "__REALTIME_TIMESTAMP",
             ]),
             level: strings(&[
                 "level",
@@ -128,6 +132,7 @@ impl Default for FieldNames {
                 "lvl",
                 "severity_number",
                 "severityNumber",
+                "PRIORITY",
             ]),
             service: strings(&[
                 "service",
@@ -137,6 +142,7 @@ impl Default for FieldNames {
                 "resources.service.name",
                 "otelServiceName",
                 "dd.service",
+                "serviceContext.service",
                 "kubernetes.labels.app.kubernetes.io/name",
                 "kubernetes.labels.app",
                 "kubernetes.labels.service.istio.io/canonical-name",
@@ -149,6 +155,7 @@ impl Default for FieldNames {
                 "kubernetes.labels.service_istio_io/canonical-name",
                 "kubernetes.deployment.name",
                 "k8s.deployment.name",
+                "SYSLOG_IDENTIFIER",
             ]),
             status: strings(&[
                 "status",
@@ -176,6 +183,7 @@ impl Default for FieldNames {
                 "x-b3-traceid",
                 "X-B3-TraceId",
                 "b3",
+                "logging.googleapis.com/trace",
             ]),
             span_id: strings(&[
                 "span_id",
@@ -185,6 +193,7 @@ impl Default for FieldNames {
                 "otelSpanID",
                 "dd.span_id",
                 "@sp",
+                "logging.googleapis.com/spanId",
             ]),
             parent_span_id: strings(&["parent_span_id", "parent.id", "parentSpanId", "parent_id"]),
             message: strings(&[

@@ -53,7 +53,9 @@ pub fn from_epoch_int(n: u64) -> Option<EventTime> {
 }
 
 /// Reads a timestamp string from a structured log: RFC 3339 (with `T` or a space, with or
-/// without a zone; no zone means UTC) or an epoch number written as a string.
+/// without a zone; no zone means UTC), an epoch number written as a string, Python's
+/// `2024-01-15 10:30:00,123` (a comma before the milliseconds) or the Common Log Format's
+/// `10/Oct/2000:13:55:36 -0700` (nginx's `$time_local` in a JSON access log).
 pub fn parse_timestamp(s: &str) -> Option<EventTime> {
     let s = s.trim();
     let first = *s.as_bytes().first()?;
@@ -63,10 +65,25 @@ pub fn parse_timestamp(s: &str) -> Option<EventTime> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return t.timestamp_nanos_opt().map(EventTime);
     }
-    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-        .ok()?;
-    naive.and_utc().timestamp_nanos_opt().map(EventTime)
+    let naive = |s: &str| {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
+            .ok()
+            .and_then(|t| t.and_utc().timestamp_nanos_opt())
+    };
+    if let Some(t) = naive(s) {
+        return Some(EventTime(t));
+    }
+    if s.contains(',') {
+        return naive(&s.replacen(',', ".", 1)).map(EventTime);
+    }
+    if s.contains('/') {
+        return chrono::DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .map(EventTime);
+    }
+    None
 }
 
 /// The current UTC year, which completes header dates that carry none.
@@ -187,7 +204,15 @@ mod tests {
         assert_eq!(parse_timestamp("2025-11-21T10:15:00.123"), want);
         assert_eq!(parse_timestamp("1763720100.123"), want);
         assert_eq!(parse_timestamp("1763720100123"), want);
+        // Python's asctime, and the Common Log Format (nginx `$time_local`).
+        assert_eq!(parse_timestamp("2025-11-21 10:15:00,123"), want);
+        assert_eq!(
+            parse_timestamp("21/Nov/2025:11:15:00 +0100"),
+            Some(EventTime(T0 * 1_000_000_000))
+        );
+        assert_eq!(parse_timestamp("21/Nov/2025:11:15:00"), None, "no zone");
         assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("a,b"), None);
         assert_eq!(parse_timestamp(""), None);
     }
 
