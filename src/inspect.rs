@@ -238,12 +238,14 @@ fn show(
     };
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     writeln!(out, "#{n} {kind} / payload {payload}")?;
-    writeln!(
-        out,
-        "  time     {}{}",
-        or_dash(e.ts.map(|t| t.to_rfc3339())),
-        from(Field::Ts)
-    )?;
+    match e.ts {
+        Some(t) => writeln!(out, "  time     {}{}", t.to_rfc3339(), from(Field::Ts))?,
+        // Skipped by replay; the live job on Kafka times it by the record's timestamp.
+        None => writeln!(
+            out,
+            "  time     - (none: skipped from files and stdin; on Kafka, the record's timestamp)"
+        )?,
+    }
     writeln!(
         out,
         "  service  {}{}",

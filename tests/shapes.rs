@@ -228,10 +228,12 @@ fn inspect_says_what_was_read_from_which_key_and_why_a_rule_did_not_select() {
         json!({"time": "2026-03-14T10:00:03.000Z", "log": "all good",
                "kubernetes": {"labels": {"app": "payment"}}}).to_string(),
         "just some words".to_string(),
+        // Fluentd's default: no time key.
+        json!({"log": "ERROR boom", "kubernetes": {"labels": {"app": "payment"}}}).to_string(),
     ]
     .join("\n");
     let mut child = receiver::logheal()
-        .args(["inspect", "--show", "3", "-"])
+        .args(["inspect", "--show", "4", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -248,8 +250,10 @@ fn inspect_says_what_was_read_from_which_key_and_why_a_rule_did_not_select() {
         "rule     cross-service-503: selected",
         "rule     cross-service-503: not selected (no status; the rule wants 503)",
         "#3 skipped: unrecognised_format",
-        "recognised in 3 records:",
-        "cross-service-503                    1   33.33 %",
+        "#4 json / payload app-header",
+        "time     - (none: skipped from files and stdin; on Kafka, the record's timestamp)",
+        "recognised in 4 records:",
+        "cross-service-503                    1   25.00 %",
     ] {
         assert!(text.contains(want), "{want:?} missing in:\n{text}");
     }
