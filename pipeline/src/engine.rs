@@ -2534,6 +2534,17 @@ mod tests {
         );
         assert_eq!(engine.stats().transport_timed, 2);
         assert_eq!(engine.stats().parsed, 4);
+        // Every record of an OTLP batch that names no time takes the message's stamp.
+        let batch = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"cart"}}]},"scopeLogs":[{"logRecords":[{"severityText":"ERROR","body":{"stringValue":"a"}},{"severityText":"ERROR","body":{"stringValue":"b"}},{"timeUnixNano":"1773482402500000000","body":{"stringValue":"c"}}]}]}]}"#;
+        let third = later.plus(Duration::from_secs(1));
+        engine.push_stamped(0, batch.as_bytes(), Some(third));
+        assert_eq!(engine.stats().batched, 3);
+        assert_eq!(engine.stats().parsed, 7);
+        assert_eq!(engine.stats().transport_timed, 4);
+        assert_eq!(
+            engine.admitted(),
+            Some(EventTime::from_millis(1_773_482_402_500))
+        );
     }
 
     fn silence_of(matcher: &str) -> Silence {
