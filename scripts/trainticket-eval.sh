@@ -3,7 +3,8 @@
 # stream, per fault window detected or not, seconds to CONFIRMED, top-3 root candidates,
 # log-visible or not (from the logs alone), and confirmations in the fault-free minute.
 # Options go to scripts/trainticket_eval.py: --shape vector|filebeat|otlp (rendered with
-# ../shared/tools/trainticket_shapes.py), --rules PATH, --markdown.
+# ../shared/tools/trainticket_shapes.py), --rules PATH, --markdown, --placements (each
+# log-visible window moved into a gap of its day, the day replayed again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${SHARED:-../shared}

@@ -2,7 +2,7 @@
 """Detection on the TrainTicket fault windows, as a job running all day would see them.
 
 trainticket_eval.py LOGHEAL DATA_DIR [--shape fluentbit|vector|filebeat|otlp] [--tools DIR]
-                    [--rules PATH] [--markdown]
+                    [--rules PATH] [--markdown] [--placements]
 
 Each day's windows are replayed as one stream, in time order (`zcat DAY*.jsonl.gz |
 logheal replay -`), with the built-in rules (or --rules). Per fault window it prints:
@@ -15,6 +15,10 @@ warn/error lines after the injection at least 3 per minute and more than twice i
 before the injection and in the fault-free minute. For a log-visible window it also gives
 the seconds from the first anomalous line (that service's first warn/error line after the
 injection) to the confirmation, the measure the detection target is stated in.
+
+--placements moves each log-visible fault window, alone, into a gap of its day (its own
+place left empty) and replays the day again: a proxy for fault windows this data set
+leaves out, put in their places, which the thresholds were never looked at against.
 """
 import collections
 import gzip
@@ -103,12 +107,156 @@ def visible(lines, inject, injected, nofault):
     return best
 
 
+def shifted_copy(path, delta, out_path):
+    """A Fluent Bit-shaped window file with its envelope times moved by `delta` seconds
+    (the app's own header carries only a time of day, which logheal does not use)."""
+    with gzip.open(path, "rt") as f, open(out_path, "w") as out:
+        for line in f:
+            r = json.loads(line)
+            t = ts(r["time"]) + delta
+            r["time"] = datetime.fromtimestamp(t, timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S.%f") + "Z"
+            r["@timestamp"] = r["@timestamp"] + delta
+            out.write(json.dumps(r) + "\n")
+
+
+def replay_day(logheal, paths, shape, tools, rules, config, shifts=None):
+    """`logheal replay` of `paths` as one stream, in the order given, rendered in `shape`;
+    `shifts` moves some of them in time (path: seconds). Its output records."""
+    shifts = shifts or {}
+    with tempfile.TemporaryDirectory() as tmp:
+        stream = os.path.join(tmp, "day.jsonl")
+        with open(stream, "wb") as out:
+            for path in paths:
+                if path in shifts:
+                    moved = os.path.join(tmp, "moved.jsonl")
+                    shifted_copy(path, shifts[path], moved)
+                    path = moved
+                if shape == "fluentbit":
+                    opener = gzip.open if path.endswith(".gz") else open
+                    with opener(path, "rb") as f:
+                        out.write(f.read())
+                else:
+                    shaped = os.path.join(tmp, "shaped.jsonl")
+                    subprocess.run(
+                        [sys.executable, os.path.join(tools, "trainticket_shapes.py"),
+                         shape, shaped, path], check=True, capture_output=True)
+                    with open(shaped, "rb") as f:
+                        out.write(f.read())
+        cmd = [logheal, "replay", "--output", "json", stream]
+        if rules:
+            cmd += ["--rules", rules]
+        if config:
+            cmd += ["--config", config]
+        run = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return [json.loads(l) for l in run.stdout.splitlines()]
+
+
+def confirmations(records):
+    confirmed = [r for r in records if r.get("type") == "transition" and r.get("to") == "CONFIRMED"]
+    for r in confirmed:
+        r["t"] = ts(r["at"])
+    return confirmed
+
+
+def judge(fault, lines, named, confirmed, nofault, delta=0.0):
+    """One fault window's row: `lines` as recorded, the window moved by `delta` seconds in
+    the stream that gave `confirmed`."""
+    inject = ts(fault["inject_time"])
+    start, end = lines[0][0], lines[-1][0]
+    # A window starts about a minute before its injection, and the logs show some
+    # faults' effects up to 70 s before the recorded injection time: a confirmation
+    # anywhere in the window counts (before the injection: negative seconds).
+    hits = sorted((r for r in confirmed if start + delta <= r["t"] <= end + delta),
+                  key=lambda r: r["t"])
+    seen = visible(lines, inject, fault["service"], nofault)
+    top = []
+    if hits:
+        first = hits[0]
+        top = [c["service"] for c in first.get("candidates", [])][:3] or \
+            [first.get("key", {}).get("root_service", "?")]
+    in_top = any(fault["service"] in c for c in top)
+    # The first anomalous line: the log-visible service's first warn/error line after
+    # the injection.
+    first_loud = min((t for (t, s, lvl, _) in lines
+                      if seen and s == seen[0] and lvl in LOUD and t >= inject),
+                     default=None)
+    return {
+        "window": fault["log"][:15], "service": fault["service"], "type": fault["type"],
+        "visible": seen is not None, "visible_by": seen[0] if seen else "",
+        "detected": bool(hits),
+        "seconds": round(hits[0]["t"] - delta - inject, 1) if hits else None,
+        "from_first": round(hits[0]["t"] - delta - first_loud, 1)
+        if hits and first_loud is not None else None,
+        "rule": hits[0]["rule"] if hits else "", "top3": top, "in_top3": in_top,
+        "pointed": in_the_logs(lines, named, inject, fault["service"]),
+    }
+
+
+def placements(logheal, data, files, windows, read, faults, nofault, nf, opts):
+    """Each log-visible fault window moved, alone, into the middle of a gap of its day
+    between two other windows (the first gap after it, else the last before it), its
+    original place left empty, and the day replayed: a proxy for other fault windows put
+    in the places this data set leaves out. Per placement: detected in the moved window
+    or not, seconds from its first anomalous line, top 3; and the confirmations inside
+    the fault-free minute over all placements."""
+    by_file = {f["log"] + ".gz": f for f in faults}
+    rows, false_alarms = [], 0
+    for f in files:
+        fault = by_file.get(f)
+        if fault is None:
+            continue
+        lines = windows[f]
+        if visible(lines, ts(fault["inject_time"]), fault["service"], nofault) is None:
+            continue
+        day = [g for g in files if g[:10] == f[:10]]
+        span = {g: (windows[g][0][0], windows[g][-1][0]) for g in day}
+        others = sorted((span[g] for g in day if g != f))
+        length = span[f][1] - span[f][0]
+        gaps = [(a[1], b[0]) for a, b in zip(others, others[1:]) if b[0] - a[1] > length + 120]
+        later = [g for g in gaps if g[0] >= span[f][1]]
+        earlier = [g for g in gaps if g[1] <= span[f][0]]
+        gap = later[0] if later else (earlier[-1] if earlier else None)
+        if gap is None:
+            continue
+        new_start = gap[0] + (gap[1] - gap[0] - length) / 2
+        delta = new_start - span[f][0]
+        order = sorted(day, key=lambda g: span[g][0] + (delta if g == f else 0))
+        paths = [os.path.join(data, g) for g in order]
+        records = replay_day(logheal, paths, *opts,
+                             shifts={os.path.join(data, f): delta})
+        confirmed = confirmations(records)
+        row = judge(fault, lines, read[f][1], confirmed, nofault, delta)
+        row["moved"] = round(delta / 60)
+        rows.append(row)
+        if f[:10] == nf_day(files):
+            false_alarms += sum(1 for r in confirmed if nf[0][0] <= r["t"] <= nf[-1][0])
+    for r in rows:
+        print("  ".join([r["window"], r["service"], r["type"], f"moved {r['moved']:+d} min",
+                         "detected" if r["detected"] else "missed",
+                         "" if r["from_first"] is None else f"{r['from_first']} s from the first anomalous line",
+                         ", ".join(r["top3"]), "in top 3" if r["in_top3"] else ""]))
+    det = [r for r in rows if r["detected"]]
+    prompt = [r for r in det if r["from_first"] is None or r["from_first"] <= 60]
+    print()
+    print(f"placements: {len(rows)} log-visible windows moved; detected {len(det)} of {len(rows)}"
+          f" ({100 * len(det) / max(len(rows), 1):.0f} %), {len(prompt)} within 60 s of the"
+          f" first anomalous line; injected service in the top 3:"
+          f" {len([r for r in det if r['in_top3']])} of {len(det)}")
+    print(f"confirmations in the fault-free minute over the placements of its day: {false_alarms}")
+
+
+def nf_day(files):
+    return next(f for f in files if "no-fault" in f)[:10]
+
+
 def main():
     logheal, data = sys.argv[1], sys.argv[2]
     shape = arg("--shape", "fluentbit")
     tools = arg("--tools", os.path.join(data, "..", "..", "tools"))
     rules = arg("--rules")
     config = arg("--config")
+    opts = (shape, tools, rules, config)
     faults = json.load(open(os.path.join(data, "faults.json")))
     files = sorted(f for f in os.listdir(data) if f.endswith(".jsonl.gz"))
     read = {f: read_window(os.path.join(data, f)) for f in files}
@@ -116,66 +264,16 @@ def main():
     nofault_file = next(f for f in files if "no-fault" in f)
     nf = windows[nofault_file]
     nofault = rates(nf, nf[0][0], nf[-1][0])
+    if "--placements" in sys.argv:
+        return placements(logheal, data, files, windows, read, faults, nofault, nf, opts)
     days = sorted({f[:10] for f in files})
     records = []
     for day in days:
         day_files = [os.path.join(data, f) for f in files if f.startswith(day)]
-        with tempfile.TemporaryDirectory() as tmp:
-            stream = os.path.join(tmp, "day.jsonl")
-            with open(stream, "wb") as out:
-                for path in day_files:
-                    if shape == "fluentbit":
-                        with gzip.open(path, "rb") as f:
-                            out.write(f.read())
-                    else:
-                        shaped = os.path.join(tmp, "shaped.jsonl")
-                        subprocess.run(
-                            [sys.executable, os.path.join(tools, "trainticket_shapes.py"),
-                             shape, shaped, path], check=True, capture_output=True)
-                        with open(shaped, "rb") as f:
-                            out.write(f.read())
-            cmd = [logheal, "replay", "--output", "json", stream]
-            if rules:
-                cmd += ["--rules", rules]
-            if config:
-                cmd += ["--config", config]
-            run = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        records += [json.loads(l) for l in run.stdout.splitlines()]
-    confirmed = [r for r in records if r.get("type") == "transition" and r.get("to") == "CONFIRMED"]
-    for r in confirmed:
-        r["t"] = ts(r["at"])
-    rows = []
-    for fault in faults:
-        f = fault["log"] + ".gz"
-        lines = windows[f]
-        inject = ts(fault["inject_time"])
-        start, end = lines[0][0], lines[-1][0]
-        # A window starts about a minute before its injection, and the logs show some
-        # faults' effects up to 70 s before the recorded injection time: a confirmation
-        # anywhere in the window counts (before the injection: negative seconds).
-        hits = sorted((r for r in confirmed if start <= r["t"] <= end), key=lambda r: r["t"])
-        seen = visible(lines, inject, fault["service"], nofault)
-        top = []
-        if hits:
-            first = hits[0]
-            top = [c["service"] for c in first.get("candidates", [])][:3] or \
-                [first.get("key", {}).get("root_service", "?")]
-        in_top = any(fault["service"] in c for c in [t for h in hits[:1] for t in top])
-        # The first anomalous line: the log-visible service's first warn/error line after
-        # the injection.
-        first_loud = min((t for (t, s, lvl, _) in lines
-                          if seen and s == seen[0] and lvl in LOUD and t >= inject),
-                         default=None)
-        rows.append({
-            "window": f[:15], "service": fault["service"], "type": fault["type"],
-            "visible": seen is not None, "visible_by": seen[0] if seen else "",
-            "detected": bool(hits),
-            "seconds": round(hits[0]["t"] - inject, 1) if hits else None,
-            "from_first": round(hits[0]["t"] - first_loud, 1)
-            if hits and first_loud is not None else None,
-            "rule": hits[0]["rule"] if hits else "", "top3": top, "in_top3": in_top,
-            "pointed": in_the_logs(lines, read[f][1], inject, fault["service"]),
-        })
+        records += replay_day(logheal, day_files, *opts)
+    confirmed = confirmations(records)
+    rows = [judge(fault, windows[fault["log"] + ".gz"], read[fault["log"] + ".gz"][1],
+                  confirmed, nofault) for fault in faults]
     nf_start, nf_end = nf[0][0], nf[-1][0]
     false_alarms = [r for r in confirmed if nf_start <= r["t"] <= nf_end]
     md = "--markdown" in sys.argv
