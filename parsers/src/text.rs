@@ -235,7 +235,7 @@ const MONTHS: [&[u8; 3]; 12] = [
 ];
 
 /// Common Log Format: `dd/Mon/yyyy:HH:MM:SS +zzzz`.
-fn clf(b: &[u8]) -> Option<EventTime> {
+pub(crate) fn clf(b: &[u8]) -> Option<EventTime> {
     if b.len() < 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
         return None;
     }

@@ -65,25 +65,18 @@ pub fn parse_timestamp(s: &str) -> Option<EventTime> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return t.timestamp_nanos_opt().map(EventTime);
     }
-    let naive = |s: &str| {
-        NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-            .ok()
-            .and_then(|t| t.and_utc().timestamp_nanos_opt())
-    };
-    if let Some(t) = naive(s) {
-        return Some(EventTime(t));
+    let naive = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"));
+    if let Ok(t) = naive {
+        return t.and_utc().timestamp_nanos_opt().map(EventTime);
     }
-    if s.contains(',') {
-        return naive(&s.replacen(',', ".", 1)).map(EventTime);
+    // The text headers' own readers: a comma before the fraction, and the CLF.
+    let b = s.as_bytes();
+    match crate::text::iso_prefix(b) {
+        Some((t, used)) if used == b.len() => Some(t),
+        _ if b.len() == 26 => crate::text::clf(b),
+        _ => None,
     }
-    if s.contains('/') {
-        return chrono::DateTime::parse_from_str(s, "%d/%b/%Y:%H:%M:%S %z")
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt())
-            .map(EventTime);
-    }
-    None
 }
 
 /// The current UTC year, which completes header dates that carry none.
