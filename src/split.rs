@@ -464,7 +464,7 @@ fn feed(live: &mut Live, source: &mut Source, flush: bool, lateness: Duration) -
                         );
                         continue;
                     };
-                    admitted = admitted.max(engine.push_wire(position.partition, &wire));
+                    admitted = admitted.max(engine.push_wire(position.partition, wire));
                 }
                 paused =
                     execute && admitted.is_some_and(|t| t < behind) && engine.awaiting_outcomes();

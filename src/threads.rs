@@ -111,7 +111,7 @@ fn decide(
     for message in rx {
         match message {
             Message::Wires(wires) => {
-                for wire in &wires {
+                for wire in wires {
                     decider.push_wire(0, wire);
                 }
                 out.emit(decider)?;

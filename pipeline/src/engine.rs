@@ -1295,21 +1295,21 @@ impl Engine {
     /// Decide stage: one message of the signals topic (read from its `partition`);
     /// the event time it stands for, or `None` for a repeat or a signal of a rule this
     /// decider does not run (counted).
-    pub fn push_wire(&mut self, partition: i32, wire: &Wire) -> Option<EventTime> {
+    pub fn push_wire(&mut self, partition: i32, wire: Wire) -> Option<EventTime> {
         match wire {
             Wire::Watermark(Watermark {
                 at,
                 partitions,
                 idle,
             }) => {
-                for (topic, p) in partitions {
-                    self.mark(partition, topic, *p, EventTime(*at));
+                for (topic, p) in &partitions {
+                    self.mark(partition, topic, *p, EventTime(at));
                 }
-                for (topic, p) in idle {
+                for (topic, p) in &idle {
                     self.with_mark(partition, topic, *p, |m| m.1 = true);
                 }
                 self.advance_decide();
-                Some(EventTime(*at))
+                Some(EventTime(at))
             }
             Wire::Signal(signal) => {
                 let o = &signal.origin;
@@ -1324,7 +1324,7 @@ impl Engine {
                 let stands = time.max(EventTime(signal.at));
                 let topic = self.shared_topic(&o.topic);
                 if (self.split.repeats)
-                    .check(partition, topic, signal, stands)
+                    .check(partition, topic, &signal, stands)
                     .is_err()
                 {
                     self.stats.signals_repeated += 1;
@@ -1336,7 +1336,7 @@ impl Engine {
                 self.mark(partition, &o.topic, o.partition, time);
                 self.split.arrivals += 1;
                 let order = (time, self.split.arrivals);
-                self.split.pending.insert(order, signal.clone());
+                self.split.pending.insert(order, signal);
                 if self.split.pending.len() > MAX_PENDING_SIGNALS {
                     if let Some((_, early)) = self.split.pending.pop_first() {
                         self.stats.signals_early += 1;

@@ -40,14 +40,14 @@ fn one_engine_over<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Record> 
 fn forward(correlate: &mut Engine, decide: &mut Engine) {
     for signal in correlate.take_signals() {
         let json = Wire::Signal(signal).to_json();
-        decide.push_wire(3, &serde_json::from_slice(&json).unwrap());
+        decide.push_wire(3, serde_json::from_slice(&json).unwrap());
     }
     let mark = Wire::Watermark(Watermark {
         at: correlate.time().nanos(),
         partitions: vec![("logs".into(), 0)],
         idle: vec![],
     });
-    decide.push_wire(3, &serde_json::from_slice(&mark.to_json()).unwrap());
+    decide.push_wire(3, serde_json::from_slice(&mark.to_json()).unwrap());
 }
 
 /// Replays through the two stages; with `repeat`, the correlator re-reads the lines
@@ -68,7 +68,7 @@ fn two_stages(repeat: Option<usize>) -> (Vec<Record>, u64) {
             read(&mut again, offset, line);
             for signal in again.take_signals() {
                 let json = Wire::Signal(signal).to_json();
-                decide.push_wire(3, &serde_json::from_slice(&json).unwrap());
+                decide.push_wire(3, serde_json::from_slice(&json).unwrap());
             }
         }
     }
@@ -133,7 +133,7 @@ fn a_decider_that_takes_over_drops_repeats_below_the_floor() {
         partitions: vec![("logs".into(), 0)],
         idle: vec![],
     });
-    first.push_wire(3, &serde_json::from_slice(&later.to_json()).unwrap());
+    first.push_wire(3, serde_json::from_slice(&later.to_json()).unwrap());
     let confirmed: Vec<Record> = first.take_records().collect();
     assert_eq!(confirmations(&confirmed), 1);
     // The incident closed, so the point is past it.
@@ -193,7 +193,7 @@ fn a_signal_stands_for_its_event_time_when_its_correlator_lags() {
     decide.set_inputs(vec![(topic, 0)]);
     let wire = serde_json::from_slice(&Wire::Signal(signal.clone()).to_json()).unwrap();
     assert_eq!(
-        decide.push_wire(3, &wire).map(|t| t.nanos()),
+        decide.push_wire(3, wire).map(|t| t.nanos()),
         Some(signal.at)
     );
 }
@@ -265,7 +265,7 @@ fn a_chain_from_before_the_restore_reopens_nothing() {
                 if signal.chain.is_some() {
                     last_chain = Some(signal.clone());
                 }
-                decide.push_wire(3, &Wire::Signal(signal));
+                decide.push_wire(3, Wire::Signal(signal));
             }
             forward(&mut correlate, &mut decide);
         }
@@ -290,7 +290,7 @@ fn a_chain_from_before_the_restore_reopens_nothing() {
             let at = nanos_of(restored_at["at"].as_str().unwrap()) + after;
             (chain.first, chain.last, late.at) = (at, at, at);
         }
-        decide.push_wire(3, &Wire::Signal(late));
+        decide.push_wire(3, Wire::Signal(late));
         forward(&mut correlate, &mut decide);
         let after: Vec<Record> = decide.take_records().collect();
         confirmations(&after)
