@@ -488,7 +488,12 @@ impl Engine {
         } else {
             self.process(partition, line, false, stamp);
         }
-        // Records held for being far ahead of their peers, now admitted.
+        self.process_released();
+    }
+
+    /// Processes the records held for being far ahead of their peers that the clock now
+    /// admits, at the time they were held with (their own, or their transport's stamp).
+    fn process_released(&mut self) {
         while let Some(held) = self.clock.take_released() {
             self.process(held.source.partition, &held.line, true, Some(held.at));
         }
@@ -881,9 +886,7 @@ impl Engine {
     /// a replay decides.
     pub fn advance_idle(&mut self, quiet: Duration) {
         self.clock.advance_idle(quiet);
-        while let Some(held) = self.clock.take_released() {
-            self.process(held.source.partition, &held.line, true, Some(held.at));
-        }
+        self.process_released();
         self.run_until(self.clock.time());
         self.expire_windows();
     }
@@ -1580,9 +1583,7 @@ impl Engine {
             self.deliver_wire(&signal);
         }
         self.clock.end_of_input();
-        while let Some(held) = self.clock.take_released() {
-            self.process(held.source.partition, &held.line, true, Some(held.at));
-        }
+        self.process_released();
         self.refit_families();
         if !self.selects_by_family() {
             self.fit_families();
