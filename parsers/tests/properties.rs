@@ -1,8 +1,44 @@
-//! Property tests: no input makes the parser panic, and what the JSON reader extracts
-//! round-trips through serialisation.
+//! Property tests: no input makes the parser panic, what the JSON reader extracts
+//! round-trips through serialisation, and the JSON reader accepts exactly what
+//! `serde_json` accepts (but for its documented leniencies).
 
-use logheal_parsers::{FieldNames, LineParser};
+use logheal_parsers::{FieldNames, LineParser, ParseError};
 use proptest::prelude::*;
+use serde_json::Value;
+
+/// Any JSON value: scalars of every kind (strings with any printable character, so with
+/// escapes once serialised), arrays and objects nested a few levels, keys that are and
+/// are not field candidates.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-1e300f64..1e300).prop_map(Value::from),
+        "\\PC{0,24}".prop_map(Value::from),
+    ];
+    let key = prop_oneof![
+        Just("msg".to_string()),
+        Just("service".to_string()),
+        Just("name".to_string()),
+        Just("trace_id".to_string()),
+        "\\PC{0,12}",
+    ];
+    leaf.prop_recursive(4, 32, 6, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map(key.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Whether the JSON reader refused `line` as malformed.
+fn malformed(line: &str) -> bool {
+    let mut p = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
+    matches!(p.parse(line), Err(ParseError::MalformedJson))
+}
 
 fn parsers() -> Vec<LineParser> {
     let names = FieldNames::default();
@@ -56,6 +92,77 @@ proptest! {
     }
 
     #[test]
+    fn the_fields_of_a_record_are_read_past_any_values_around_them(
+        before in any_json(),
+        after in any_json(),
+        msg in "\\PC{0,60}",
+        trace in "[0-9a-f]{32}",
+        ms in 1_000_000_000_000i64..4_000_000_000_000,
+        pretty in any::<bool>(),
+    ) {
+        // Values the reader skips (`x`, `y`) and one it descends into (`service`, whose
+        // `name` is a candidate) around the fields it must find.
+        let record = serde_json::json!({
+            "a": before.clone(), "ts": ms, "service": {"x": before, "name": "svc"},
+            "msg": msg, "z": after, "trace_id": trace,
+        });
+        let line = if pretty {
+            serde_json::to_string_pretty(&record).unwrap().replace('\n', " ")
+        } else {
+            record.to_string()
+        };
+        let mut p = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
+        let e = p.parse(&line).unwrap();
+        prop_assert_eq!(e.ts.unwrap().nanos(), ms * 1_000_000);
+        prop_assert_eq!(e.message.as_ref(), msg.as_str());
+        prop_assert_eq!(e.trace_id.as_deref(), Some(trace.as_str()));
+        prop_assert_eq!(e.service.as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn json_is_malformed_exactly_when_serde_json_says_so(
+        value in any_json(),
+        edits in proptest::collection::vec(
+            (0u8..3, any::<proptest::sample::Index>(), proptest::sample::select(
+                br#"{}[]":,0123456789.-+eE\u atfn"#.to_vec())),
+            0..3),
+        wrap in 0usize..4,
+    ) {
+        // A valid value, a few bytes deleted, inserted or replaced (ASCII only, so the
+        // line stays text): as the whole line, as a skipped value, as a field's value, as
+        // the value of a key the reader descends into.
+        let mut text = value.to_string().into_bytes();
+        for (op, at, byte) in edits {
+            let i = at.index(text.len() + 1);
+            match op {
+                0 if i < text.len() && text[i].is_ascii() => { text.remove(i); }
+                1 => text.insert(i, byte),
+                2 if i < text.len() && text[i].is_ascii() => text[i] = byte,
+                _ => {}
+            }
+        }
+        let Ok(text) = String::from_utf8(text) else { return Ok(()) };
+        let line = match wrap {
+            0 => text,
+            1 => format!(r#"{{"a":{text}}}"#),
+            2 => format!(r#"{{"msg":{text},"ts":1}}"#),
+            _ => format!(r#"{{"service":{text}}}"#),
+        };
+        let reference = serde_json::from_str::<Value>(line.trim());
+        // Not compared: lines that are no JSON object (read as text, not as JSON), and
+        // the reader's leniencies (an escaped lone surrogate reads as U+FFFD, a number
+        // beyond f64's range as infinite).
+        let object = line.trim_start().starts_with('{');
+        let lenient = reference.as_ref().is_err_and(|e| {
+            let e = e.to_string();
+            e.contains("surrogate") || e.contains("code point") || e.contains("out of range")
+        });
+        if object && !lenient && !line.trim().is_empty() {
+            prop_assert_eq!(malformed(&line), reference.is_err(), "{}", line);
+        }
+    }
+
+    #[test]
     fn logfmt_quoted_values_round_trip(value in "[ -~]{0,40}") {
         let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
         let line = format!(r#"ts=1 service=s msg="{escaped}""#);
@@ -79,5 +186,75 @@ proptest! {
         let _ = p.parse(&line);
         let envelope = serde_json::json!({"time": "2026-03-14T10:00:00Z", "log": line}).to_string();
         prop_assert!(p.parse(&envelope).is_ok());
+    }
+}
+
+#[test]
+fn json_grammar_edge_cases_are_judged_as_serde_json_judges_them() {
+    let values = [
+        "{}",
+        "[]",
+        "{,}",
+        "[,]",
+        r#"{"k":1,}"#,
+        "[1,]",
+        "[1,,2]",
+        r#"{"k"}"#,
+        r#"{"k":}"#,
+        r#"{"k" 1}"#,
+        r#"{1:2}"#,
+        r#"{"k":1 "j":2}"#,
+        "[1 2]",
+        "[}",
+        "{]",
+        "[[[]]]",
+        "[[[]]",
+        "00",
+        "01",
+        "-",
+        "-0",
+        "-01",
+        "1.",
+        ".5",
+        "1.e3",
+        "1e",
+        "1e+",
+        "1E-2",
+        "+1",
+        "0x10",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "true",
+        "tru",
+        "truee",
+        "nul",
+        "null",
+        "falsey",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"\\u12g4\"",
+        "\"\\ud83d\\ude00\"",
+        "\"a\\\"b\"",
+        "\"\\\\\"",
+        "\"",
+        "\"\\\"",
+        r#"{"a":{"b":{"c":[1,{"d":null}]}}}"#,
+        " [ 1 , { \"k\" : [ ] } ] ",
+    ];
+    for value in values {
+        for line in [
+            value.to_string(),
+            format!(r#"{{"a":{value}}}"#),
+            format!(r#"{{"msg":{value},"ts":1}}"#),
+            format!(r#"{{"service":{value}}}"#),
+        ] {
+            if !line.starts_with('{') {
+                continue;
+            }
+            let reference = serde_json::from_str::<Value>(&line).is_err();
+            assert_eq!(malformed(&line), reference, "{line}");
+        }
     }
 }
