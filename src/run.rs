@@ -643,7 +643,7 @@ fn spawn_reader(inputs: Vec<PathBuf>, tx: mpsc::SyncSender<Message>) {
                         path.display()
                     ))),
                 };
-                let drained = reader.get_ref().buffer().is_empty();
+                let drained = reader.is_drained();
                 if !batch.is_empty() && (message.is_some() || drained || batch.len() >= BATCH_BYTES)
                 {
                     let full =

@@ -1,7 +1,8 @@
 //! Line reading with a length cap: a line longer than the cap is skipped (and reported
-//! with its length) without ever being held in memory whole.
+//! with its length) without ever being held in memory whole. A line that lies whole in
+//! the reader's buffer is lent from it, not copied.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, BufReader, Read};
 
 /// One line from [`LineReader::next_line`].
 #[derive(Debug, PartialEq, Eq)]
@@ -15,7 +16,10 @@ pub enum Line<'a> {
 pub struct LineReader<R> {
     inner: R,
     max: usize,
+    /// A line gathered across buffer refills.
     buf: Vec<u8>,
+    /// Bytes of `inner`'s buffer lent out as the last line, consumed at the next call.
+    lent: usize,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -24,16 +28,26 @@ impl<R: BufRead> LineReader<R> {
             inner,
             max,
             buf: Vec::new(),
+            lent: 0,
         }
-    }
-
-    /// The underlying reader (to ask a `BufReader` whether more is buffered).
-    pub fn get_ref(&self) -> &R {
-        &self.inner
     }
 
     /// The next line, `None` at the end of input.
     pub fn next_line(&mut self) -> Option<io::Result<Line<'_>>> {
+        self.inner.consume(std::mem::take(&mut self.lent));
+        // The common case: the line ends inside the buffer. Asking for the buffer again
+        // reads nothing (it is not empty), and lends the line from it.
+        let whole = match self.inner.fill_buf() {
+            Ok(chunk) => memchr::memchr(b'\n', chunk).filter(|&i| i <= self.max + 1),
+            Err(_) => None,
+        };
+        if let Some(end) = whole {
+            self.lent = end + 1;
+            return match self.inner.fill_buf() {
+                Ok(chunk) => Some(Ok(capped(strip(&chunk[..=end]), self.max))),
+                Err(e) => Some(Err(e)),
+            };
+        }
         self.buf.clear();
         let mut total = 0usize;
         let mut any = false;
@@ -68,18 +82,29 @@ impl<R: BufRead> LineReader<R> {
         if total > self.max + 2 {
             return Some(Ok(Line::TooLong(total - usize::from(terminated))));
         }
-        let mut line = &self.buf[..];
-        if let Some(rest) = line.strip_suffix(b"\n") {
-            line = rest;
-        }
-        if let Some(rest) = line.strip_suffix(b"\r") {
-            line = rest;
-        }
-        if line.len() > self.max {
-            return Some(Ok(Line::TooLong(line.len())));
-        }
-        Some(Ok(Line::Full(line)))
+        Some(Ok(capped(strip(&self.buf), self.max)))
     }
+}
+
+impl<T: Read> LineReader<BufReader<T>> {
+    /// Whether the buffer holds nothing past the last line (the next call would read).
+    pub fn is_drained(&self) -> bool {
+        self.inner.buffer().len() <= self.lent
+    }
+}
+
+fn capped(line: &[u8], max: usize) -> Line<'_> {
+    if line.len() > max {
+        Line::TooLong(line.len())
+    } else {
+        Line::Full(line)
+    }
+}
+
+/// `line` without its terminator (`\n` or `\r\n`).
+fn strip(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 #[cfg(test)]
@@ -117,5 +142,27 @@ mod tests {
         assert_eq!(r.next_line().unwrap().unwrap(), Line::TooLong(10 << 20));
         assert!(r.buf.capacity() <= (1 << 20) + 64 * 1024);
         assert_eq!(r.next_line().unwrap().unwrap(), Line::Full(b"next"));
+    }
+
+    #[test]
+    fn lines_lent_from_the_buffer_and_gathered_across_refills_read_alike() {
+        let input = b"one\r\ntwo\n\nthree is longer than the buffer\nfour";
+        for capacity in [2, 5, 8, 64, 1 << 10] {
+            let mut r = LineReader::new(io::BufReader::with_capacity(capacity, &input[..]), 20);
+            let mut seen = Vec::new();
+            while let Some(l) = r.next_line() {
+                seen.push(match l.unwrap() {
+                    Line::Full(b) => String::from_utf8_lossy(b).into_owned(),
+                    Line::TooLong(n) => format!("<{n}>"),
+                });
+            }
+            assert_eq!(seen, ["one", "two", "", "<31>", "four"], "{capacity}");
+            assert!(r.is_drained());
+        }
+        let mut r = LineReader::new(io::BufReader::new(&b"a\nb\n"[..]), 20);
+        r.next_line();
+        assert!(!r.is_drained(), "the second line is buffered");
+        r.next_line();
+        assert!(r.is_drained());
     }
 }
