@@ -62,6 +62,15 @@ pub fn parse_timestamp(s: &str) -> Option<EventTime> {
     if first.is_ascii_digit() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return from_epoch_decimal(s);
     }
+    // RFC 3339 and its relatives (a space for the `T`, a comma before the fraction, no
+    // zone for UTC) by the text headers' own reader, which is several times cheaper than
+    // chrono's; then what only chrono reads, and the CLF.
+    let b = s.as_bytes();
+    if let Some((t, used)) = crate::text::iso_prefix(b) {
+        if used == b.len() {
+            return Some(t);
+        }
+    }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return t.timestamp_nanos_opt().map(EventTime);
     }
@@ -70,13 +79,10 @@ pub fn parse_timestamp(s: &str) -> Option<EventTime> {
     if let Ok(t) = naive {
         return t.and_utc().timestamp_nanos_opt().map(EventTime);
     }
-    // The text headers' own readers: a comma before the fraction, and the CLF.
-    let b = s.as_bytes();
-    match crate::text::iso_prefix(b) {
-        Some((t, used)) if used == b.len() => Some(t),
-        _ if b.len() == 26 => crate::text::clf(b),
-        _ => None,
+    if b.len() == 26 {
+        return crate::text::clf(b);
     }
+    None
 }
 
 /// The current UTC year, which completes header dates that carry none.
@@ -171,6 +177,36 @@ mod tests {
     use super::*;
 
     const T0: i64 = 1_763_720_100; // 2025-11-21T10:15:00Z
+
+    #[test]
+    fn rfc3339_times_read_as_chrono_reads_them() {
+        for s in [
+            "2026-03-14T10:00:00Z",
+            "2026-03-14T10:00:00.003Z",
+            "2026-03-14T10:00:00.123456789Z",
+            "2026-03-14T23:59:59.5+05:30",
+            "2026-03-14T00:00:00-08:00",
+            "2024-02-29T12:00:00Z",
+            "1999-12-31T23:59:59.999999Z",
+            "2026-03-14 10:00:00Z",
+            "2026-03-14t10:00:00z",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_nanos_opt()
+                .map(EventTime);
+            assert_eq!(parse_timestamp(s), chrono, "{s}");
+        }
+        for s in [
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-03-14T24:00:00Z",
+            "2026-03-14T10:00:00+5",
+        ] {
+            assert_eq!(parse_timestamp(s), None, "{s}");
+        }
+    }
 
     #[test]
     fn epoch_units_by_magnitude() {
