@@ -337,24 +337,17 @@ impl<'a> Scan<'a> {
             // A value starts here.
             self.space();
             match self.peek().ok_or(MALFORMED)? {
-                b'{' => {
+                opening @ (b'{' | b'[') => {
+                    let object = opening == b'{';
                     self.at += 1;
                     self.space();
-                    if self.peek() == Some(b'}') {
+                    if self.peek() == Some(if object { b'}' } else { b']' }) {
                         self.at += 1;
                     } else {
-                        open.push(true);
-                        self.member_key()?;
-                        continue;
-                    }
-                }
-                b'[' => {
-                    self.at += 1;
-                    self.space();
-                    if self.peek() == Some(b']') {
-                        self.at += 1;
-                    } else {
-                        open.push(false);
+                        open.push(object);
+                        if object {
+                            self.member_key()?;
+                        }
                         continue;
                     }
                 }
