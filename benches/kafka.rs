@@ -6,7 +6,9 @@
 //!
 //! `scripts/kafka-bench.sh` starts a broker and runs it; or set LOGHEAL_TEST_BROKERS and
 //! run `cargo bench --bench kafka`. Each side runs ROUNDS times, alternating, with a
-//! fresh consumer group; the medians and their ratio are printed.
+//! fresh consumer group; the medians and their ratio are printed. With
+//! LOGHEAL_BENCH_PRODUCE_ONLY set it only writes the topic and prints its name, for
+//! timing `logheal run` against it by hand.
 
 mod common;
 use common::{corpus, median};
@@ -190,6 +192,11 @@ fn main() {
     let buf = corpus();
     let started = Instant::now();
     let n = produce(&brokers, &topic, &buf);
+    if std::env::var_os("LOGHEAL_BENCH_PRODUCE_ONLY").is_some() {
+        // For A/B runs of the binary by hand against one topic (the broker stays up).
+        println!("{topic}");
+        return;
+    }
     let expected = replay_chains(&buf);
     assert!(n >= 1_000_000, "{n} records");
     eprintln!(
