@@ -8,8 +8,8 @@
 //! grammar is JSON's (RFC 8259), with three leniencies that keep log records instead of
 //! skipping them: raw control characters inside strings are taken as they are, an
 //! escaped lone surrogate (`"\ud800"`) reads as U+FFFD, and a number beyond `f64`'s
-//! range (`1e999`) as infinite. Nesting is unbounded and costs no
-//! stack: skipped containers are walked with an explicit stack.
+//! range (`1e999`) as infinite. Nesting is unbounded and costs no stack: skipped
+//! containers are walked with an explicit one.
 
 use crate::fields::{FieldIndex, PathEntry};
 use crate::record::{Raw, RawRecord};
@@ -42,8 +42,8 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 const MALFORMED: ParseError = ParseError::MalformedJson;
 
-/// A cursor over one line. Invariant: `at` only ever rests on an ASCII byte or the end,
-/// so `text[a..b]` between two rest points is on char boundaries.
+/// A cursor over one line. Invariant: every slice taken of `text` starts and ends next to
+/// an ASCII byte (a quote, an escape, a digit), so it falls on char boundaries.
 struct Scan<'a> {
     text: &'a str,
     bytes: &'a [u8],
