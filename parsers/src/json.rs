@@ -24,15 +24,11 @@ pub(crate) fn read<'a>(
     record: &mut RawRecord<'a>,
 ) -> Result<()> {
     path.clear();
-    let mut scan = Scan {
-        text: line,
-        bytes: line.as_bytes(),
-        at: 0,
-    };
+    let mut scan = Scan { text: line, at: 0 };
     scan.space();
     scan.object(index, path, record)?;
     scan.space();
-    if scan.at != scan.bytes.len() {
+    if scan.at != line.len() {
         return Err(ParseError::MalformedJson);
     }
     Ok(())
@@ -46,14 +42,18 @@ const MALFORMED: ParseError = ParseError::MalformedJson;
 /// an ASCII byte (a quote, an escape, a digit), so it falls on char boundaries.
 struct Scan<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Scan<'a> {
     #[inline]
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    #[inline]
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     #[inline]
@@ -160,7 +160,7 @@ impl<'a> Scan<'a> {
     }
 
     fn literal(&mut self, word: &[u8]) -> Result<()> {
-        if self.bytes[self.at..].starts_with(word) {
+        if self.bytes()[self.at..].starts_with(word) {
             self.at += word.len();
             Ok(())
         } else {
@@ -235,8 +235,8 @@ impl<'a> Scan<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.at;
-        let stop = quote_or_escape(self.bytes, start)?;
-        if self.bytes[stop] == b'"' {
+        let stop = quote_or_escape(self.bytes(), start)?;
+        if self.bytes()[stop] == b'"' {
             self.at = stop + 1;
             return Ok(Cow::Borrowed(&self.text[start..stop]));
         }
@@ -261,10 +261,10 @@ impl<'a> Scan<'a> {
                 _ => return Err(MALFORMED),
             }
             let from = self.at;
-            let stop = quote_or_escape(self.bytes, from)?;
+            let stop = quote_or_escape(self.bytes(), from)?;
             owned.push_str(&self.text[from..stop]);
             self.at = stop;
-            if self.bytes[stop] == b'"' {
+            if self.bytes()[stop] == b'"' {
                 self.at += 1;
                 return Ok(Cow::Owned(owned));
             }
@@ -278,7 +278,7 @@ impl<'a> Scan<'a> {
         if !(0xD800..0xDC00).contains(&high) {
             return Ok(char::from_u32(u32::from(high)).unwrap_or('\u{FFFD}'));
         }
-        if self.bytes[self.at..].starts_with(b"\\u") {
+        if self.bytes()[self.at..].starts_with(b"\\u") {
             let back = self.at;
             self.at += 2;
             let low = self.hex4()?;
@@ -293,7 +293,7 @@ impl<'a> Scan<'a> {
     }
 
     fn hex4(&mut self) -> Result<u16> {
-        let digits = self.bytes.get(self.at..self.at + 4).ok_or(MALFORMED)?;
+        let digits = self.bytes().get(self.at..self.at + 4).ok_or(MALFORMED)?;
         let mut value = 0u16;
         for &d in digits {
             let v = match d {
@@ -313,8 +313,8 @@ impl<'a> Scan<'a> {
         self.eat(b'"')?;
         loop {
             let from = self.at;
-            let stop = quote_or_escape(self.bytes, from)?;
-            if self.bytes[stop] == b'"' {
+            let stop = quote_or_escape(self.bytes(), from)?;
+            if self.bytes()[stop] == b'"' {
                 self.at = stop + 1;
                 return Ok(());
             }
