@@ -172,9 +172,9 @@ impl<'a> Scan<'a> {
     /// while it fits, anything else as `F64` (out of its range: infinite).
     fn number(&mut self) -> Result<Raw<'a>> {
         let start = self.at;
-        let shape = self.skip_number()?;
+        let integer = self.skip_number()?;
         let text = &self.text[start..self.at];
-        if shape.integer {
+        if integer {
             let (negative, digits) = match text.strip_prefix('-') {
                 Some(digits) => (true, digits),
                 None => (false, text),
@@ -191,8 +191,9 @@ impl<'a> Scan<'a> {
         text.parse::<f64>().map(Raw::F64).map_err(|_| MALFORMED)
     }
 
-    /// Skips a number, checking its grammar.
-    fn skip_number(&mut self) -> Result<NumberShape> {
+    /// Skips a number, checking its grammar: whether it is an integer (no fraction, no
+    /// exponent).
+    fn skip_number(&mut self) -> Result<bool> {
         if self.peek() == Some(b'-') {
             self.at += 1;
         }
@@ -215,7 +216,7 @@ impl<'a> Scan<'a> {
             self.digits()?;
             integer = false;
         }
-        Ok(NumberShape { integer })
+        Ok(integer)
     }
 
     /// One or more decimal digits.
@@ -244,22 +245,7 @@ impl<'a> Scan<'a> {
         owned.push_str(&self.text[start..stop]);
         self.at = stop;
         loop {
-            // At a backslash.
-            self.at += 1;
-            let escaped = self.peek().ok_or(MALFORMED)?;
-            self.at += 1;
-            match escaped {
-                b'"' => owned.push('"'),
-                b'\\' => owned.push('\\'),
-                b'/' => owned.push('/'),
-                b'b' => owned.push('\u{8}'),
-                b'f' => owned.push('\u{c}'),
-                b'n' => owned.push('\n'),
-                b'r' => owned.push('\r'),
-                b't' => owned.push('\t'),
-                b'u' => owned.push(self.unicode_escape()?),
-                _ => return Err(MALFORMED),
-            }
+            owned.push(self.escape()?);
             let from = self.at;
             let stop = quote_or_escape(self.bytes(), from)?;
             owned.push_str(&self.text[from..stop]);
@@ -269,6 +255,24 @@ impl<'a> Scan<'a> {
                 return Ok(Cow::Owned(owned));
             }
         }
+    }
+
+    /// The character of the escape at `at` (its backslash), which it moves past.
+    fn escape(&mut self) -> Result<char> {
+        let escaped = self.bytes().get(self.at + 1).copied().ok_or(MALFORMED)?;
+        self.at += 2;
+        Ok(match escaped {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => self.unicode_escape()?,
+            _ => return Err(MALFORMED),
+        })
     }
 
     /// The character of a `\uXXXX` escape whose `\u` was just read, with the low half of
@@ -308,7 +312,7 @@ impl<'a> Scan<'a> {
         Ok(value)
     }
 
-    /// Skips a string at `at` (its opening quote), checking its escapes' shape.
+    /// Skips a string at `at` (its opening quote), checking its escapes.
     fn skip_string(&mut self) -> Result<()> {
         self.eat(b'"')?;
         loop {
@@ -318,15 +322,8 @@ impl<'a> Scan<'a> {
                 self.at = stop + 1;
                 return Ok(());
             }
-            self.at = stop + 1;
-            match self.peek().ok_or(MALFORMED)? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
-                b'u' => {
-                    self.at += 1;
-                    self.hex4()?;
-                }
-                _ => return Err(MALFORMED),
-            }
+            self.at = stop;
+            self.escape()?;
         }
     }
 
@@ -422,12 +419,6 @@ fn quote_or_escape(bytes: &[u8], from: usize) -> Result<usize> {
     memchr::memchr2(b'"', b'\\', &bytes[at..])
         .map(|i| at + i)
         .ok_or(MALFORMED)
-}
-
-/// What reading a number's digits found out.
-struct NumberShape {
-    /// No fraction, no exponent.
-    integer: bool,
 }
 
 /// The containers a skipped value is inside: `true` for an object, `false` for an array.
