@@ -34,6 +34,17 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
+/// `value` where the reader meets values: as the whole line, as a value it skips, as a
+/// field's value, as the value of a key it descends into.
+fn placed(value: &str) -> Vec<String> {
+    vec![
+        value.to_string(),
+        format!(r#"{{"a":{value}}}"#),
+        format!(r#"{{"msg":{value},"ts":1}}"#),
+        format!(r#"{{"service":{value}}}"#),
+    ]
+}
+
 /// Whether the JSON reader refused `line` as malformed.
 fn malformed(line: &str) -> bool {
     let mut p = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
@@ -129,8 +140,7 @@ proptest! {
         wrap in 0usize..4,
     ) {
         // A valid value, a few bytes deleted, inserted or replaced (ASCII only, so the
-        // line stays text): as the whole line, as a skipped value, as a field's value, as
-        // the value of a key the reader descends into.
+        // line stays text), `placed` where the reader meets values.
         let mut text = value.to_string().into_bytes();
         for (op, at, byte) in edits {
             let i = at.index(text.len() + 1);
@@ -142,12 +152,7 @@ proptest! {
             }
         }
         let Ok(text) = String::from_utf8(text) else { return Ok(()) };
-        let line = match wrap {
-            0 => text,
-            1 => format!(r#"{{"a":{text}}}"#),
-            2 => format!(r#"{{"msg":{text},"ts":1}}"#),
-            _ => format!(r#"{{"service":{text}}}"#),
-        };
+        let line = placed(&text).swap_remove(wrap);
         let reference = serde_json::from_str::<Value>(line.trim());
         // Not compared: lines that are no JSON object (read as text, not as JSON), and
         // the reader's leniencies (an escaped lone surrogate reads as U+FFFD, a number
@@ -244,12 +249,7 @@ fn json_grammar_edge_cases_are_judged_as_serde_json_judges_them() {
         " [ 1 , { \"k\" : [ ] } ] ",
     ];
     for value in values {
-        for line in [
-            value.to_string(),
-            format!(r#"{{"a":{value}}}"#),
-            format!(r#"{{"msg":{value},"ts":1}}"#),
-            format!(r#"{{"service":{value}}}"#),
-        ] {
+        for line in placed(value) {
             if !line.starts_with('{') {
                 continue;
             }
