@@ -183,10 +183,19 @@ pub fn run(
         kafka.correlate_threads.max(1)
     };
     let shared = Arc::new(Shared::new(threads));
-    // Each correlator is a consumer of the group of its own (Kafka assigns each a share
-    // of the input partitions), with its own miner and windows, on a thread of its own.
-    let correlators: Vec<_> = (0..threads)
-        .map(|worker| {
+    // One consumer of the group whose partitions are dealt out to the correlate threads
+    // (its partition queues), each with its own miner and windows: the group sees one
+    // member however many threads there are.
+    let sources = if threads == 0 {
+        Vec::new()
+    } else {
+        Source::subscribe_workers(kafka, threads)
+            .map_err(logheal_kafka::doing("cannot join the consumer group"))?
+    };
+    let correlators: Vec<_> = sources
+        .into_iter()
+        .map(|mut source| {
+            let worker = source.worker();
             let config = EngineConfig {
                 stage: Stage::Correlate,
                 execute: false,
@@ -207,11 +216,15 @@ pub fn run(
             std::thread::Builder::new()
                 .name(format!("correlate-{worker}"))
                 .spawn(move || {
-                    let result = correlate(&job, &stop, &shared, &rx).map_err(|e| format!("{e:#}"));
+                    let result = correlate(&job, &mut source, &stop, &shared, &rx)
+                        .map_err(|e| format!("{e:#}"));
                     if let Err(e) = &result {
                         tracing::error!(error = e, "correlation stopped");
+                        // The others stop too (and leave the group together).
+                        stop.store(true, Ordering::Relaxed);
                     }
                     shared.worker(worker).ended = Some(result);
+                    source.close();
                 })
                 .expect("a thread")
         })
@@ -494,6 +507,7 @@ struct Correlation {
 /// `reloads` (validated by the job's loop first).
 fn correlate(
     job: &Correlation,
+    source: &mut Source,
     stop: &AtomicBool,
     shared: &Shared,
     reloads: &std::sync::mpsc::Receiver<logheal_rules::RuleSet>,
@@ -510,9 +524,7 @@ fn correlate(
     let rules = load_rules(rules)?;
     let mut engine = Engine::new(rules, config)?;
     let mut publisher = Publisher::open(kafka, topic)?;
-    let mut source =
-        Source::subscribe(kafka).map_err(logheal_kafka::doing("cannot join the consumer group"))?;
-    tracing::info!(topics = ?kafka.topics, group = kafka.group, signals = topic, "correlating");
+    tracing::info!(topics = ?kafka.topics, group = kafka.group, signals = topic, worker, "correlating");
     let mut last_admitted = Instant::now();
     let mut next_mark = Instant::now();
     let mut next_commit = Instant::now() + COMMIT_EVERY;
@@ -564,7 +576,7 @@ fn correlate(
         publish(&mut engine, &mut publisher)?;
         if now >= next_mark {
             next_mark = now + WATERMARK_EVERY;
-            watermark(&engine, &source, &mut publisher, engine.time())?;
+            watermark(&engine, source, &mut publisher, engine.time())?;
         }
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
@@ -603,7 +615,7 @@ fn correlate(
         // partitions are over.
         engine.finish();
         publish(&mut engine, &mut publisher)?;
-        watermark(&engine, &source, &mut publisher, EventTime(i64::MAX))?;
+        watermark(&engine, source, &mut publisher, EventTime(i64::MAX))?;
         publisher.confirm()?;
         source
             .commit(EventTime::MAX, CommitMode::Sync)
@@ -619,10 +631,13 @@ fn correlate(
     shared
         .consumed
         .fetch_add(source.merge.released_total, Ordering::Relaxed);
-    shared.rebalances.fetch_add(
-        source.shared.rebalances.load(Ordering::Relaxed).max(0) as u64,
-        Ordering::Relaxed,
-    );
+    if source.worker() == 0 {
+        // The consumer's count, shared by its workers.
+        shared.rebalances.fetch_add(
+            source.shared.rebalances.load(Ordering::Relaxed).max(0) as u64,
+            Ordering::Relaxed,
+        );
+    }
     shared.errors.fetch_add(source.errors, Ordering::Relaxed);
     tracing::info!(
         worker,
@@ -630,7 +645,6 @@ fn correlate(
         signals = publisher.published,
         "correlation stopped"
     );
-    source.close();
     Ok(())
 }
 

@@ -377,7 +377,7 @@ fn confirmed_ids(records: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
-    three_consumers(Start::BeforeTheLog);
+    three_consumers(Start::BeforeTheLog, 1);
 }
 
 /// The log is on the topic before the consumers start, one a second: the first reads
@@ -385,7 +385,15 @@ fn three_consumers_of_one_group_confirm_each_cascade_once_and_call_once() {
 /// correlator re-reads from the rewind points committed so far.
 #[test]
 fn three_consumers_started_one_by_one_on_a_backlog_confirm_each_cascade_once() {
-    three_consumers(Start::OneBySecondOnABacklog);
+    three_consumers(Start::OneBySecondOnABacklog, 1);
+}
+
+/// As above, each consumer with two correlate threads sharing its partitions: every
+/// join takes the partitions from under busy threads, which must start over from the
+/// committed offsets without committing what is no longer theirs.
+#[test]
+fn three_consumers_of_two_threads_each_started_one_by_one_confirm_each_cascade_once() {
+    three_consumers(Start::OneBySecondOnABacklog, 2);
 }
 
 /// The log is on the topic and the three start at the same moment, as a deployment of
@@ -393,7 +401,7 @@ fn three_consumers_started_one_by_one_on_a_backlog_confirm_each_cascade_once() {
 /// has settled, and still each cascade is confirmed once and called once.
 #[test]
 fn three_consumers_started_together_on_a_backlog_confirm_each_cascade_once() {
-    three_consumers(Start::TogetherOnABacklog);
+    three_consumers(Start::TogetherOnABacklog, 1);
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -404,8 +412,8 @@ enum Start {
 }
 
 /// Three consumers of one group on six partitions, started before the log is produced
-/// or after (`Start`).
-fn three_consumers(start: Start) {
+/// or after (`Start`), each with `threads` correlate threads.
+fn three_consumers(start: Start, threads: usize) {
     let backlog = start != Start::BeforeTheLog;
     let broker = Broker::from_env();
     let lines = scenario();
@@ -414,7 +422,9 @@ fn three_consumers(start: Start) {
     // As a user starts them, with nothing said about stages: the job creates its
     // signals topic (`<group>-signals`, as many partitions as the input) and decides
     // each incident key in one consumer.
-    let consumer = Consumer::new(&broker, &topic, &server);
+    let consumer = Consumer::new(&broker, &topic, &server)
+        .arg("--correlate-threads")
+        .arg(&threads.to_string());
     if backlog {
         broker.produce_keyed(&topic, &lines);
     }
@@ -639,6 +649,13 @@ fn two_correlate_threads_in_one_process_share_the_partitions_and_decide_what_rep
         .until_end()
         .run();
     assert!(run.status.success(), "{}", run.stderr);
+    // One member of the group, whose four partitions the threads share (two members
+    // would have been given two each, after a rebalance).
+    assert!(
+        run.stderr.contains("partitions assigned partitions=4"),
+        "{}",
+        run.stderr
+    );
     // Both correlators had partitions of their own, and together they read everything.
     let per_worker: Vec<u64> = run
         .stderr

@@ -179,6 +179,13 @@ impl Merge {
         }
     }
 
+    /// Whether the partition is one of this merge's.
+    pub fn knows(&self, topic: &str, partition: i32) -> bool {
+        self.partitions
+            .iter()
+            .any(|p| p.partition == partition && &*p.topic == topic)
+    }
+
     /// Makes a partition known before its first record, so that it is waited for.
     pub fn assign(&mut self, topic: &str, partition: i32, now: Instant) {
         self.slot(topic, partition, now);

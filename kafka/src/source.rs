@@ -11,6 +11,15 @@
 //! merge's buffer: the client stops fetching a partition whose queue is full, so one
 //! partition's backlog waits in the client instead of crowding the others out of the
 //! merge (which would then have to release records out of time order).
+//!
+//! One consumer can feed several threads (`Source::subscribe_workers`): the queues of
+//! an assignment are dealt out among the workers (sorted by topic and partition, the
+//! *i*-th to worker *i* mod N), each with a merge and commit positions of its own. The
+//! group sees one member, so adding a thread costs no rebalance. Worker 0 also polls the
+//! consumer's own queue, where the rebalance callbacks run. Invariants: a partition's
+//! records reach exactly one worker's merge; a worker commits only partitions of the
+//! assignment it last took (`Source::commit` checks the generation, which a revoke
+//! bumps before the callback returns).
 
 use crate::merge::Merge;
 use crate::KafkaConfig;
@@ -23,7 +32,7 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,21 +57,77 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// Records taken from the client per poll before the merge runs.
 const POLL_BATCH: usize = 4096;
 
-/// What the client's callbacks share with the polling thread.
+/// What the client's callbacks share with the polling threads.
 #[derive(Default)]
 pub struct Shared {
-    /// The last positions committed, to commit again synchronously on a revoke.
-    committed: Mutex<Option<TopicPartitionList>>,
-    rebalanced: AtomicBool,
+    /// The last positions each worker committed, to commit again synchronously on a
+    /// revoke.
+    committed: Mutex<Vec<Option<TopicPartitionList>>>,
+    /// `Assignment::generation`, readable without the lock.
+    generation: AtomicU64,
     /// Records behind the brokers' high watermarks, summed over the assignment (from
     /// the client's statistics; -1 until the first report).
     pub lag: AtomicI64,
     /// Rebalances seen.
     pub rebalances: AtomicI64,
-    /// The queues split off for a new assignment, until `Source::poll` takes them.
-    split: Mutex<Vec<Queue>>,
-    /// Rung by the client when one of the queues gets something.
-    bell: Bell,
+    /// The queues split off for each worker at the last change of the assignment,
+    /// until the worker takes them.
+    split: Mutex<Assignment>,
+    /// Per worker: rung by the client when one of its queues gets something (worker
+    /// 0's also by the consumer's own queue).
+    bells: Vec<Bell>,
+    /// Workers other than 0 that have closed (worker 0 leaves the group after them).
+    closed: AtomicUsize,
+}
+
+/// The current assignment as dealt out to the workers.
+#[derive(Default)]
+struct Assignment {
+    /// Bumped at every revoke and every assignment.
+    generation: u64,
+    /// Per worker, its share until it takes it.
+    shares: Vec<Option<Share>>,
+}
+
+/// One worker's part of an assignment.
+#[derive(Default)]
+struct Share {
+    queues: Vec<Queue>,
+    /// Partitions whose queue could not be split: their records come through the
+    /// consumer's own queue, which worker 0 polls.
+    unsplit: Vec<(Arc<str>, i32)>,
+}
+
+impl Shared {
+    fn new(workers: usize) -> Shared {
+        Shared {
+            committed: Mutex::new((0..workers).map(|_| None).collect()),
+            lag: AtomicI64::new(-1),
+            split: Mutex::new(Assignment {
+                generation: 0,
+                shares: (0..workers).map(|_| None).collect(),
+            }),
+            bells: (0..workers).map(|_| Bell::default()).collect(),
+            ..Shared::default()
+        }
+    }
+
+    fn workers(&self) -> usize {
+        self.bells.len()
+    }
+
+    /// Starts a new generation with `shares` (one per worker).
+    fn deal(&self, shares: Vec<Share>) {
+        let mut split = self.split.lock().expect("not poisoned");
+        split.generation += 1;
+        split.shares = shares.into_iter().map(Some).collect();
+        self.generation.store(split.generation, Ordering::Release);
+        drop(split);
+        // Every worker takes its share at once, not at the end of its wait.
+        for bell in &self.bells {
+            bell.ring();
+        }
+    }
 }
 
 /// Wakes `Source::poll` when the consumer's queue or a partition's queue goes from
@@ -137,8 +202,20 @@ impl ClientContext for Context {
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            let positions = self.shared.committed.lock().expect("not poisoned").take();
+        if let Rebalance::Revoke(_) | Rebalance::Error(_) = rebalance {
+            // Every partition is taken away (eager protocol; an error unassigns too).
+            // From here on no worker commits what it still holds (see `Source::commit`).
+            let workers = self.shared.workers();
+            self.shared
+                .deal((0..workers).map(|_| Share::default()).collect());
+            let positions = union(
+                self.shared
+                    .committed
+                    .lock()
+                    .expect("not poisoned")
+                    .iter_mut()
+                    .filter_map(Option::take),
+            );
             if let Some(tpl) = positions {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                     tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads a little more");
@@ -152,24 +229,32 @@ impl ConsumerContext for Context {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
                 // Split at once, before the first fetch of the new partitions returns.
-                let mut split = self.shared.split.lock().expect("not poisoned");
-                split.clear();
+                let workers = self.shared.workers();
+                let mut shares: Vec<Share> = (0..workers).map(|_| Share::default()).collect();
+                let mut elements: Vec<_> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                elements.sort();
                 if let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) {
-                    for e in tpl.elements() {
-                        let Some(mut queue) =
-                            consumer.split_partition_queue(e.topic(), e.partition())
+                    for (i, (topic, partition)) in elements.into_iter().enumerate() {
+                        let w = i % workers;
+                        let Some(mut queue) = consumer.split_partition_queue(&topic, partition)
                         else {
+                            shares[0].unsplit.push((topic.into(), partition));
                             continue;
                         };
                         let shared = self.shared.clone();
-                        queue.set_nonempty_callback(move || shared.bell.ring());
-                        split.push(Queue {
-                            topic: e.topic().into(),
-                            partition: e.partition(),
+                        queue.set_nonempty_callback(move || shared.bells[w].ring());
+                        shares[w].queues.push(Queue {
+                            topic: topic.into(),
+                            partition,
                             queue,
                         });
                     }
                 }
+                self.shared.deal(shares);
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
@@ -177,8 +262,23 @@ impl ConsumerContext for Context {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
         self.shared.rebalances.fetch_add(1, Ordering::Relaxed);
-        self.shared.rebalanced.store(true, Ordering::Release);
     }
+}
+
+/// One list of the positions of several.
+fn union(lists: impl Iterator<Item = TopicPartitionList>) -> Option<TopicPartitionList> {
+    let mut all: Option<TopicPartitionList> = None;
+    for tpl in lists {
+        match &mut all {
+            None => all = Some(tpl),
+            Some(all) => {
+                for e in tpl.elements() {
+                    let _ = all.add_partition_offset(e.topic(), e.partition(), e.offset());
+                }
+            }
+        }
+    }
+    all
 }
 
 /// What one poll brought.
@@ -193,25 +293,36 @@ pub enum Polled {
 }
 
 pub struct Source {
-    /// One queue per assigned partition: records are taken from a partition only while
-    /// it holds less than its share of the merge's buffer, so that a partition whose
-    /// records arrive first (a broker may fill a whole fetch with one partition) cannot
-    /// crowd out the others and force the merge to release out of time order.
+    /// The queues of this worker's partitions: records are taken from a partition only
+    /// while it holds less than its share of the merge's buffer, so that a partition
+    /// whose records arrive first (a broker may fill a whole fetch with one partition)
+    /// cannot crowd out the others and force the merge to release out of time order.
+    /// (Declared before `consumer`: queues must go before their consumer.)
     queues: Vec<Queue>,
     consumer: Arc<BaseConsumer<Context>>,
     pub shared: Arc<Shared>,
     pub merge: Merge,
     /// Records the client delivered with an error (counted, never stopping the partition).
     pub errors: u64,
+    /// Which of the consumer's workers this is (0 also polls the consumer's own queue).
+    worker: usize,
+    /// The generation of the assignment whose share this worker holds.
+    seen: u64,
 }
 
 impl Source {
     /// Joins the group and subscribes to the configured topics.
     pub fn subscribe(config: &KafkaConfig) -> KafkaResult<Source> {
-        let shared = Arc::new(Shared {
-            lag: AtomicI64::new(-1),
-            ..Shared::default()
-        });
+        let mut workers = Self::subscribe_workers(config, 1)?;
+        Ok(workers.pop().expect("one worker"))
+    }
+
+    /// Joins the group as one consumer whose partitions are shared out among `workers`
+    /// sources, one per thread (each with its own merge, of an equal part of the
+    /// configured buffer). Worker 0 must be polled for the others to get partitions.
+    pub fn subscribe_workers(config: &KafkaConfig, workers: usize) -> KafkaResult<Vec<Source>> {
+        let workers = workers.max(1);
+        let shared = Arc::new(Shared::new(workers));
         let mut client = config.client();
         client
             .set("group.id", &config.group)
@@ -224,8 +335,8 @@ impl Source {
             // Records the client fetches ahead, per partition queue (see QUEUED_KBYTES).
             ("queued.max.messages.kbytes", QUEUED_KBYTES),
             // A member learns of a rebalance at its next heartbeat: at the client's 3 s,
-            // a joining consumer (scaling out, a second correlate thread) waits up to
-            // that long for the others to give their partitions up.
+            // a joining consumer (scaling out) waits up to that long for the others to
+            // give their partitions up.
             ("heartbeat.interval.ms", "1000"),
             ("fetch.wait.max.ms", FETCH_WAIT_MS),
         ] {
@@ -241,18 +352,29 @@ impl Source {
         };
         let mut consumer: BaseConsumer<Context> = client.create_with_context(context)?;
         let bell = shared.clone();
-        consumer.set_nonempty_callback(move || bell.bell.ring());
+        consumer.set_nonempty_callback(move || bell.bells[0].ring());
         let consumer = Arc::new(consumer);
         let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        Ok(Source {
-            queues: Vec::new(),
-            consumer,
-            shared,
-            merge: Merge::new(config.merge_buffer_bytes, config.merge_idle),
-            errors: 0,
-        })
+        let buffer = config.merge_buffer_bytes / workers;
+        Ok((0..workers)
+            .map(|worker| Source {
+                queues: Vec::new(),
+                consumer: consumer.clone(),
+                shared: shared.clone(),
+                merge: Merge::new(buffer, config.merge_idle),
+                errors: 0,
+                worker,
+                seen: 0,
+            })
+            .collect())
+    }
+
+    /// Which of the consumer's workers this source is (rebalances are counted once,
+    /// in `shared`, for all of them).
+    pub fn worker(&self) -> usize {
+        self.worker
     }
 
     /// Waits up to `timeout` for records, buffers what arrived, and reports a rebalance
@@ -263,27 +385,29 @@ impl Source {
         let mut now = Instant::now();
         let deadline = now + timeout;
         let mut taken = 0;
+        let consumer = self.consumer.clone();
         loop {
             // The consumer's own queue: callbacks (a rebalance splits the new
             // partitions' queues), errors, and records of any partition not split.
-            loop {
-                let result = self.consumer.poll(Duration::ZERO);
+            while self.worker == 0 {
+                let result = consumer.poll(Duration::ZERO);
                 // Rebalance callbacks run inside `poll`: what comes next belongs to
                 // the new assignment, what was buffered before does not.
-                if self.shared.rebalanced.swap(false, Ordering::AcqRel) {
-                    rebalanced = true;
-                    reset(&mut self.merge, &self.consumer);
-                    self.queues =
-                        std::mem::take(&mut *self.shared.split.lock().expect("not poisoned"));
-                }
+                rebalanced |= self.take_share();
                 let Some(result) = result else { break };
                 taken += 1;
                 got = true;
+                if let Ok(m) = &result {
+                    if self.stray(m) {
+                        continue;
+                    }
+                }
                 take(&mut self.merge, &mut self.errors, None, result, now);
                 if taken >= POLL_BATCH {
                     break;
                 }
             }
+            rebalanced |= self.take_share();
             // Each partition's queue, while the partition holds less than its share.
             let share = self.merge.max_buffered_bytes() / self.queues.len().max(1);
             for q in &self.queues {
@@ -305,8 +429,10 @@ impl Source {
                 break;
             }
             // Nothing yet: wait until a queue gets something (or the time is up), then
-            // look at them all again.
-            self.shared.bell.wait(left);
+            // look at them all again. Worker 0 also serves the consumer's callbacks,
+            // so it looks at least every 100 ms.
+            let left = if self.worker == 0 { left } else { left.min(Duration::from_millis(100)) };
+            self.shared.bells[self.worker].wait(left);
             now = Instant::now();
         }
         if rebalanced {
@@ -318,9 +444,63 @@ impl Source {
         }
     }
 
-    /// Commits, for every partition, the first offset still needed to rebuild the state
-    /// from `point` on (or, with `point` = `EventTime::MAX`, everything processed).
+    /// Takes this worker's share of a new assignment, if there is one: the merge forgets
+    /// what it buffered and learns the new partitions.
+    fn take_share(&mut self) -> bool {
+        if self.shared.generation.load(Ordering::Acquire) == self.seen {
+            return false;
+        }
+        let share = {
+            let mut split = self.shared.split.lock().expect("not poisoned");
+            self.seen = split.generation;
+            split.shares[self.worker].take().unwrap_or_default()
+        };
+        self.merge.clear();
+        let now = Instant::now();
+        for q in &share.queues {
+            self.merge.assign(&q.topic, q.partition, now);
+        }
+        for (topic, partition) in &share.unsplit {
+            self.merge.assign(topic, *partition, now);
+        }
+        self.queues = share.queues;
+        true
+    }
+
+    /// Whether a record worker 0 found in the consumer's own queue belongs to another
+    /// worker's partition (fetched before its queue was split): then it is not this
+    /// worker's to buffer, and the partition is sought back to it, so that its owner
+    /// reads it from its own queue.
+    fn stray(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+        if self.shared.workers() == 1 || self.merge.knows(m.topic(), m.partition()) {
+            return false;
+        }
+        self.errors += 1;
+        tracing::warn!(
+            topic = m.topic(),
+            partition = m.partition(),
+            offset = m.offset(),
+            "a record of another thread's partition came through the consumer's queue; that partition is read again from it"
+        );
+        if let Err(e) = self.consumer.seek(
+            m.topic(),
+            m.partition(),
+            Offset::Offset(m.offset()),
+            Duration::from_secs(5),
+        ) {
+            tracing::warn!(error = %e, "seek failed");
+        }
+        true
+    }
+
+    /// Commits, for every partition of this worker, the first offset still needed to
+    /// rebuild the state from `point` on (or, with `point` = `EventTime::MAX`, everything
+    /// processed). Nothing is committed once the assignment it was read under is revoked:
+    /// the partitions' next owner commits them.
     pub fn commit(&mut self, point: EventTime, mode: CommitMode) -> KafkaResult<()> {
+        if self.shared.generation.load(Ordering::Acquire) != self.seen {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
         for p in &mut self.merge.partitions {
             if let Some(offset) = p.checkpoints.commit_position(point) {
@@ -331,7 +511,7 @@ impl Source {
             return Ok(());
         }
         self.consumer.commit(&tpl, mode)?;
-        *self.shared.committed.lock().expect("not poisoned") = Some(tpl);
+        self.shared.committed.lock().expect("not poisoned")[self.worker] = Some(tpl);
         Ok(())
     }
 
@@ -342,11 +522,10 @@ impl Source {
         (*polled == Polled::Idle && self.merge.buffered_bytes() == 0) || self.merge.caught_up()
     }
 
-    /// Whether every assigned partition has been processed up to its high watermark
-    /// (asks the brokers; for `--until-end`).
+    /// Whether every partition of this worker has been processed up to its high
+    /// watermark (asks the brokers; for `--until-end`).
     pub fn drained(&self, timeout: Duration) -> KafkaResult<bool> {
-        let assignment = self.consumer.assignment()?;
-        if assignment.count() == 0 {
+        if self.merge.partitions.is_empty() {
             return Ok(false);
         }
         // Where reading starts for a partition nothing was read from yet: the group's
@@ -355,23 +534,16 @@ impl Source {
         // Asked of the probe: on the consumer's own connection the query would wait
         // behind its fetch exactly when the input is quiet.
         let probe = self.consumer.context().probe()?;
-        for e in assignment.elements() {
-            let (low, high) = probe.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        for p in &self.merge.partitions {
+            let (low, high) = probe.fetch_watermarks(&p.topic, p.partition, timeout)?;
             let start = committed
-                .find_partition(e.topic(), e.partition())
+                .find_partition(&p.topic, p.partition)
                 .and_then(|c| match c.offset() {
                     Offset::Offset(o) => Some(o),
                     _ => None,
                 })
                 .unwrap_or(low);
-            let next = self
-                .merge
-                .partitions
-                .iter()
-                .find(|p| p.partition == e.partition() && &*p.topic == e.topic())
-                .and_then(|p| p.checkpoints.next())
-                .unwrap_or(start);
-            if next < high {
+            if p.checkpoints.next().unwrap_or(start) < high {
                 return Ok(false);
             }
         }
@@ -387,7 +559,8 @@ impl Source {
             .collect()
     }
 
-    /// Leaves the group (after a final commit by the caller).
+    /// Leaves the group (after a final commit by the caller; with several workers,
+    /// worker 0 leaves once the others closed, or after `CLOSE_WAIT`).
     ///
     /// The revocation that leaving causes is served here, and the partition queues are
     /// destroyed, before the client closes: a close that finds a rebalance still to
@@ -395,17 +568,37 @@ impl Source {
     /// can wait forever (librdkafka #4041; seen as a `--until-end` job that never
     /// exited), and queues must go before their consumer.
     pub fn close(mut self) {
+        self.queues.clear();
+        if self.worker != 0 {
+            self.shared.closed.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let others = self.shared.workers() - 1;
+        let deadline = Instant::now() + CLOSE_WAIT;
+        while self.shared.closed.load(Ordering::Acquire) < others && Instant::now() < deadline {
+            // Callbacks are served meanwhile.
+            let _ = self.consumer.poll(Duration::from_millis(10));
+        }
+        let mut generation = self.shared.generation.load(Ordering::Acquire);
         self.consumer.unsubscribe();
         let deadline = Instant::now() + CLOSE_WAIT;
         while Instant::now() < deadline {
             let _ = self.consumer.poll(Duration::from_millis(10));
+            // Done once nothing is assigned and no callback ran during the last poll.
             let assigned = self.consumer.assignment().map_or(0, |a| a.count());
-            if assigned == 0 && !self.shared.rebalanced.swap(false, Ordering::AcqRel) {
+            let now = self.shared.generation.load(Ordering::Acquire);
+            if assigned == 0 && now == generation {
                 break;
             }
+            generation = now;
         }
-        self.queues.clear();
-        self.shared.split.lock().expect("not poisoned").clear();
+        self.shared
+            .split
+            .lock()
+            .expect("not poisoned")
+            .shares
+            .iter_mut()
+            .for_each(|s| *s = None);
     }
 }
 
@@ -435,17 +628,6 @@ fn take(
         Err(e) => {
             *errors += 1;
             tracing::warn!(error = %e, "consumer error");
-        }
-    }
-}
-
-/// Forgets what was buffered and learns the new assignment.
-fn reset(merge: &mut Merge, consumer: &BaseConsumer<Context>) {
-    merge.clear();
-    if let Ok(assignment) = consumer.assignment() {
-        let now = Instant::now();
-        for e in assignment.elements() {
-            merge.assign(e.topic(), e.partition(), now);
         }
     }
 }
