@@ -431,7 +431,11 @@ impl Source {
             // Nothing yet: wait until a queue gets something (or the time is up), then
             // look at them all again. Worker 0 also serves the consumer's callbacks,
             // so it looks at least every 100 ms.
-            let left = if self.worker == 0 { left } else { left.min(Duration::from_millis(100)) };
+            let left = if self.worker == 0 {
+                left
+            } else {
+                left.min(Duration::from_millis(100))
+            };
             self.shared.bells[self.worker].wait(left);
             now = Instant::now();
         }
