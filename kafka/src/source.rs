@@ -18,8 +18,8 @@
 //! group sees one member, so adding a thread costs no rebalance. Worker 0 also polls the
 //! consumer's own queue, where the rebalance callbacks run. Invariants: a partition's
 //! records reach exactly one worker's merge; a worker commits only partitions of the
-//! assignment it last took (`Source::commit` checks the generation, which a revoke
-//! bumps before the callback returns).
+//! assignment it last took (`Source::commit` checks the deal, which a revoke
+//! renews before its callback commits).
 
 use crate::merge::Merge;
 use crate::KafkaConfig;
@@ -63,8 +63,8 @@ pub struct Shared {
     /// The last positions each worker committed, to commit again synchronously on a
     /// revoke.
     committed: Mutex<Vec<Option<TopicPartitionList>>>,
-    /// `Assignment::generation`, readable without the lock.
-    generation: AtomicU64,
+    /// `Assignment::deal`, readable without the lock.
+    deal: AtomicU64,
     /// Records behind the brokers' high watermarks, summed over the assignment (from
     /// the client's statistics; -1 until the first report).
     pub lag: AtomicI64,
@@ -83,8 +83,9 @@ pub struct Shared {
 /// The current assignment as dealt out to the workers.
 #[derive(Default)]
 struct Assignment {
-    /// Bumped at every revoke and every assignment.
-    generation: u64,
+    /// How many times partitions were dealt out: at every assignment, and at every
+    /// revoke (an empty share to each worker).
+    deal: u64,
     /// Per worker, its share until it takes it.
     shares: Vec<Option<Share>>,
 }
@@ -104,7 +105,7 @@ impl Shared {
             committed: Mutex::new((0..workers).map(|_| None).collect()),
             lag: AtomicI64::new(-1),
             split: Mutex::new(Assignment {
-                generation: 0,
+                deal: 0,
                 shares: (0..workers).map(|_| None).collect(),
             }),
             bells: (0..workers).map(|_| Bell::default()).collect(),
@@ -116,12 +117,12 @@ impl Shared {
         self.bells.len()
     }
 
-    /// Starts a new generation with `shares` (one per worker).
+    /// Deals `shares` out (one per worker).
     fn deal(&self, shares: Vec<Share>) {
         let mut split = self.split.lock().expect("not poisoned");
-        split.generation += 1;
+        split.deal += 1;
         split.shares = shares.into_iter().map(Some).collect();
-        self.generation.store(split.generation, Ordering::Release);
+        self.deal.store(split.deal, Ordering::Release);
         drop(split);
         // Every worker takes its share at once, not at the end of its wait.
         for bell in &self.bells {
@@ -306,8 +307,8 @@ pub struct Source {
     pub errors: u64,
     /// Which of the consumer's workers this is (0 also polls the consumer's own queue).
     worker: usize,
-    /// The generation of the assignment whose share this worker holds.
-    seen: u64,
+    /// The deal whose share this worker holds.
+    dealt: u64,
 }
 
 impl Source {
@@ -366,7 +367,7 @@ impl Source {
                 merge: Merge::new(buffer, config.merge_idle),
                 errors: 0,
                 worker,
-                seen: 0,
+                dealt: 0,
             })
             .collect())
     }
@@ -451,12 +452,12 @@ impl Source {
     /// Takes this worker's share of a new assignment, if there is one: the merge forgets
     /// what it buffered and learns the new partitions.
     fn take_share(&mut self) -> bool {
-        if self.shared.generation.load(Ordering::Acquire) == self.seen {
+        if self.shared.deal.load(Ordering::Acquire) == self.dealt {
             return false;
         }
         let share = {
             let mut split = self.shared.split.lock().expect("not poisoned");
-            self.seen = split.generation;
+            self.dealt = split.deal;
             split.shares[self.worker].take().unwrap_or_default()
         };
         self.merge.clear();
@@ -502,7 +503,10 @@ impl Source {
     /// processed). Nothing is committed once the assignment it was read under is revoked:
     /// the partitions' next owner commits them.
     pub fn commit(&mut self, point: EventTime, mode: CommitMode) -> KafkaResult<()> {
-        if self.shared.generation.load(Ordering::Acquire) != self.seen {
+        // A revoke that comes between this check and the commit's request finds the
+        // request sent under the group generation the partitions were still held in
+        // (a new generation needs the revoke's callback to return first).
+        if self.shared.deal.load(Ordering::Acquire) != self.dealt {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
@@ -583,18 +587,18 @@ impl Source {
             // Callbacks are served meanwhile.
             let _ = self.consumer.poll(Duration::from_millis(10));
         }
-        let mut generation = self.shared.generation.load(Ordering::Acquire);
+        let mut deal = self.shared.deal.load(Ordering::Acquire);
         self.consumer.unsubscribe();
         let deadline = Instant::now() + CLOSE_WAIT;
         while Instant::now() < deadline {
             let _ = self.consumer.poll(Duration::from_millis(10));
             // Done once nothing is assigned and no callback ran during the last poll.
             let assigned = self.consumer.assignment().map_or(0, |a| a.count());
-            let now = self.shared.generation.load(Ordering::Acquire);
-            if assigned == 0 && now == generation {
+            let now = self.shared.deal.load(Ordering::Acquire);
+            if assigned == 0 && now == deal {
                 break;
             }
-            generation = now;
+            deal = now;
         }
         self.shared
             .split
