@@ -19,6 +19,10 @@ injection) to the confirmation, the measure the detection target is stated in.
 --placements moves each log-visible fault window, alone, into a gap of its day (its own
 place left empty) and replays the day again: a proxy for fault windows this data set
 leaves out, put in their places, which the thresholds were never looked at against.
+
+--lead-in puts each fault window, alone, 15 minutes before the start of the day that has
+the fault-free minute, and counts the confirmations inside that minute: the minute lies
+inside the 10-minute warm-up of its day's stream as recorded, and past it here.
 """
 import collections
 import gzip
@@ -246,6 +250,32 @@ def placements(logheal, data, files, windows, read, faults, nofault, nf, opts):
     print(f"confirmations in the fault-free minute over the placements of its day: {false_alarms}")
 
 
+def lead_in(logheal, data, files, windows, faults, nf, opts, lead=15 * 60):
+    """Each fault window, alone, put before the start of the fault-free minute's day (it
+    starts `lead` seconds before the day's first line), and the day replayed: the
+    fault-free minute then lies past the warm-up, as it would in a stream that began
+    earlier. Per window: the confirmations inside the fault-free minute, and whether the
+    day's first window is now detected."""
+    day = [g for g in files if g[:10] == nf_day(files)]
+    first = windows[day[0]][0][0]
+    by_file = {f["log"] + ".gz": f for f in faults}
+    with_alarms = 0
+    for f in files:
+        if f not in by_file:
+            continue
+        delta = first - lead - windows[f][0][0]
+        paths = [os.path.join(data, g) for g in [f] + [g for g in day if g != f]]
+        confirmed = confirmations(replay_day(logheal, paths, *opts,
+                                             shifts={os.path.join(data, f): delta}))
+        inside = [r for r in confirmed if nf[0][0] <= r["t"] <= nf[-1][0]]
+        with_alarms += bool(inside)
+        print("  ".join([f[:15], "before the day", f"{len(inside)} in the fault-free minute"]
+                        + [f"{r['rule']} {r['at'][11:19]} {r['key']}" for r in inside]))
+    print()
+    print(f"lead-in: {with_alarms} of {len(by_file)} windows put before the day give a"
+          f" confirmation in the fault-free minute")
+
+
 def nf_day(files):
     return next(f for f in files if "no-fault" in f)[:10]
 
@@ -266,6 +296,8 @@ def main():
     nofault = rates(nf, nf[0][0], nf[-1][0])
     if "--placements" in sys.argv:
         return placements(logheal, data, files, windows, read, faults, nofault, nf, opts)
+    if "--lead-in" in sys.argv:
+        return lead_in(logheal, data, files, windows, faults, nf, opts)
     days = sorted({f[:10] for f in files})
     records = []
     for day in days:
