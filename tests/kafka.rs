@@ -156,6 +156,17 @@ fn a_backlog_consumed_live_decides_what_replay_decides() {
 
 #[test]
 fn kill_9_mid_stream_loses_no_incident_skips_no_offset_and_calls_nothing_twice() {
+    kill_9_mid_stream(1);
+}
+
+/// As above, the consumers with two correlate threads each: every thread commits its
+/// own partitions, and the successor's threads start from those commits.
+#[test]
+fn kill_9_of_a_consumer_with_two_correlate_threads_loses_and_repeats_nothing() {
+    kill_9_mid_stream(2);
+}
+
+fn kill_9_mid_stream(threads: usize) {
     let broker = Broker::from_env();
     let lines = scenario();
     // The first consumer sees the payment outage and its recovery, then dies.
@@ -164,7 +175,9 @@ fn kill_9_mid_stream_loses_no_incident_skips_no_offset_and_calls_nothing_twice()
     let topic = broker.topic("logs", 4);
     let server = Server::start(&[]);
     broker.produce_keyed(&topic, &first);
-    let consumer = Consumer::new(&broker, &topic, &server);
+    let consumer = Consumer::new(&broker, &topic, &server)
+        .arg("--correlate-threads")
+        .arg(&threads.to_string());
     let running = consumer.spawn();
     running.wait_for_output(Duration::from_secs(60), |records| {
         of_type(records, "action_result").any(|r| {
@@ -180,6 +193,11 @@ fn kill_9_mid_stream_loses_no_incident_skips_no_offset_and_calls_nothing_twice()
     let committed = broker.committed(&consumer.group, &topic, 4);
     let committed_total: i64 = committed.iter().sum();
     assert!(committed_total > 0, "the first consumer committed nothing");
+    // Each partition's reader (with two threads, each thread) committed its own.
+    assert!(
+        committed.iter().all(|c| *c > 0),
+        "a partition was never committed: {committed:?}"
+    );
     assert!(
         committed_total < first.len() as i64,
         "offsets were committed past the open state: {committed:?} of {}",
