@@ -386,27 +386,13 @@ impl Source {
         let mut now = Instant::now();
         let deadline = now + timeout;
         let mut taken = 0;
-        let consumer = self.consumer.clone();
         loop {
-            // The consumer's own queue: callbacks (a rebalance splits the new
+            // The consumer's own queue (worker 0): callbacks (a rebalance splits the new
             // partitions' queues), errors, and records of any partition not split.
-            while self.worker == 0 {
-                let result = consumer.poll(Duration::ZERO);
-                // Rebalance callbacks run inside `poll`: what comes next belongs to
-                // the new assignment, what was buffered before does not.
-                rebalanced |= self.take_share();
-                let Some(result) = result else { break };
-                taken += 1;
-                got = true;
-                if let Ok(m) = &result {
-                    if self.stray(m) {
-                        continue;
-                    }
-                }
-                take(&mut self.merge, &mut self.errors, None, result, now);
-                if taken >= POLL_BATCH {
-                    break;
-                }
+            if self.worker == 0 {
+                let (came, changed) = self.serve_consumer(&mut taken, now);
+                got |= came;
+                rebalanced |= changed;
             }
             rebalanced |= self.take_share();
             // Each partition's queue, while the partition holds less than its share.
@@ -447,6 +433,28 @@ impl Source {
         } else {
             Polled::Idle
         }
+    }
+
+    /// Polls the consumer's own queue (worker 0's job) until it is empty or the batch is
+    /// full: whether records came, and whether the assignment changed meanwhile.
+    fn serve_consumer(&mut self, taken: &mut usize, now: Instant) -> (bool, bool) {
+        // A handle of its own: the records borrow it while `self` changes.
+        let consumer = Arc::clone(&self.consumer);
+        let (mut got, mut rebalanced) = (false, false);
+        while *taken < POLL_BATCH {
+            let result = consumer.poll(Duration::ZERO);
+            // Rebalance callbacks run inside `poll`: what comes next belongs to the new
+            // assignment, what was buffered before does not.
+            rebalanced |= self.take_share();
+            let Some(result) = result else { break };
+            *taken += 1;
+            got = true;
+            if matches!(&result, Ok(m) if self.stray(m)) {
+                continue;
+            }
+            take(&mut self.merge, &mut self.errors, None, result, now);
+        }
+        (got, rebalanced)
     }
 
     /// Takes this worker's share of a new assignment, if there is one: the merge forgets
