@@ -175,9 +175,7 @@ fn kill_9_mid_stream(threads: usize) {
     let topic = broker.topic("logs", 4);
     let server = Server::start(&[]);
     broker.produce_keyed(&topic, &first);
-    let consumer = Consumer::new(&broker, &topic, &server)
-        .arg("--correlate-threads")
-        .arg(&threads.to_string());
+    let consumer = Consumer::new(&broker, &topic, &server).correlate_threads(threads);
     let running = consumer.spawn();
     running.wait_for_output(Duration::from_secs(60), |records| {
         of_type(records, "action_result").any(|r| {
@@ -440,9 +438,7 @@ fn three_consumers(start: Start, threads: usize) {
     // As a user starts them, with nothing said about stages: the job creates its
     // signals topic (`<group>-signals`, as many partitions as the input) and decides
     // each incident key in one consumer.
-    let consumer = Consumer::new(&broker, &topic, &server)
-        .arg("--correlate-threads")
-        .arg(&threads.to_string());
+    let consumer = Consumer::new(&broker, &topic, &server).correlate_threads(threads);
     if backlog {
         broker.produce_keyed(&topic, &lines);
     }
@@ -662,8 +658,7 @@ fn two_correlate_threads_in_one_process_share_the_partitions_and_decide_what_rep
     let server = Server::start(&[]);
     broker.produce_keyed(&topic, &lines);
     let run = Consumer::new(&broker, &topic, &server)
-        .arg("--correlate-threads")
-        .arg("2")
+        .correlate_threads(2)
         .until_end()
         .run();
     assert!(run.status.success(), "{}", run.stderr);

@@ -141,12 +141,19 @@ impl Merge {
         !self.partitions.is_empty() && self.partitions.iter().all(Partition::at_end)
     }
 
+    /// Where the partition is in `partitions`, if it is one of this merge's.
+    fn find(&self, topic: &str, partition: i32) -> Option<usize> {
+        self.partitions
+            .iter()
+            .position(|p| p.partition == partition && &*p.topic == topic)
+    }
+
     fn slot(&mut self, topic: &str, partition: i32, now: Instant) -> usize {
-        let hit = |p: &Partition| p.partition == partition && &*p.topic == topic;
-        if self.partitions.get(self.last_slot).is_some_and(hit) {
+        let last = self.partitions.get(self.last_slot);
+        if last.is_some_and(|p| p.partition == partition && &*p.topic == topic) {
             return self.last_slot;
         }
-        let slot = match self.partitions.iter().position(hit) {
+        let slot = match self.find(topic, partition) {
             Some(slot) => slot,
             None => {
                 let every = self.checkpoint_every;
@@ -165,28 +172,22 @@ impl Merge {
 
     /// Bytes buffered for one partition and not yet handed on.
     pub fn buffered_of(&self, topic: &str, partition: i32) -> usize {
-        self.partitions
-            .iter()
-            .find(|p| p.partition == partition && &*p.topic == topic)
-            .map_or(0, |p| p.bytes.len() - p.consumed)
+        self.find(topic, partition).map_or(0, |slot| {
+            let p = &self.partitions[slot];
+            p.bytes.len() - p.consumed
+        })
     }
 
     /// The client reached the end of this partition (see `reached_end`).
     pub fn reached_end_of(&mut self, topic: &str, partition: i32) {
-        if let Some(p) = self
-            .partitions
-            .iter_mut()
-            .find(|p| p.partition == partition && &*p.topic == topic)
-        {
-            p.end_reported = true;
+        if let Some(slot) = self.find(topic, partition) {
+            self.partitions[slot].end_reported = true;
         }
     }
 
     /// Whether the partition is one of this merge's.
     pub fn knows(&self, topic: &str, partition: i32) -> bool {
-        self.partitions
-            .iter()
-            .any(|p| p.partition == partition && &*p.topic == topic)
+        self.find(topic, partition).is_some()
     }
 
     /// Makes a partition known before its first record, so that it is waited for.

@@ -63,31 +63,22 @@ pub struct Shared {
     /// The last positions each worker committed, to commit again synchronously on a
     /// revoke.
     committed: Mutex<Vec<Option<TopicPartitionList>>>,
-    /// `Assignment::deal`, readable without the lock.
+    /// How many times partitions were dealt out: at every assignment, and at every
+    /// revoke (an empty share to each worker). Changed only with `shares` locked, so
+    /// read under that lock it names the shares found there.
     deal: AtomicU64,
     /// Records behind the brokers' high watermarks, summed over the assignment (from
     /// the client's statistics; -1 until the first report).
     pub lag: AtomicI64,
     /// Rebalances seen.
     pub rebalances: AtomicI64,
-    /// The queues split off for each worker at the last change of the assignment,
-    /// until the worker takes them.
-    split: Mutex<Assignment>,
+    /// Per worker, the queues split off for it at the last deal, until it takes them.
+    shares: Mutex<Vec<Option<Share>>>,
     /// Per worker: rung by the client when one of its queues gets something (worker
     /// 0's also by the consumer's own queue).
     bells: Vec<Bell>,
     /// Workers other than 0 that have closed (worker 0 leaves the group after them).
     closed: AtomicUsize,
-}
-
-/// The current assignment as dealt out to the workers.
-#[derive(Default)]
-struct Assignment {
-    /// How many times partitions were dealt out: at every assignment, and at every
-    /// revoke (an empty share to each worker).
-    deal: u64,
-    /// Per worker, its share until it takes it.
-    shares: Vec<Option<Share>>,
 }
 
 /// One worker's part of an assignment.
@@ -104,10 +95,7 @@ impl Shared {
         Shared {
             committed: Mutex::new((0..workers).map(|_| None).collect()),
             lag: AtomicI64::new(-1),
-            split: Mutex::new(Assignment {
-                deal: 0,
-                shares: (0..workers).map(|_| None).collect(),
-            }),
+            shares: Mutex::new((0..workers).map(|_| None).collect()),
             bells: (0..workers).map(|_| Bell::default()).collect(),
             ..Shared::default()
         }
@@ -119,11 +107,10 @@ impl Shared {
 
     /// Deals `shares` out (one per worker).
     fn deal(&self, shares: Vec<Share>) {
-        let mut split = self.split.lock().expect("not poisoned");
-        split.deal += 1;
-        split.shares = shares.into_iter().map(Some).collect();
-        self.deal.store(split.deal, Ordering::Release);
-        drop(split);
+        let mut dealt = self.shares.lock().expect("not poisoned");
+        *dealt = shares.into_iter().map(Some).collect();
+        self.deal.fetch_add(1, Ordering::AcqRel);
+        drop(dealt);
         // Every worker takes its share at once, not at the end of its wait.
         for bell in &self.bells {
             bell.ring();
@@ -464,9 +451,9 @@ impl Source {
             return false;
         }
         let share = {
-            let mut split = self.shared.split.lock().expect("not poisoned");
-            self.dealt = split.deal;
-            split.shares[self.worker].take().unwrap_or_default()
+            let mut shares = self.shared.shares.lock().expect("not poisoned");
+            self.dealt = self.shared.deal.load(Ordering::Acquire);
+            shares[self.worker].take().unwrap_or_default()
         };
         self.merge.clear();
         let now = Instant::now();
@@ -609,10 +596,9 @@ impl Source {
             deal = now;
         }
         self.shared
-            .split
+            .shares
             .lock()
             .expect("not poisoned")
-            .shares
             .iter_mut()
             .for_each(|s| *s = None);
     }

@@ -371,6 +371,11 @@ impl Consumer {
         self
     }
 
+    /// `--correlate-threads N`.
+    pub fn correlate_threads(self, n: usize) -> Self {
+        self.arg("--correlate-threads").arg(&n.to_string())
+    }
+
     pub fn until_end(mut self) -> Self {
         self.until_end = true;
         self
