@@ -514,7 +514,15 @@ impl Source {
             return Ok(());
         }
         self.consumer.commit(&tpl, mode)?;
-        self.shared.committed.lock().expect("not poisoned")[self.worker] = Some(tpl);
+        // Kept for the next revoke to commit again, unless a revoke came meanwhile: its
+        // callback deals before it takes the kept positions, so a deal unchanged here
+        // (with `committed` locked) means the callback has not taken them yet. Kept
+        // after a revoke, they would be committed at the one after it, over the progress
+        // of whichever consumer held the partitions in between.
+        let mut committed = self.shared.committed.lock().expect("not poisoned");
+        if self.shared.deal.load(Ordering::Acquire) == self.dealt {
+            committed[self.worker] = Some(tpl);
+        }
         Ok(())
     }
 
