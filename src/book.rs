@@ -11,7 +11,7 @@
 //! Bounds: open incidents (`MAX_OPEN`, least recently seen dropped first), closed ones
 //! (`history`), and per incident its steps, actions and attempts.
 
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 use logheal_pipeline::incident::IncidentState;
 use logheal_pipeline::payload::Counts;
 use logheal_pipeline::record::{ActionRecord, Labels};

@@ -9,7 +9,7 @@
 //! the ledger once done, and called here only if no outcome comes within
 //! `ledger::IN_FLIGHT_GRACE` of its hand-off.
 
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 use crate::output::Printer;
 use anyhow::Result;
 use logheal_actions::executor::{Event, Executor};

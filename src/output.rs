@@ -1,7 +1,7 @@
 //! What the commands print, and the pipeline a command runs.
 
 use crate::book::Book;
-use crate::http::Metrics;
+use crate::metrics::Metrics;
 use anyhow::{bail, Result};
 use clap::ValueEnum;
 use logheal_actions::executor::Executor;

@@ -7,7 +7,8 @@
 use crate::book::Book;
 use crate::config::FileConfig;
 use crate::handoff::Handoff;
-use crate::http::{self, Metrics};
+use crate::http;
+use crate::metrics::Metrics;
 use crate::output::{Job, Output, Printer};
 use anyhow::{Context, Result};
 use clap::ValueEnum;
