@@ -60,7 +60,7 @@ struct Deadline {
 /// entry at `queued` ≤ `at` stands for it. A deadline moved later costs no heap entry:
 /// the entry, when it comes up, is queued again at the deadline. So a storm of
 /// suspicions, each pushing an incident's deadline on, keeps one entry, not one each.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Agenda {
     timers: BinaryHeap<Reverse<(EventTime, u64, IncidentKey)>>,
     deadlines: FxHashMap<IncidentKey, Deadline>,
@@ -68,6 +68,24 @@ pub struct Agenda {
     /// Sorted by (due, order); few at a time, so a vector.
     actions: Vec<PendingAction>,
     order: u64,
+    /// Nothing is due before this: lowered by every entry queued, raised to the next
+    /// entry's time when a `pop_due` finds nothing due. Removals leave it a lower bound.
+    /// The engine asks after every record; most of the time the answer is here, without
+    /// a look at the queues (which were 3.5 % of a replay's time, mostly cache misses).
+    floor: EventTime,
+}
+
+impl Default for Agenda {
+    fn default() -> Self {
+        Agenda {
+            timers: BinaryHeap::new(),
+            deadlines: FxHashMap::default(),
+            probes: BinaryHeap::new(),
+            actions: Vec::new(),
+            order: 0,
+            floor: EventTime::MIN,
+        }
+    }
 }
 
 impl Agenda {
@@ -78,6 +96,7 @@ impl Agenda {
 
     pub fn probe(&mut self, at: EventTime, key: IncidentKey, seq: u32) {
         let order = self.next_order();
+        self.floor = self.floor.min(at);
         self.probes.push(Reverse((at, order, key, seq)));
     }
 
@@ -108,6 +127,7 @@ impl Agenda {
         };
         if queue {
             let order = self.next_order();
+            self.floor = self.floor.min(at);
             self.timers.push(Reverse((at, order, key)));
         }
     }
@@ -120,6 +140,7 @@ impl Agenda {
     /// Queues an action (its `order` is assigned here).
     pub fn action(&mut self, mut pending: PendingAction) {
         pending.order = self.next_order();
+        self.floor = self.floor.min(pending.due);
         let key = (pending.due, pending.order);
         let pos = self.actions.partition_point(|a| (a.due, a.order) <= key);
         self.actions.insert(pos, pending);
@@ -179,8 +200,14 @@ impl Agenda {
     /// The earliest thing due at or before `until`, removed from the agenda: actions,
     /// then probes, then timers at equal times.
     pub fn pop_due(&mut self, until: EventTime) -> Option<Due> {
+        if until < self.floor {
+            return None;
+        }
         loop {
-            let next = self.next_due().filter(|t| *t <= until)?;
+            let Some(next) = self.next_due().filter(|t| *t <= until) else {
+                self.floor = self.next_due().unwrap_or(EventTime::MAX);
+                return None;
+            };
             if self.actions.first().is_some_and(|a| a.due == next) {
                 return Some(Due::Action(self.actions.remove(0)));
             }
@@ -263,6 +290,41 @@ mod tests {
             })
             .collect();
         assert_eq!(order, ["a1", "a0", "a2", "p", "t"]);
+    }
+
+    #[test]
+    fn what_is_queued_after_a_look_that_found_nothing_is_found_whatever_its_time() {
+        let k = |root| IncidentKey {
+            rule: 0,
+            root: Some(crate::interner::ServiceId(root)),
+        };
+        let mut a = Agenda::default();
+        a.timer(EventTime(100), k(1), 1);
+        // Nothing due yet: the look raises the floor to 100.
+        assert_eq!(a.pop_due(EventTime(50)), None);
+        // Each kind of entry, queued below that floor, still comes up in time.
+        a.timer(EventTime(60), k(2), 1);
+        a.probe(EventTime(70), k(3), 1);
+        a.action(pending(80, k(4), 1, IncidentState::Confirmed, 0));
+        let due: Vec<_> = std::iter::from_fn(|| a.pop_due(EventTime(90)))
+            .map(|d| match d {
+                Due::Action(p) => p.due,
+                Due::Timeout { at, .. } | Due::Probe { at, .. } => at,
+            })
+            .collect();
+        assert_eq!(due, [EventTime(60), EventTime(70), EventTime(80)]);
+        // A deadline moved later stays found: its entry comes up and is queued again.
+        a.timer(EventTime(150), k(1), 2);
+        assert_eq!(a.pop_due(EventTime(120)), None);
+        assert!(matches!(
+            a.pop_due(EventTime(150)),
+            Some(Due::Timeout {
+                at: EventTime(150),
+                generation: 2,
+                ..
+            })
+        ));
+        assert_eq!(a.pop_due(EventTime::MAX), None);
     }
 
     #[test]
