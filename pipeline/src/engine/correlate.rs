@@ -90,7 +90,9 @@ impl Engine {
         released: bool,
         stamp: Option<EventTime>,
     ) {
-        let text = match std::str::from_utf8(line) {
+        // Validated with SIMD (`std`'s check was 2.3 % of a flat-JSON replay); the
+        // details of an error are not needed, the line is repaired either way.
+        let text = match simdutf8::basic::from_utf8(line) {
             Ok(s) => Cow::Borrowed(s),
             Err(_) => {
                 if !released {
