@@ -8,7 +8,8 @@
 //! engine from the committed offsets of the new assignment.
 
 use crate::config::KafkaSection;
-use crate::run::{Live, Settings};
+use crate::live::Live;
+use crate::run::Settings;
 use anyhow::{anyhow, bail, Result};
 use logheal_kafka::ledger::Ledger;
 use logheal_kafka::source::{Polled, Source};

@@ -5,9 +5,9 @@
 //! open; what changes state (reload, silences) needs the bearer token.
 
 use crate::book::Book;
+use crate::live::{now_ms, Message, SilenceCommand};
 use crate::metrics::Metrics;
 use crate::page;
-use crate::run::{now_ms, Message, SilenceCommand};
 use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;

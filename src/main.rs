@@ -10,6 +10,7 @@ mod handoff;
 mod http;
 mod incidents;
 mod inspect;
+mod live;
 mod metrics;
 mod output;
 mod page;

@@ -17,8 +17,9 @@
 //!   the same ids, and the ledger answers the actions already called.
 
 use crate::consume::Rekeying;
+use crate::live::{Live, Message};
 use crate::output::load_rules;
-use crate::run::{Live, Message, Settings};
+use crate::run::Settings;
 use anyhow::{anyhow, Result};
 use logheal_kafka::signals::{ensure_topic, input_partitions, wires, Publisher};
 use logheal_kafka::source::{Polled, Source};
