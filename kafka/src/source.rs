@@ -105,6 +105,26 @@ impl Shared {
         self.bells.len()
     }
 
+    /// A revoke: every worker is dealt an empty share, then the positions the workers
+    /// kept are taken (one list), to be committed once more before the partitions go.
+    fn revoke(&self) -> Option<TopicPartitionList> {
+        self.deal((0..self.workers()).map(|_| Share::default()).collect());
+        let mut kept = self.committed.lock().expect("not poisoned");
+        union(kept.iter_mut().filter_map(Option::take))
+    }
+
+    /// Keeps the positions `worker` just committed under deal `dealt`, for the next
+    /// revoke to commit again, unless a revoke came meanwhile: `revoke` deals before it
+    /// takes the kept positions, so a deal unchanged here (with them locked) means it has
+    /// not taken them yet. Kept after a revoke, they would be committed at the one after
+    /// it, over the progress of whichever consumer held the partitions in between.
+    fn keep_committed(&self, worker: usize, dealt: u64, positions: TopicPartitionList) {
+        let mut kept = self.committed.lock().expect("not poisoned");
+        if self.deal.load(Ordering::Acquire) == dealt {
+            kept[worker] = Some(positions);
+        }
+    }
+
     /// Deals `shares` out (one per worker).
     fn deal(&self, shares: Vec<Share>) {
         let mut dealt = self.shares.lock().expect("not poisoned");
@@ -193,18 +213,7 @@ impl ConsumerContext for Context {
         if let Rebalance::Revoke(_) | Rebalance::Error(_) = rebalance {
             // Every partition is taken away (eager protocol; an error unassigns too).
             // From here on no worker commits what it still holds (see `Source::commit`).
-            let workers = self.shared.workers();
-            self.shared
-                .deal((0..workers).map(|_| Share::default()).collect());
-            let positions = union(
-                self.shared
-                    .committed
-                    .lock()
-                    .expect("not poisoned")
-                    .iter_mut()
-                    .filter_map(Option::take),
-            );
-            if let Some(tpl) = positions {
+            if let Some(tpl) = self.shared.revoke() {
                 if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                     tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads a little more");
                 }
@@ -514,15 +523,7 @@ impl Source {
             return Ok(());
         }
         self.consumer.commit(&tpl, mode)?;
-        // Kept for the next revoke to commit again, unless a revoke came meanwhile: its
-        // callback deals before it takes the kept positions, so a deal unchanged here
-        // (with `committed` locked) means the callback has not taken them yet. Kept
-        // after a revoke, they would be committed at the one after it, over the progress
-        // of whichever consumer held the partitions in between.
-        let mut committed = self.shared.committed.lock().expect("not poisoned");
-        if self.shared.deal.load(Ordering::Acquire) == self.dealt {
-            committed[self.worker] = Some(tpl);
-        }
+        self.shared.keep_committed(self.worker, self.dealt, tpl);
         Ok(())
     }
 
@@ -639,5 +640,52 @@ fn take(
             *errors += 1;
             tracing::warn!(error = %e, "consumer error");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn positions(partition: i32, offset: i64) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("t", partition, Offset::Offset(offset))
+            .expect("a valid offset");
+        tpl
+    }
+
+    fn offsets(tpl: &TopicPartitionList) -> Vec<(i32, i64)> {
+        tpl.elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset().to_raw().expect("an offset")))
+            .collect()
+    }
+
+    #[test]
+    fn a_revoke_commits_what_each_worker_kept_once() {
+        let shared = Shared::new(2);
+        let dealt = shared.deal.load(Ordering::Acquire);
+        shared.keep_committed(0, dealt, positions(0, 10));
+        shared.keep_committed(1, dealt, positions(1, 20));
+        let taken = shared.revoke().expect("both workers kept positions");
+        assert_eq!(offsets(&taken), [(0, 10), (1, 20)]);
+        assert!(shared.revoke().is_none(), "taken once");
+    }
+
+    #[test]
+    fn positions_committed_under_a_revoked_deal_are_not_kept_for_the_next_revoke() {
+        let shared = Shared::new(2);
+        // Worker 1 read the deal and committed under it; the revoke came before it kept
+        // its positions.
+        let dealt = shared.deal.load(Ordering::Acquire);
+        assert!(shared.revoke().is_none());
+        shared.keep_committed(1, dealt, positions(1, 20));
+        // The partition went to another consumer meanwhile; the next revoke must not
+        // commit the old position over that consumer's progress.
+        assert!(shared.revoke().is_none());
+        // Under the deal it holds now, a worker's positions are kept.
+        let now = shared.deal.load(Ordering::Acquire);
+        shared.keep_committed(1, now, positions(1, 30));
+        assert_eq!(offsets(&shared.revoke().expect("kept")), [(1, 30)]);
     }
 }
