@@ -625,7 +625,9 @@ fn take(
 ) {
     match result {
         Ok(m) => merge.push(
-            m.topic(),
+            // A partition queue's records are of its topic: not read per record (the
+            // client's `topic()` measures and checks the name's UTF-8 each time).
+            queue.map_or_else(|| m.topic(), |q| &*q.topic),
             m.partition(),
             m.offset(),
             m.timestamp().to_millis(),
