@@ -7,11 +7,14 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/consumer.rs"]
+mod consumer;
 #[path = "support/receiver.rs"]
 mod receiver;
 mod support;
 
-use broker::{Broker, Consumer, Running};
+use broker::Broker;
+use consumer::{Consumer, Running};
 use receiver::Server;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -84,7 +87,7 @@ fn a_keyed_topic_gives_the_incidents_and_calls_of_a_replay() {
     let run = Consumer::new(&broker, &topic, &server).until_end().run();
     assert_eq!(run.lines_read(), lines.len() as u64, "{}", run.stderr);
 
-    let replay = broker::replay(&lines, &server);
+    let replay = consumer::replay(&lines, &server);
     assert_eq!(
         confirmed(&run.records),
         ["inventory", "payment"].map(String::from).into()
@@ -125,7 +128,7 @@ fn a_backlog_consumed_live_decides_what_replay_decides() {
     // Caught up and idle for a few seconds: still just what the backlog decided.
     std::thread::sleep(Duration::from_secs(4));
     let live = running.stop().records;
-    let replay = broker::replay_dry(&lines);
+    let replay = consumer::replay_dry(&lines);
     assert_eq!(confirmed(&live), confirmed(&replay));
     let confirmations = |records: &[Value]| {
         of_type(records, "transition")
@@ -224,7 +227,7 @@ fn kill_9_mid_stream(threads: usize) {
     // Every action called exactly once, under the key a replay of the whole log uses.
     let calls = calls_by_key(&server);
     assert!(calls.values().all(|n| *n == 1), "called twice: {calls:?}");
-    let replay = broker::replay_dry(&lines);
+    let replay = consumer::replay_dry(&lines);
     assert_eq!(
         calls.keys().cloned().collect::<BTreeSet<_>>(),
         action_keys(&replay)
@@ -524,7 +527,7 @@ fn three_consumers(start: Start, threads: usize) {
     // watermarks interleave).
     assert_eq!(
         calls.keys().map(|k| without_id(k)).collect::<BTreeSet<_>>(),
-        action_keys(&broker::replay_dry(&lines))
+        action_keys(&consumer::replay_dry(&lines))
             .iter()
             .map(|k| without_id(k))
             .collect::<BTreeSet<_>>()
@@ -630,7 +633,7 @@ fn two_correlators_and_one_decider_decide_what_replay_decides() {
     decider.wait_for_log(Duration::from_secs(120), "summary:");
     let decider = decider.wait();
     assert!(decider.status.success(), "{}", decider.stderr);
-    let replay = broker::replay_dry(&lines);
+    let replay = consumer::replay_dry(&lines);
     assert_eq!(confirmed(&decider.records), confirmed(&replay));
     let keys = |records: &[Value]| -> BTreeSet<String> {
         action_keys(records).iter().map(|k| without_id(k)).collect()
@@ -682,7 +685,7 @@ fn two_correlate_threads_in_one_process_share_the_partitions_and_decide_what_rep
     assert_eq!(per_worker.len(), 2, "{}", run.stderr);
     assert!(per_worker.iter().all(|n| *n > 0), "{per_worker:?}");
     assert!(per_worker.iter().sum::<u64>() >= lines.len() as u64);
-    let replay = broker::replay_dry(&lines);
+    let replay = consumer::replay_dry(&lines);
     assert_eq!(confirmed(&run.records), confirmed(&replay));
     let keys = |records: &[Value]| -> BTreeSet<String> {
         action_keys(records).iter().map(|k| without_id(k)).collect()
@@ -844,7 +847,7 @@ fn records_that_name_no_time_are_timed_by_their_kafka_timestamp() {
             (key, v.to_string().into_bytes(), Some(ts))
         })
         .collect();
-    let replay = broker::replay_dry(&lines);
+    let replay = consumer::replay_dry(&lines);
     let transitions = |records: &[Value]| -> BTreeSet<(String, String, String)> {
         of_type(records, "transition")
             .map(|t| {
@@ -884,7 +887,7 @@ fn records_that_name_no_time_are_timed_by_their_kafka_timestamp() {
 #[test]
 fn rekey_routes_every_event_of_a_trace_to_one_partition() {
     let (broker, lines, raw, keyed) = unkeyed_scenario();
-    let out = broker::logheal()
+    let out = consumer::logheal()
         .args([
             "rekey",
             "--brokers",
@@ -934,7 +937,7 @@ fn a_config_file_runs_the_job_with_its_rekeying_stage() {
         ),
     )
     .unwrap();
-    let mut cmd = broker::logheal();
+    let mut cmd = consumer::logheal();
     cmd.args(["run", "--config"]).arg(&config);
     let running = Running::spawn(cmd);
     running.wait_for_output(Duration::from_secs(90), |r| confirmed(r).len() == 2);
