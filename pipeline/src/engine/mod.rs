@@ -336,10 +336,7 @@ impl Engine {
             silences: Vec::new(),
             touched: Default::default(),
             closed: VecDeque::new(),
-            split: Split {
-                time: EventTime::MIN,
-                ..Split::default()
-            },
+            split: Split::new(),
         })
     }
 

@@ -18,38 +18,38 @@ use std::sync::Arc;
 pub(super) struct Split {
     /// Correlate: the input position of the record being processed, how many signals
     /// it raised so far, and the signals waiting to be published.
-    pub(super) position: Option<(Arc<str>, i32, i64)>,
-    pub(super) raised: u32,
-    pub(super) out: Vec<WireSignal>,
+    position: Option<(Arc<str>, i32, i64)>,
+    raised: u32,
+    out: Vec<WireSignal>,
     /// Decide: every input partition, and each one's latest watermark.
-    pub(super) inputs: Vec<(Arc<str>, i32)>,
+    inputs: Vec<(Arc<str>, i32)>,
     /// Per input partition: its watermark, and whether it is idle (never had a record).
     /// Kept per signals partition: a watermark on one partition says nothing of the
     /// signals still on their way in another (each partition is in order, the
     /// partitions are not), so a decider's time is the least over its own partitions.
-    pub(super) marks: FxHashMap<(i32, Arc<str>, i32), (EventTime, bool)>,
+    marks: FxHashMap<(i32, Arc<str>, i32), (EventTime, bool)>,
     /// The keys of `marks` time waits for (see `refresh_mark_keys`).
-    pub(super) mark_keys: Vec<(i32, Arc<str>, i32)>,
+    mark_keys: Vec<(i32, Arc<str>, i32)>,
     /// Decide: the signals partitions this decider owns (none known: those heard of).
-    pub(super) owned: Vec<i32>,
+    owned: Vec<i32>,
     /// Decide: what tells a correlator's repeats (see `repeats.rs`).
     pub(super) repeats: crate::repeats::Repeats,
     /// Decide: templates known by text (a decider mines nothing); the key's id indexes
     /// `texts`, with the correlator's anomaly verdict.
-    pub(super) template_ids: FxHashMap<(u32, Box<str>), u32>,
+    template_ids: FxHashMap<(u32, Box<str>), u32>,
     pub(super) texts: Vec<(Box<str>, bool, Option<String>)>,
     /// Decide: the services named in the chain being delivered.
     pub(super) named: Vec<crate::interner::ServiceId>,
     /// Decide, executing while catching up: while a call is in flight, time does not
     /// move on to a point before this (as one engine stands still, see `feed`).
-    pub(super) hold_before: Option<EventTime>,
+    hold_before: Option<EventTime>,
     /// Decide: the time reached (the watermark time, unless held for a call).
     pub(super) time: EventTime,
     /// Decide: signals taken and not yet delivered, by the correlator's time when it
     /// raised them (then arrival): each is delivered once every input partition has
     /// passed that time, after what fell due before it, as one engine would.
     pub(super) pending: std::collections::BTreeMap<(EventTime, u64), WireSignal>,
-    pub(super) arrivals: u64,
+    arrivals: u64,
 }
 
 /// Signals a decider holds back for a lagging partition; past this, the earliest is
@@ -59,6 +59,16 @@ const MAX_PENDING_SIGNALS: usize = 100_000;
 
 /// Templates a decider keeps by text; past this, new texts share one entry.
 const MAX_WIRE_TEMPLATES: usize = 100_000;
+
+impl Split {
+    /// Before any watermark: time has not started.
+    pub(super) fn new() -> Split {
+        Split {
+            time: EventTime::MIN,
+            ..Split::default()
+        }
+    }
+}
 
 impl Engine {
     /// Correlate stage: the input position of the record about to be pushed (its
