@@ -19,9 +19,9 @@ pub(super) enum Match {
 /// its length), so a search reads one array instead of a template per cluster.
 #[derive(Debug)]
 pub(super) struct Leaf {
-    pub(super) width: usize,
+    width: usize,
     pub(super) slots: Vec<u32>,
-    pub(super) tokens: Vec<u32>,
+    tokens: Vec<u32>,
 }
 
 impl Leaf {
