@@ -211,13 +211,16 @@ impl Registry {
         self.live.remove(key)
     }
 
-    /// Keys of the live incidents of `rule`.
+    /// Keys of the live incidents of `rule`, in key order (not the map's).
     pub fn keys_of_rule(&self, rule: u32) -> Vec<IncidentKey> {
-        self.live
+        let mut keys: Vec<IncidentKey> = self
+            .live
             .keys()
             .filter(|k| k.rule == rule)
             .copied()
-            .collect()
+            .collect();
+        keys.sort();
+        keys
     }
 
     /// The first event time of the oldest live incident.
@@ -252,5 +255,40 @@ impl Registry {
             .collect();
         out.sort_by_key(|(key, ..)| *key);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logheal_rules::RestoreWhen;
+    use std::time::Duration;
+
+    #[test]
+    fn the_incidents_of_a_rule_come_in_key_order_whatever_the_map_holds() {
+        let timing = Timing {
+            suspect_timeout: Duration::from_secs(30),
+            quiet_period: Duration::from_secs(60),
+            reopen_within: Duration::from_secs(300),
+            escalate_after: Duration::from_secs(600),
+            restore_when: RestoreWhen::Quiet,
+        };
+        let mut registry = Registry::default();
+        let key = |rule, root| IncidentKey {
+            rule,
+            root: Some(ServiceId(root)),
+        };
+        for (rule, root) in [(1, 40), (0, 7), (1, 3), (1, 900), (1, 12), (0, 1)] {
+            let id: Arc<str> = format!("{rule}-{root}").into();
+            registry.with(
+                key(rule, root),
+                || Some(Incident::new(id, timing, EventTime(0))),
+                |_| (),
+            );
+        }
+        assert_eq!(
+            registry.keys_of_rule(1),
+            [key(1, 3), key(1, 12), key(1, 40), key(1, 900)]
+        );
     }
 }
