@@ -51,6 +51,10 @@ impl Partition {
         }
     }
 
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        self.partition == partition && &*self.topic == topic
+    }
+
     fn head_time(&self) -> Option<i64> {
         self.queue.front().map(|b| b.time)
     }
@@ -143,14 +147,12 @@ impl Merge {
 
     /// Where the partition is in `partitions`, if it is one of this merge's.
     fn find(&self, topic: &str, partition: i32) -> Option<usize> {
-        self.partitions
-            .iter()
-            .position(|p| p.partition == partition && &*p.topic == topic)
+        self.partitions.iter().position(|p| p.is(topic, partition))
     }
 
     fn slot(&mut self, topic: &str, partition: i32, now: Instant) -> usize {
         let last = self.partitions.get(self.last_slot);
-        if last.is_some_and(|p| p.partition == partition && &*p.topic == topic) {
+        if last.is_some_and(|p| p.is(topic, partition)) {
             return self.last_slot;
         }
         let slot = match self.find(topic, partition) {
