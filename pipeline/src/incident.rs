@@ -453,21 +453,24 @@ impl Lifecycle {
     }
 }
 
+/// The timing the unit tests use (suspect 30 s, quiet 1 m, reopen 5 m, escalate 10 m;
+/// restored when quiet).
+#[cfg(test)]
+pub(crate) fn timing() -> Timing {
+    Timing {
+        suspect_timeout: Duration::from_secs(30),
+        quiet_period: Duration::from_secs(60),
+        reopen_within: Duration::from_secs(300),
+        escalate_after: Duration::from_secs(600),
+        restore_when: RestoreWhen::Quiet,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SEC: i64 = 1_000_000_000;
-
-    fn timing() -> Timing {
-        Timing {
-            suspect_timeout: Duration::from_secs(30),
-            quiet_period: Duration::from_secs(60),
-            reopen_within: Duration::from_secs(300),
-            escalate_after: Duration::from_secs(600),
-            restore_when: RestoreWhen::Quiet,
-        }
-    }
 
     /// Drives one machine and keeps the effects.
     struct Run {

@@ -261,18 +261,10 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use logheal_rules::RestoreWhen;
-    use std::time::Duration;
 
     #[test]
     fn the_incidents_of_a_rule_come_in_key_order_whatever_the_map_holds() {
-        let timing = Timing {
-            suspect_timeout: Duration::from_secs(30),
-            quiet_period: Duration::from_secs(60),
-            reopen_within: Duration::from_secs(300),
-            escalate_after: Duration::from_secs(600),
-            restore_when: RestoreWhen::Quiet,
-        };
+        let timing = incident::timing();
         let mut registry = Registry::default();
         let key = |rule, root| IncidentKey {
             rule,
