@@ -254,8 +254,7 @@ def lead_in(logheal, data, files, windows, faults, nf, opts, lead=15 * 60):
     """Each fault window, alone, put before the start of the fault-free minute's day (it
     starts `lead` seconds before the day's first line), and the day replayed: the
     fault-free minute then lies past the warm-up, as it would in a stream that began
-    earlier. Per window: the confirmations inside the fault-free minute, and whether the
-    day's first window is now detected."""
+    earlier. Per window: the confirmations inside the fault-free minute."""
     day = [g for g in files if g[:10] == nf_day(files)]
     first = windows[day[0]][0][0]
     by_file = {f["log"] + ".gz": f for f in faults}
