@@ -33,6 +33,7 @@ pub fn doing(what: impl Into<String>) -> impl FnOnce(KafkaError) -> Error {
     move |error| Error::Client { doing, error }
 }
 
+pub mod batch;
 pub mod ledger;
 pub mod merge;
 pub mod offsets;

@@ -7,8 +7,8 @@
 //! state from the committed offsets of the new assignment.
 //!
 //! Each assigned partition's records come from a queue of their own (split off in the
-//! rebalance callback), taken only while the partition holds less than its share of the
-//! merge's buffer: the client stops fetching a partition whose queue is full, so one
+//! rebalance callback), taken many per call (`batch`) only while the partition holds less
+//! than its share of the merge's buffer: the client stops fetching a partition whose queue is full, so one
 //! partition's backlog waits in the client instead of crowding the others out of the
 //! merge (which would then have to release records out of time order).
 //!
@@ -21,13 +21,14 @@
 //! assignment it last took (`Source::commit` checks the deal, which a revoke
 //! renews before its callback commits).
 
+use crate::batch::{BatchQueue, Record};
 use crate::merge::Merge;
 use crate::KafkaConfig;
 use logheal_parsers::EventTime;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -56,6 +57,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Records taken from the client per poll before the merge runs.
 const POLL_BATCH: usize = 4096;
+
+/// Records taken from a partition's queue per call, at most (see `batch`).
+const QUEUE_BATCH: usize = 256;
+
+/// The record size a batch's length is first reckoned with, before any was seen.
+const MIN_RECORD_GUESS: usize = 256;
 
 /// What the client's callbacks share with the polling threads.
 #[derive(Default)]
@@ -170,7 +177,14 @@ impl Bell {
 struct Queue {
     topic: Arc<str>,
     partition: i32,
-    queue: PartitionQueue<Context>,
+    /// The queue's records are read through this handle, many per call (declared
+    /// before `queue`, whose consumer handle must outlive it).
+    batch: BatchQueue,
+    /// Split off the consumer's queue, with a callback that rings the worker's bell;
+    /// held for that (dropping it takes the callback away), read through `batch`.
+    _split: PartitionQueue<Context>,
+    /// The largest record seen, for the size of a batch that fits the room left.
+    largest: usize,
 }
 
 pub struct Context {
@@ -237,8 +251,9 @@ impl ConsumerContext for Context {
                 if let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) {
                     for (i, (topic, partition)) in elements.into_iter().enumerate() {
                         let w = i % workers;
-                        let Some(mut queue) = consumer.split_partition_queue(&topic, partition)
-                        else {
+                        let split = consumer.split_partition_queue(&topic, partition);
+                        let batch = BatchQueue::of(&consumer, &topic, partition);
+                        let (Some(mut queue), Some(batch)) = (split, batch) else {
                             shares[0].unsplit.push((topic.into(), partition));
                             continue;
                         };
@@ -247,7 +262,9 @@ impl ConsumerContext for Context {
                         shares[w].queues.push(Queue {
                             topic: topic.into(),
                             partition,
-                            queue,
+                            batch,
+                            _split: queue,
+                            largest: 0,
                         });
                     }
                 }
@@ -391,20 +408,28 @@ impl Source {
                 rebalanced |= changed;
             }
             rebalanced |= self.take_share();
-            // Each partition's queue, while the partition holds less than its share.
+            // Each partition's queue, while the partition holds less than its share: in
+            // batches of about the room left (by the largest record seen so far).
             let share = self.merge.max_buffered_bytes() / self.queues.len().max(1);
-            for q in &self.queues {
+            for q in &mut self.queues {
                 let mut room = share.saturating_sub(self.merge.buffered_of(&q.topic, q.partition));
                 while room > 0 && taken < POLL_BATCH {
-                    let Some(result) = q.queue.poll(Duration::ZERO) else {
+                    let want = batch_len(room, q.largest, POLL_BATCH - taken);
+                    let (merge, errors) = (&mut self.merge, &mut self.errors);
+                    let (topic, partition) = (&q.topic, q.partition);
+                    let mut largest = q.largest;
+                    let n = q.batch.take(want, |record| {
+                        let len = record.payload().len();
+                        largest = largest.max(len);
+                        room = room.saturating_sub(len.max(1));
+                        take_record(merge, errors, topic, partition, &record, now);
+                    });
+                    q.largest = largest;
+                    if n == 0 {
                         break;
-                    };
-                    taken += 1;
-                    got = true;
-                    if let Ok(m) = &result {
-                        room = room.saturating_sub(m.payload_len().max(1));
                     }
-                    take(&mut self.merge, &mut self.errors, Some(q), result, now);
+                    taken += n;
+                    got = true;
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -448,7 +473,7 @@ impl Source {
             if matches!(&result, Ok(m) if self.stray(m)) {
                 continue;
             }
-            take(&mut self.merge, &mut self.errors, None, result, now);
+            take(&mut self.merge, &mut self.errors, result, now);
         }
         (got, rebalanced)
     }
@@ -613,31 +638,67 @@ impl Source {
     }
 }
 
-/// Buffers what a poll returned (`queue`: the partition's own queue it came from).
-/// `now` is when the poll batch began: one clock read per batch, not per record (it
-/// only times how long a partition has been quiet).
+/// How many records to ask a partition's queue for: about as many as fit `room` bytes
+/// if none is larger than the largest seen so far, at least one, at most `QUEUE_BATCH`
+/// and `left`.
+fn batch_len(room: usize, largest: usize, left: usize) -> usize {
+    (room / largest.max(MIN_RECORD_GUESS))
+        .clamp(1, QUEUE_BATCH)
+        .min(left)
+}
+
+/// Buffers a record (or takes note of an error) read from the queue of `topic`'s
+/// `partition` (its records are of that topic: the name is not read per record). `now`:
+/// as in `take`.
+fn take_record(
+    merge: &mut Merge,
+    errors: &mut u64,
+    topic: &str,
+    partition: i32,
+    record: &Record<'_>,
+    now: Instant,
+) {
+    match record.error() {
+        None => merge.push(
+            topic,
+            partition,
+            record.offset(),
+            record.timestamp(),
+            record.payload(),
+            now,
+        ),
+        Some(RDKafkaErrorCode::PartitionEOF) => merge.reached_end_of(topic, partition),
+        Some(_) => {
+            *errors += 1;
+            tracing::warn!(
+                topic,
+                partition,
+                error = record.error_text(),
+                "consumer error"
+            );
+        }
+    }
+}
+
+/// Buffers what the consumer's own queue returned (records of a partition whose queue
+/// could not be split). `now` is when the poll batch began: one clock read per batch,
+/// not per record (it only times how long a partition has been quiet).
 fn take(
     merge: &mut Merge,
     errors: &mut u64,
-    queue: Option<&Queue>,
     result: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
     now: Instant,
 ) {
     match result {
         Ok(m) => merge.push(
-            // A partition queue's records are of its topic: not read per record (the
-            // client's `topic()` measures and checks the name's UTF-8 each time).
-            queue.map_or_else(|| m.topic(), |q| &*q.topic),
+            m.topic(),
             m.partition(),
             m.offset(),
             m.timestamp().to_millis(),
             m.payload().unwrap_or_default(),
             now,
         ),
-        Err(KafkaError::PartitionEOF(p)) => match queue {
-            Some(q) => merge.reached_end_of(&q.topic, q.partition),
-            None => merge.reached_end(p),
-        },
+        Err(KafkaError::PartitionEOF(p)) => merge.reached_end(p),
         Err(e) => {
             *errors += 1;
             tracing::warn!(error = %e, "consumer error");
@@ -648,6 +709,20 @@ fn take(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_asks_for_what_fits_the_room_and_never_for_nothing() {
+        // Small records: the batch's bound.
+        assert_eq!(batch_len(16 << 20, 200, POLL_BATCH), QUEUE_BATCH);
+        // Records of up to 1 MB seen, 4 MB of room: 4 of them.
+        assert_eq!(batch_len(4 << 20, 1 << 20, POLL_BATCH), 4);
+        // Less room than one record: still one (the partition must go on).
+        assert_eq!(batch_len(10, 1 << 20, POLL_BATCH), 1);
+        // Nothing seen yet: reckoned at MIN_RECORD_GUESS bytes a record.
+        assert_eq!(batch_len(10 * MIN_RECORD_GUESS, 0, POLL_BATCH), 10);
+        // The poll's own bound.
+        assert_eq!(batch_len(16 << 20, 200, 3), 3);
+    }
 
     fn positions(partition: i32, offset: i64) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
