@@ -51,6 +51,10 @@ struct Shared {
     consumed: std::sync::atomic::AtomicU64,
     rebalances: std::sync::atomic::AtomicU64,
     errors: std::sync::atomic::AtomicU64,
+    /// The signals topic exists and the job has started: correlators may open their
+    /// publishers (until then they join the group and buffer what the first fetches
+    /// bring).
+    signals_ready: AtomicBool,
 }
 
 #[derive(Default)]
@@ -71,6 +75,7 @@ impl Shared {
             consumed: Default::default(),
             rebalances: Default::default(),
             errors: Default::default(),
+            signals_ready: AtomicBool::new(false),
         }
     }
 
@@ -163,7 +168,6 @@ pub fn run(
         }
         _ => Some(Rekeying::start(&mut kafka, rekey_to.as_deref())),
     };
-    ensure_topic(&kafka, &topic)?;
     let kafka = &kafka;
     let mut decide_settings = Settings {
         engine: EngineConfig {
@@ -176,7 +180,6 @@ pub fn run(
         // Nothing is decided here: no ledger and no receivers are needed.
         decide_settings.engine.execute = false;
     }
-    let (mut live, _tx) = Live::start(&decide_settings)?;
     let stop = Arc::new(AtomicBool::new(false));
     let threads = if kafka.stage == Stage::Decide {
         0
@@ -186,13 +189,16 @@ pub fn run(
     let shared = Arc::new(Shared::new(threads));
     // One consumer of the group whose partitions are dealt out to the correlate threads
     // (its partition queues), each with its own miner and windows: the group sees one
-    // member however many threads there are.
+    // member however many threads there are. It joins first, and the correlators poll
+    // while the signals topic is made and the live job starts (a quarter of a second
+    // on the Kafka bench), so their first fetches are under way by then.
     let sources = if threads == 0 {
         Vec::new()
     } else {
         Source::subscribe_workers(kafka, threads)
             .map_err(logheal_kafka::doing("cannot join the consumer group"))?
     };
+    let mut taps = Vec::new();
     let correlators: Vec<_> = sources
         .into_iter()
         .map(|mut source| {
@@ -212,7 +218,7 @@ pub fn run(
             };
             // Reloads of the rule files reach every correlator.
             let (tx, rx) = std::sync::mpsc::channel();
-            live.reload_taps.push(tx);
+            taps.push(tx);
             let (stop, shared) = (stop.clone(), shared.clone());
             std::thread::Builder::new()
                 .name(format!("correlate-{worker}"))
@@ -230,6 +236,27 @@ pub fn run(
                 .expect("a thread")
         })
         .collect();
+    // Nothing is published (so nothing committed) unless the whole job could start.
+    let started = ensure_topic(kafka, &topic)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Live::start(&decide_settings));
+    if started.is_ok() {
+        shared.signals_ready.store(true, Ordering::Release);
+    }
+    let (mut live, _tx) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            for thread in correlators {
+                let _ = thread.join();
+            }
+            if let Some(rekeying) = rekeying {
+                rekeying.stop();
+            }
+            return Err(e);
+        }
+    };
+    live.reload_taps.extend(taps);
     let outcome = if kafka.stage == Stage::Correlate {
         live.metrics.set_ready(true);
         wait_for_correlation(&mut live, &stop, &shared)
@@ -524,7 +551,8 @@ fn correlate(
     let (topic, until_end) = (topic.as_str(), *until_end);
     let rules = load_rules(rules)?;
     let mut engine = Engine::new(rules, config)?;
-    let mut publisher = Publisher::open(kafka, topic)?;
+    // Opened once the signals topic exists (see `run`); records wait in the merge.
+    let mut publisher: Option<Publisher> = None;
     tracing::info!(topics = ?kafka.topics, group = kafka.group, signals = topic, worker, "correlating");
     let mut last_admitted = Instant::now();
     let mut next_mark = Instant::now();
@@ -545,7 +573,8 @@ fn correlate(
                 );
             }
         }
-        let polled = source.poll(Duration::from_millis(100));
+        let wait = if publisher.is_some() { 100 } else { 10 };
+        let polled = source.poll(Duration::from_millis(wait));
         if polled == Polled::Rebalanced {
             // The assignment changed: start over from the committed offsets (the
             // deciders drop the signals published again).
@@ -556,6 +585,12 @@ fn correlate(
             me.assigned = !source.merge.partitions.is_empty();
             me.drained = false;
         }
+        if publisher.is_none() && shared.signals_ready.load(Ordering::Acquire) {
+            publisher = Some(Publisher::open(kafka, topic)?);
+        }
+        let Some(publisher) = publisher.as_mut() else {
+            continue;
+        };
         let now = Instant::now();
         source
             .merge
@@ -574,10 +609,10 @@ fn correlate(
             engine.advance_idle(last_admitted.elapsed());
         }
         let quiet = source.quiet(&polled);
-        publish(&mut engine, &mut publisher)?;
+        publish(&mut engine, publisher)?;
         if now >= next_mark {
             next_mark = now + WATERMARK_EVERY;
-            watermark(&engine, source, &mut publisher, engine.time())?;
+            watermark(&engine, source, publisher, engine.time())?;
         }
         if now >= next_commit {
             next_commit = now + COMMIT_EVERY;
@@ -611,18 +646,20 @@ fn correlate(
             }
         }
     };
-    if ended {
+    if let (true, Some(publisher)) = (ended, publisher.as_mut()) {
         // The input is drained: windows run out, and the deciders learn that these
         // partitions are over.
         engine.finish();
-        publish(&mut engine, &mut publisher)?;
-        watermark(&engine, source, &mut publisher, EventTime(i64::MAX))?;
+        publish(&mut engine, publisher)?;
+        watermark(&engine, source, publisher, EventTime(i64::MAX))?;
         publisher.confirm()?;
         source
             .commit(EventTime::MAX, CommitMode::Sync)
             .map_err(logheal_kafka::doing("final commit failed"))?;
     } else {
-        publisher.confirm()?;
+        if let Some(publisher) = publisher.as_mut() {
+            publisher.confirm()?;
+        }
         let point = engine.rewind_point(kafka.max_rewind);
         if let Err(e) = source.commit(point, CommitMode::Sync) {
             tracing::warn!(error = %e, "final commit failed; the next consumer re-reads more");
@@ -643,7 +680,7 @@ fn correlate(
     tracing::info!(
         worker,
         records = source.merge.released_total,
-        signals = publisher.published,
+        signals = publisher.as_ref().map_or(0, |p| p.published),
         "correlation stopped"
     );
     Ok(())

@@ -828,6 +828,43 @@ fn malformed_records_are_counted_and_the_partition_goes_on() {
 }
 
 #[test]
+fn a_job_that_cannot_listen_leaves_the_group_with_the_error_and_commits_nothing() {
+    // The group is joined before the endpoints start (so that the first fetches are
+    // under way); a job that then fails to start must stop its correlators, leave, and
+    // publish and commit nothing.
+    let broker = Broker::from_env();
+    let lines = scenario();
+    let topic = broker.topic("nolisten", 4);
+    broker.produce_keyed(&topic, &lines);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let server = Server::start(&[]);
+    let consumer = Consumer::new(&broker, &topic, &server)
+        .dry_run()
+        .until_end()
+        .listen(&address);
+    let run = consumer.run();
+    assert!(!run.status.success(), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("cannot listen on {address}")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(broker.committed(&consumer.group, &topic, 4), [0, 0, 0, 0]);
+    assert!(
+        broker
+            .read_all(&format!("{}-signals", consumer.group), 4)
+            .is_empty(),
+        "signals were published"
+    );
+    drop(taken);
+    // The next job of the group reads everything.
+    let again = consumer.listen("127.0.0.1:0").run();
+    assert!(again.status.success(), "{}", again.stderr);
+    assert_eq!(again.lines_read(), lines.len() as u64);
+}
+
+#[test]
 fn records_that_name_no_time_are_timed_by_their_kafka_timestamp() {
     // As Fluentd's Kafka output writes by default (no time key): the scenario's records
     // without their `ts`, stamped with it as the producer's timestamp. The job decides

@@ -62,6 +62,8 @@ pub struct Consumer {
     rules: Option<std::path::PathBuf>,
     /// More arguments for `logheal run`.
     extra: Vec<String>,
+    /// `--listen`.
+    listen: String,
 }
 
 impl Consumer {
@@ -81,6 +83,7 @@ impl Consumer {
             stage: None,
             rules: None,
             extra: Vec::new(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 
@@ -124,6 +127,12 @@ impl Consumer {
         self.arg("--correlate-threads").arg(&n.to_string())
     }
 
+    /// Serves the endpoints on `address` (default: a free port).
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen = address.to_string();
+        self
+    }
+
     pub fn until_end(mut self) -> Self {
         self.until_end = true;
         self
@@ -135,7 +144,7 @@ impl Consumer {
         cmd.env("LOGHEAL_API_TOKEN", API_TOKEN);
         cmd.args(["run", "--brokers", &self.brokers, "--topic", &self.topic])
             .args(["--group", &self.group, "--ledger-topic", &self.ledger])
-            .args(["--output", "json", "--listen", "127.0.0.1:0"])
+            .args(["--output", "json", "--listen", &self.listen])
             .args([
                 "-X",
                 "session.timeout.ms=6000",
