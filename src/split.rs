@@ -681,6 +681,7 @@ fn correlate(
         worker,
         records = source.merge.released_total,
         signals = publisher.as_ref().map_or(0, |p| p.published),
+        signal_records = publisher.as_ref().map_or(0, |p| p.sent()),
         "correlation stopped"
     );
     Ok(())
