@@ -290,6 +290,8 @@ fn run_refuses_missing_inputs_directories_and_a_zero_tick() {
 struct Executing {
     child: std::process::Child,
     records: Arc<Mutex<Vec<Value>>>,
+    /// Reads stdout to its end.
+    reader: std::thread::JoinHandle<()>,
     _stdin: std::process::ChildStdin,
 }
 
@@ -319,7 +321,7 @@ impl Executing {
         stdin.flush().unwrap();
         let records = Arc::new(Mutex::new(Vec::new()));
         let (r, stdout) = (records.clone(), child.stdout.take().unwrap());
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 r.lock().unwrap().push(serde_json::from_str(&line).unwrap());
             }
@@ -327,6 +329,7 @@ impl Executing {
         Executing {
             child,
             records,
+            reader,
             _stdin: stdin,
         }
     }
@@ -351,7 +354,8 @@ impl Executing {
             std::thread::sleep(Duration::from_millis(20));
         }
         let took = start.elapsed();
-        std::thread::sleep(Duration::from_millis(200));
+        // Every line is in once the reader met the end of stdout.
+        self.reader.join().unwrap();
         let records = self.records.lock().unwrap().clone();
         (took, records)
     }

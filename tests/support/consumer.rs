@@ -196,16 +196,20 @@ impl Consumer {
     }
 }
 
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+/// The lines of `stream` as they come, and the thread that reads them (it ends at the
+/// stream's end: joined, every line is in).
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
             sink.lock().unwrap().push(line);
         }
     });
-    lines
+    (lines, reader)
 }
 
 /// A consumer process, its output collected as it comes.
@@ -213,6 +217,8 @@ pub struct Running {
     child: Mutex<Child>,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The threads reading them.
+    readers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Running {
@@ -223,12 +229,13 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (stdout, out_reader) = collect(child.stdout.take().unwrap());
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
         Running {
             child: Mutex::new(child),
             stdout,
             stderr,
+            readers: Mutex::new(vec![out_reader, err_reader]),
         }
     }
 
@@ -293,7 +300,7 @@ impl Running {
         child.kill().unwrap();
         child.wait().unwrap();
         drop(child);
-        std::thread::sleep(Duration::from_millis(200));
+        self.read_to_end();
         self.records()
     }
 
@@ -371,9 +378,15 @@ impl Running {
         self.wait()
     }
 
+    /// Waits (the process has ended) until its last lines are read.
+    fn read_to_end(&self) {
+        for reader in self.readers.lock().unwrap().drain(..) {
+            reader.join().unwrap();
+        }
+    }
+
     fn finished(&self, status: ExitStatus) -> Finished {
-        // Let the readers take the last lines.
-        std::thread::sleep(Duration::from_millis(200));
+        self.read_to_end();
         Finished {
             status,
             records: self.records(),

@@ -353,7 +353,10 @@ impl Miner {
     pub fn template(&self, id: TemplateId) -> Option<String> {
         let slot = *self.slot_of.get(&self.resolve(id))?;
         let cluster = self.clusters[slot as usize].as_ref()?;
-        let shapes = cluster.display.iter().map(|t| self.shapes[*t as usize].len());
+        let shapes = cluster
+            .display
+            .iter()
+            .map(|t| self.shapes[*t as usize].len());
         let mut out = String::with_capacity(shapes.sum::<usize>() + cluster.display.len());
         for (i, t) in cluster.display.iter().enumerate() {
             if i > 0 {
