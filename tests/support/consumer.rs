@@ -281,7 +281,7 @@ impl Running {
         }
     }
 
-    /// Waits for a log line (stderr) containing `needle`, after those already matched.
+    /// Waits until the log (stderr) contains `needle`; a line already there counts.
     pub fn wait_for_log(&self, timeout: Duration, needle: &str) {
         let deadline = Instant::now() + timeout;
         while !self.stderr().contains(needle) {
