@@ -2,6 +2,8 @@
 //! drives one state machine per incident. This crate is the command line only: argument
 //! parsing and wiring; the work lives in the `logheal-*` crates.
 
+#![forbid(unsafe_code)]
+
 mod book;
 mod check;
 mod config;

@@ -4,5 +4,7 @@
 //! circuit breakers (`executor`). The engine hands it `ActionRequest`s and gets
 //! `Outcome`s back (`logheal_pipeline::action`); it never waits on it.
 
+#![forbid(unsafe_code)]
+
 pub mod executor;
 pub mod receivers;

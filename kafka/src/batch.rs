@@ -13,6 +13,8 @@
 //! goes: `source::Queue` declares it before the consumer handle it holds); a message is
 //! read only inside `take`'s callback and destroyed right after it, panic or not.
 
+#![allow(unsafe_code)]
+
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;

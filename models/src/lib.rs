@@ -5,6 +5,8 @@
 //! one miner per service (`services`), TF-IDF template families (`families`), and
 //! per-template rate baselines with new-template and rate-spike signals (`anomaly`).
 
+#![forbid(unsafe_code)]
+
 pub mod anomaly;
 mod blind;
 pub mod families;

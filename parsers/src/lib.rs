@@ -5,6 +5,8 @@
 //! message under the flat, Elastic Common Schema and OpenTelemetry conventions (or names
 //! given in configuration), and timestamp reading. Events borrow from the input line.
 
+#![forbid(unsafe_code)]
+
 mod event;
 pub mod fields;
 mod json;

@@ -12,6 +12,8 @@
 //! clock in), no tokio, rdkafka or reqwest. The HTTP side is `logheal-actions`, Kafka
 //! is `logheal-kafka`.
 
+#![forbid(unsafe_code)]
+
 pub mod action;
 pub mod agenda;
 pub mod clock;

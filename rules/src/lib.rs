@@ -5,6 +5,8 @@
 //! built-in reference rule (`examples/cross-service-503.yaml`), and the rule test-file
 //! format of `logheal test` (`testfile`).
 
+#![forbid(unsafe_code)]
+
 mod compile;
 mod lint;
 mod load;
