@@ -119,6 +119,7 @@ impl Record<'_> {
         if text.is_null() {
             return format!("{:?}", self.error());
         }
+        // SAFETY: not null, NUL-terminated, live as long as the message (above).
         unsafe { CStr::from_ptr(text) }
             .to_string_lossy()
             .into_owned()

@@ -7,10 +7,11 @@
 //! state from the committed offsets of the new assignment.
 //!
 //! Each assigned partition's records come from a queue of their own (split off in the
-//! rebalance callback), taken many per call (`batch`) only while the partition holds less
-//! than its share of the merge's buffer: the client stops fetching a partition whose queue is full, so one
-//! partition's backlog waits in the client instead of crowding the others out of the
-//! merge (which would then have to release records out of time order).
+//! rebalance callback), taken many per call (`batch`) only while the partition holds
+//! less than its share of the merge's buffer: the client stops fetching a partition
+//! whose queue is full, so one partition's backlog waits in the client instead of
+//! crowding the others out of the merge (which would then have to release records out
+//! of time order).
 //!
 //! One consumer can feed several threads (`Source::subscribe_workers`): the queues of
 //! an assignment are dealt out among the workers (sorted by topic and partition, the
@@ -178,7 +179,7 @@ struct Queue {
     topic: Arc<str>,
     partition: i32,
     /// The queue's records are read through this handle, many per call (declared
-    /// before `queue`, whose consumer handle must outlive it).
+    /// before `_split`, whose consumer handle must outlive it).
     batch: BatchQueue,
     /// Split off the consumer's queue, with a callback that rings the worker's bell;
     /// held for that (dropping it takes the callback away), read through `batch`.
@@ -415,16 +416,19 @@ impl Source {
                 let mut room = share.saturating_sub(self.merge.buffered_of(&q.topic, q.partition));
                 while room > 0 && taken < POLL_BATCH {
                     let want = batch_len(room, q.largest, POLL_BATCH - taken);
-                    let (merge, errors) = (&mut self.merge, &mut self.errors);
-                    let (topic, partition) = (&q.topic, q.partition);
-                    let mut largest = q.largest;
                     let n = q.batch.take(want, |record| {
                         let len = record.payload().len();
-                        largest = largest.max(len);
+                        q.largest = q.largest.max(len);
                         room = room.saturating_sub(len.max(1));
-                        take_record(merge, errors, topic, partition, &record, now);
+                        take_record(
+                            &mut self.merge,
+                            &mut self.errors,
+                            &q.topic,
+                            q.partition,
+                            &record,
+                            now,
+                        );
                     });
-                    q.largest = largest;
                     if n == 0 {
                         break;
                     }
