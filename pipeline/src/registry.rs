@@ -35,8 +35,8 @@ pub struct Incident {
     pub sample_traces: Vec<Box<str>>,
     /// Whether it ever reached CONFIRMED.
     pub confirmed: bool,
-    /// Templates of the failed events in its chains, with counts.
-    pub templates: Vec<(TemplateKey, u64)>,
+    /// Templates of the failed events in its chains.
+    pub templates: Vec<ChainTemplate>,
     /// The number of its latest transition: outcomes of actions scheduled by an
     /// earlier one no longer steer it.
     pub seq: u32,
@@ -47,6 +47,17 @@ pub struct Incident {
     /// Root-cause candidates: each service that failed in its chains, with its evidence
     /// score (see `absorb_chain`), in order of first appearance.
     pub scores: Vec<(ServiceId, f64)>,
+}
+
+/// A template of an incident's chains: how many of their failed events it had, and why
+/// it was anomalous as of the latest chain that carried it. (A decider apart from its
+/// correlators learns that from the chain, judged at the chain's time; one engine judges
+/// it at the same time, so both say the same.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainTemplate {
+    pub key: TemplateKey,
+    pub count: u64,
+    pub why: Option<Box<str>>,
 }
 
 /// A root-cause candidate and its evidence score.
@@ -118,6 +129,7 @@ impl Incident {
         chain: &crate::correlator::ChainSignal,
         novel: &[logheal_models::TemplateKey],
         named: &[ServiceId],
+        why: impl Fn(TemplateKey) -> Option<Box<str>>,
     ) {
         // A service named by another's error ("No instances available for X",
         // "connection refused: X") is likely the callee that failed.
@@ -136,7 +148,7 @@ impl Incident {
                 .count() as f64;
             self.score(*s, score);
         }
-        self.absorb(chain);
+        self.absorb(chain, why);
     }
 
     /// Adds `points` to a candidate's evidence.
@@ -147,7 +159,11 @@ impl Incident {
         }
     }
 
-    fn absorb(&mut self, chain: &crate::correlator::ChainSignal) {
+    fn absorb(
+        &mut self,
+        chain: &crate::correlator::ChainSignal,
+        why: impl Fn(TemplateKey) -> Option<Box<str>>,
+    ) {
         self.chains += 1;
         // The logs still show the failure: a passing probe streak starts over.
         self.probe_passes = 0;
@@ -162,21 +178,30 @@ impl Incident {
             self.sample_traces.push(chain.trace.clone());
         }
         for (template, n) in &chain.templates {
-            match self.templates.iter_mut().find(|(t, _)| t == template) {
-                Some((_, total)) => *total += u64::from(*n),
-                None => self.templates.push((*template, u64::from(*n))),
+            let why = why(*template);
+            match self.templates.iter_mut().find(|t| t.key == *template) {
+                Some(t) => {
+                    t.count += u64::from(*n);
+                    t.why = why;
+                }
+                None => self.templates.push(ChainTemplate {
+                    key: *template,
+                    count: u64::from(*n),
+                    why,
+                }),
             }
         }
     }
 
     /// The `n` most frequent templates of its chains.
-    pub fn top_templates(&self, n: usize) -> Vec<TemplateKey> {
+    pub fn top_templates(&self, n: usize) -> Vec<ChainTemplate> {
         let mut all = self.templates.clone();
         // Ties keep the order the incident first saw them in (that of its chains),
         // which does not depend on how a process numbers services and templates: a
         // decider apart from its correlators ranks them as one engine does.
-        all.sort_by_key(|t| std::cmp::Reverse(t.1));
-        all.into_iter().take(n).map(|(t, _)| t).collect()
+        all.sort_by_key(|t| std::cmp::Reverse(t.count));
+        all.truncate(n);
+        all
     }
 }
 
@@ -281,6 +306,44 @@ mod tests {
         assert_eq!(
             registry.keys_of_rule(1),
             [key(1, 3), key(1, 12), key(1, 40), key(1, 900)]
+        );
+    }
+
+    #[test]
+    fn a_templates_evidence_is_as_of_the_latest_chain_that_carried_it() {
+        let template = |id| TemplateKey {
+            service: 1,
+            id: logheal_models::TemplateId(id),
+        };
+        let chain = |at: i64, templates: Vec<(TemplateKey, u32)>| crate::correlator::ChainSignal {
+            trace: "t".into(),
+            services: vec![ServiceId(1)],
+            events: 2,
+            first: EventTime(at),
+            last: EventTime(at),
+            root: ServiceId(1),
+            templates,
+        };
+        let mut incident = Incident::new("i".into(), incident::timing(), EventTime(0));
+        let why = |text: &'static str| move |_| Some(Box::<str>::from(text));
+        incident.absorb_chain(
+            &chain(1, vec![(template(7), 3), (template(8), 1)]),
+            &[],
+            &[],
+            why("first"),
+        );
+        incident.absorb_chain(&chain(2, vec![(template(8), 1)]), &[], &[], why("second"));
+        incident.absorb_chain(&chain(3, vec![(template(9), 1)]), &[], &[], |_| None);
+        let top = incident.top_templates(3);
+        let seen: Vec<_> = top
+            .iter()
+            .map(|t| (t.key.id.0, t.count, t.why.as_deref()))
+            .collect();
+        // Template 7 was last carried by the first chain, 8 by the second; 9 by the third,
+        // which found nothing anomalous about it (and that replaces nothing of the others').
+        assert_eq!(
+            seen,
+            [(7, 3, Some("first")), (8, 2, Some("second")), (9, 1, None)]
         );
     }
 }

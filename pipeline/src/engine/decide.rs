@@ -11,7 +11,7 @@ use crate::correlator::{ChainSignal, Signal};
 use crate::incident::{Ctx, Effect, IncidentState, Input};
 use crate::payload::{self};
 use crate::record::{Labels, Record};
-use crate::registry::{Incident, IncidentKey};
+use crate::registry::{ChainTemplate, Incident, IncidentKey};
 use crate::signal::Stage;
 use logheal_models::TemplateKey;
 use logheal_parsers::EventTime;
@@ -78,17 +78,28 @@ impl Engine {
         if self.config.stage == Stage::Decide {
             return self.split.named.clone();
         }
+        let texts = chain
+            .templates
+            .iter()
+            .filter_map(|(t, _)| Some((t.service, self.templates.text(*t)?)));
+        self.named_in(texts)
+    }
+
+    /// Services named in `texts`, each the text of a template of the service given with
+    /// it (see `named_services`).
+    pub(super) fn named_in<S: AsRef<str>>(
+        &self,
+        texts: impl Iterator<Item = (u32, S)>,
+    ) -> Vec<crate::interner::ServiceId> {
         let mut named = Vec::new();
-        for (t, _) in &chain.templates {
-            let Some(text) = self.templates.text(*t) else {
-                continue;
-            };
+        for (of, text) in texts {
             let words = text
+                .as_ref()
                 .split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
                 .map(|w| w.trim_end_matches('.'));
             for word in words.filter(|w| w.len() >= 4) {
                 if let Some(service) = self.interner.get(word) {
-                    if service.0 != t.service && !named.contains(&service) {
+                    if service.0 != of && !named.contains(&service) {
                         named.push(service);
                     }
                 }
@@ -132,6 +143,13 @@ impl Engine {
                 .collect()
         });
         let named = chain.map_or_else(Vec::new, |c| self.named_services(c));
+        // Why each of the chain's templates is anomalous, as of the chain (`at`).
+        let whys: Vec<(TemplateKey, Option<Box<str>>)> = chain.map_or_else(Vec::new, |c| {
+            c.templates
+                .iter()
+                .map(|(t, _)| (*t, self.template_why(*t, at).map(Box::from)))
+                .collect()
+        });
         let mut input = input;
         let new_id =
             (opens && self.registry.get(&key).is_none()).then(|| self.incident_id(key, at));
@@ -141,7 +159,11 @@ impl Engine {
             |incident| {
                 let state = crate::incident::state_of(&incident.machine);
                 if let Some(chain) = chain {
-                    incident.absorb_chain(chain, &novel, &named);
+                    incident.absorb_chain(chain, &novel, &named, |t| {
+                        whys.iter()
+                            .find(|(k, _)| *k == t)
+                            .and_then(|(_, w)| w.clone())
+                    });
                     // Before confirmation, below `min_chains` a chain only keeps the
                     // incident suspected (once confirmed, every chain counts).
                     let confirming =
@@ -173,16 +195,17 @@ impl Engine {
     }
 
     /// A confirmation's reason with its evidence: each top template of the chains, its
-    /// service, and why it is anomalous (new, or how far above its baseline).
-    fn with_evidence(&self, reason: String, top: &[TemplateKey], at: EventTime) -> String {
+    /// service, and why it is anomalous (new, or how far above its baseline) as of the
+    /// latest chain that carried it.
+    fn with_evidence(&self, reason: String, top: &[ChainTemplate]) -> String {
         let evidence: Vec<String> = top
             .iter()
             .filter_map(|t| {
-                let text = self.template_text(*t)?;
-                let service = self.interner.name(crate::interner::ServiceId(t.service));
-                let why = self
-                    .template_why(*t, at)
-                    .map_or(String::new(), |w| format!(" ({w})"));
+                let text = self.template_text(t.key)?;
+                let service = self
+                    .interner
+                    .name(crate::interner::ServiceId(t.key.service));
+                let why = t.why.as_ref().map_or(String::new(), |w| format!(" ({w})"));
                 Some(format!("{service}: \"{}\"{why}", cut_middle(&text, 160)))
             })
             .collect();
@@ -232,7 +255,7 @@ impl Engine {
                         )
                         .unwrap_or_default();
                     let reason = if to == IncidentState::Confirmed {
-                        self.with_evidence(reason, &top, at)
+                        self.with_evidence(reason, &top)
                     } else {
                         reason
                     };
@@ -246,7 +269,7 @@ impl Engine {
                         from,
                         to,
                         reason: reason.to_string(),
-                        templates: self.template_texts(top),
+                        templates: self.template_texts(top.iter().map(|t| t.key)),
                         candidates,
                     });
                     for p in self.agenda.cancel_stale(key, seq) {

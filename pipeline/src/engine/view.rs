@@ -39,9 +39,12 @@ pub struct Changes {
 
 impl Engine {
     /// The texts of templates, each text once (services can share one).
-    pub(super) fn template_texts(&self, keys: Vec<logheal_models::TemplateKey>) -> Vec<String> {
+    pub(super) fn template_texts(
+        &self,
+        keys: impl Iterator<Item = logheal_models::TemplateKey>,
+    ) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for text in keys.into_iter().filter_map(|t| self.template_text(t)) {
+        for text in keys.filter_map(|t| self.template_text(t)) {
             if !out.contains(&text) {
                 out.push(text);
             }
@@ -119,7 +122,7 @@ impl Engine {
             services: i.services.iter().map(|s| name(*s)).collect(),
             root_candidates: self.candidate_names(&i.candidates(key.root)),
             sample_trace_ids: i.sample_traces.iter().map(|t| t.to_string()).collect(),
-            top_templates: self.template_texts(i.top_templates(5)),
+            top_templates: self.template_texts(i.top_templates(5).into_iter().map(|t| t.key)),
         }
     }
 

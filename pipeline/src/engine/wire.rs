@@ -128,19 +128,23 @@ impl Engine {
             Signal::Chain(c) => {
                 self.stats.chains += 1;
                 let at = c.last;
-                let templates = c
+                // Each template's text is built once, for the wire and for the services
+                // it names.
+                let templates: Vec<(u32, WireTemplate)> = c
                     .templates
                     .iter()
                     .filter_map(|(t, count)| {
-                        Some(WireTemplate {
+                        let template = WireTemplate {
                             service: name(crate::interner::ServiceId(t.service)),
                             text: self.templates.text(*t)?,
                             count: *count,
                             novel: self.anomalies.is_new(*t, at.nanos()),
                             why: self.anomalies.explain(*t, at.nanos()),
-                        })
+                        };
+                        Some((t.service, template))
                     })
                     .collect();
+                let named = self.named_in(templates.iter().map(|(s, w)| (*s, w.text.as_str())));
                 WireSignal {
                     rule: rule_name,
                     at: at.nanos(),
@@ -153,8 +157,8 @@ impl Engine {
                         events: c.events,
                         first: c.first.nanos(),
                         last: c.last.nanos(),
-                        templates,
-                        named: self.named_services(c).into_iter().map(name).collect(),
+                        templates: templates.into_iter().map(|(_, w)| w).collect(),
+                        named: named.into_iter().map(name).collect(),
                     }),
                 }
             }
