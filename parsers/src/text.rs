@@ -108,7 +108,12 @@ pub(crate) fn read<'a>(
             TextShape::Plain
         }
     };
-    let pairs = pairs(line, index, record);
+    // Where the message begins: after the header the shape found, if any.
+    let content = match record.message_text() {
+        Some(Cow::Borrowed(m)) => offset_in(line, m),
+        _ => None,
+    };
+    let pairs = pairs(line, content.unwrap_or(0), index, record);
     found += pairs;
     found += markers(b, line, finders, record);
     if !matches!(shape, TextShape::Envoy | TextShape::Nginx) && !record.has(Field::Status) {
@@ -661,7 +666,45 @@ fn status_phrase<'a>(line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> 
 /// `key=value` pairs anywhere in the line; keys the field index knows are offered at their
 /// own rank (they are as good as structured fields). Brackets and separators around them
 /// are not part of them.
-fn pairs<'a>(line: &'a str, index: &FieldIndex, record: &mut RawRecord<'a>) -> usize {
+/// Where `part`, a slice of `line`, starts in it.
+fn offset_in(line: &str, part: &str) -> Option<usize> {
+    let at = (part.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
+    (at + part.len() <= line.len()).then_some(at)
+}
+
+/// Whether `text` is only `key=value` tokens (values bare or quoted) apart by spaces.
+fn only_pairs(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut at = 0;
+    loop {
+        while b.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        if at == b.len() {
+            return true;
+        }
+        let key = b[at..].iter().take_while(|c| is_key_byte(**c)).count();
+        if key == 0 || b.get(at + key) != Some(&b'=') {
+            return false;
+        }
+        at += key + 1;
+        at += crate::logfmt::value_at(&text[at..]).1;
+        if b.get(at).is_some_and(|c| !c.is_ascii_whitespace()) {
+            return false;
+        }
+    }
+}
+
+/// `key=value` pairs anywhere in the line, for the keys the index knows. A message key
+/// counts only where the message (`content`: where it starts, after any header) is
+/// pairs up to it, as in a logfmt line: in `Response(status=0, msg=Seat is Null.)` the
+/// `msg=` is part of the message, not the message.
+fn pairs<'a>(
+    line: &'a str,
+    content: usize,
+    index: &FieldIndex,
+    record: &mut RawRecord<'a>,
+) -> usize {
     let b = line.as_bytes();
     let mut found = 0;
     for eq in memchr::memchr_iter(b'=', b) {
@@ -679,6 +722,9 @@ fn pairs<'a>(line: &'a str, index: &FieldIndex, record: &mut RawRecord<'a>) -> u
         let Some((field, rank)) = index.lookup(key).and_then(|e| e.field) else {
             continue;
         };
+        if field == Field::Message && !(content <= start && only_pairs(&line[content..start])) {
+            continue;
+        }
         let rest = &line[eq + 1..];
         let value = if rest.starts_with('"') {
             // Quoted, with backslash escapes (logfmt).

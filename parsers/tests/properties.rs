@@ -87,9 +87,9 @@ proptest! {
         service in "[a-z][a-z0-9-]{0,20}",
         trace in "[0-9a-f]{16,32}",
         status in 100u16..600,
-        // Any printable text but `=`: a message with `msg=…` or `@m=…` in it is read
-        // again as pairs, by design (an app's logfmt line inside a JSON record; see
-        // the shapes tests), so it would not come back as it went in.
+        // Any printable text but `=`: a message that is pairs up to a `msg=…` or `@m=…`
+        // is read again as pairs, by design (an app's logfmt line inside a JSON record;
+        // see the shapes tests), so it would not come back as it went in.
         msg in "[^=\\p{C}]{0,80}",
         ms in 1_000_000_000_000i64..4_000_000_000_000,
     ) {

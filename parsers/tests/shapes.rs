@@ -370,3 +370,41 @@ fn an_empty_message_pair_inside_the_line_keeps_the_text() {
     let e = parse(r#"{"ts":1773482402017,"service":"s","log":"level=error msg=boom"}"#);
     assert_eq!(e.message, "boom");
 }
+
+#[test]
+fn a_message_pair_counts_only_where_the_message_is_pairs_up_to_it() {
+    // Inside a sentence (TrainTicket's services log `Response(status=0, msg=Seat is
+    // Null., …)` dumps), `msg=` is part of the message; the message stays whole.
+    let spring = r#"{"@timestamp":1674981729.57,"log":"16:42:09.569 INFO  s.s.SeatServiceImpl#166 TraceID: 6f3cbf058c2765548a39ad724905d6a1 SpanID: 1e0df701e9b758e4 [getLeftTicketOfInterval][result is <200,Response(status=0, msg=Seat is Null., data=null)>]","kubernetes":{"labels":{"app":"ts-seat-service"}}}"#;
+    let e = parse(spring);
+    assert_eq!(
+        e.message,
+        "[getLeftTicketOfInterval][result is <200,Response(status=0, msg=Seat is Null., data=null)>]"
+    );
+    assert_eq!(
+        e.trace_id.as_deref(),
+        Some("6f3cbf058c2765548a39ad724905d6a1")
+    );
+    let text = |t: &str| {
+        let line = serde_json::json!({"ts": 1_773_482_402_017i64, "service": "s", "log": t});
+        parse(&line.to_string())
+    };
+    assert_eq!(
+        text("connect failed: msg=timeout after 3s").message,
+        "connect failed: msg=timeout after 3s"
+    );
+    // A logfmt line, with keys logheal does not know before the message: its `msg`.
+    let e = text(r#"level=error user=bob attempt=3 msg="boom now" trace_id=abc"#);
+    assert_eq!(
+        (e.message.as_ref(), e.trace_id.as_deref()),
+        ("boom now", Some("abc"))
+    );
+    // After a header, the message part is pairs from its start.
+    let e = text("2026-03-14T10:00:02Z ERROR [main] msg=boom trace_id=abc");
+    assert_eq!((e.message.as_ref(), e.level), ("boom", Level::Error));
+    // Other fields are still read anywhere in the text.
+    assert_eq!(
+        text("payment failed trace_id=abc").trace_id.as_deref(),
+        Some("abc")
+    );
+}
