@@ -663,9 +663,6 @@ fn status_phrase<'a>(line: &'a str, f: &Finders, record: &mut RawRecord<'a>) -> 
     0
 }
 
-/// `key=value` pairs anywhere in the line; keys the field index knows are offered at their
-/// own rank (they are as good as structured fields). Brackets and separators around them
-/// are not part of them.
 /// Where `part`, a slice of `line`, starts in it.
 fn offset_in(line: &str, part: &str) -> Option<usize> {
     let at = (part.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
@@ -695,10 +692,12 @@ fn only_pairs(text: &str) -> bool {
     }
 }
 
-/// `key=value` pairs anywhere in the line, for the keys the index knows. A message key
-/// counts only where the message (`content`: where it starts, after any header) is
-/// pairs up to it, as in a logfmt line: in `Response(status=0, msg=Seat is Null.)` the
-/// `msg=` is part of the message, not the message.
+/// `key=value` pairs anywhere in the line; keys the field index knows are offered at their
+/// own rank (they are as good as structured fields). Brackets and separators around them
+/// are not part of them. A message key counts only where the message (`content`: where
+/// it starts, after any header) is pairs up to it, as in a logfmt line: in
+/// `Response(status=0, msg=Seat is Null.)` the `msg=` is part of the message, not the
+/// message.
 fn pairs<'a>(
     line: &'a str,
     content: usize,
