@@ -129,7 +129,7 @@ impl Incident {
         chain: &crate::correlator::ChainSignal,
         novel: &[logheal_models::TemplateKey],
         named: &[ServiceId],
-        why: impl Fn(TemplateKey) -> Option<Box<str>>,
+        whys: Vec<Option<Box<str>>>,
     ) {
         // A service named by another's error ("No instances available for X",
         // "connection refused: X") is likely the callee that failed.
@@ -148,7 +148,7 @@ impl Incident {
                 .count() as f64;
             self.score(*s, score);
         }
-        self.absorb(chain, why);
+        self.absorb(chain, whys);
     }
 
     /// Adds `points` to a candidate's evidence.
@@ -159,11 +159,7 @@ impl Incident {
         }
     }
 
-    fn absorb(
-        &mut self,
-        chain: &crate::correlator::ChainSignal,
-        why: impl Fn(TemplateKey) -> Option<Box<str>>,
-    ) {
+    fn absorb(&mut self, chain: &crate::correlator::ChainSignal, whys: Vec<Option<Box<str>>>) {
         self.chains += 1;
         // The logs still show the failure: a passing probe streak starts over.
         self.probe_passes = 0;
@@ -177,8 +173,9 @@ impl Incident {
         if self.sample_traces.len() < SAMPLE_TRACES {
             self.sample_traces.push(chain.trace.clone());
         }
-        for (template, n) in &chain.templates {
-            let why = why(*template);
+        // `whys`: one per template of the chain, in its order (missing: nothing to say).
+        let whys = whys.into_iter().chain(std::iter::repeat(None));
+        for ((template, n), why) in chain.templates.iter().zip(whys) {
             match self.templates.iter_mut().find(|t| t.key == *template) {
                 Some(t) => {
                     t.count += u64::from(*n);
@@ -325,15 +322,16 @@ mod tests {
             templates,
         };
         let mut incident = Incident::new("i".into(), incident::timing(), EventTime(0));
-        let why = |text: &'static str| move |_| Some(Box::<str>::from(text));
+        let why = |text: &'static str| Some(Box::<str>::from(text));
         incident.absorb_chain(
             &chain(1, vec![(template(7), 3), (template(8), 1)]),
             &[],
             &[],
-            why("first"),
+            vec![why("first"), why("first")],
         );
-        incident.absorb_chain(&chain(2, vec![(template(8), 1)]), &[], &[], why("second"));
-        incident.absorb_chain(&chain(3, vec![(template(9), 1)]), &[], &[], |_| None);
+        let second = chain(2, vec![(template(8), 1)]);
+        incident.absorb_chain(&second, &[], &[], vec![why("second")]);
+        incident.absorb_chain(&chain(3, vec![(template(9), 1)]), &[], &[], vec![None]);
         let top = incident.top_templates(3);
         let seen: Vec<_> = top
             .iter()

@@ -143,11 +143,12 @@ impl Engine {
                 .collect()
         });
         let named = chain.map_or_else(Vec::new, |c| self.named_services(c));
-        // Why each of the chain's templates is anomalous, as of the chain (`at`).
-        let whys: Vec<(TemplateKey, Option<Box<str>>)> = chain.map_or_else(Vec::new, |c| {
+        // Why each of the chain's templates is anomalous, as of the chain (`at`), in the
+        // chain's order.
+        let whys: Vec<Option<Box<str>>> = chain.map_or_else(Vec::new, |c| {
             c.templates
                 .iter()
-                .map(|(t, _)| (*t, self.template_why(*t, at).map(Box::from)))
+                .map(|(t, _)| self.template_why(*t, at).map(Box::from))
                 .collect()
         });
         let mut input = input;
@@ -159,11 +160,7 @@ impl Engine {
             |incident| {
                 let state = crate::incident::state_of(&incident.machine);
                 if let Some(chain) = chain {
-                    incident.absorb_chain(chain, &novel, &named, |t| {
-                        whys.iter()
-                            .find(|(k, _)| *k == t)
-                            .and_then(|(_, w)| w.clone())
-                    });
+                    incident.absorb_chain(chain, &novel, &named, whys);
                     // Before confirmation, below `min_chains` a chain only keeps the
                     // incident suspected (once confirmed, every chain counts).
                     let confirming =
