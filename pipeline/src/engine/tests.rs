@@ -15,7 +15,7 @@ fn long_texts_lose_their_middle() {
 
 #[test]
 fn a_service_named_in_another_service_error_is_a_candidate() {
-    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+    let mut engine = builtin_engine();
     let line = |ms: u32, service: &str, msg: &str| {
         format!(
             r#"{{"ts":"2026-03-14T10:00:00.{ms:03}Z","service":"{service}","trace_id":"t1","status":503,"msg":"{msg}"}}"#
@@ -80,6 +80,11 @@ fn a_rule_keeps_its_slot_across_reloads_and_a_removed_one_is_retired() {
     assert_eq!(selected(&engine), before);
 }
 
+/// An engine of the built-in rules and the default settings.
+fn builtin_engine() -> Engine {
+    Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap()
+}
+
 fn cascade(engine: &mut Engine, root: &str) {
     let line = |ms: u32, service: &str| {
         format!(
@@ -93,7 +98,7 @@ fn cascade(engine: &mut Engine, root: &str) {
 
 #[test]
 fn a_record_without_a_time_takes_its_transport_stamp_and_one_with_a_time_keeps_it() {
-    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+    let mut engine = builtin_engine();
     // As Fluentd's Kafka output writes by default: no time key, the app's line inside.
     let untimed = |service: &str| {
         format!(
@@ -149,13 +154,19 @@ fn silence_of(matcher: &str) -> Silence {
     .unwrap()
 }
 
-#[test]
-fn a_silenced_incident_moves_on_and_calls_nothing() {
-    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
-    engine.set_silences(vec![silence_of("root_service=ledger-db")]);
+/// A cascade rooted at `ledger-db` run to its end under a silence of `matcher`.
+fn silenced_cascade(matcher: &str) -> (Engine, Vec<Record>) {
+    let mut engine = builtin_engine();
+    engine.set_silences(vec![silence_of(matcher)]);
     cascade(&mut engine, "ledger-db");
     engine.finish();
-    let records: Vec<Record> = engine.take_records().collect();
+    let records = engine.take_records().collect();
+    (engine, records)
+}
+
+#[test]
+fn a_silenced_incident_moves_on_and_calls_nothing() {
+    let (engine, records) = silenced_cascade("root_service=ledger-db");
     let states: Vec<IncidentState> = records
         .iter()
         .filter_map(|r| match r {
@@ -176,18 +187,14 @@ fn a_silenced_incident_moves_on_and_calls_nothing() {
 
 #[test]
 fn a_silence_of_another_service_changes_nothing() {
-    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
-    engine.set_silences(vec![silence_of("root_service=~pay.*")]);
-    cascade(&mut engine, "ledger-db");
-    engine.finish();
-    let records: Vec<Record> = engine.take_records().collect();
+    let (engine, records) = silenced_cascade("root_service=~pay.*");
     assert!(records.iter().any(|r| matches!(r, Record::Action(_))));
     assert_eq!(engine.stats().actions_silenced, 0);
 }
 
 #[test]
 fn changes_give_touched_incidents_then_closed_ones() {
-    let mut engine = Engine::new(logheal_rules::builtin(), &EngineConfig::default()).unwrap();
+    let mut engine = builtin_engine();
     cascade(&mut engine, "ledger-db");
     let changes = engine.take_changes();
     assert_eq!(changes.live.len(), 1);
