@@ -406,7 +406,7 @@ impl FieldIndex {
 /// `a == b`, for the short strings keys are, without a call to `memcmp` (which was 8 %
 /// of a flat-JSON replay): two overlapping words compare up to 16 bytes.
 #[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

@@ -11,27 +11,110 @@
 //! range (`1e999`) as infinite. Nesting is unbounded and costs no stack: skipped
 //! containers are walked with an explicit one.
 
-use crate::fields::{FieldIndex, PathEntry};
+use crate::fields::{same, FieldIndex, PathEntry};
 use crate::record::{Raw, RawRecord};
 use crate::ParseError;
 use std::borrow::Cow;
 
-/// Reads one JSON object into `record`. `path` is a scratch buffer reused across lines.
+/// What the JSON reader keeps from one line to the next: the dotted path of the object
+/// being read (a buffer), and the keys of recent lines.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scratch {
+    path: String,
+    keys: KeyCache,
+}
+
+/// Reads one JSON object into `record`.
 pub(crate) fn read<'a>(
     line: &'a str,
     index: &FieldIndex,
-    path: &mut String,
+    scratch: &mut Scratch,
     record: &mut RawRecord<'a>,
 ) -> Result<()> {
-    path.clear();
+    scratch.path.clear();
     let mut scan = Scan { text: line, at: 0 };
     scan.space();
-    scan.object(index, path, record)?;
+    scan.object(index, scratch, record)?;
     scan.space();
     if scan.at != line.len() {
         return Err(ParseError::MalformedJson);
     }
     Ok(())
+}
+
+/// The keys recent lines had, per object read (the record, and each object a prefix key
+/// leads into), in their order, with what each means. The records of one stream share
+/// their layouts, so the next key is most often the one after the last key matched
+/// (or the one after that: a key some records leave out). Such a key is compared with
+/// those bytes, and is neither searched for its closing quote nor looked up: that search
+/// and lookup were a third of a flat-JSON replay (`perf`).
+///
+/// What a key means depends only on the key and the path of its object, so a layout is
+/// kept per path, and a key found in it means what it meant when it was kept. Keys with
+/// escapes, and keys longer than [`CachedKey::MAX_LEN`], are not kept. Bounded: only
+/// objects a prefix key leads into are read (their paths come from the configuration),
+/// and at most [`KeyCache::MAX_OBJECTS`] layouts of [`KeyCache::MAX_KEYS`] keys are kept.
+#[derive(Debug, Clone, Default)]
+struct KeyCache {
+    layouts: Vec<(Box<str>, Vec<CachedKey>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CachedKey {
+    bytes: [u8; CachedKey::MAX_LEN],
+    len: u8,
+    entry: Option<PathEntry>,
+}
+
+impl CachedKey {
+    const MAX_LEN: usize = 32;
+
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl KeyCache {
+    const MAX_OBJECTS: usize = 32;
+    const MAX_KEYS: usize = 64;
+
+    /// The layout of the object at `path`, made on its first use; `None` when the cache
+    /// is full.
+    #[inline]
+    fn layout(&mut self, path: &str) -> Option<usize> {
+        if let Some(i) = self
+            .layouts
+            .iter()
+            .position(|(p, _)| same(p.as_bytes(), path.as_bytes()))
+        {
+            return Some(i);
+        }
+        (self.layouts.len() < Self::MAX_OBJECTS).then(|| {
+            self.layouts.push((path.into(), Vec::new()));
+            self.layouts.len() - 1
+        })
+    }
+
+    /// Keeps `key` at place `at` of `layout`, before the key that was there (which
+    /// this line left out or has later); in a full layout, in its place.
+    fn keep(&mut self, layout: usize, at: usize, key: &str, entry: Option<PathEntry>) {
+        let keys = &mut self.layouts[layout].1;
+        if key.len() > CachedKey::MAX_LEN || at > keys.len() {
+            return;
+        }
+        let mut cached = CachedKey {
+            bytes: [0; CachedKey::MAX_LEN],
+            len: key.len() as u8,
+            entry,
+        };
+        cached.bytes[..key.len()].copy_from_slice(key.as_bytes());
+        if keys.len() < Self::MAX_KEYS {
+            keys.insert(at, cached);
+        } else if let Some(slot) = keys.get_mut(at) {
+            *slot = cached;
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -73,12 +156,12 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// An object whose keys extend `path`: each key that maps to a field or leads to one
-    /// is read, every other value skipped.
+    /// An object whose keys extend the path: each key that maps to a field or leads to
+    /// one is read, every other value skipped.
     fn object(
         &mut self,
         index: &FieldIndex,
-        path: &mut String,
+        scratch: &mut Scratch,
         record: &mut RawRecord<'a>,
     ) -> Result<()> {
         self.eat(b'{')?;
@@ -87,31 +170,21 @@ impl<'a> Scan<'a> {
             self.at += 1;
             return Ok(());
         }
-        let prefix_len = path.len();
+        let prefix_len = scratch.path.len();
+        let layout = scratch.keys.layout(&scratch.path);
+        // The place in the layout where the next key is expected.
+        let mut next = 0;
         loop {
             self.space();
-            let key = self.string()?;
+            let entry = self.key(index, scratch, layout, &mut next)?;
             self.space();
             self.eat(b':')?;
             self.space();
-            // A top-level key is looked up as it is; a nested one by its dotted path.
-            let entry = if prefix_len == 0 {
-                index.lookup(&key)
-            } else {
-                path.push('.');
-                path.push_str(&key);
-                index.lookup(path)
-            };
             match entry {
-                Some(entry) => {
-                    if prefix_len == 0 && entry.is_prefix {
-                        path.push_str(&key);
-                    }
-                    self.value(entry, index, path, record)?;
-                }
+                Some(entry) => self.value(entry, index, scratch, record)?,
                 None => self.skip_value()?,
             }
-            path.truncate(prefix_len);
+            scratch.path.truncate(prefix_len);
             self.space();
             match self.peek() {
                 Some(b',') => self.at += 1,
@@ -124,16 +197,74 @@ impl<'a> Scan<'a> {
         }
     }
 
+    /// A member's key, and what it means: a key of the object's layout at or just after
+    /// `next` when the bytes are the same, else read and looked up (a top-level key as it
+    /// is, a nested one by its dotted path) and kept in the layout. The path is extended
+    /// by the key when the key leads to fields (its value's keys are looked up under it).
+    #[inline]
+    fn key(
+        &mut self,
+        index: &FieldIndex,
+        scratch: &mut Scratch,
+        layout: Option<usize>,
+        next: &mut usize,
+    ) -> Result<Option<PathEntry>> {
+        let nested = !scratch.path.is_empty();
+        if let Some(layout) = layout {
+            let keys = &scratch.keys.layouts[layout].1;
+            let bytes = self.bytes();
+            let open = self.at;
+            for at in [*next, *next + 1] {
+                let Some(known) = keys.get(at) else {
+                    break;
+                };
+                let close = open + 1 + usize::from(known.len);
+                if bytes.get(open) == Some(&b'"')
+                    && bytes.get(close) == Some(&b'"')
+                    && same(&bytes[open + 1..close], known.bytes())
+                {
+                    let entry = known.entry;
+                    if entry.is_some_and(|e| e.is_prefix) {
+                        if nested {
+                            scratch.path.push('.');
+                        }
+                        scratch.path.push_str(&self.text[open + 1..close]);
+                    }
+                    self.at = close + 1;
+                    *next = at + 1;
+                    return Ok(entry);
+                }
+            }
+        }
+        let key = self.string()?;
+        let entry = if nested {
+            scratch.path.push('.');
+            scratch.path.push_str(&key);
+            index.lookup(&scratch.path)
+        } else {
+            let entry = index.lookup(&key);
+            if entry.is_some_and(|e| e.is_prefix) {
+                scratch.path.push_str(&key);
+            }
+            entry
+        };
+        if let (Some(layout), Cow::Borrowed(key)) = (layout, &key) {
+            scratch.keys.keep(layout, *next, key, entry);
+            *next += 1;
+        }
+        Ok(entry)
+    }
+
     /// The value of a key that maps to a field or leads to one.
     fn value(
         &mut self,
         entry: PathEntry,
         index: &FieldIndex,
-        path: &mut String,
+        scratch: &mut Scratch,
         record: &mut RawRecord<'a>,
     ) -> Result<()> {
         let raw = match self.peek().ok_or(MALFORMED)? {
-            b'{' if entry.is_prefix => return self.object(index, path, record),
+            b'{' if entry.is_prefix => return self.object(index, scratch, record),
             b'{' | b'[' => {
                 self.skip_value()?;
                 Raw::Compound
@@ -394,7 +525,7 @@ impl<'a> Scan<'a> {
 }
 
 /// The position of the first `"` or `\\` at or after `from`. Most keys and values are
-/// short: the first 32 bytes are searched a word at a time, inline (a call to `memchr`
+/// short: the first 40 bytes (a 32-digit trace id and its quote) are searched a word at a time, inline (a call to `memchr`
 /// per string was 8 % of a flat-JSON replay), and the rest with `memchr`.
 #[inline]
 fn quote_or_escape(bytes: &[u8], from: usize) -> Result<usize> {
@@ -407,7 +538,7 @@ fn quote_or_escape(bytes: &[u8], from: usize) -> Result<usize> {
         x.wrapping_sub(ONES) & !x & HIGHS
     };
     let mut at = from;
-    let swar_end = bytes.len().min(from + 32);
+    let swar_end = bytes.len().min(from + 40);
     while at + 8 <= swar_end {
         let word = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let found = equal(word, b'"') | equal(word, b'\\');

@@ -75,9 +75,11 @@ pub struct LineParser {
     times: HeaderTimeReader,
     finders: Finders,
     assumed_year: i32,
-    path_buf: String,
-    /// The path buffer of a payload's JSON (the record's is in use meanwhile).
-    payload_path: String,
+    /// The JSON reader's buffers and the keys of the last record.
+    json: json::Scratch,
+    /// The same for payloads (an app's JSON inside a shipper's record): their keys are
+    /// the app's, not the shipper's.
+    payload_json: json::Scratch,
     time_buf: String,
     /// What the last line was read as, and which candidate supplied each field.
     last: Recognised,
@@ -104,8 +106,8 @@ impl LineParser {
             times: HeaderTimeReader::new(assumed_year),
             finders: Finders::default(),
             assumed_year,
-            path_buf: String::new(),
-            payload_path: String::new(),
+            json: json::Scratch::default(),
+            payload_json: json::Scratch::default(),
             time_buf: String::new(),
             last: Recognised::default(),
             last_ranks: [None; 13],
@@ -152,7 +154,7 @@ impl LineParser {
         }
         let mut record = RawRecord::default();
         if line.starts_with('{') {
-            json::read(line, &self.index, &mut self.path_buf, &mut record)?;
+            json::read(line, &self.index, &mut self.json, &mut record)?;
             self.last = Recognised {
                 record: "json",
                 payload: "none",
@@ -236,10 +238,7 @@ impl LineParser {
     fn payload_of<'b>(&mut self, text: &'b str) -> Option<(RawRecord<'b>, bool)> {
         let mut payload = RawRecord::default();
         if text.starts_with('{') && text.ends_with('}') {
-            let mut path = std::mem::take(&mut self.payload_path);
-            let read = json::read(text, &self.index, &mut path, &mut payload);
-            self.payload_path = path;
-            read.ok()?;
+            json::read(text, &self.index, &mut self.payload_json, &mut payload).ok()?;
             self.last.payload = "json";
             return Some((payload, true));
         }

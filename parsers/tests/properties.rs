@@ -261,3 +261,66 @@ fn json_grammar_edge_cases_are_judged_as_serde_json_judges_them() {
         }
     }
 }
+
+/// A key as written in a record: keys that are field candidates, keys that lead to
+/// candidates (`service`, `kubernetes`, `log`, `labels`), keys that are neither; now and
+/// then with its first character escaped (the same key, other bytes).
+fn written_key() -> impl Strategy<Value = String> {
+    let key = prop_oneof![
+        Just("ts"),
+        Just("level"),
+        Just("service"),
+        Just("trace_id"),
+        Just("span_id"),
+        Just("msg"),
+        Just("log"),
+        Just("kubernetes"),
+        Just("labels"),
+        Just("app"),
+        Just("name"),
+        Just("x"),
+    ];
+    (key, 0..6u8).prop_map(|(key, escape)| {
+        if escape == 0 {
+            format!("\"\\u{:04x}{}\"", u32::from(key.as_bytes()[0]), &key[1..])
+        } else {
+            format!("\"{key}\"")
+        }
+    })
+}
+
+/// A record whose members come in any order and number, with objects nested two deep
+/// and values of every kind.
+fn any_record() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        any_json().prop_map(|v| v.to_string()),
+        "[a-z0-9-]{1,12}".prop_map(|s| format!("\"{s}\"")),
+    ];
+    let members = |value: BoxedStrategy<String>| {
+        proptest::collection::vec((written_key(), value), 0..8).prop_map(|members| {
+            let inner: Vec<String> = members.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        })
+    };
+    let inner = prop_oneof![3 => leaf.clone(), 1 => members(leaf.clone().boxed())].boxed();
+    let value = prop_oneof![3 => leaf, 1 => members(inner)].boxed();
+    members(value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The JSON reader remembers the keys of recent records (`json::KeyCache`): a record
+    /// reads the same after any others as it does first.
+    #[test]
+    fn a_record_reads_the_same_whatever_was_read_before_it(
+        records in proptest::collection::vec(any_record(), 1..16),
+    ) {
+        let names = FieldNames::default();
+        let mut warm = LineParser::new(&names, None, 2026).unwrap();
+        for record in &records {
+            let mut fresh = LineParser::new(&names, None, 2026).unwrap();
+            prop_assert_eq!(warm.parse(record), fresh.parse(record), "{}", record);
+        }
+    }
+}
