@@ -14,7 +14,9 @@ pub fn from_epoch_f64(n: f64) -> Option<EventTime> {
     let scale = unit_scale(n as u64) as f64;
     // An f64 holds ~16 digits: keep microseconds, which it represents exactly here.
     let micros = (n * scale / 1e3).round();
-    (micros < (i64::MAX / 1000) as f64).then_some(EventTime(micros as i64 * 1000))
+    // Out of range, `as` saturates, and the product overflows (a panic where overflow is
+    // checked, as in tests).
+    (micros as i64).checked_mul(1000).map(EventTime)
 }
 
 /// Nanoseconds per unit for an epoch number of this integer magnitude.
@@ -222,6 +224,10 @@ mod tests {
         assert_eq!(from_epoch_f64(-1.0), None);
         assert_eq!(from_epoch_f64(f64::NAN), None);
         assert_eq!(from_epoch_int(u64::MAX), None);
+        // Beyond what nanoseconds in an i64 hold: none, and no overflow on the way.
+        assert_eq!(from_epoch_f64(2.791251941011779e299), None);
+        assert_eq!(from_epoch_f64(f64::MAX), None);
+        assert_eq!(from_epoch_f64(9.3e18), None);
     }
 
     #[test]
