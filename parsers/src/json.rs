@@ -97,11 +97,12 @@ impl KeyCache {
     }
 
     /// Keeps `key` at place `at` of `layout`, before the key that was there (which
-    /// this line left out or has later); in a full layout, in its place.
-    fn keep(&mut self, layout: usize, at: usize, key: &str, entry: Option<PathEntry>) {
+    /// this line left out or has later); in a full layout, in its place. Whether it was
+    /// kept.
+    fn keep(&mut self, layout: usize, at: usize, key: &str, entry: Option<PathEntry>) -> bool {
         let keys = &mut self.layouts[layout].1;
         if key.len() > CachedKey::MAX_LEN || at > keys.len() {
-            return;
+            return false;
         }
         let mut cached = CachedKey {
             bytes: [0; CachedKey::MAX_LEN],
@@ -113,7 +114,10 @@ impl KeyCache {
             keys.insert(at, cached);
         } else if let Some(slot) = keys.get_mut(at) {
             *slot = cached;
+        } else {
+            return false;
         }
+        true
     }
 }
 
@@ -248,9 +252,11 @@ impl<'a> Scan<'a> {
             }
             entry
         };
+        // A key the layout does not hold leaves the expected place where it was.
         if let (Some(layout), Cow::Borrowed(key)) = (layout, &key) {
-            scratch.keys.keep(layout, *next, key, entry);
-            *next += 1;
+            if scratch.keys.keep(layout, *next, key, entry) {
+                *next += 1;
+            }
         }
         Ok(entry)
     }
@@ -525,8 +531,9 @@ impl<'a> Scan<'a> {
 }
 
 /// The position of the first `"` or `\\` at or after `from`. Most keys and values are
-/// short: the first 40 bytes (a 32-digit trace id and its quote) are searched a word at a time, inline (a call to `memchr`
-/// per string was 8 % of a flat-JSON replay), and the rest with `memchr`.
+/// short: the first 40 bytes (a 32-digit trace id and its quote) are searched a word at
+/// a time, inline (a call to `memchr` per string was 8 % of a flat-JSON replay), and the
+/// rest with `memchr`.
 #[inline]
 fn quote_or_escape(bytes: &[u8], from: usize) -> Result<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);

@@ -75,7 +75,7 @@ pub struct LineParser {
     times: HeaderTimeReader,
     finders: Finders,
     assumed_year: i32,
-    /// The JSON reader's buffers and the keys of the last record.
+    /// The JSON reader's path buffer and the keys of recent records.
     json: json::Scratch,
     /// The same for payloads (an app's JSON inside a shipper's record): their keys are
     /// the app's, not the shipper's.

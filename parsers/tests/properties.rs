@@ -263,8 +263,9 @@ fn json_grammar_edge_cases_are_judged_as_serde_json_judges_them() {
 }
 
 /// A key as written in a record: keys that are field candidates, keys that lead to
-/// candidates (`service`, `kubernetes`, `log`, `labels`), keys that are neither; now and
-/// then with its first character escaped (the same key, other bytes).
+/// candidates (`service`, `kubernetes`, `log`, `labels`), keys that are neither (one too
+/// long for the reader to remember); now and then with its first character escaped (the
+/// same key, other bytes).
 fn written_key() -> impl Strategy<Value = String> {
     let key = prop_oneof![
         Just("ts"),
@@ -279,6 +280,7 @@ fn written_key() -> impl Strategy<Value = String> {
         Just("app"),
         Just("name"),
         Just("x"),
+        Just("a_key_longer_than_the_cache_keeps_x"),
     ];
     (key, 0..6u8).prop_map(|(key, escape)| {
         if escape == 0 {
