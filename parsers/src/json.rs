@@ -54,9 +54,24 @@ pub(crate) fn read<'a>(
 /// escapes, and keys longer than [`CachedKey::MAX_LEN`], are not kept. Bounded: only
 /// objects a prefix key leads into are read (their paths come from the configuration),
 /// and at most [`KeyCache::MAX_OBJECTS`] layouts of [`KeyCache::MAX_KEYS`] keys are kept.
+///
+/// A layout that misses more than it hits (records of many layouts on one stream, keys
+/// that never repeat) rests for a while: its keys are read and looked up as without it,
+/// so a stream it does not fit pays little for it (a flood of unique keys cost 30 % more
+/// without the rest, `logheal replay` A/B).
 #[derive(Debug, Clone, Default)]
 struct KeyCache {
-    layouts: Vec<(Box<str>, Vec<CachedKey>)>,
+    layouts: Vec<Layout>,
+}
+
+#[derive(Debug, Clone)]
+struct Layout {
+    path: Box<str>,
+    keys: Vec<CachedKey>,
+    /// Hits less misses, within `-KeyCache::MISSES_TO_REST..=KeyCache::MAX_SCORE`.
+    score: i32,
+    /// How many more keys are read without the layout.
+    resting: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +93,13 @@ impl CachedKey {
 impl KeyCache {
     const MAX_OBJECTS: usize = 32;
     const MAX_KEYS: usize = 64;
+    /// A layout rests once its misses outnumber its hits by this many...
+    const MISSES_TO_REST: i32 = 256;
+    /// ...for this many keys, then is tried again.
+    const REST: u32 = 16 * 1024;
+    /// Hits beyond misses that count: a layout that stops fitting rests within
+    /// `MAX_SCORE + MISSES_TO_REST` keys.
+    const MAX_SCORE: i32 = 256;
 
     /// The layout of the object at `path`, made on its first use; `None` when the cache
     /// is full.
@@ -86,21 +108,53 @@ impl KeyCache {
         if let Some(i) = self
             .layouts
             .iter()
-            .position(|(p, _)| same(p.as_bytes(), path.as_bytes()))
+            .position(|l| same(l.path.as_bytes(), path.as_bytes()))
         {
             return Some(i);
         }
         (self.layouts.len() < Self::MAX_OBJECTS).then(|| {
-            self.layouts.push((path.into(), Vec::new()));
+            self.layouts.push(Layout {
+                path: path.into(),
+                keys: Vec::new(),
+                score: 0,
+                resting: 0,
+            });
             self.layouts.len() - 1
         })
+    }
+
+    /// Counts a hit or a miss of `layout`, which rests once its misses outnumber its
+    /// hits by `MISSES_TO_REST`.
+    #[inline]
+    fn count(&mut self, layout: usize, hit: bool) {
+        let l = &mut self.layouts[layout];
+        if hit {
+            l.score = (l.score + 1).min(Self::MAX_SCORE);
+        } else {
+            l.score -= 1;
+            if l.score <= -Self::MISSES_TO_REST {
+                l.score = 0;
+                l.resting = Self::REST;
+            }
+        }
+    }
+
+    /// Whether `layout` rests for the key being read (which it counts).
+    #[inline]
+    fn rests(&mut self, layout: usize) -> bool {
+        let l = &mut self.layouts[layout];
+        if l.resting == 0 {
+            return false;
+        }
+        l.resting -= 1;
+        true
     }
 
     /// Keeps `key` at place `at` of `layout`, before the key that was there (which
     /// this line left out or has later); in a full layout, in its place. Whether it was
     /// kept.
     fn keep(&mut self, layout: usize, at: usize, key: &str, entry: Option<PathEntry>) -> bool {
-        let keys = &mut self.layouts[layout].1;
+        let keys = &mut self.layouts[layout].keys;
         if key.len() > CachedKey::MAX_LEN || at > keys.len() {
             return false;
         }
@@ -214,8 +268,9 @@ impl<'a> Scan<'a> {
         next: &mut usize,
     ) -> Result<Option<PathEntry>> {
         let nested = !scratch.path.is_empty();
+        let layout = layout.filter(|&l| !scratch.keys.rests(l));
         if let Some(layout) = layout {
-            let keys = &scratch.keys.layouts[layout].1;
+            let keys = &scratch.keys.layouts[layout].keys;
             let bytes = self.bytes();
             let open = self.at;
             for at in [*next, *next + 1] {
@@ -236,9 +291,11 @@ impl<'a> Scan<'a> {
                     }
                     self.at = close + 1;
                     *next = at + 1;
+                    scratch.keys.count(layout, true);
                     return Ok(entry);
                 }
             }
+            scratch.keys.count(layout, false);
         }
         let key = self.string()?;
         let entry = if nested {
@@ -594,5 +651,61 @@ impl Nesting {
             d if d <= 64 => Some(self.low >> (d - 1) & 1 == 1),
             _ => self.deep.last().copied(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::FieldNames;
+
+    /// Reads `line` with `scratch`; the record's debug form (its fields and ranks).
+    fn read_with(line: &str, index: &FieldIndex, scratch: &mut Scratch) -> String {
+        let mut record = RawRecord::default();
+        read(line, index, scratch, &mut record).expect("well-formed");
+        format!("{record:?}")
+    }
+
+    /// How many more keys the record's layout rests for.
+    fn resting(scratch: &Scratch) -> u32 {
+        scratch.keys.layouts.first().map_or(0, |l| l.resting)
+    }
+
+    #[test]
+    fn a_layout_that_keeps_missing_rests_and_reads_as_without_it() {
+        let index = FieldIndex::new(&FieldNames::default());
+        let mut scratch = Scratch::default();
+        // Keys that never repeat: every one misses.
+        let mut lines = 0;
+        while resting(&scratch) == 0 {
+            let line = format!(r#"{{"k{lines}a":1,"k{lines}b":2,"k{lines}c":"m"}}"#);
+            read_with(&line, &index, &mut scratch);
+            lines += 1;
+            assert!(lines < 1000, "the layout never rested");
+        }
+        assert!(lines > 32, "rested after {lines} lines");
+        // Resting, records read as they do first.
+        let line = r#"{"ts":"2026-03-14T10:00:00Z","service":"checkout","msg":"x"}"#;
+        let fresh = read_with(line, &index, &mut Scratch::default());
+        assert_eq!(read_with(line, &index, &mut scratch), fresh);
+        assert_eq!(read_with(line, &index, &mut scratch), fresh);
+    }
+
+    #[test]
+    fn a_layout_that_fits_never_rests() {
+        let index = FieldIndex::new(&FieldNames::default());
+        let mut scratch = Scratch::default();
+        for i in 0..5_000 {
+            // A key some records leave out, as root spans leave out a parent span id.
+            let parent = if i % 3 == 0 {
+                ""
+            } else {
+                r#""parent_span_id":"ab","#
+            };
+            let line = format!(r#"{{"ts":{i},"span_id":"cd",{parent}"method":"GET","msg":"m"}}"#);
+            read_with(&line, &index, &mut scratch);
+        }
+        assert_eq!(resting(&scratch), 0);
+        assert!(scratch.keys.layouts[0].score > 0);
     }
 }
