@@ -64,6 +64,7 @@ struct KeyCache {
     layouts: Vec<Layout>,
 }
 
+/// The keys of one object (known by its path), in the order recent records had them.
 #[derive(Debug, Clone)]
 struct Layout {
     path: Box<str>,
