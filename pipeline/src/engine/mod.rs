@@ -457,7 +457,7 @@ impl Engine {
                 return true;
             }
             if let Some((_, signal)) = self.split.pending.pop_first() {
-                self.deliver_wire(&signal);
+                self.deliver_wire(signal);
                 return true;
             }
         }
@@ -480,7 +480,7 @@ impl Engine {
     pub fn finish(&mut self) {
         while let Some((order, signal)) = self.split.pending.pop_first() {
             self.run_until(order.0);
-            self.deliver_wire(&signal);
+            self.deliver_wire(signal);
         }
         self.clock.end_of_input();
         self.process_released();

@@ -36,7 +36,8 @@ pub(super) struct Split {
     pub(super) repeats: crate::repeats::Repeats,
     /// Decide: templates known by text (a decider mines nothing); the key's id indexes
     /// `texts`, with the correlator's anomaly verdict.
-    template_ids: FxHashMap<(u32, Box<str>), u32>,
+    /// (By owner, then text: a template is looked up by a borrowed text, not a new key.)
+    template_ids: FxHashMap<u32, FxHashMap<Box<str>, u32>>,
     pub(super) texts: Vec<(Box<str>, bool, Option<String>)>,
     /// Decide: the services named in the chain being delivered.
     pub(super) named: Vec<crate::interner::ServiceId>,
@@ -288,7 +289,7 @@ impl Engine {
                 if self.split.pending.len() > MAX_PENDING_SIGNALS {
                     if let Some((_, early)) = self.split.pending.pop_first() {
                         self.stats.signals_early += 1;
-                        self.deliver_wire(&early);
+                        self.deliver_wire(early);
                     }
                 }
                 self.advance_decide();
@@ -332,13 +333,13 @@ impl Engine {
                 return;
             }
             if let Some((_, signal)) = self.split.pending.pop_first() {
-                self.deliver_wire(&signal);
+                self.deliver_wire(signal);
             }
         }
     }
 
-    /// Decide stage: delivers one signal to its incident.
-    pub(super) fn deliver_wire(&mut self, signal: &WireSignal) {
+    /// Decide stage: delivers one signal to its incident (taking its strings over).
+    pub(super) fn deliver_wire(&mut self, signal: WireSignal) {
         let Some(rule) = (self.slots.iter()).position(|s| !s.retired && *s.name == *signal.rule)
         else {
             self.stats.signals_unknown_rule += 1;
@@ -384,9 +385,9 @@ impl Engine {
     }
 
     /// A signal from the wire with this decider's service and template numbers.
-    fn local_signal(&mut self, signal: &WireSignal) -> Signal {
+    fn local_signal(&mut self, signal: WireSignal) -> Signal {
         let service = self.interner.intern(&signal.service);
-        let Some(chain) = &signal.chain else {
+        let Some(chain) = signal.chain else {
             return Signal::Suspect {
                 service,
                 at: EventTime(signal.at),
@@ -399,10 +400,11 @@ impl Engine {
             .collect();
         let templates = chain
             .templates
-            .iter()
+            .into_iter()
             .map(|t| {
                 let owner = self.interner.intern(&t.service);
-                (self.wire_template(owner, t), t.count)
+                let count = t.count;
+                (self.wire_template(owner, t), count)
             })
             .collect();
         self.split.named = chain
@@ -411,7 +413,7 @@ impl Engine {
             .map(|s| self.interner.intern(s))
             .collect();
         Signal::Chain(ChainSignal {
-            trace: chain.trace.as_str().into(),
+            trace: chain.trace.into(),
             services,
             events: chain.events,
             first: EventTime(chain.first),
@@ -423,30 +425,25 @@ impl Engine {
 
     /// Decide stage: the key of a template known by its text, with the correlator's
     /// latest verdict on it.
-    fn wire_template(
-        &mut self,
-        owner: crate::interner::ServiceId,
-        t: &WireTemplate,
-    ) -> TemplateKey {
+    fn wire_template(&mut self, owner: crate::interner::ServiceId, t: WireTemplate) -> TemplateKey {
         let split = &mut self.split;
-        let key = (owner.0, Box::<str>::from(t.text.as_str()));
-        let id = match split.template_ids.get(&key) {
-            Some(id) => *id,
+        let known = (split.template_ids.get(&owner.0)).and_then(|ids| ids.get(t.text.as_str()));
+        let id = match known {
+            Some(&id) => {
+                let entry = &mut split.texts[id as usize];
+                (entry.1, entry.2) = (t.novel, t.why);
+                id
+            }
             None if split.texts.len() < MAX_WIRE_TEMPLATES => {
                 let id = split.texts.len() as u32;
-                split.texts.push((key.1.clone(), t.novel, t.why.clone()));
-                split.template_ids.insert(key, id);
+                let text = Box::<str>::from(t.text);
+                (split.template_ids.entry(owner.0).or_default()).insert(text.clone(), id);
+                split.texts.push((text, t.novel, t.why));
                 id
             }
             // Full: the oldest entry stands for every further text.
             None => 0,
         };
-        if let Some(entry) = split.texts.get_mut(id as usize) {
-            if *entry.0 == *t.text {
-                entry.1 = t.novel;
-                entry.2 = t.why.clone();
-            }
-        }
         TemplateKey {
             service: owner.0,
             id: logheal_models::TemplateId(id),
