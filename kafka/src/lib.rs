@@ -1,9 +1,10 @@
 //! logheal-kafka: everything logheal does with Kafka (`rdkafka`). The consumer-group
 //! source (`source`, reading each partition's queue in batches through `batch`) with its
-//! partition merge (`merge`) and commit positions (`offsets`), the action ledger that makes hand-offs durable and keeps a restarted
-//! consumer from calling twice (`ledger`, which also keeps the silences), the
-//! re-keying stage that routes every event of a trace to one partition (`rekey`), and
-//! the signals topic between the engine's two stages (`signals`).
+//! partition merge (`merge`) and commit positions (`offsets`), the action ledger that
+//! makes hand-offs durable and keeps a restarted consumer from calling twice (`ledger`,
+//! which also keeps the silences), the re-keying stage that routes every event of a
+//! trace to one partition (`rekey`), and the signals topic between the engine's two
+//! stages (`signals`).
 //!
 //! Invariant: no offset is committed past the engine's rewind point (`source::Source::commit`
 //! takes it), and a correlator commits only behind signals the brokers confirmed.
