@@ -109,6 +109,12 @@ pub struct Ledger {
     floors: HashMap<String, i64>,
 }
 
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        crate::source::close_promptly(&self.tail, crate::source::CLOSE_WAIT);
+    }
+}
+
 /// Drops the `done` entries written before `horizon`; returns how many.
 fn prune(entries: &mut HashMap<String, (Entry, i64)>, horizon: i64) -> usize {
     let before = entries.len();
