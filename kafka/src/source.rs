@@ -650,9 +650,7 @@ impl Source {
 /// of 100 ms until the close is done; librdkafka ends such a poll at the close only by
 /// a yield, which that poll loop does not return on, so each drop took a full 100 ms
 /// (measured: 100 ms per consumer at every exit of `logheal run`). After this close,
-/// `Drop` finds the consumer closed: its own close fails ("Consumer already closed",
-/// logged at ERROR under target `rdkafka::consumer::base_consumer`, which the binary's
-/// log filter leaves out) and it skips its polls.
+/// `Drop`'s own close fails ("Consumer already closed") and it skips its polls.
 pub(crate) fn close_promptly<C: ConsumerContext>(consumer: &BaseConsumer<C>, limit: Duration) {
     if consumer.close_queue().is_err() {
         return; // Not a group consumer, or closed already: `Drop` has nothing to wait for.
