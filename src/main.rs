@@ -25,6 +25,11 @@ mod templates;
 mod threads;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of the system allocator (why, and why its v2 line: ARCHITECTURE.md,
+/// the binary's entry in the code map).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
