@@ -57,10 +57,10 @@ impl Miner {
             s.count += gone.count;
             s.last_used = s.last_used.max(gone.last_used);
         }
-        self.clusters[survivor as usize]
-            .as_mut()
-            .expect("live")
-            .tokens[position] = VAR;
+        // Shown as a variable too, from now on (not only once a later line differs).
+        let s = self.clusters[survivor as usize].as_mut().expect("live");
+        s.tokens[position] = VAR;
+        s.display[position] = VAR;
         self.sync_leaf(survivor);
         self.stats.changes += 1;
         survivor
