@@ -37,9 +37,9 @@ static CLASS: [u8; 256] = {
 /// spaces as any other.
 pub(super) const QUOTED_MAX: usize = 256;
 
-/// The whitespace-separated chunks of `message` (a `key="…"` value with spaces is one),
-/// each with its start and the classes of its bytes (`DIGIT`, `ALPHA`) OR-ed together, in
-/// one pass over the bytes.
+/// The whitespace-separated chunks of `message` (a `key="…"` value with spaces is one, and
+/// so is a path with a space, see `path_goes_on`), each with its start and the classes of
+/// its bytes (`DIGIT`, `ALPHA`) OR-ed together, in one pass over the bytes.
 pub(super) fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
     let bytes = message.as_bytes();
     let mut i = 0;
@@ -57,13 +57,21 @@ pub(super) fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
         // `tag="View Lock",` and `tag="*launch*",` are the same field. (Each quote is
         // looked for once, and not far, so a line costs linear time, quotes or not.)
         let mut close = 0;
+        let mut slashes = 0;
         while i < bytes.len() {
             let b = bytes[i];
             let c = CLASS[b as usize];
             if c == SPACE {
                 if i > close {
-                    break;
+                    // A path goes on past one space when what follows goes on as a path
+                    // would: `/rrds/D Nodes/dn731/pkts_out.rrd` is one path.
+                    match path_goes_on(bytes, i, slashes) {
+                        Some(end) => close = end,
+                        None => break,
+                    }
                 }
+            } else if b == b'/' {
+                slashes += 1;
             } else if b == b'"' && i > close && i > start && bytes[i - 1] == b'=' {
                 let rest = &bytes[i + 1..bytes.len().min(i + 1 + QUOTED_MAX)];
                 if let Some(at) = rest.iter().position(|&b| b == b'"') {
@@ -76,6 +84,30 @@ pub(super) fn chunks(message: &str) -> impl Iterator<Item = (usize, &str, u8)> {
         // Both ends are at ASCII whitespace or the ends of the message: char boundaries.
         Some((start, &message[start..i], class))
     })
+}
+
+/// Where a path that meets a space at `space` goes on to, if it does: the path so far
+/// (the chunk, with `slashes` slashes) has at least two segments and the space is one
+/// space before a segment of letters and a slash, which is not a version's (`HTTP/1.1`
+/// after `GET /a/b` is a protocol): the index of that continuation's last byte.
+fn path_goes_on(bytes: &[u8], space: usize, slashes: usize) -> Option<usize> {
+    if slashes < 2 || bytes[space] != b' ' || bytes[space - 1] == b'/' {
+        return None;
+    }
+    let rest = &bytes[space + 1..];
+    let word = rest.iter().take_while(|b| b.is_ascii_alphabetic()).count();
+    if word == 0 || rest.get(word) != Some(&b'/') {
+        return None;
+    }
+    let after = rest.get(word + 1)?;
+    if after.is_ascii_digit() || CLASS[*after as usize] == SPACE {
+        return None;
+    }
+    let len = rest
+        .iter()
+        .position(|&b| CLASS[b as usize] == SPACE)
+        .unwrap_or(rest.len());
+    Some(space + len)
 }
 
 /// The opening brackets before and the closing brackets and punctuation after a chunk's

@@ -1,7 +1,7 @@
 //! The template miner: online, streaming, in the Drain family.
 //!
 //! A message is split at whitespace into chunks (a `key="…"` value with spaces in its
-//! quotes is one chunk). Each chunk is lexed (see
+//! quotes is one chunk, and so is a path with a space in it). Each chunk is lexed (see
 //! `logheal_parsers::lexer`); variable tokens become `<*>`, so `uid=0` has the shape
 //! `uid=<*>`, and a chunk with no letters or digits left (`10.0.0.1:80`, `(<*>)` is kept
 //! because of its brackets only if it has letters) is a wildcard. Shapes are interned to

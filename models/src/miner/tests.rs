@@ -49,10 +49,13 @@ fn settled_words_stay_apart_until_many_siblings_prove_a_variable() {
         "a differing word does not generalise a template"
     );
     assert_eq!(m.add("VM Started (Lifecycle Event)"), started);
-    let ids: Vec<_> = ["alice", "bob", "carol", "dave", "erin"]
+    let mut ids: Vec<_> = ["alice", "bob", "carol", "dave"]
         .iter()
         .map(|u| m.add(&format!("session opened for user {u}")))
         .collect();
+    // The merge itself shows the place as a variable, before any later line differs.
+    assert_eq!(m.template(ids[3]).unwrap(), "session opened for user <*>");
+    ids.push(m.add("session opened for user erin"));
     let first = m.resolve(ids[0]);
     assert!(
         ids.iter().all(|id| m.resolve(*id) == first),
@@ -339,4 +342,35 @@ fn a_quoted_value_with_spaces_is_one_chunk() {
         QUOTED_MAX + 1,
         "a long quote is text"
     );
+}
+
+#[test]
+fn a_path_with_a_space_in_it_is_one_chunk() {
+    let texts = |line: &'static str| chunks(line).map(|(_, t, _)| t).collect::<Vec<_>>();
+    assert_eq!(
+        texts("RRD_update (/var/lib/rrds/D Nodes/dn731/pkts_out.rrd): illegal"),
+        [
+            "RRD_update",
+            "(/var/lib/rrds/D Nodes/dn731/pkts_out.rrd):",
+            "illegal"
+        ]
+    );
+    // Two spaces in it, each before a segment: still one.
+    assert_eq!(
+        texts("open /Users/a/Application Support/My Files/x.db now"),
+        ["open", "/Users/a/Application Support/My Files/x.db", "now"]
+    );
+    // What follows is not a path's segment: a protocol's version, a word, a new path.
+    assert_eq!(
+        texts("GET /a/b HTTP/1.1 200"),
+        ["GET", "/a/b", "HTTP/1.1", "200"]
+    );
+    assert_eq!(texts("read /a/b and c"), ["read", "/a/b", "and", "c"]);
+    assert_eq!(texts("cp /a/b /c/d"), ["cp", "/a/b", "/c/d"]);
+    // One slash is no path to go on: `and/or` after a word stays apart.
+    assert_eq!(texts("x/y and/or z"), ["x/y", "and/or", "z"]);
+    let mut m = miner();
+    let a = m.add("RRD_update (/var/lib/rrds/D Nodes/dn731/pkts_out.rrd): illegal attempt");
+    let b = m.add("RRD_update (/var/lib/rrds/__SummaryInfo__/cpu_idle.rrd): illegal attempt");
+    assert_eq!(a, b, "paths with and without a space are one variable");
 }
