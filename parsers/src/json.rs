@@ -1,6 +1,9 @@
 //! JSON lines: one pass over the object's bytes that descends only into objects leading to
 //! a mapped field, skips every other value without building it, and borrows strings that
-//! need no unescaping.
+//! need no unescaping. A string with escapes is kept as written and decoded only when
+//! used, but for the message, which is decoded into a buffer as it is read: an
+//! envelope's payload (an app's JSON inside a shipper's string) is read again from
+//! there, and what it holds borrowed back from the line (`written_at`).
 //!
 //! A scanner of our own rather than a serde visitor over `serde_json`: on the replay
 //! bench, the visitor's per-key dispatch and string reads were a third of the time of a
@@ -11,7 +14,7 @@
 //! range (`1e999`) as infinite. Nesting is unbounded and costs no stack: skipped
 //! containers are walked with an explicit one.
 
-use crate::fields::{same, FieldIndex, PathEntry};
+use crate::fields::{same, Field, FieldIndex, PathEntry};
 use crate::record::{Raw, RawRecord};
 use crate::ParseError;
 use std::borrow::Cow;
@@ -22,6 +25,33 @@ use std::borrow::Cow;
 pub(crate) struct Scratch {
     path: String,
     keys: KeyCache,
+    /// The line's message, when it is a string with escapes, decoded in the pass that
+    /// found its end.
+    pub(crate) decoded: Decoded,
+}
+
+/// The decoded text of a message string with escapes, and where its escapes were: an
+/// envelope's payload, to be read again (`LineParser::read_escaped_payload`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Decoded {
+    pub(crate) text: String,
+    pub(crate) marks: Vec<Mark>,
+    /// The written string it decodes (its address and length), of the current line.
+    of: (usize, usize),
+}
+
+impl Decoded {
+    /// Makes this the decoding of `raw` (a [`Raw::Escaped`]'s text), unless it is already:
+    /// the reader decodes each message string with escapes as it reads it.
+    pub(crate) fn decode(&mut self, raw: &str) {
+        let of = (raw.as_ptr() as usize, raw.len());
+        if self.of != of {
+            self.text.clear();
+            self.marks.clear();
+            decode(raw, &mut self.text, Some(&mut self.marks));
+            self.of = of;
+        }
+    }
 }
 
 /// Reads one JSON object into `record`.
@@ -32,6 +62,8 @@ pub(crate) fn read<'a>(
     record: &mut RawRecord<'a>,
 ) -> Result<()> {
     scratch.path.clear();
+    // What another line's bytes decoded to is never taken for this one's.
+    scratch.decoded.of = (0, 0);
     let mut scan = Scan { text: line, at: 0 };
     scan.space();
     scan.object(index, scratch, record)?;
@@ -40,6 +72,78 @@ pub(crate) fn read<'a>(
         return Err(ParseError::MalformedJson);
     }
     Ok(())
+}
+
+/// Where [`decode`] decoded an escape: its start and length as written and as decoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    raw: u32,
+    raw_len: u32,
+    out: u32,
+    out_len: u32,
+}
+
+impl Mark {
+    fn new(raw: usize, raw_len: usize, out: usize, out_len: usize) -> Mark {
+        // A line is at most `max_line_bytes` long, far below 4 GiB.
+        let n = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Mark {
+            raw: n(raw),
+            raw_len: n(raw_len),
+            out: n(out),
+            out_len: n(out_len),
+        }
+    }
+}
+
+/// Appends the decoded text of `raw` (a string's contents as written, whose escapes the
+/// scanner checked: a [`Raw::Escaped`]) to `out`, and with `marks` notes where each
+/// escape was (see [`written_at`]).
+pub(crate) fn decode(raw: &str, out: &mut String, mut marks: Option<&mut Vec<Mark>>) {
+    let mut scan = Scan { text: raw, at: 0 };
+    loop {
+        let from = scan.at;
+        let stop = memchr::memchr(b'\\', &raw.as_bytes()[from..]).map_or(raw.len(), |i| from + i);
+        out.push_str(&raw[from..stop]);
+        if stop == raw.len() {
+            return;
+        }
+        scan.at = stop;
+        let at = out.len();
+        match scan.escape() {
+            Ok(c) => out.push(c),
+            // Not from the scanner: the rest as it is.
+            Err(_) => return out.push_str(&raw[stop..]),
+        }
+        if let Some(marks) = marks.as_deref_mut() {
+            marks.push(Mark::new(stop, scan.at - stop, at, out.len() - at));
+        }
+    }
+}
+
+/// The decoded text of `raw` (see [`decode`]).
+pub(crate) fn decoded(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    decode(raw, &mut out, None);
+    out
+}
+
+/// Where the bytes `out[at..at + len]` of a decoded string stand, unchanged, in the
+/// string as written: `None` when an escape was decoded inside them. `marks` are the
+/// decoding's, in order.
+pub(crate) fn written_at(marks: &[Mark], at: usize, len: usize) -> Option<usize> {
+    let end = |n: u32, l: u32| n as usize + l as usize;
+    let before = marks.partition_point(|m| end(m.out, m.out_len) <= at);
+    if marks
+        .get(before)
+        .is_some_and(|m| (m.out as usize) < at + len)
+    {
+        return None;
+    }
+    Some(match before.checked_sub(1).map(|i| marks[i]) {
+        Some(m) => at + end(m.raw, m.raw_len) - end(m.out, m.out_len),
+        None => at,
+    })
 }
 
 /// The keys recent lines had, per object read (the record, and each object a prefix key
@@ -333,7 +437,10 @@ impl<'a> Scan<'a> {
                 self.skip_value()?;
                 Raw::Compound
             }
-            b'"' => Raw::Str(self.string()?),
+            b'"' => {
+                let message = matches!(entry.field, Some((Field::Message, _)));
+                self.string_value(message.then_some(&mut scratch.decoded))?
+            }
             b't' => {
                 self.literal(b"true")?;
                 Raw::Bool(true)
@@ -448,6 +555,51 @@ impl<'a> Scan<'a> {
             if self.bytes()[stop] == b'"' {
                 self.at += 1;
                 return Ok(Cow::Owned(owned));
+            }
+        }
+    }
+
+    /// A string value at `at` (its opening quote): borrowed from the line; one with
+    /// escapes is checked and kept as written ([`Raw::Escaped`]), decoded only if used,
+    /// or into `into` as it is read (a message, which is read again).
+    fn string_value(&mut self, mut into: Option<&mut Decoded>) -> Result<Raw<'a>> {
+        self.eat(b'"')?;
+        let start = self.at;
+        let mut stop = quote_or_escape(self.bytes(), start)?;
+        if self.bytes()[stop] == b'"' {
+            self.at = stop + 1;
+            return Ok(Raw::Str(Cow::Borrowed(&self.text[start..stop])));
+        }
+        if let Some(d) = into.as_deref_mut() {
+            d.text.clear();
+            d.marks.clear();
+            d.text.push_str(&self.text[start..stop]);
+        }
+        loop {
+            self.at = stop;
+            let c = self.escape()?;
+            if let Some(d) = into.as_deref_mut() {
+                let at = d.text.len();
+                d.text.push(c);
+                d.marks.push(Mark::new(
+                    stop - start,
+                    self.at - stop,
+                    at,
+                    d.text.len() - at,
+                ));
+            }
+            let from = self.at;
+            stop = quote_or_escape(self.bytes(), from)?;
+            if let Some(d) = into.as_deref_mut() {
+                d.text.push_str(&self.text[from..stop]);
+            }
+            if self.bytes()[stop] == b'"' {
+                self.at = stop + 1;
+                let raw = &self.text[start..stop];
+                if let Some(d) = into {
+                    d.of = (raw.as_ptr() as usize, raw.len());
+                }
+                return Ok(Raw::Escaped(raw));
             }
         }
     }

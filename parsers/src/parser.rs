@@ -86,6 +86,30 @@ pub struct LineParser {
     last_ranks: [Option<u8>; 13],
 }
 
+/// `s`, a part of `text` (decoded from `raw` with `marks`), borrowed from `raw` where
+/// it stands there unchanged; a copy when an escape was decoded inside it (or when it is
+/// not a part of `text`).
+fn borrow_back<'a>(s: &str, text: &str, raw: &'a str, marks: &[json::Mark]) -> Cow<'a, str> {
+    let at = (s.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+    let inside = at.checked_add(s.len()).is_some_and(|end| end <= text.len());
+    inside
+        .then(|| json::written_at(marks, at, s.len()))
+        .flatten()
+        .and_then(|from| raw.get(from..from + s.len()))
+        .filter(|&written| written == s)
+        .map_or_else(|| Cow::Owned(s.to_owned()), Cow::Borrowed)
+}
+
+/// Whether a record's message is to be read again as a payload. A record that already
+/// has a level and a trace or request id is an application's own record: its message is
+/// a message, unless it holds a JSON object.
+fn is_payload(record: &RawRecord<'_>, message: &str) -> bool {
+    let text = message.trim();
+    let complete =
+        record.has(Field::Level) && (record.has(Field::TraceId) || record.has(Field::RequestId));
+    !text.is_empty() && (!complete || text.starts_with('{'))
+}
+
 impl LineParser {
     /// A parser for the given field names and, for text logs, a Loghub-style header format.
     /// `assumed_year` completes header dates that carry no year.
@@ -202,35 +226,50 @@ impl LineParser {
         record.into_event()
     }
 
-    /// The record's message read again as the payload of an envelope. A record that
-    /// already has a level and a trace or request id is an application's own record:
-    /// its message is a message (unless it holds a JSON object), and is left as it is.
+    /// The record's message read again as the payload of an envelope, if it is one
+    /// (`is_payload`).
     fn read_payload<'a>(&mut self, record: &mut RawRecord<'a>) {
+        if let Some(raw) = record.message_escaped() {
+            return self.read_escaped_payload(record, raw);
+        }
         let Some(message) = record.message_text().cloned() else {
             return;
         };
-        let text = message.trim();
-        if text.is_empty() {
-            return;
-        }
-        let complete = record.has(Field::Level)
-            && (record.has(Field::TraceId) || record.has(Field::RequestId));
-        if complete && !text.starts_with('{') {
+        if !is_payload(record, &message) {
             return;
         }
         match message {
             Cow::Borrowed(line) => {
                 // Borrowed from the line: the payload borrows from it too (no copy).
                 if let Some((payload, structured)) = self.payload_of(line.trim()) {
-                    record.absorb_payload(payload, structured);
+                    record.absorb_payload(payload, structured, |s| s);
                 }
             }
             Cow::Owned(owned) => {
                 if let Some((payload, structured)) = self.payload_of(owned.trim()) {
-                    record.absorb_payload(payload.into_owned(), structured);
+                    record.absorb_payload(payload, structured, |s| Cow::Owned(s.into_owned()));
                 }
             }
         }
+    }
+
+    /// The same for a message with escapes (the app's JSON in a shipper's string, a line
+    /// with its `\n`), read from its decoded text: the JSON reader decodes a message into
+    /// a buffer kept from line to line as it reads it. What the payload holds is borrowed
+    /// back from the line, where it stands unchanged unless it held an escape of its own,
+    /// so such a line costs no allocation.
+    fn read_escaped_payload<'a>(&mut self, record: &mut RawRecord<'a>, raw: &'a str) {
+        // Taken out while the payload is read (the reader's own scratch is not used for
+        // payloads, which have theirs), and put back with its buffers.
+        let mut decoded = std::mem::take(&mut self.json.decoded);
+        decoded.decode(raw);
+        if is_payload(record, &decoded.text) {
+            if let Some((payload, structured)) = self.payload_of(decoded.text.trim()) {
+                let (text, marks) = (&decoded.text, &decoded.marks);
+                record.absorb_payload(payload, structured, |s| borrow_back(&s, text, raw, marks));
+            }
+        }
+        self.json.decoded = decoded;
     }
 
     /// A payload read as JSON (`true`: the app's own record) or as text; `None` when
@@ -274,5 +313,96 @@ impl LineParser {
         self.names.lists()[i]
             .get(usize::from(rank))
             .map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A string's contents as JSON writes them (escapes and all), decoded, with marks.
+    fn written(s: &str) -> (String, String, Vec<json::Mark>) {
+        let quoted = serde_json::to_string(s).expect("a string serialises");
+        let raw = quoted[1..quoted.len() - 1].to_string();
+        let (mut text, mut marks) = (String::new(), Vec::new());
+        json::decode(&raw, &mut text, Some(&mut marks));
+        (raw, text, marks)
+    }
+
+    #[test]
+    fn parts_without_escapes_are_borrowed_from_the_written_string() {
+        let (raw, text, marks) = written("say \"hi\" to é\tthere, then stop");
+        assert_eq!(text, "say \"hi\" to é\tthere, then stop");
+        let part = |from: usize, to: usize| borrow_back(&text[from..to], &text, &raw, &marks);
+        assert!(matches!(part(0, 3), Cow::Borrowed("say")));
+        assert!(matches!(part(5, 7), Cow::Borrowed("hi")));
+        assert!(matches!(part(15, 20), Cow::Borrowed("there")));
+        // Across an escape: a copy.
+        assert!(matches!(part(4, 8), Cow::Owned(ref o) if o == "\"hi\""));
+        // Not a part of the text: a copy.
+        assert!(matches!(
+            borrow_back("x", &text, &raw, &marks),
+            Cow::Owned(_)
+        ));
+    }
+
+    #[test]
+    fn an_apps_json_in_a_shippers_string_is_read_without_copying() {
+        let mut p = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
+        let line = r#"{"kubernetes":{"pod_labels":{"app":"payment"}},"message":"{\"time\":\"2026-03-14T10:00:02Z\",\"level\":\"error\",\"msg\":\"payment returned 503\",\"status\":503,\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\"}\n","stream":"stdout"}"#;
+        let e = p.parse(line).unwrap();
+        assert_eq!(e.service.as_deref(), Some("payment"));
+        assert_eq!(e.level, crate::Level::Error);
+        assert_eq!(e.status, Some(503));
+        assert!(matches!(e.message, Cow::Borrowed("payment returned 503")));
+        assert!(matches!(
+            e.trace_id,
+            Some(Cow::Borrowed("4bf92f3577b34da6a3ce929d0e0e4736"))
+        ));
+        // A value with escapes of its own is decoded twice, into a copy.
+        let line = r#"{"message":"{\"level\":\"warn\",\"msg\":\"a \\\"quoted\\\" word\"}"}"#;
+        let e = p.parse(line).unwrap();
+        assert_eq!(e.message, r#"a "quoted" word"#);
+        assert!(matches!(e.message, Cow::Owned(_)));
+    }
+
+    #[test]
+    fn the_payload_is_the_best_ranked_messages_whatever_came_last() {
+        let mut p = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
+        let message = r#""message":"{\"level\":\"error\",\"msg\":\"from \\\"message\\\"\"}""#;
+        let log = r#""log":"{\"level\":\"warn\",\"msg\":\"from log\"}""#;
+        // `message` ranks above `log`, and each line reads the one before it warm.
+        for line in [
+            format!("{{{message},{log}}}"),
+            format!("{{{log},{message}}}"),
+        ] {
+            let e = p.parse(&line).unwrap();
+            assert_eq!(e.message, r#"from "message""#, "{line}");
+            assert_eq!(e.level, crate::Level::Error, "{line}");
+        }
+    }
+
+    proptest! {
+        /// Any part of a decoded string reads the same borrowed back, and is borrowed
+        /// exactly when JSON writes it as it is.
+        #[test]
+        fn any_part_reads_the_same_borrowed_back(
+            s in "\\PC{0,40}|[a-z\"\\\\\n\t\u{1}é😀 ]{0,40}",
+            a in 0usize..64,
+            b in 0usize..64,
+        ) {
+            let (raw, text, marks) = written(&s);
+            prop_assert_eq!(&text, &s);
+            let bounds: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
+            let (from, to) = (bounds[a % bounds.len()], bounds[b % bounds.len()]);
+            let (from, to) = (from.min(to), from.max(to));
+            let part = &text[from..to];
+            let back = borrow_back(part, &text, &raw, &marks);
+            prop_assert_eq!(back.as_ref(), part);
+            let as_written = serde_json::to_string(part).expect("serialises");
+            let unchanged = as_written[1..as_written.len() - 1] == *part;
+            prop_assert_eq!(matches!(back, Cow::Borrowed(_)), unchanged, "{:?}", part);
+        }
     }
 }

@@ -10,6 +10,9 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Raw<'a> {
     Str(Cow<'a, str>),
+    /// A JSON string with escapes, as written between its quotes (checked, not decoded:
+    /// most are never used, and a payload is decoded where it is read again).
+    Escaped(&'a str),
     U64(u64),
     I64(i64),
     F64(f64),
@@ -28,6 +31,7 @@ impl<'a> Raw<'a> {
         match self {
             Raw::Str(s) if s.is_empty() => None,
             Raw::Str(s) => Some(s),
+            Raw::Escaped(raw) => Some(Cow::Owned(crate::json::decoded(raw))),
             Raw::U64(n) => Some(Cow::Owned(n.to_string())),
             Raw::I64(n) => Some(Cow::Owned(n.to_string())),
             Raw::F64(n) => Some(Cow::Owned(n.to_string())),
@@ -99,6 +103,16 @@ impl<'a> RawRecord<'a> {
         }
     }
 
+    /// The message as written, if it is a JSON string with escapes (a payload to decode
+    /// and read again).
+    pub(crate) fn message_escaped(&self) -> Option<&'a str> {
+        let i = Field::Message.slot()?;
+        match self.values[i] {
+            Raw::Escaped(raw) if self.ranks[i] != EMPTY => Some(raw),
+            _ => None,
+        }
+    }
+
     /// The rank of the value `field` holds (for `logheal inspect`: which key supplied it).
     pub(crate) fn rank(&self, field: Field) -> Option<u8> {
         let rank = self.ranks[field.slot()?];
@@ -116,21 +130,31 @@ impl<'a> RawRecord<'a> {
             return None;
         }
         self.ranks[i] = EMPTY;
-        Some((rank, std::mem::replace(&mut self.values[i], Raw::Null)))
+        let value = match std::mem::replace(&mut self.values[i], Raw::Null) {
+            Raw::Escaped(raw) => Raw::Str(Cow::Owned(crate::json::decoded(raw))),
+            value => value,
+        };
+        Some((rank, value))
     }
 
-    /// Takes in the record read from this record's message (the payload of an envelope).
+    /// Takes in the record read from this record's message (the payload of an envelope),
+    /// each string it keeps passed through `to` (the identity for a payload borrowed from
+    /// the line; for one read from a decoded copy, borrowed back from the line or copied).
     /// A JSON payload is the app's own record: its values win. A text payload only fills
     /// in what the record lacks (a flat JSON record's own fields are facts; a guess from
     /// its message text is not), except that the message becomes the payload's own (a
     /// `msg=` pair, or the text after a line header that places the line in time; a
     /// level word alone ranks below `HEADER_RANK`: see `text::read`).
-    pub(crate) fn absorb_payload(&mut self, payload: RawRecord<'a>, structured: bool) {
-        let mut payload = payload;
+    pub(crate) fn absorb_payload<'b>(
+        &mut self,
+        mut payload: RawRecord<'b>,
+        structured: bool,
+        to: impl Fn(Cow<'b, str>) -> Cow<'a, str>,
+    ) {
         for (i, v) in std::mem::take(&mut payload.extra) {
             if structured || !self.extra.iter().any(|(j, _)| *j == i) {
                 self.extra.retain(|(j, _)| *j != i);
-                self.extra.push((i, v));
+                self.extra.push((i, to(v)));
             }
         }
         let message = Field::Message.slot();
@@ -145,21 +169,19 @@ impl<'a> RawRecord<'a> {
                 && !matches!(&value, Raw::Str(s) if s.trim().is_empty());
             if structured || header_message || self.ranks[i] == EMPTY {
                 self.ranks[i] = rank;
-                self.values[i] = value;
+                self.values[i] = match value {
+                    Raw::Str(s) => Raw::Str(to(s)),
+                    // `take_slot` decodes these.
+                    Raw::Escaped(raw) => Raw::Str(to(Cow::Owned(crate::json::decoded(raw)))),
+                    Raw::U64(n) => Raw::U64(n),
+                    Raw::I64(n) => Raw::I64(n),
+                    Raw::F64(n) => Raw::F64(n),
+                    Raw::Bool(b) => Raw::Bool(b),
+                    Raw::Null => Raw::Null,
+                    Raw::Time(t) => Raw::Time(t),
+                    Raw::Compound => Raw::Compound,
+                };
             }
-        }
-    }
-
-    /// The same record owning its strings (a payload decoded from an escaped string).
-    pub(crate) fn into_owned(self) -> RawRecord<'static> {
-        RawRecord {
-            ranks: self.ranks,
-            values: self.values.map(Raw::into_owned),
-            extra: self
-                .extra
-                .into_iter()
-                .map(|(i, v)| (i, Cow::Owned(v.into_owned())))
-                .collect(),
         }
     }
 
@@ -194,21 +216,6 @@ impl<'a> RawRecord<'a> {
             message: text(Field::Message).unwrap_or_default(),
             extra: self.extra,
         })
-    }
-}
-
-impl<'a> Raw<'a> {
-    fn into_owned(self) -> Raw<'static> {
-        match self {
-            Raw::Str(s) => Raw::Str(Cow::Owned(s.into_owned())),
-            Raw::U64(n) => Raw::U64(n),
-            Raw::I64(n) => Raw::I64(n),
-            Raw::F64(n) => Raw::F64(n),
-            Raw::Bool(b) => Raw::Bool(b),
-            Raw::Null => Raw::Null,
-            Raw::Time(t) => Raw::Time(t),
-            Raw::Compound => Raw::Compound,
-        }
     }
 }
 
@@ -381,6 +388,7 @@ fn read_time(raw: Raw<'_>) -> Result<Option<EventTime>, ParseError> {
     let t = match raw {
         Raw::Null => return Ok(None),
         Raw::Str(s) => parse_timestamp(&s),
+        Raw::Escaped(raw) => parse_timestamp(&crate::json::decoded(raw)),
         Raw::U64(n) => from_epoch_int(n),
         Raw::F64(n) => from_epoch_f64(n),
         Raw::Time(t) => Some(t),
