@@ -41,6 +41,21 @@ pub(crate) struct Decoded {
 }
 
 impl Decoded {
+    /// Forgets the last line's decoding (what another line's bytes decoded to is never
+    /// taken for this one's), and the room a long one left: what a line's escapes cost is
+    /// bounded by the line's length, but a record that once had a megabyte of them does
+    /// not keep that for the records after it.
+    fn forget(&mut self) {
+        const KEEP: usize = 64 << 10;
+        self.of = (0, 0);
+        if self.text.capacity() > KEEP {
+            self.text = String::new();
+        }
+        if self.marks.capacity() > KEEP / 16 {
+            self.marks = Vec::new();
+        }
+    }
+
     /// Makes this the decoding of `raw` (a [`Raw::Escaped`]'s text), unless it is already:
     /// the reader decodes each message string with escapes as it reads it.
     pub(crate) fn decode(&mut self, raw: &str) {
@@ -62,8 +77,7 @@ pub(crate) fn read<'a>(
     record: &mut RawRecord<'a>,
 ) -> Result<()> {
     scratch.path.clear();
-    // What another line's bytes decoded to is never taken for this one's.
-    scratch.decoded.of = (0, 0);
+    scratch.decoded.forget();
     let mut scan = Scan { text: line, at: 0 };
     scan.space();
     scan.object(index, scratch, record)?;
@@ -822,6 +836,23 @@ mod tests {
     /// How many more keys the record's layout rests for.
     fn resting(scratch: &Scratch) -> u32 {
         scratch.keys.layouts.first().map_or(0, |l| l.resting)
+    }
+
+    #[test]
+    fn a_message_is_decoded_as_read_and_a_long_ones_room_is_not_kept() {
+        let index = FieldIndex::new(&FieldNames::default());
+        let mut scratch = Scratch::default();
+        let long = format!(r#"{{"msg":"{}"}}"#, "\\\"".repeat(100_000));
+        read_with(&long, &index, &mut scratch);
+        assert_eq!(scratch.decoded.text, "\"".repeat(100_000));
+        assert_eq!(scratch.decoded.marks.len(), 100_000);
+        read_with(r#"{"msg":"a\tb","level":"x"}"#, &index, &mut scratch);
+        assert_eq!(scratch.decoded.text, "a\tb");
+        assert!(scratch.decoded.text.capacity() <= 64 << 10);
+        assert!(scratch.decoded.marks.capacity() <= 4 << 10);
+        // Strings with escapes at other keys are not decoded as they are read.
+        read_with(r#"{"level":"w\"x","msg":"plain"}"#, &index, &mut scratch);
+        assert_eq!(scratch.decoded.text, "a\tb");
     }
 
     #[test]
