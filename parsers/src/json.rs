@@ -99,7 +99,9 @@ pub(crate) struct Mark {
 
 impl Mark {
     fn new(raw: usize, raw_len: usize, out: usize, out_len: usize) -> Mark {
-        // A line is at most `max_line_bytes` long, far below 4 GiB.
+        // Lines are far shorter than 4 GiB (the engine caps them at `max_line_bytes`);
+        // past that a mark is wrong, and what is borrowed back by it is compared byte for
+        // byte before it is used (`LineParser::read_escaped_payload`).
         let n = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Mark {
             raw: n(raw),
@@ -154,10 +156,10 @@ pub(crate) fn written_at(marks: &[Mark], at: usize, len: usize) -> Option<usize>
     {
         return None;
     }
-    Some(match before.checked_sub(1).map(|i| marks[i]) {
-        Some(m) => at + end(m.raw, m.raw_len) - end(m.out, m.out_len),
-        None => at,
-    })
+    match before.checked_sub(1).map(|i| marks[i]) {
+        Some(m) => (at + end(m.raw, m.raw_len)).checked_sub(end(m.out, m.out_len)),
+        None => Some(at),
+    }
 }
 
 /// The keys recent lines had, per object read (the record, and each object a prefix key
