@@ -115,26 +115,23 @@ impl Mark {
 /// Appends the decoded text of `raw` (a string's contents as written, whose escapes the
 /// scanner checked: a [`Raw::Escaped`]) to `out`, and with `marks` notes where each
 /// escape was (see [`written_at`]).
-pub(crate) fn decode(raw: &str, out: &mut String, mut marks: Option<&mut Vec<Mark>>) {
-    let mut scan = Scan { text: raw, at: 0 };
-    loop {
-        let from = scan.at;
-        let stop = memchr::memchr(b'\\', &raw.as_bytes()[from..]).map_or(raw.len(), |i| from + i);
-        out.push_str(&raw[from..stop]);
-        if stop == raw.len() {
-            return;
-        }
-        scan.at = stop;
-        let at = out.len();
-        match scan.escape() {
-            Ok(c) => out.push(c),
-            // Not from the scanner: the rest as it is.
-            Err(_) => return out.push_str(&raw[stop..]),
-        }
-        if let Some(marks) = marks.as_deref_mut() {
-            marks.push(Mark::new(stop, scan.at - stop, at, out.len() - at));
-        }
-    }
+pub(crate) fn decode(raw: &str, out: &mut String, marks: Option<&mut Vec<Mark>>) {
+    let backslash = |bytes: &[u8], at: usize| {
+        let stop = memchr::memchr(b'\\', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+        Ok((stop, stop == bytes.len()))
+    };
+    let Ok((first, false)) = backslash(raw.as_bytes(), 0) else {
+        return out.push_str(raw);
+    };
+    // Its escapes were checked when it was read: this does not fail.
+    let _ = Scan { text: raw, at: 0 }.decode_from(0, first, Some(out), marks, backslash);
+}
+
+/// For [`Scan::decode_from`] in a line: the next closing quote or backslash from `at`,
+/// and whether it is the quote.
+fn to_quote(bytes: &[u8], at: usize) -> Result<(usize, bool)> {
+    let stop = quote_or_escape(bytes, at)?;
+    Ok((stop, bytes[stop] == b'"'))
 }
 
 /// The decoded text of `raw` (see [`decode`]).
@@ -560,19 +557,9 @@ impl<'a> Scan<'a> {
             return Ok(Cow::Borrowed(&self.text[start..stop]));
         }
         let mut owned = String::with_capacity(stop - start + 16);
-        owned.push_str(&self.text[start..stop]);
-        self.at = stop;
-        loop {
-            owned.push(self.escape()?);
-            let from = self.at;
-            let stop = quote_or_escape(self.bytes(), from)?;
-            owned.push_str(&self.text[from..stop]);
-            self.at = stop;
-            if self.bytes()[stop] == b'"' {
-                self.at += 1;
-                return Ok(Cow::Owned(owned));
-            }
-        }
+        let end = self.decode_from(start, stop, Some(&mut owned), None, to_quote)?;
+        self.at = end + 1;
+        Ok(Cow::Owned(owned))
     }
 
     /// A string value at `at` (its opening quote): borrowed from the line; one with
@@ -581,41 +568,63 @@ impl<'a> Scan<'a> {
     fn string_value(&mut self, mut into: Option<&mut Decoded>) -> Result<Raw<'a>> {
         self.eat(b'"')?;
         let start = self.at;
-        let mut stop = quote_or_escape(self.bytes(), start)?;
+        let stop = quote_or_escape(self.bytes(), start)?;
         if self.bytes()[stop] == b'"' {
             self.at = stop + 1;
             return Ok(Raw::Str(Cow::Borrowed(&self.text[start..stop])));
         }
-        if let Some(d) = into.as_deref_mut() {
-            d.text.clear();
-            d.marks.clear();
-            d.text.push_str(&self.text[start..stop]);
+        let (out, marks) = match into.as_deref_mut() {
+            Some(d) => {
+                d.text.clear();
+                d.marks.clear();
+                (Some(&mut d.text), Some(&mut d.marks))
+            }
+            None => (None, None),
+        };
+        let end = self.decode_from(start, stop, out, marks, to_quote)?;
+        self.at = end + 1;
+        let raw = &self.text[start..end];
+        if let Some(d) = into {
+            d.of = (raw.as_ptr() as usize, raw.len());
+        }
+        Ok(Raw::Escaped(raw))
+    }
+
+    /// Reads a string's contents from `start`, whose first escape is at `stop`, checking
+    /// each escape, to where `next` says they end (`next` gives, from a position, the
+    /// next backslash or the end, and whether it is the end: the closing quote in a
+    /// line, the end of a string's text as kept). With `out`, appends the decoded text
+    /// there, and with `marks` notes where each escape was (offsets from `start`).
+    /// Returns where the contents end.
+    fn decode_from(
+        &mut self,
+        start: usize,
+        mut stop: usize,
+        mut out: Option<&mut String>,
+        mut marks: Option<&mut Vec<Mark>>,
+        next: impl Fn(&[u8], usize) -> Result<(usize, bool)>,
+    ) -> Result<usize> {
+        if let Some(out) = out.as_deref_mut() {
+            out.push_str(&self.text[start..stop]);
         }
         loop {
             self.at = stop;
             let c = self.escape()?;
-            if let Some(d) = into.as_deref_mut() {
-                let at = d.text.len();
-                d.text.push(c);
-                d.marks.push(Mark::new(
-                    stop - start,
-                    self.at - stop,
-                    at,
-                    d.text.len() - at,
-                ));
+            if let Some(out) = out.as_deref_mut() {
+                let at = out.len();
+                out.push(c);
+                if let Some(marks) = marks.as_deref_mut() {
+                    marks.push(Mark::new(stop - start, self.at - stop, at, out.len() - at));
+                }
             }
             let from = self.at;
-            stop = quote_or_escape(self.bytes(), from)?;
-            if let Some(d) = into.as_deref_mut() {
-                d.text.push_str(&self.text[from..stop]);
+            let end;
+            (stop, end) = next(self.bytes(), from)?;
+            if let Some(out) = out.as_deref_mut() {
+                out.push_str(&self.text[from..stop]);
             }
-            if self.bytes()[stop] == b'"' {
-                self.at = stop + 1;
-                let raw = &self.text[start..stop];
-                if let Some(d) = into {
-                    d.of = (raw.as_ptr() as usize, raw.len());
-                }
-                return Ok(Raw::Escaped(raw));
+            if end {
+                return Ok(stop);
             }
         }
     }
