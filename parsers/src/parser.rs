@@ -232,23 +232,14 @@ impl LineParser {
         if let Some(raw) = record.message_escaped() {
             return self.read_escaped_payload(record, raw);
         }
-        let Some(message) = record.message_text().cloned() else {
+        // Borrowed from the line (the JSON reader keeps a string with escapes as written,
+        // above): the payload borrows from it too, with no copy.
+        let Some(&Cow::Borrowed(message)) = record.message_text() else {
             return;
         };
-        if !is_payload(record, &message) {
-            return;
-        }
-        match message {
-            Cow::Borrowed(line) => {
-                // Borrowed from the line: the payload borrows from it too (no copy).
-                if let Some((payload, structured)) = self.payload_of(line.trim()) {
-                    record.absorb_payload(payload, structured, |s| s);
-                }
-            }
-            Cow::Owned(owned) => {
-                if let Some((payload, structured)) = self.payload_of(owned.trim()) {
-                    record.absorb_payload(payload, structured, |s| Cow::Owned(s.into_owned()));
-                }
+        if is_payload(record, message) {
+            if let Some((payload, structured)) = self.payload_of(message.trim()) {
+                record.absorb_payload(payload, structured, |s| s);
             }
         }
     }
