@@ -61,7 +61,8 @@ def main():
     n_lines = int(sys.argv[sys.argv.index("--lines") + 1]) if "--lines" in sys.argv else 1_000_000
     data = os.path.join(shared, "data/loghub-2k")
     rows = formats(shared)
-    tmp = tempfile.mkdtemp(prefix="loghub-bench-")
+    scratch = tempfile.TemporaryDirectory(prefix="loghub-bench-")  # removed at exit
+    tmp = scratch.name
     results = []
     print(f"{'dataset':<10} {'logheal GA':>10} {'PA':>6}   {'Drain3 GA':>9} {'PA':>6}   {'tuned GA':>8} {'PA':>6}")
     for name in sorted(rows):

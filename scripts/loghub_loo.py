@@ -85,7 +85,8 @@ def main():
     systems = {name: fmt for name, fmt in sorted(formats(shared).items())
                if os.path.exists(os.path.join(data, name, f"{name}_2k.log"))}
     configs = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
-    tmp = tempfile.mkdtemp(prefix="loghub-loo-")
+    scratch = tempfile.TemporaryDirectory(prefix="loghub-loo-")  # removed at exit
+    tmp = scratch.name
     ga = {}  # (config index, system) -> GA
     for name, fmt in systems.items():
         raw = os.path.join(data, name, f"{name}_2k.log")

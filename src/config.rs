@@ -293,8 +293,11 @@ mod tests {
 
     #[test]
     fn a_fields_section_names_keys_first_and_a_typo_is_a_positioned_error() {
-        let dir = std::env::temp_dir().join(format!("logheal-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("logheal-config-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
         let path = dir.join("job.yaml");
         std::fs::write(
             &path,

@@ -53,16 +53,20 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
 }
 
 /// The built-in rule with `from` replaced by `to`, in a temporary file named for `name`.
-fn builtin_rule_with(name: &str, from: &str, to: &str) -> PathBuf {
+fn builtin_rule_with(name: &str, from: &str, to: &str) -> tempfile::TempPath {
     let builtin = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
     )
     .unwrap();
     let edited = builtin.replacen(from, to, 1);
     assert_ne!(edited, builtin, "{from:?} is in the built-in rule");
-    let path = std::env::temp_dir().join(format!("logheal-{name}-{}.yaml", std::process::id()));
-    std::fs::write(&path, edited).unwrap();
-    path
+    let file = tempfile::Builder::new()
+        .prefix(&format!("logheal-{name}-"))
+        .suffix(".yaml")
+        .tempfile()
+        .unwrap();
+    std::fs::write(file.path(), edited).unwrap();
+    file.into_temp_path()
 }
 
 /// The confirmed incident escalated, and Slack was told.
@@ -320,7 +324,6 @@ fn a_hanging_receiver_gives_up_escalates_and_blocks_no_one() {
     assert_eq!(result["outcome"], "gave_up");
     assert_eq!(result["attempts"], 2);
     assert_escalated_and_told(&records, &server);
-    std::fs::remove_file(rules).unwrap();
 }
 
 #[test]
@@ -396,5 +399,4 @@ fn the_health_probe_gates_restoring() {
     let results = of_type(&records, "probe");
     assert_eq!(results.len(), 43);
     assert_eq!(results.last().unwrap()["consecutive"], 3);
-    std::fs::remove_file(rules).unwrap();
 }

@@ -8,7 +8,6 @@ mod support;
 
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::process::Command;
 use support::cli::json_records_of;
 
@@ -43,7 +42,7 @@ fn transitions_to<'a>(records: &'a [Value], state: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn temp_file(name: &str, text: &str) -> PathBuf {
+fn temp_file(name: &str, text: &str) -> support::cli::TempFile {
     support::cli::temp_file("floods", name, text)
 }
 

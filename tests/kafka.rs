@@ -702,9 +702,11 @@ fn a_reload_reaches_the_correlator_with_the_stages_apart() {
     let topic = broker.topic("reloaded", 2);
     let signals = broker.topic("reloaded-signals", 2);
     let server = Server::start(&[]);
-    let dir = std::env::temp_dir().join(format!("logheal-split-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-split-reload-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let reference = include_str!("../rules/examples/cross-service-503.yaml");
     let named = |name: &str| reference.replace("name: cross-service-503", &format!("name: {name}"));
     std::fs::write(dir.join("rules.yaml"), named("before-reload")).unwrap();
@@ -733,7 +735,6 @@ fn a_reload_reaches_the_correlator_with_the_stages_apart() {
         "{}",
         finished.stderr
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -960,8 +961,11 @@ fn rekey_routes_every_event_of_a_trace_to_one_partition() {
 fn a_config_file_runs_the_job_with_its_rekeying_stage() {
     let (broker, _, raw, keyed) = unkeyed_scenario();
     let ledger = broker.topic("actions", 1);
-    let dir = std::env::temp_dir().join(format!("logheal-config-{keyed}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-config-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let config = dir.join("logheal.yaml");
     std::fs::write(
         &config,
@@ -985,7 +989,6 @@ fn a_config_file_runs_the_job_with_its_rekeying_stage() {
         ["inventory", "payment"].map(String::from).into()
     );
     assert!(run.stderr.contains("re-keying stopped"), "{}", run.stderr);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

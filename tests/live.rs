@@ -11,7 +11,6 @@ use receiver::{logheal, point_receivers, Reply, Server};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,7 +79,7 @@ fn summary(records: &[Value]) -> &Value {
     last
 }
 
-fn temp_file(name: &str, text: &str) -> PathBuf {
+fn temp_file(name: &str, text: &str) -> support::cli::TempFile {
     support::cli::temp_file("live", name, text)
 }
 
@@ -191,7 +190,7 @@ fn one_line_stamped_far_ahead_changes_no_incident() {
 }
 
 /// A rule with a short quiet period, so that a paced test stays short.
-fn quick_rule() -> PathBuf {
+fn quick_rule() -> support::cli::TempFile {
     temp_file(
         "quick.yaml",
         "receivers:\n  restart: {type: webhook, url: \"${LOGHEAL_RESTART_URL}\"}\nrules:\n  - name: quick\n    select: {status: [503]}\n    correlate: {window: 30s, min_events: 3, min_services: 2}\n    incident: {group_by: [root_service], quiet_period: 3s}\n    actions: {confirmed: [{name: restart, receiver: restart}]}\n",

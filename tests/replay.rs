@@ -274,8 +274,11 @@ fn check_accepts_the_shipped_rules_and_reports_errors_with_positions() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    let dir = std::env::temp_dir().join(format!("logheal-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-check-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let bad = dir.join("bad.yaml");
     std::fs::write(
         &bad,
@@ -309,7 +312,6 @@ fn check_accepts_the_shipped_rules_and_reports_errors_with_positions() {
         .unwrap();
     assert!(!replay.status.success());
     assert!(String::from_utf8_lossy(&replay.stderr).contains("undeclared receiver"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -378,12 +380,9 @@ fn a_relapse_after_restore_reopens_the_incident_and_cancels_the_failback() {
     );
 }
 
-fn write_rules(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("logheal-rules-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("rules.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+/// `text` in `rules.yaml` of a fresh directory (`name` in the directory's name).
+fn write_rules(name: &str, text: &str) -> support::cli::TempFile {
+    support::cli::temp_file(&format!("rules-{name}"), "rules.yaml", text)
 }
 
 const SLACK_ONLY: &str =
@@ -555,7 +554,6 @@ fn check_allows_the_references_the_job_config_allows_and_nothing_else() {
     // ...and never to everything.
     let (code, stdout) = check_with("secrets:\n  env_prefixes: [\"\"]\n");
     assert_eq!(code, Some(1), "{stdout}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// The two-cascade scenario split by trace id into four files (a topic's partitions).
@@ -614,8 +612,11 @@ fn steps_without_ids(records: &[Value]) -> Vec<String> {
 
 #[test]
 fn correlation_on_two_threads_decides_what_one_engine_decides() {
-    let dir = std::env::temp_dir().join(format!("logheal-threads-{}", std::process::id()));
-    let files = partitioned(&dir, 4);
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-threads-")
+        .tempdir()
+        .unwrap();
+    let files = partitioned(tmp.path(), 4);
     let run = |threads: &str| {
         let mut cmd = logheal();
         cmd.args(["replay", "--output", "json", "--threads", threads]);
@@ -670,5 +671,4 @@ fn correlation_on_two_threads_decides_what_one_engine_decides() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    std::fs::remove_dir_all(&dir).unwrap();
 }

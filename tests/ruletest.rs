@@ -42,8 +42,11 @@ const CASCADE: &str = r#"    input: |
 
 #[test]
 fn change_a_threshold_see_the_test_fail_fix_it_see_it_pass() {
-    let dir = std::env::temp_dir().join(format!("logheal-sre-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-sre-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let reference = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
     )
@@ -79,13 +82,15 @@ fn change_a_threshold_see_the_test_fail_fix_it_see_it_pass() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.ends_with("1 passed, 0 failed\n"), "{stdout}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn a_broken_test_file_is_reported_with_positions() {
-    let dir = std::env::temp_dir().join(format!("logheal-badtest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-badtest-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let file = dir.join("bad.test.yaml");
     std::fs::write(
         &file,
@@ -104,5 +109,4 @@ fn a_broken_test_file_is_reported_with_positions() {
         stdout.contains(&format!("ERROR {path}:8:32: unknown state \"FINE\"")),
         "{stdout}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -143,10 +143,12 @@ fn write(path: &PathBuf, text: &str) {
 }
 
 /// A run over stdin with one rule (`cascades`) in `rules.yaml` of a fresh directory.
-fn start_with_one_rule(name: &str) -> (PathBuf, PathBuf, Live) {
-    let dir = std::env::temp_dir().join(format!("logheal-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let rules = dir.join("rules.yaml");
+fn start_with_one_rule(name: &str) -> (tempfile::TempDir, PathBuf, Live) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("logheal-{name}-"))
+        .tempdir()
+        .unwrap();
+    let rules = dir.path().join("rules.yaml");
     write(&rules, &format!("{HEAD}{}", rule("cascades")));
     let live = Live::start(&rules);
     (dir, rules, live)
@@ -154,7 +156,7 @@ fn start_with_one_rule(name: &str) -> (PathBuf, PathBuf, Live) {
 
 #[test]
 fn hot_reload_keeps_incidents_and_survives_broken_files() {
-    let (dir, rules, mut live) = start_with_one_rule("live");
+    let (_dir, rules, mut live) = start_with_one_rule("live");
 
     live.cascade("t1", "payment");
     let confirmed = live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
@@ -274,7 +276,6 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
     drop(live.stdin.take());
     let status = live.child.wait().unwrap();
     assert!(status.success());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -288,8 +289,8 @@ fn only_a_change_of_the_rules_reloads_them() {
     // Other files in the directory change (a log written beside the rules, an editor's
     // backup), and the rule file is written again as it was: nothing to reload.
     for i in 0..5 {
-        std::fs::write(dir.join("job.log"), format!("line {i}\n")).unwrap();
-        std::fs::write(dir.join("rules.yaml~"), "backup").unwrap();
+        std::fs::write(dir.path().join("job.log"), format!("line {i}\n")).unwrap();
+        std::fs::write(dir.path().join("rules.yaml~"), "backup").unwrap();
         write(&rules, &format!("{HEAD}{}", rule("cascades")));
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -305,12 +306,11 @@ fn only_a_change_of_the_rules_reloads_them() {
     assert_eq!(reloads(&live), 1, "{:?}", live.log.lock().unwrap());
     drop(live.stdin.take());
     assert!(live.child.wait().unwrap().success());
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn sigterm_ends_the_run_gracefully() {
-    let (dir, _, mut live) = start_with_one_rule("term");
+    let (_dir, _, mut live) = start_with_one_rule("term");
     live.cascade("t1", "payment");
     live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
     // stdin stays open: only the signal can end the run.
@@ -319,7 +319,6 @@ fn sigterm_ends_the_run_gracefully() {
     let status = live.child.wait().unwrap();
     assert!(status.success(), "exit 0 after SIGTERM");
     live.wait_log("summary:");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Spawns a `logheal run` (stdin piped, stdout discarded) and waits for the address it

@@ -5,8 +5,11 @@ use std::process::Command;
 
 #[test]
 fn csv_has_one_row_per_line_and_shared_ids() {
-    let dir = std::env::temp_dir().join(format!("logheal-templates-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix("logheal-templates-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let log = dir.join("app.log");
     let csv = dir.join("out.csv");
     std::fs::write(
@@ -59,5 +62,4 @@ fn csv_has_one_row_per_line_and_shared_ids() {
         stderr.contains("3 templates; 1 repeated an earlier line's digit-blind form"),
         "{stderr}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }

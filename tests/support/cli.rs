@@ -29,12 +29,33 @@ pub fn json_records_of(mut cmd: Command, input: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Writes `text` to `name` in a directory of this test process (`tag` tells the test
-/// crates apart); returns the file's path.
-pub fn temp_file(tag: &str, name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("logheal-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A file in a directory of its own; both are removed when it is dropped, also when
+/// the test fails. It reads as the file's path.
+pub struct TempFile {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// Writes `text` to `name` in a fresh directory (`tag` names the test crate in it).
+pub fn temp_file(tag: &str, name: &str, text: &str) -> TempFile {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("logheal-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    TempFile { path, _dir: dir }
 }
