@@ -180,6 +180,10 @@ def judge(fault, lines, named, confirmed, nofault, delta=0.0):
         top = [c["service"] for c in first.get("candidates", [])][:3] or \
             [first.get("key", {}).get("root_service", "?")]
     in_top = any(fault["service"] in c for c in top)
+    # Any incident confirmed in the window, not only the first: an SRE paged during the
+    # window sees them all.
+    in_any = any(fault["service"] in c["service"]
+                 for r in hits for c in r.get("candidates", [])[:3])
     # The first anomalous line: the log-visible service's first warn/error line after
     # the injection.
     first_loud = min((t for (t, s, lvl, _) in lines
@@ -193,6 +197,7 @@ def judge(fault, lines, named, confirmed, nofault, delta=0.0):
         "from_first": round(hits[0]["t"] - delta - first_loud, 1)
         if hits and first_loud is not None else None,
         "rule": hits[0]["rule"] if hits else "", "top3": top, "in_top3": in_top,
+        "in_any_top3": in_any,
         "pointed": in_the_logs(lines, named, inject, fault["service"]),
     }
 
@@ -339,6 +344,9 @@ def main():
     print(f"  the logs point at it (its own warn/error lines, or named in one) after the"
           f" injection in {len(pointed)} of those {len(det)}; in the top 3:"
           f" {len([r for r in pointed if r['in_top3']])} of {len(pointed)}")
+    any_top3 = [r for r in det if r["in_any_top3"]]
+    print(f"  in the top 3 of any incident confirmed in the window (not only the first):"
+          f" {len(any_top3)} of {len(det)}")
     print(f"confirmations in the fault-free minute: {len(false_alarms)}")
     print(f"confirmations in all: {len(confirmed)}")
 
