@@ -84,7 +84,8 @@ pub fn run(
     Ok(stats)
 }
 
-/// The key a record is written under: its trace id, else its service.
+/// The key a record is written under: its trace id (the part traces are matched by, so
+/// that a trace's 64-bit and 128-bit forms land in one partition), else its service.
 fn trace_key(parser: &mut LineParser, payload: &[u8], stats: &mut RekeyStats) -> Option<String> {
     stats.records += 1;
     let event = std::str::from_utf8(payload)
@@ -93,7 +94,7 @@ fn trace_key(parser: &mut LineParser, payload: &[u8], stats: &mut RekeyStats) ->
     match event.as_ref().map(|e| (&e.trace_id, &e.service)) {
         Some((Some(trace), _)) => {
             stats.by_trace += 1;
-            Some(trace.to_string())
+            Some(logheal_parsers::trace_match_part(trace).to_string())
         }
         Some((None, Some(service))) => {
             stats.by_service += 1;
@@ -122,4 +123,35 @@ fn send(
         record = record.timestamp(t);
     }
     crate::send_waiting(producer, record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_is_keyed_by_its_match_part_so_its_forms_share_a_partition() {
+        let mut parser = LineParser::new(&FieldNames::default(), None, 2026).unwrap();
+        let mut stats = RekeyStats::default();
+        let mut key = |line: &str| trace_key(&mut parser, line.as_bytes(), &mut stats);
+        let whole = key(r#"{"service":"a","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}"#);
+        // The same trace as Datadog logs it: its lower 64 bits, in decimal.
+        let datadog = key(&format!(
+            r#"{{"service":"b","dd.trace_id":"{}"}}"#,
+            u64::from_str_radix("a3ce929d0e0e4736", 16).unwrap()
+        ));
+        assert_eq!(whole.as_deref(), Some("a3ce929d0e0e4736"));
+        assert_eq!(datadog, whole);
+        assert_eq!(key(r#"{"service":"c"}"#).as_deref(), Some("c"));
+        assert_eq!(key("not a record"), None);
+        assert_eq!(
+            (
+                stats.records,
+                stats.by_trace,
+                stats.by_service,
+                stats.unkeyed
+            ),
+            (4, 2, 1, 1)
+        );
+    }
 }

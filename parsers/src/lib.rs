@@ -23,4 +23,5 @@ pub use event::{EventTime, Level, LogEvent};
 pub use fields::FieldNames;
 pub use parser::{LineParser, ParseError, Recognised};
 pub use pattern::FormatError;
+pub use record::trace_match_part;
 pub use text::TextShape;

@@ -350,7 +350,8 @@ fn normalise_id(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
 }
 
 /// A trace id in its comparable form: a `traceparent` or `b3` value gives its trace
-/// part, a 64-bit id zero-padded to 128 bits matches its short form, case is folded.
+/// part, a 64-bit id zero-padded to 128 bits matches its short form, a decimal Datadog
+/// id becomes its 16 hex digits, case is folded.
 fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
     // The common case, checked in one pass: lowercase hex, not zero-padded.
     let b = id.as_bytes();
@@ -381,7 +382,28 @@ fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
     if b.len() == 32 && t.starts_with("0000000000000000") {
         return normalise_id(Cow::Owned(t[16..].to_string()));
     }
+    // Datadog's `dd.trace_id`: a trace id's lower 64 bits in decimal. Only 17 to 20
+    // digits are read so: a 16-character id of digits is hex as often as not, and
+    // Datadog's random ids have fewer than 17 digits once in a thousand.
+    if (17..=20).contains(&b.len()) && b.iter().all(u8::is_ascii_digit) {
+        if let Ok(n) = t.parse::<u64>() {
+            return (n != 0).then(|| Cow::Owned(format!("{n:016x}")));
+        }
+    }
     normalise_id(id)
+}
+
+/// The part of a normalised trace id that traces are matched by: its lower 64 bits
+/// (the last 16 hex digits of a 128-bit id). A tracer that logs only those (Datadog's
+/// `dd.trace_id`, B3's 64-bit ids) and one that logs all 128 bits of the same trace then
+/// meet, as Datadog treats them; two traces of random 128-bit ids share their lower 64
+/// bits with odds of one in 2^64.
+pub fn trace_match_part(id: &str) -> &str {
+    if id.len() == 32 && id.is_char_boundary(16) {
+        &id[16..]
+    } else {
+        id
+    }
 }
 
 fn read_time(raw: Raw<'_>) -> Result<Option<EventTime>, ParseError> {

@@ -262,6 +262,25 @@ fn trace_ids_are_comparable() {
         Some("ec70652d4865fdee"),
         "a 64-bit id zero-padded to 128 bits matches its short form"
     );
+    // Datadog logs a trace's lower 64 bits in decimal, as a string or a number.
+    assert_eq!(
+        id(r#"{"ts":1,"dd.trace_id":"1244139290787421183"}"#).as_deref(),
+        Some("11441217de7d9bff")
+    );
+    assert_eq!(
+        id(r#"{"ts":1,"dd":{"trace_id":18446744073709551615}}"#).as_deref(),
+        Some("ffffffffffffffff")
+    );
+    // A short run of digits is an id of its own (hex as likely as decimal), and more
+    // than 64 bits of decimal is no Datadog id: both are kept as written.
+    assert_eq!(
+        id(r#"{"ts":1,"trace_id":"1234567890123456"}"#).as_deref(),
+        Some("1234567890123456")
+    );
+    assert_eq!(
+        id(r#"{"ts":1,"trace_id":"18446744073709551616"}"#).as_deref(),
+        Some("18446744073709551616")
+    );
     assert_eq!(id(r#"{"ts":1,"trace_id":""}"#), None);
     assert_eq!(id(r#"{"ts":1,"trace_id":"0"}"#), None);
     assert_eq!(
@@ -274,7 +293,7 @@ fn trace_ids_are_comparable() {
     );
     assert_eq!(
         id(r#"{"ts":1,"dd":{"trace_id":"1234567890123456789"}}"#).as_deref(),
-        Some("1234567890123456789")
+        Some("112210f47de98115")
     );
     assert_eq!(
         id(&format!(

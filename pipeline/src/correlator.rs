@@ -73,6 +73,9 @@ pub struct TraceEvent {
 #[derive(Debug, Default)]
 struct Trace {
     key: Box<str>,
+    /// The key as its first event wrote it, where that differs from `key` (a trace id
+    /// matched by its lower 64 bits is shown whole).
+    shown: Option<Box<str>>,
     generation: u32,
     /// Sorted by time.
     events: Vec<TraceEvent>,
@@ -145,12 +148,18 @@ impl Correlator {
 
     /// Adds one selected event of trace `key`; signals go to `out`.
     pub fn observe(&mut self, key: &str, event: TraceEvent, out: &mut Vec<Signal>) {
+        self.observe_as(key, key, event, out);
+    }
+
+    /// Adds one selected event of trace `key`, which its chain shows as `shown` if the
+    /// event opens the trace (a trace id's match part and the whole id).
+    pub fn observe_as(&mut self, key: &str, shown: &str, event: TraceEvent, out: &mut Vec<Signal>) {
         let TraceEvent { at, service, .. } = event;
         let slot = match self.index.get(key) {
             Some(&slot) => slot,
             None => {
                 out.push(Signal::Suspect { service, at });
-                self.open(key, service)
+                self.open(key, shown, service)
             }
         };
         let window = self.window;
@@ -191,7 +200,7 @@ impl Correlator {
         self.stats.chains += 1;
         let first = trace.events[0];
         out.push(Signal::Chain(ChainSignal {
-            trace: trace.key.clone(),
+            trace: trace.shown.as_ref().unwrap_or(&trace.key).clone(),
             root: first.service,
             services,
             events: trace.events.len() as u32,
@@ -229,7 +238,7 @@ impl Correlator {
         }
     }
 
-    fn open(&mut self, key: &str, service: ServiceId) -> u32 {
+    fn open(&mut self, key: &str, shown: &str, service: ServiceId) -> u32 {
         if self.index.len() >= self.max_traces && !self.evict_from_storm() {
             self.evict_least_recent();
         }
@@ -239,6 +248,7 @@ impl Correlator {
         });
         let trace = &mut self.slots[slot as usize];
         trace.key = key.into();
+        trace.shown = (shown != key).then(|| shown.into());
         trace.generation = trace.generation.wrapping_add(1);
         trace.events.clear();
         trace.newest = EventTime::MIN;

@@ -179,7 +179,7 @@ impl Engine {
             }
             self.stats.selected += 1;
             slot.selected += 1;
-            let key = match rule.correlate.key {
+            let shown = match rule.correlate.key {
                 CorrelationKey::TraceId => {
                     event.trace_id.as_deref().or(event.request_id.as_deref())
                 }
@@ -187,9 +187,14 @@ impl Engine {
                 CorrelationKey::Service => event.service.as_deref(),
                 CorrelationKey::Field(i) => event.extra(i),
             };
-            let (Some(_), Some(key)) = (event.service.as_deref(), key) else {
+            let (Some(_), Some(shown)) = (event.service.as_deref(), shown) else {
                 self.stats.unkeyed += 1;
                 continue;
+            };
+            // Trace ids meet by their lower 64 bits (`trace_match_part`).
+            let key = match (&rule.correlate.key, event.trace_id.as_deref()) {
+                (CorrelationKey::TraceId, Some(trace)) => logheal_parsers::trace_match_part(trace),
+                _ => shown,
             };
             let selected = TraceEvent {
                 at: ts,
@@ -197,7 +202,8 @@ impl Engine {
                 template,
                 anomalous: flags.new_template || flags.rate_spike,
             };
-            slot.correlator.observe(key, selected, &mut self.signals);
+            slot.correlator
+                .observe_as(key, shown, selected, &mut self.signals);
             self.signal_rules.resize(self.signals.len(), ri as u32);
         }
         self.expire_windows();

@@ -48,6 +48,60 @@ fn a_service_named_in_another_service_error_is_a_candidate() {
 }
 
 #[test]
+fn a_trace_logged_whole_by_one_tracer_and_by_its_lower_64_bits_by_another_is_one_chain() {
+    // One trace: the OTel-instrumented gateway logs all 128 bits (as a traceparent),
+    // checkout logs them as hex, and the Datadog-instrumented ledger-db logs the lower
+    // 64 bits in decimal (`dd.trace_id`).
+    let whole = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let lower = u64::from_str_radix(&whole[16..], 16).unwrap();
+    let time = |ms: u32| format!("2026-03-14T10:00:00.{ms:03}Z");
+    let lines = [
+        format!(
+            r#"{{"ts":"{}","service":"ledger-db","dd.trace_id":"{lower}","status":503,"msg":"slow query"}}"#,
+            time(1)
+        ),
+        format!(
+            r#"{{"ts":"{}","service":"checkout","trace_id":"{}","status":503,"msg":"upstream failed"}}"#,
+            time(2),
+            whole.to_uppercase()
+        ),
+        format!(
+            r#"{{"ts":"{}","service":"gateway","traceparent":"00-{whole}-00f067aa0ba902b7-01","status":503,"msg":"upstream failed"}}"#,
+            time(3)
+        ),
+    ];
+    let mut engine = builtin_engine();
+    for l in &lines {
+        engine.push_line(l.as_bytes());
+    }
+    let changes = engine.take_changes();
+    let incident = changes
+        .live
+        .iter()
+        .find(|i| i.rule.as_ref() == "cross-service-503")
+        .expect("the three hops make one chain");
+    assert_eq!(incident.services, ["ledger-db", "checkout", "gateway"]);
+    // The trace is shown as its first event wrote it: Datadog's 64 bits, in hex.
+    assert_eq!(incident.sample_trace_ids, [format!("{lower:016x}")]);
+    // A trace whose lower 64 bits differ is another trace.
+    let mut engine = builtin_engine();
+    for (i, l) in lines.iter().enumerate() {
+        let other = if i == 0 {
+            l.replace(&lower.to_string(), &(lower ^ 1).to_string())
+        } else {
+            l.clone()
+        };
+        engine.push_line(other.as_bytes());
+    }
+    let changes = engine.take_changes();
+    let services: Vec<&Vec<String>> = changes.live.iter().map(|i| &i.services).collect();
+    assert!(
+        !services.iter().any(|s| s.len() == 3),
+        "ledger-db's trace is not the others': {services:?}"
+    );
+}
+
+#[test]
 fn a_rule_keeps_its_slot_across_reloads_and_a_removed_one_is_retired() {
     let builtin = logheal_rules::builtin();
     let names: Vec<String> = builtin.rules.iter().map(|r| r.name.clone()).collect();
