@@ -712,7 +712,7 @@ fn a_reload_reaches_the_correlator_with_the_stages_apart() {
     std::fs::write(dir.join("rules.yaml"), named("before-reload")).unwrap();
     let consumer = Consumer::new(&broker, &topic, &server)
         .signals(&signals)
-        .rules(&dir);
+        .rules(dir);
     let running = consumer.spawn();
     wait_ready(&running);
     // The rule is renamed: signals the correlator raises must carry the new name, or
