@@ -339,14 +339,15 @@ def main():
           f" injection, {len(prompt)} within 60 s of the first anomalous line;"
           f" also {len(invisible_detected)} of {len(rows) - len(vis)} not log-visible")
     print(f"injected service in the top 3: {len(top3)} of {len(det)} detected"
-          f" ({100 * len(top3) / max(len(det), 1):.0f} %)")
+          f" ({100 * len(top3) / max(len(det), 1):.0f} %), {len(top3)} of {len(vis)}"
+          f" log-visible ({100 * len(top3) / max(len(vis), 1):.0f} %)")
     pointed = [r for r in det if r["pointed"]]
     print(f"  the logs point at it (its own warn/error lines, or named in one) after the"
           f" injection in {len(pointed)} of those {len(det)}; in the top 3:"
           f" {len([r for r in pointed if r['in_top3']])} of {len(pointed)}")
     any_top3 = [r for r in det if r["in_any_top3"]]
     print(f"  in the top 3 of any incident confirmed in the window (not only the first):"
-          f" {len(any_top3)} of {len(det)}")
+          f" {len(any_top3)} of {len(det)} detected, of {len(vis)} log-visible")
     print(f"confirmations in the fault-free minute: {len(false_alarms)}")
     print(f"confirmations in all: {len(confirmed)}")
 
