@@ -397,9 +397,10 @@ fn normalise_trace(id: Cow<'_, str>) -> Option<Cow<'_, str>> {
 /// (the last 16 hex digits of a 128-bit id). A tracer that logs only those (Datadog's
 /// `dd.trace_id`, B3's 64-bit ids) and one that logs all 128 bits of the same trace then
 /// meet, as Datadog treats them; two traces of random 128-bit ids share their lower 64
-/// bits with odds of one in 2^64.
+/// bits with odds of one in 2^64. An id of another form (an application's own, of any
+/// length) is matched whole: its last 16 characters need not be random.
 pub fn trace_match_part(id: &str) -> &str {
-    if id.len() == 32 && id.is_char_boundary(16) {
+    if id.len() == 32 && lower_hex(id.as_bytes()) {
         &id[16..]
     } else {
         id
@@ -436,6 +437,20 @@ fn read_status(raw: Raw<'_>) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_is_matched_by_the_lower_64_bits_of_a_128_bit_hex_id_only() {
+        assert_eq!(
+            trace_match_part("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "a3ce929d0e0e4736"
+        );
+        assert_eq!(trace_match_part("a3ce929d0e0e4736"), "a3ce929d0e0e4736");
+        // An application's own 32-character id is matched whole.
+        let own = "checkout-2026-03-14-000000000001";
+        assert_eq!(own.len(), 32);
+        assert_eq!(trace_match_part(own), own);
+        assert_eq!(trace_match_part("t1"), "t1");
+    }
 
     #[test]
     fn lower_hex_is_exactly_digits_and_a_to_f() {
