@@ -146,14 +146,10 @@ impl Correlator {
         self.index.len()
     }
 
-    /// Adds one selected event of trace `key`; signals go to `out`.
-    pub fn observe(&mut self, key: &str, event: TraceEvent, out: &mut Vec<Signal>) {
-        self.observe_as(key, key, event, out);
-    }
-
-    /// Adds one selected event of trace `key`, which its chain shows as `shown` if the
-    /// event opens the trace (a trace id's match part and the whole id).
-    pub fn observe_as(&mut self, key: &str, shown: &str, event: TraceEvent, out: &mut Vec<Signal>) {
+    /// Adds one selected event of trace `key`; signals go to `out`. A chain shows the
+    /// trace as `shown` said it when its first event came (`key` is a trace id's match
+    /// part, `shown` the whole id; other keys are both).
+    pub fn observe(&mut self, key: &str, shown: &str, event: TraceEvent, out: &mut Vec<Signal>) {
         let TraceEvent { at, service, .. } = event;
         let slot = match self.index.get(key) {
             Some(&slot) => slot,
@@ -355,6 +351,11 @@ mod tests {
     use super::*;
     use logheal_rules::CorrelationKey;
 
+    /// An event of a trace whose key is shown as it is.
+    fn observe(c: &mut Correlator, key: &str, event: TraceEvent, out: &mut Vec<Signal>) {
+        c.observe(key, key, event, out);
+    }
+
     fn correlator(max_traces: usize) -> Correlator {
         let c = Correlation {
             key: CorrelationKey::TraceId,
@@ -401,10 +402,10 @@ mod tests {
     fn three_events_two_services_make_one_chain_rooted_at_the_earliest() {
         let mut c = correlator(10);
         let mut out = Vec::new();
-        c.observe("t1", ev(s(2), B), &mut out);
-        c.observe("t1", ev(s(1), A), &mut out);
-        c.observe("t1", ev(s(3), C), &mut out);
-        c.observe("t1", ev(s(4), C), &mut out);
+        observe(&mut c, "t1", ev(s(2), B), &mut out);
+        observe(&mut c, "t1", ev(s(1), A), &mut out);
+        observe(&mut c, "t1", ev(s(3), C), &mut out);
+        observe(&mut c, "t1", ev(s(4), C), &mut out);
         let found = chains(&out);
         assert_eq!(found.len(), 1, "one chain per trace");
         assert_eq!(found[0].root, A);
@@ -427,13 +428,13 @@ mod tests {
         let mut c = correlator(10);
         let mut out = Vec::new();
         for i in 0..5 {
-            c.observe("same-service", ev(s(i), A), &mut out);
+            observe(&mut c, "same-service", ev(s(i), A), &mut out);
         }
-        c.observe("two", ev(s(0), A), &mut out);
-        c.observe("two", ev(s(1), B), &mut out);
-        c.observe("spread", ev(s(0), A), &mut out);
-        c.observe("spread", ev(s(20), B), &mut out);
-        c.observe("spread", ev(s(40), C), &mut out);
+        observe(&mut c, "two", ev(s(0), A), &mut out);
+        observe(&mut c, "two", ev(s(1), B), &mut out);
+        observe(&mut c, "spread", ev(s(0), A), &mut out);
+        observe(&mut c, "spread", ev(s(20), B), &mut out);
+        observe(&mut c, "spread", ev(s(40), C), &mut out);
         assert!(chains(&out).is_empty());
     }
 
@@ -441,9 +442,9 @@ mod tests {
     fn traces_expire_after_the_window_and_the_cap_evicts() {
         let mut c = correlator(2);
         let mut out = Vec::new();
-        c.observe("a", ev(s(0), A), &mut out);
-        c.observe("b", ev(s(1), A), &mut out);
-        c.observe("c", ev(s(2), A), &mut out);
+        observe(&mut c, "a", ev(s(0), A), &mut out);
+        observe(&mut c, "b", ev(s(1), A), &mut out);
+        observe(&mut c, "c", ev(s(2), A), &mut out);
         assert_eq!(c.live_traces(), 2);
         assert_eq!(c.stats.evicted, 1);
         c.expire(s(32));
@@ -456,7 +457,7 @@ mod tests {
         assert_eq!((c.live_traces(), c.stats.expired), (0, 2));
         // A key that expired starts a fresh window (and a fresh suspicion).
         out.clear();
-        c.observe("a", ev(s(101), A), &mut out);
+        observe(&mut c, "a", ev(s(101), A), &mut out);
         assert_eq!(out.len(), 1);
     }
 
@@ -465,7 +466,7 @@ mod tests {
         let mut c = correlator(1000);
         let mut out = Vec::new();
         for i in 0..100_000 {
-            c.observe(&format!("t{i}"), ev(s(i / 1000), A), &mut out);
+            observe(&mut c, &format!("t{i}"), ev(s(i / 1000), A), &mut out);
             out.clear();
         }
         assert_eq!(c.live_traces(), 1000);
@@ -477,15 +478,15 @@ mod tests {
     fn a_storm_of_one_service_does_not_evict_a_cascade() {
         let mut c = correlator(1000);
         let mut out = Vec::new();
-        c.observe("cascade", ev(s(0), A), &mut out);
+        observe(&mut c, "cascade", ev(s(0), A), &mut out);
         for i in 0..50_000 {
-            c.observe(&format!("storm{i}"), ev(s(0), C), &mut out);
+            observe(&mut c, &format!("storm{i}"), ev(s(0), C), &mut out);
         }
-        c.observe("cascade", ev(s(1), B), &mut out);
+        observe(&mut c, "cascade", ev(s(1), B), &mut out);
         for i in 50_000..100_000 {
-            c.observe(&format!("storm{i}"), ev(s(1), C), &mut out);
+            observe(&mut c, &format!("storm{i}"), ev(s(1), C), &mut out);
         }
-        c.observe("cascade", ev(s(2), B), &mut out);
+        observe(&mut c, "cascade", ev(s(2), B), &mut out);
         assert_eq!(
             chains(&out).len(),
             1,

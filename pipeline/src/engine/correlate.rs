@@ -179,22 +179,22 @@ impl Engine {
             }
             self.stats.selected += 1;
             slot.selected += 1;
-            let shown = match rule.correlate.key {
-                CorrelationKey::TraceId => {
-                    event.trace_id.as_deref().or(event.request_id.as_deref())
-                }
-                CorrelationKey::RequestId => event.request_id.as_deref(),
-                CorrelationKey::Service => event.service.as_deref(),
-                CorrelationKey::Field(i) => event.extra(i),
+            // (key, shown): a trace id is matched by its lower 64 bits and shown whole.
+            fn same(k: Option<&str>) -> Option<(&str, &str)> {
+                k.map(|k| (k, k))
+            }
+            let keyed = match rule.correlate.key {
+                CorrelationKey::TraceId => match event.trace_id.as_deref() {
+                    Some(t) => Some((logheal_parsers::trace_match_part(t), t)),
+                    None => same(event.request_id.as_deref()),
+                },
+                CorrelationKey::RequestId => same(event.request_id.as_deref()),
+                CorrelationKey::Service => same(event.service.as_deref()),
+                CorrelationKey::Field(i) => same(event.extra(i)),
             };
-            let (Some(_), Some(shown)) = (event.service.as_deref(), shown) else {
+            let (Some(_), Some((key, shown))) = (event.service.as_deref(), keyed) else {
                 self.stats.unkeyed += 1;
                 continue;
-            };
-            // Trace ids meet by their lower 64 bits (`trace_match_part`).
-            let key = match (&rule.correlate.key, event.trace_id.as_deref()) {
-                (CorrelationKey::TraceId, Some(trace)) => logheal_parsers::trace_match_part(trace),
-                _ => shown,
             };
             let selected = TraceEvent {
                 at: ts,
@@ -203,7 +203,7 @@ impl Engine {
                 anomalous: flags.new_template || flags.rate_spike,
             };
             slot.correlator
-                .observe_as(key, shown, selected, &mut self.signals);
+                .observe(key, shown, selected, &mut self.signals);
             self.signal_rules.resize(self.signals.len(), ri as u32);
         }
         self.expire_windows();
