@@ -281,7 +281,14 @@ fn show(
 
 /// Text for a terminal: control characters escaped, long values cut.
 fn clean(s: &str) -> String {
-    let mut out: String = s.chars().take(160).flat_map(char::escape_default).collect();
+    let mut out = String::new();
+    for c in s.chars().take(160) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
     if s.chars().count() > 160 {
         out.push('…');
     }
@@ -319,4 +326,20 @@ fn summary(out: &mut impl Write, t: &Tally) -> Result<()> {
         writeln!(out, "  {rule:<28} {n:>9}  {:6.2} %", pct(*n))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn a_value_is_shown_as_written_but_for_control_characters_and_its_length() {
+        assert_eq!(
+            clean("can't reach \"payment\" — café"),
+            "can't reach \"payment\" — café"
+        );
+        assert_eq!(clean("red\u{1b}[31m\nnext"), "red\\u{1b}[31m\\nnext");
+        let long = "x".repeat(200);
+        assert_eq!(clean(&long), format!("{}…", "x".repeat(160)));
+    }
 }
