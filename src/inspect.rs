@@ -281,15 +281,12 @@ fn show(
 
 /// Text for a terminal: control characters escaped, long values cut.
 fn clean(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(160) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    if s.chars().count() > 160 {
+    let cut = match s.char_indices().nth(160) {
+        Some((end, _)) => &s[..end],
+        None => s,
+    };
+    let mut out = logheal_pipeline::record::terminal_safe(cut).into_owned();
+    if cut.len() < s.len() {
         out.push('…');
     }
     out
@@ -338,7 +335,10 @@ mod tests {
             clean("can't reach \"payment\" — café"),
             "can't reach \"payment\" — café"
         );
-        assert_eq!(clean("red\u{1b}[31m\nnext"), "red\\u{1b}[31m\\nnext");
+        assert_eq!(
+            clean("red\u{1b}[31m\nnext\u{202e}"),
+            "red\\u{1b}[31m\\u{a}next\\u{202e}"
+        );
         let long = "x".repeat(200);
         assert_eq!(clean(&long), format!("{}…", "x".repeat(160)));
     }

@@ -118,23 +118,29 @@ impl Record {
             } => {
                 let labels: Vec<String> = key
                     .iter()
-                    .map(|(k, v)| format!("{}={}", c(k), c(v.as_str().unwrap_or_default())))
+                    .map(|(k, v)| {
+                        format!(
+                            "{}={}",
+                            terminal_safe(k),
+                            terminal_safe(v.as_str().unwrap_or_default())
+                        )
+                    })
                     .collect();
                 let mut line = format!(
                     "{at}  {:<10} → {:<10}  {} {{{}}}  {}",
                     from.as_str(),
                     to.as_str(),
-                    c(incident),
+                    terminal_safe(incident),
                     labels.join(", "),
-                    c(reason)
+                    terminal_safe(reason)
                 );
                 for t in templates {
-                    line.push_str(&format!("\n      template: {}", c(t)));
+                    line.push_str(&format!("\n      template: {}", terminal_safe(t)));
                 }
                 if !candidates.is_empty() {
                     let ranked: Vec<String> = candidates
                         .iter()
-                        .map(|k| format!("{} ({:.0})", c(&k.service), k.score))
+                        .map(|k| format!("{} ({:.0})", terminal_safe(&k.service), k.score))
                         .collect();
                     line.push_str(&format!("\n      root candidates: {}", ranked.join(", ")));
                 }
@@ -148,7 +154,7 @@ impl Record {
                     a.action,
                     a.receiver,
                     a.state.as_str(),
-                    c(&a.idempotency_key)
+                    terminal_safe(&a.idempotency_key)
                 )
             }
             Record::ActionCancelled { action: a, reason } => format!(
@@ -156,8 +162,8 @@ impl Record {
                 a.at,
                 a.action,
                 a.receiver,
-                c(reason),
-                c(&a.idempotency_key)
+                terminal_safe(reason),
+                terminal_safe(&a.idempotency_key)
             ),
             Record::ActionResult {
                 action: a,
@@ -169,8 +175,8 @@ impl Record {
                 a.at,
                 a.receiver,
                 a.action,
-                c(detail),
-                c(&a.idempotency_key)
+                terminal_safe(detail),
+                terminal_safe(&a.idempotency_key)
             ),
             Record::IncidentClosed {
                 at,
@@ -181,8 +187,8 @@ impl Record {
             } => format!(
                 "{at}  {:<10} → closed      {}  {}",
                 state.as_str(),
-                c(incident),
-                c(reason)
+                terminal_safe(incident),
+                terminal_safe(reason)
             ),
             Record::Probe {
                 at,
@@ -193,12 +199,12 @@ impl Record {
                 ..
             } => format!(
                 "{at}    health probe for {}: {} ({consecutive} in a row) {}",
-                c(incident),
+                terminal_safe(incident),
                 if *passed { "passed" } else { "failed" },
-                c(detail)
+                terminal_safe(detail)
             ),
             Record::Limit { at, limit, detail } => {
-                format!("{at}  limit reached: {limit}: {}", c(detail))
+                format!("{at}  limit reached: {limit}: {}", terminal_safe(detail))
             }
             Record::Attempt {
                 action: a,
@@ -212,7 +218,7 @@ impl Record {
                 a.receiver,
                 a.action,
                 status.map_or_else(
-                    || c(error.as_deref().unwrap_or_default()).into_owned(),
+                    || terminal_safe(error.as_deref().unwrap_or_default()).into_owned(),
                     |s| format!("HTTP {s}")
                 )
             ),
@@ -222,7 +228,7 @@ impl Record {
 
 /// `s` with control characters (C0, DEL, C1, and the bidirectional overrides that
 /// reorder what a terminal shows) written as `\u{..}` escapes.
-fn c(s: &str) -> std::borrow::Cow<'_, str> {
+pub fn terminal_safe(s: &str) -> std::borrow::Cow<'_, str> {
     let unsafe_char = |ch: char| {
         ch.is_control() || matches!(ch, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     };
