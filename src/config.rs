@@ -293,10 +293,7 @@ mod tests {
 
     #[test]
     fn a_fields_section_names_keys_first_and_a_typo_is_a_positioned_error() {
-        let tmp = tempfile::Builder::new()
-            .prefix("logheal-config-")
-            .tempdir()
-            .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         let path = dir.join("job.yaml");
         std::fs::write(

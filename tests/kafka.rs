@@ -718,10 +718,7 @@ fn a_reload_reaches_the_correlator_with_the_stages_apart() {
     let topic = broker.topic("reloaded", 2);
     let signals = broker.topic("reloaded-signals", 2);
     let server = Server::start(&[]);
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-split-reload-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let reference = include_str!("../rules/examples/cross-service-503.yaml");
     let named = |name: &str| reference.replace("name: cross-service-503", &format!("name: {name}"));
@@ -980,10 +977,7 @@ fn rekey_routes_every_event_of_a_trace_to_one_partition() {
 fn a_config_file_runs_the_job_with_its_rekeying_stage() {
     let (broker, _, raw, keyed) = unkeyed_scenario();
     let ledger = broker.topic("actions", 1);
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-config-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let config = dir.join("logheal.yaml");
     std::fs::write(

@@ -274,10 +274,7 @@ fn check_accepts_the_shipped_rules_and_reports_errors_with_positions() {
         "{}",
         String::from_utf8_lossy(&ok.stdout)
     );
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-check-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let bad = dir.join("bad.yaml");
     std::fs::write(
@@ -612,10 +609,7 @@ fn steps_without_ids(records: &[Value]) -> Vec<String> {
 
 #[test]
 fn correlation_on_two_threads_decides_what_one_engine_decides() {
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-threads-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let files = partitioned(tmp.path(), 4);
     let run = |threads: &str| {
         let mut cmd = logheal();

@@ -42,10 +42,7 @@ const CASCADE: &str = r#"    input: |
 
 #[test]
 fn change_a_threshold_see_the_test_fail_fix_it_see_it_pass() {
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-sre-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let reference = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/examples/cross-service-503.yaml"),
@@ -86,10 +83,7 @@ fn change_a_threshold_see_the_test_fail_fix_it_see_it_pass() {
 
 #[test]
 fn a_broken_test_file_is_reported_with_positions() {
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-badtest-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let file = dir.join("bad.test.yaml");
     std::fs::write(

@@ -143,11 +143,8 @@ fn write(path: &PathBuf, text: &str) {
 }
 
 /// A run over stdin with one rule (`cascades`) in `rules.yaml` of a fresh directory.
-fn start_with_one_rule(name: &str) -> (tempfile::TempDir, PathBuf, Live) {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("logheal-{name}-"))
-        .tempdir()
-        .unwrap();
+fn start_with_one_rule() -> (tempfile::TempDir, PathBuf, Live) {
+    let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");
     write(&rules, &format!("{HEAD}{}", rule("cascades")));
     let live = Live::start(&rules);
@@ -156,7 +153,7 @@ fn start_with_one_rule(name: &str) -> (tempfile::TempDir, PathBuf, Live) {
 
 #[test]
 fn hot_reload_keeps_incidents_and_survives_broken_files() {
-    let (_dir, rules, mut live) = start_with_one_rule("live");
+    let (_dir, rules, mut live) = start_with_one_rule();
 
     live.cascade("t1", "payment");
     let confirmed = live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
@@ -280,7 +277,7 @@ fn hot_reload_keeps_incidents_and_survives_broken_files() {
 
 #[test]
 fn only_a_change_of_the_rules_reloads_them() {
-    let (dir, rules, mut live) = start_with_one_rule("beside");
+    let (dir, rules, mut live) = start_with_one_rule();
     let reloads = |live: &Live| {
         (live.log.lock().unwrap().iter())
             .filter(|l| l.contains("rules reloaded"))
@@ -310,7 +307,7 @@ fn only_a_change_of_the_rules_reloads_them() {
 
 #[test]
 fn sigterm_ends_the_run_gracefully() {
-    let (_dir, _, mut live) = start_with_one_rule("term");
+    let (_dir, _, mut live) = start_with_one_rule();
     live.cascade("t1", "payment");
     live.wait_record("confirmation", |r| r["to"] == "CONFIRMED");
     // stdin stays open: only the signal can end the run.

@@ -5,10 +5,7 @@ use std::process::Command;
 
 #[test]
 fn csv_has_one_row_per_line_and_shared_ids() {
-    let tmp = tempfile::Builder::new()
-        .prefix("logheal-templates-")
-        .tempdir()
-        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let log = dir.join("app.log");
     let csv = dir.join("out.csv");
