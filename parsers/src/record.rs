@@ -171,7 +171,8 @@ impl<'a> RawRecord<'a> {
                 self.ranks[i] = rank;
                 self.values[i] = match value {
                     Raw::Str(s) => Raw::Str(to(s)),
-                    // `take_slot` decodes these.
+                    // A payload string with escapes of its own (`\"` in the app's JSON):
+                    // `to` maps text, so it is decoded here, not later in `take_slot`.
                     Raw::Escaped(raw) => Raw::Str(to(Cow::Owned(crate::json::decoded(raw)))),
                     Raw::U64(n) => Raw::U64(n),
                     Raw::I64(n) => Raw::I64(n),
